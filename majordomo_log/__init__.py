@@ -1,0 +1,72 @@
+"""majordomo-log: an LLM cost and request log.
+
+Wrap a client, and every call is logged (tokens, exact cost, latency, attribution)
+to a SQL database, with full bodies in files or S3::
+
+    import majordomo_log as ml
+
+    db = await ml.SqliteAdapter.create("llm_logs.db")
+    storage = await ml.FileStorageAdapter.create("./request_logs")
+    async with ml.LoggingLLM(openai.AsyncOpenAI(), db, storage) as llm:
+        resp = await llm.chat.completions.create(model="gpt-4o", messages=[...])
+        print(ml.call_info(resp).total_cost)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._callinfo import CallInfo, call_info
+from ._exceptions import (
+    BodyNotFound,
+    ConfigError,
+    MajordomoLogError,
+    MigrationError,
+    StoreError,
+    StoreUnavailable,
+)
+from ._pricing import Cost, PriceTable
+from ._tags import tags
+from ._urls import open_db, open_storage
+from ._usage import Usage
+from ._wrapper import LoggingLLM
+from ._writer import WriterStats
+from .adapters.base import BodyStore, MetadataStore
+from .adapters.files import FileStorageAdapter
+from .adapters.sqlite import SqliteAdapter
+
+__version__ = "0.1.0"
+
+# PostgresAdapter, MySQLAdapter and S3Adapter are importable too, but stay out of
+# __all__: their drivers are optional, and `import *` must not need them.
+__all__ = [
+    "BodyNotFound",
+    "BodyStore",
+    "CallInfo",
+    "ConfigError",
+    "Cost",
+    "FileStorageAdapter",
+    "LoggingLLM",
+    "MajordomoLogError",
+    "MetadataStore",
+    "MigrationError",
+    "PriceTable",
+    "SqliteAdapter",
+    "StoreError",
+    "StoreUnavailable",
+    "Usage",
+    "WriterStats",
+    "call_info",
+    "open_db",
+    "open_storage",
+    "tags",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # PostgresAdapter, MySQLAdapter, S3Adapter: their drivers are optional extras.
+    from ._lazy import OPTIONAL_ADAPTERS, load
+
+    if name in OPTIONAL_ADAPTERS:
+        return load(name)
+    raise AttributeError(f"module 'majordomo_log' has no attribute {name!r}")

@@ -1,0 +1,30 @@
+"""Adapters whose drivers are optional extras, imported only when used."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> (module, driver package, extra)
+OPTIONAL_ADAPTERS: dict[str, tuple[str, str, str]] = {
+    "PostgresAdapter": ("majordomo_log.adapters.postgres", "asyncpg", "postgres"),
+    "MySQLAdapter": ("majordomo_log.adapters.mysql", "aiomysql", "mysql"),
+    "S3Adapter": ("majordomo_log.adapters.s3", "aioboto3", "s3"),
+}
+
+
+def load(name: str) -> Any:
+    module_name, driver, extra = OPTIONAL_ADAPTERS[name]
+    try:
+        importlib.import_module(driver)
+    except ImportError as exc:
+        raise ImportError(
+            f'{name} needs the {driver!r} package: pip install "majordomo-log[{extra}]"'
+        ) from exc
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        raise ImportError(f"{name} is not available in this version of majordomo-log") from exc
+    return getattr(module, name)

@@ -1,0 +1,314 @@
+"""Where a record is built: the hot-path capture (``CallRecord``) and, in the
+background, its row (``build_row``) and body envelope (``build_envelope``).
+
+The wrapper fills a ``CallRecord`` with timings, references and a snapshot of
+the request, and enqueues it. Everything that costs more than a few attribute
+reads (usage normalization, pricing, JSON, redaction) happens here, off the
+caller's path, in the writer's worker thread.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ._log import warn_once
+from ._serialize import dumps_body, redact
+from ._usage import Usage, normalize_any
+
+if TYPE_CHECKING:
+    from ._pricing import Cost, PriceTable
+
+UsageExtractor = Callable[[Any], "Usage | None"]
+
+PROMOTED_TAGS = (
+    "feature",
+    "workflow",
+    "user_id",
+    "session_id",
+    "trace_id",
+    "environment",
+    "prompt_version",
+)
+OUTCOMES = frozenset({"accepted", "edited", "rejected", "escalated"})
+MAX_TAG_CHARS = 1000
+MAX_ERROR_CHARS = 4000
+
+# The columns of llm_requests, in the order of every row tuple.
+COLUMNS = (
+    "request_id",
+    "started_at",
+    "ended_at",
+    "latency_ms",
+    "time_to_first_token_ms",
+    "provider",
+    "model",
+    "served_model",
+    "operation",
+    "stream",
+    "status",
+    "error_type",
+    "error_message",
+    "provider_request_id",
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+    "input_cost",
+    "cache_read_cost",
+    "cache_write_cost",
+    "output_cost",
+    "reasoning_cost",
+    "total_cost",
+    "currency",
+    "cost_status",
+    "price_version",
+    "usage_flags",
+    "api_key_hash",
+    "api_key_alias",
+    *PROMOTED_TAGS,
+    "tags",
+    "outcome",
+    "outcome_at",
+    "body_ref",
+)
+BODY_REF_INDEX = COLUMNS.index("body_ref")
+
+
+@dataclass(slots=True)
+class CallContext:
+    """What every call of one ``LoggingLLM`` shares: set once, read by the worker."""
+
+    prices: PriceTable
+    api_key_alias: str | None
+    tags: Mapping[str, Any]
+    secrets: tuple[bytes, ...]  # values to scrub from bodies and errors, never stored
+    extractor: UsageExtractor | None
+    capture_bodies: bool
+
+
+class CallRecord:
+    """One call as captured on the hot path. Mutable until it is enqueued."""
+
+    __slots__ = (
+        "_priced",
+        "api_key_hash",
+        "context_tags",
+        "ctx",
+        "error_message",
+        "error_type",
+        "model",
+        "operation",
+        "provider",
+        "provider_request_id",
+        "request_id",
+        "request_json",
+        "response",
+        "served_model",
+        "started_at",
+        "status",
+        "stream",
+        "stream_chunks",
+        "t_end",
+        "t_first",
+        "t_start",
+        "usage",
+    )
+
+    def __init__(
+        self,
+        request_id: str,
+        started_at: float,
+        t_start: float,
+        provider: str,
+        operation: str,
+        model: str | None,
+        stream: bool,
+        context_tags: Mapping[str, Any] | None,
+        api_key_hash: str | None,
+        ctx: CallContext,
+    ) -> None:
+        self.request_id = request_id
+        self.started_at = started_at
+        self.t_start = t_start
+        self.t_end: float | None = None
+        self.t_first: float | None = None
+        self.provider = provider
+        self.operation = operation
+        self.model = model
+        self.stream = stream
+        self.status = "ok"
+        self.error_type: str | None = None
+        self.error_message: str | None = None
+        self.request_json: bytes | None = None
+        self.response: Any = None
+        self.stream_chunks: list[Any] | None = None  # raw chunks, assembled in the background
+        self.usage: Any = None  # raw provider usage, or a Usage
+        self.served_model: str | None = None
+        self.provider_request_id: str | None = None
+        self.context_tags = context_tags
+        self.api_key_hash = api_key_hash
+        self.ctx = ctx
+        self._priced: tuple[Usage | None, Cost | None, str] | None = None
+
+    def __repr__(self) -> str:
+        return f"<CallRecord {self.request_id} {self.operation} {self.model} {self.status}>"
+
+    def priced(self) -> tuple[Usage | None, Cost | None, str]:
+        """(usage, cost, cost_status), computed once; safe to call from any thread."""
+        if self._priced is None:
+            if self.stream_chunks is not None:
+                from ._streams import assemble_stream
+
+                assemble_stream(self)
+            self._priced = self._price()
+        return self._priced
+
+    def _price(self) -> tuple[Usage | None, Cost | None, str]:
+        usage = self.normalized_usage()
+        if usage is None:
+            return None, None, "error" if self.status == "error" else "missing_usage"
+        prices = self.ctx.prices
+        entry = prices.resolve(self.served_model) or prices.resolve(self.model)
+        if entry is None:
+            name = self.served_model or self.model or "<none>"
+            warn_once(
+                "unknown_model",
+                name,
+                "no price for model %r: its calls are logged with cost NULL and "
+                "cost_status='unknown_model'; add it to a price file (see `majordomo-log prices`)",
+                name,
+            )
+            return usage, None, "unknown_model"
+        if any(f.endswith("_count") for f in usage.flags):
+            return usage, None, "invalid_usage"
+        started = dt.datetime.fromtimestamp(self.started_at, dt.timezone.utc)
+        cost = prices.cost(entry, usage, started)
+        return usage, cost, "incomplete" if self.status == "incomplete" else "computed"
+
+    def normalized_usage(self) -> Usage | None:
+        raw = self.usage
+        if raw is None or isinstance(raw, Usage):
+            return raw
+        try:
+            return normalize_any(raw, self.provider)
+        except Exception:  # a malformed payload must not lose the record
+            return Usage(flags=("unreadable_usage",))
+
+
+def _utc(ts: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+
+
+def _clip(value: Any, limit: int) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def merged_tags(record: CallRecord) -> dict[str, Any]:
+    tags = dict(record.ctx.tags)
+    if record.context_tags:
+        tags.update(record.context_tags)
+    return tags
+
+
+def build_row(record: CallRecord, body_ref: str | None) -> tuple[Any, ...]:
+    """The ``llm_requests`` row for a record, in ``COLUMNS`` order, with Python types
+    (aware UTC datetimes, Decimal costs, tags as JSON text): adapters convert per dialect."""
+    usage, cost, cost_status = record.priced()
+    ended = record.t_end if record.t_end is not None else record.t_start
+    latency = (ended - record.t_start) * 1000.0
+    ttft = None if record.t_first is None else (record.t_first - record.t_start) * 1000.0
+    tags = merged_tags(record)
+    promoted = [_clip(tags.get(name), MAX_TAG_CHARS) for name in PROMOTED_TAGS]
+    secrets = record.ctx.secrets
+    error_message = record.error_message
+    if error_message is not None and secrets:
+        error_message = redact(error_message.encode("utf-8", "replace"), secrets).decode()
+    tokens: list[int | None] = [None] * 7
+    if usage is not None:
+        tokens = [
+            usage.input,
+            usage.cache_read,
+            usage.cache_write_5m,
+            usage.cache_write_1h,
+            usage.output,
+            usage.reasoning,
+            usage.total,
+        ]
+    costs: list[Decimal | None] = [None] * 6
+    if cost is not None:
+        costs = [
+            cost.input,
+            cost.cache_read,
+            cost.cache_write,
+            cost.output,
+            cost.reasoning,
+            cost.total,
+        ]
+    return (
+        record.request_id,
+        _utc(record.started_at),
+        _utc(record.started_at + latency / 1000.0),
+        round(latency, 3),
+        None if ttft is None else round(ttft, 3),
+        record.provider,
+        _clip(record.model, MAX_TAG_CHARS),
+        _clip(record.served_model, MAX_TAG_CHARS),
+        record.operation,
+        record.stream,
+        record.status,
+        _clip(record.error_type, MAX_TAG_CHARS),
+        _clip(error_message, MAX_ERROR_CHARS),
+        _clip(record.provider_request_id, MAX_TAG_CHARS),
+        *tokens,
+        *costs,
+        "USD",
+        cost_status,
+        None if cost is None else cost.price_version,
+        ",".join(usage.flags) if usage is not None and usage.flags else None,
+        record.api_key_hash,
+        _clip(record.ctx.api_key_alias, MAX_TAG_CHARS),
+        *promoted,
+        orjson.dumps(tags, default=str, option=orjson.OPT_NON_STR_KEYS).decode(),
+        None,
+        None,
+        body_ref,
+    )
+
+
+def build_envelope(record: CallRecord) -> bytes:
+    """The body envelope: request as sent, response as returned, as JSON bytes."""
+    error = (
+        None
+        if record.error_type is None
+        else {"type": record.error_type, "message": record.error_message}
+    )
+    head = orjson.dumps(
+        {
+            "format": "majordomo-log/body@1",
+            "request_id": record.request_id,
+            "started_at": _utc(record.started_at).isoformat(),
+            "provider": record.provider,
+            "operation": record.operation,
+            "model": record.model,
+            "served_model": record.served_model,
+            "stream": record.stream,
+            "status": record.status,
+            "error": error,
+        }
+    )
+    request = record.request_json if record.request_json is not None else b"null"
+    response = dumps_body(record.response)
+    payload = b"".join((head[:-1], b',"request":', request, b',"response":', response, b"}"))
+    return redact(payload, record.ctx.secrets) if record.ctx.secrets else payload

@@ -1,0 +1,333 @@
+"""Streaming calls: pass every chunk through untouched, keep a reference to it,
+and log the call once when the stream ends, fails or is abandoned.
+
+On the hot path a chunk costs one list append (and, for OpenAI chat streams
+where the wrapper asked for usage on the caller's behalf, one check to hide the
+usage-only chunk). Assembling the final response and finding the usage happens
+in the background (``assemble_stream``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from ._usage import field_of
+
+if TYPE_CHECKING:
+    from ._record import CallRecord
+
+Finish = Callable[["CallRecord"], None]
+
+
+def _is_usage_only_chunk(chunk: Any) -> bool:
+    return not getattr(chunk, "choices", True) and getattr(chunk, "usage", None) is not None
+
+
+class LoggedStream:
+    """Wraps an SDK ``AsyncStream``: same chunks, same methods, logged once."""
+
+    __slots__ = ("__weakref__", "_done", "_finish", "_hide_usage_chunk", "_record", "_stream")
+
+    def __init__(
+        self, stream: Any, record: CallRecord, finish: Finish, hide_usage_chunk: bool
+    ) -> None:
+        self._stream = stream
+        self._record = record
+        self._finish = finish
+        self._hide_usage_chunk = hide_usage_chunk
+        self._done = False
+        record.stream_chunks = []
+
+    def __aiter__(self) -> LoggedStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        record = self._record
+        while True:
+            try:
+                chunk = await self._stream.__anext__()
+            except StopAsyncIteration:
+                self._end("ok")
+                raise
+            except BaseException as exc:
+                self._end("error", exc)
+                raise
+            if record.t_first is None:
+                record.t_first = time.perf_counter()
+            chunks = record.stream_chunks
+            if chunks is not None:
+                chunks.append(chunk)
+            if self._hide_usage_chunk and _is_usage_only_chunk(chunk):
+                continue  # the caller did not ask for it and may index choices[0]
+            return chunk
+
+    def _end(self, status: str, exc: BaseException | None = None) -> None:
+        if self._done:
+            return
+        self._done = True
+        record = self._record
+        record.t_end = time.perf_counter()
+        if exc is not None:
+            record.status = "incomplete" if _is_cancel(exc) else "error"
+            record.error_type = type(exc).__name__
+            record.error_message = str(exc)
+        else:
+            record.status = status
+        self._finish(record)
+
+    async def close(self) -> None:
+        try:
+            await self._stream.close()
+        finally:
+            self._end("incomplete")
+
+    aclose = close
+
+    async def __aenter__(self) -> LoggedStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    def __repr__(self) -> str:
+        return f"<LoggedStream of {self._stream!r}>"
+
+    def __del__(self) -> None:
+        if not self._done:  # abandoned without close(): garbage collection ends it
+            self._end("incomplete")
+
+
+class LoggedMessageStreamManager:
+    """Wraps anthropic's ``messages.stream(...)`` manager. ``async with`` yields the
+    SDK's own ``AsyncMessageStream``; every route of consuming it (iteration,
+    ``text_stream``, ``get_final_message``) passes through one observed iterator."""
+
+    def __init__(self, manager: Any, record: CallRecord, finish: Finish) -> None:
+        self._manager = manager
+        self._record = record
+        self._finish = finish
+        self._stream: Any = None
+        self._done = False
+
+    async def __aenter__(self) -> Any:
+        record = self._record
+        try:
+            stream = await self._manager.__aenter__()
+        except BaseException as exc:
+            self._end(exc)
+            raise
+        self._stream = stream
+        iterator = getattr(stream, "_iterator", None)
+        if iterator is not None:
+            stream._iterator = self._observe(iterator)
+        else:  # an SDK without the private iterator: log at exit from the snapshot only
+            record.t_first = None
+        return stream
+
+    async def _observe(self, iterator: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        record = self._record
+        try:
+            async for event in iterator:
+                if record.t_first is None:
+                    record.t_first = time.perf_counter()
+                yield event
+        except BaseException as exc:
+            self._end(exc)
+            raise
+        self._end(None, complete=True)
+
+    def _end(self, exc: BaseException | None, complete: bool = False) -> None:
+        if self._done:
+            return
+        self._done = True
+        record = self._record
+        record.t_end = time.perf_counter()
+        stream = self._stream
+        if stream is not None:
+            snapshot = getattr(stream, "current_message_snapshot", None)
+            record.response = snapshot
+            record.usage = getattr(snapshot, "usage", None)
+            record.served_model = getattr(snapshot, "model", None)
+            record.provider_request_id = getattr(stream, "request_id", None)
+        if exc is not None:
+            record.status = "incomplete" if _is_cancel(exc) else "error"
+            record.error_type = type(exc).__name__
+            record.error_message = str(exc)
+        else:
+            record.status = "ok" if complete else "incomplete"
+        self._finish(record)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self._manager.__aexit__(exc_type, exc, tb)
+        finally:
+            self._end(None)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._manager, name)
+
+    def __del__(self) -> None:
+        if not getattr(self, "_done", True):
+            self._end(None)
+
+
+def _is_cancel(exc: BaseException) -> bool:
+    return type(exc).__name__ in ("CancelledError", "GeneratorExit", "KeyboardInterrupt")
+
+
+# -- background: turn the chunks into one response and one usage -------------------
+
+
+def assemble_stream(record: CallRecord) -> None:
+    """Worker thread: set ``response``, ``usage`` and ``served_model`` from the chunks."""
+    chunks = record.stream_chunks
+    if chunks is None:
+        return
+    record.stream_chunks = None
+    if record.operation == "chat.completions":
+        _assemble_chat(record, chunks)
+    elif record.operation == "responses":
+        _assemble_responses(record, chunks)
+    elif record.operation == "messages":
+        _assemble_messages(record, chunks)
+    else:
+        record.response = {"chunks": [_dump(c) for c in chunks]}
+        for chunk in chunks:
+            record.usage = getattr(chunk, "usage", None) or record.usage
+
+
+def _dump(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)
+    return dump(mode="json", warnings=False) if callable(dump) else value
+
+
+def _assemble_chat(record: CallRecord, chunks: list[Any]) -> None:
+    choices: dict[int, dict[str, Any]] = {}
+    head: Any = None
+    for chunk in chunks:
+        head = head or chunk
+        record.served_model = getattr(chunk, "model", None) or record.served_model
+        if getattr(chunk, "usage", None) is not None:
+            record.usage = chunk.usage
+        for choice in getattr(chunk, "choices", None) or ():
+            slot = choices.setdefault(
+                choice.index,
+                {
+                    "index": choice.index,
+                    "role": None,
+                    "content": [],
+                    "tool_calls": {},
+                    "finish_reason": None,
+                },
+            )
+            delta = choice.delta
+            if delta is not None:
+                slot["role"] = delta.role or slot["role"]
+                if delta.content:
+                    slot["content"].append(delta.content)
+                for call in delta.tool_calls or ():
+                    tool = slot["tool_calls"].setdefault(
+                        call.index, {"id": None, "type": "function", "name": "", "arguments": ""}
+                    )
+                    tool["id"] = call.id or tool["id"]
+                    if call.function is not None:
+                        tool["name"] += call.function.name or ""
+                        tool["arguments"] += call.function.arguments or ""
+            slot["finish_reason"] = choice.finish_reason or slot["finish_reason"]
+    record.response = {
+        "id": getattr(head, "id", None),
+        "object": "chat.completion",
+        "model": record.served_model,
+        "choices": [
+            {
+                "index": slot["index"],
+                "message": {
+                    "role": slot["role"] or "assistant",
+                    "content": "".join(slot["content"]),
+                    **(
+                        {
+                            "tool_calls": [
+                                {
+                                    "id": t["id"],
+                                    "type": t["type"],
+                                    "function": {"name": t["name"], "arguments": t["arguments"]},
+                                }
+                                for _, t in sorted(slot["tool_calls"].items())
+                            ]
+                        }
+                        if slot["tool_calls"]
+                        else {}
+                    ),
+                },
+                "finish_reason": slot["finish_reason"],
+            }
+            for _, slot in sorted(choices.items())
+        ],
+        "usage": _dump(record.usage),
+        "stream_chunks": len(chunks),
+    }
+
+
+def _assemble_responses(record: CallRecord, chunks: list[Any]) -> None:
+    final: Any = None
+    for event in chunks:
+        response = getattr(event, "response", None)
+        if response is not None:  # created / in_progress / completed / incomplete / failed
+            final = response
+    if final is not None:
+        record.response = final
+        record.usage = getattr(final, "usage", None)
+        record.served_model = getattr(final, "model", None)
+    else:
+        record.response = {"events": [_dump(e) for e in chunks]}
+
+
+def _assemble_messages(record: CallRecord, chunks: list[Any]) -> None:
+    usage: dict[str, Any] = {}
+    message: dict[str, Any] = {}
+    texts: dict[int, list[str]] = {}
+    for event in chunks:
+        kind = getattr(event, "type", None)
+        if kind == "message_start":
+            message = _dump(event.message)
+            _merge_usage(usage, message.get("usage"))
+            record.served_model = message.get("model")
+        elif kind == "content_block_delta":
+            text = field_of(event.delta, "text")
+            if text:
+                texts.setdefault(event.index, []).append(text)
+        elif kind == "message_delta":
+            _merge_usage(usage, _dump(getattr(event, "usage", None)))
+            message["stop_reason"] = field_of(event.delta, "stop_reason")
+    if texts:
+        message["content"] = [
+            {"type": "text", "text": "".join(parts)} for _, parts in sorted(texts.items())
+        ]
+    message["usage"] = usage or None
+    message["stream_events"] = len(chunks)
+    record.response = message
+    record.usage = usage or None
+
+
+def _merge_usage(into: dict[str, Any], update: Any) -> None:
+    """Anthropic stream usage is cumulative: the latest non-null value of each field wins."""
+    if isinstance(update, dict):
+        for key, value in update.items():
+            if value is not None:
+                into[key] = value

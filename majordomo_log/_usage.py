@@ -1,0 +1,224 @@
+"""Usage normalization: every provider's token counts into one set of buckets.
+
+Providers disagree on whether cached and reasoning tokens are *inside* the
+input/output counts (OpenAI, Gemini cache, DeepSeek) or *next to* them
+(Anthropic, Bedrock, Gemini thoughts). Pricing each provider's numbers as they
+come is how peer tools double-count. Here every shape is turned into six
+non-overlapping buckets, each priced exactly once:
+
+    input           input not read from or written to a cache
+    cache_read      input served from a cache
+    cache_write_5m  input written to a 5-minute cache
+    cache_write_1h  input written to a 1-hour cache
+    output          output excluding reasoning
+    reasoning       reasoning/thinking output billed as output
+
+Their sum is the call's total billed tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# A broken proxy can report anything; counts above this are treated as garbage.
+MAX_SANE_TOKENS = 100_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts in non-overlapping buckets (see the module docstring)."""
+
+    input: int = 0
+    cache_read: int = 0
+    cache_write_5m: int = 0
+    cache_write_1h: int = 0
+    output: int = 0
+    reasoning: int = 0
+    flags: tuple[str, ...] = field(default=())
+
+    @property
+    def total(self) -> int:
+        return (
+            self.input
+            + self.cache_read
+            + self.cache_write_5m
+            + self.cache_write_1h
+            + self.output
+            + self.reasoning
+        )
+
+    @property
+    def total_input(self) -> int:
+        """All input tokens, cached or not: what long-context tiers count."""
+        return self.input + self.cache_read + self.cache_write_5m + self.cache_write_1h
+
+    @classmethod
+    def inclusive(
+        cls,
+        input_tokens: Any,
+        output_tokens: Any,
+        *,
+        cached_tokens: Any = 0,
+        reasoning_tokens: Any = 0,
+    ) -> Usage:
+        """Build from OpenAI-style counts, where cached ⊂ input and reasoning ⊂ output."""
+        flags: list[str] = []
+        total_in = _count(input_tokens, flags)
+        cached = _count(cached_tokens, flags)
+        total_out = _count(output_tokens, flags)
+        reasoning = _count(reasoning_tokens, flags)
+        if cached > total_in:
+            flags.append("cached_exceeds_input")
+            cached = total_in
+        if reasoning > total_out:
+            flags.append("reasoning_exceeds_output")
+            reasoning = total_out
+        return cls(
+            input=total_in - cached,
+            cache_read=cached,
+            output=total_out - reasoning,
+            reasoning=reasoning,
+            flags=tuple(flags),
+        )
+
+    @classmethod
+    def additive(
+        cls,
+        input_tokens: Any,
+        output_tokens: Any,
+        *,
+        cache_read_tokens: Any = 0,
+        cache_write_5m_tokens: Any = 0,
+        cache_write_1h_tokens: Any = 0,
+        reasoning_tokens: Any = 0,
+    ) -> Usage:
+        """Build from Anthropic-style counts, where every count is its own bucket."""
+        flags: list[str] = []
+        return cls(
+            input=_count(input_tokens, flags),
+            cache_read=_count(cache_read_tokens, flags),
+            cache_write_5m=_count(cache_write_5m_tokens, flags),
+            cache_write_1h=_count(cache_write_1h_tokens, flags),
+            output=_count(output_tokens, flags),
+            reasoning=_count(reasoning_tokens, flags),
+            flags=tuple(flags),
+        )
+
+
+def _count(value: Any, flags: list[str]) -> int:
+    """A token count as a sane int; anything else becomes 0 and a flag."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        flags.append("non_numeric_count")
+        return 0
+    if value != value:  # NaN
+        flags.append("nan_count")
+        return 0
+    if value < 0:
+        flags.append("negative_count")
+        return 0
+    if value > MAX_SANE_TOKENS:
+        flags.append("absurd_count")
+        return 0
+    if isinstance(value, float) and not value.is_integer():
+        flags.append("fractional_count")
+    return int(value)
+
+
+def field_of(obj: Any, name: str) -> Any:
+    """Read ``name`` from a pydantic model, plain object or mapping; None if absent."""
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def normalize_openai(usage: Any) -> Usage:
+    """OpenAI Chat Completions, Responses and Embeddings (and DeepSeek) usage."""
+    if field_of(usage, "prompt_tokens") is not None:  # chat completions, embeddings
+        cached = field_of(field_of(usage, "prompt_tokens_details"), "cached_tokens")
+        if cached is None:  # DeepSeek reports hits next to the OpenAI fields
+            cached = field_of(usage, "prompt_cache_hit_tokens")
+        return Usage.inclusive(
+            field_of(usage, "prompt_tokens"),
+            field_of(usage, "completion_tokens") or 0,
+            cached_tokens=cached or 0,
+            reasoning_tokens=field_of(
+                field_of(usage, "completion_tokens_details"), "reasoning_tokens"
+            )
+            or 0,
+        )
+    return Usage.inclusive(  # Responses API
+        field_of(usage, "input_tokens"),
+        field_of(usage, "output_tokens") or 0,
+        cached_tokens=field_of(field_of(usage, "input_tokens_details"), "cached_tokens") or 0,
+        reasoning_tokens=field_of(field_of(usage, "output_tokens_details"), "reasoning_tokens")
+        or 0,
+    )
+
+
+def normalize_anthropic(usage: Any) -> Usage:
+    """Anthropic Messages usage: input excludes cache reads and writes."""
+    writes = field_of(usage, "cache_creation_input_tokens") or 0
+    breakdown = field_of(usage, "cache_creation")
+    w5 = field_of(breakdown, "ephemeral_5m_input_tokens")
+    w1 = field_of(breakdown, "ephemeral_1h_input_tokens")
+    if w5 is None and w1 is None:  # older API versions: every write is a 5-minute write
+        w5, w1 = writes, 0
+    return Usage.additive(
+        field_of(usage, "input_tokens"),
+        field_of(usage, "output_tokens") or 0,
+        cache_read_tokens=field_of(usage, "cache_read_input_tokens") or 0,
+        cache_write_5m_tokens=w5 or 0,
+        cache_write_1h_tokens=w1 or 0,
+    )
+
+
+def normalize_gemini(usage: Any) -> Usage:
+    """Google Gemini ``usage_metadata``: cache ⊂ prompt, thoughts next to candidates."""
+    prompt = field_of(usage, "prompt_token_count")
+    tool_prompt = field_of(usage, "tool_use_prompt_token_count") or 0
+    base = Usage.inclusive(
+        prompt,
+        field_of(usage, "candidates_token_count") or 0,
+        cached_tokens=field_of(usage, "cached_content_token_count") or 0,
+    )
+    flags: list[str] = list(base.flags)
+    return Usage(
+        input=base.input + _count(tool_prompt, flags),
+        cache_read=base.cache_read,
+        output=base.output,
+        reasoning=_count(field_of(usage, "thoughts_token_count") or 0, flags),
+        flags=tuple(flags),
+    )
+
+
+def normalize_bedrock(usage: Any) -> Usage:
+    """AWS Bedrock Converse usage: additive, like Anthropic."""
+    return Usage.additive(
+        field_of(usage, "inputTokens"),
+        field_of(usage, "outputTokens") or 0,
+        cache_read_tokens=field_of(usage, "cacheReadInputTokens") or 0,
+        cache_write_5m_tokens=field_of(usage, "cacheWriteInputTokens") or 0,
+    )
+
+
+def normalize_any(usage: Any, provider: str | None = None) -> Usage | None:
+    """Normalize a usage payload of any known shape; None if it has no counts."""
+    if usage is None:
+        return None
+    if field_of(usage, "prompt_tokens") is not None:
+        return normalize_openai(usage)
+    if field_of(usage, "prompt_token_count") is not None:
+        return normalize_gemini(usage)
+    if field_of(usage, "inputTokens") is not None:
+        return normalize_bedrock(usage)
+    if field_of(usage, "input_tokens") is not None:
+        if field_of(usage, "input_tokens_details") is not None or (provider in ("openai", "azure")):
+            return normalize_openai(usage)
+        return normalize_anthropic(usage)
+    return None

@@ -1,0 +1,141 @@
+"""SQLite metadata store: the embedded default.
+
+Writes are batched (one executemany and one commit per batch) and run in
+aiosqlite's thread, off the event loop. WAL mode lets the CLI read while an
+application writes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from .._exceptions import MigrationError, StoreError
+from .._migrations import MIGRATIONS_TABLE, migrations_for, split_statements
+from .._record import COLUMNS
+from .base import OutcomeUpdate, Row
+
+_INSERT = (
+    f"INSERT OR IGNORE INTO llm_requests ({', '.join(COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(COLUMNS))})"
+)
+_UPDATE_OUTCOME = "UPDATE llm_requests SET outcome = ?, outcome_at = ? WHERE request_id = ?"
+
+
+def sqlite_timestamp(value: dt.datetime) -> str:
+    """UTC ISO 8601 with microseconds and 'Z': sorts in time order, date() understands it."""
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return sqlite_timestamp(value)
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def _encode_rows(rows: Sequence[Row]) -> Iterator[tuple[Any, ...]]:
+    # A generator: executemany consumes it in aiosqlite's thread, not on the event loop.
+    for row in rows:
+        yield tuple(_encode(v) for v in row)
+
+
+class SqliteAdapter:
+    """``await SqliteAdapter.create("llm_logs.db")`` creates the file and migrates it."""
+
+    dialect = "sqlite"
+
+    def __init__(self, connection: aiosqlite.Connection, path: str) -> None:
+        self._conn = connection
+        self.path = path
+        self.url = f"sqlite:///{path}"
+        self._closed = False
+
+    @classmethod
+    async def create(
+        cls, path: str | Path = "llm_logs.db", *, migrate: bool = True
+    ) -> SqliteAdapter:
+        path = str(path)
+        if path != ":memory:":
+            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = await aiosqlite.connect(path, isolation_level=None)
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute("PRAGMA synchronous=NORMAL")
+            await conn.execute("PRAGMA busy_timeout=5000")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite database {path}: {exc}") from exc
+        adapter = cls(conn, path)
+        if migrate:
+            try:
+                await adapter.migrate()
+            except BaseException:
+                await adapter.close()
+                raise
+        return adapter
+
+    def __repr__(self) -> str:
+        return f"<SqliteAdapter {self.path!r}{' closed' if self._closed else ''}>"
+
+    async def migrate(self) -> list[str]:
+        await self._conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
+            "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+        )
+        async with self._conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE}") as cursor:
+            done = {row[0] async for row in cursor}
+        applied = []
+        for migration in migrations_for(self.dialect):
+            if migration.name in done:
+                continue
+            try:
+                await self._conn.execute("BEGIN IMMEDIATE")
+                for statement in split_statements(migration.sql):
+                    await self._conn.execute(statement)
+                await self._conn.execute(
+                    f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES (?, ?)",
+                    (migration.name, sqlite_timestamp(dt.datetime.now(dt.timezone.utc))),
+                )
+                await self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                await self._conn.execute("ROLLBACK")
+                raise MigrationError(f"migration {migration.name} failed: {exc}") from exc
+            applied.append(migration.name)
+        return applied
+
+    async def write_batch(self, rows: Sequence[Row], outcomes: Sequence[OutcomeUpdate]) -> None:
+        try:
+            await self._conn.execute("BEGIN")
+            if rows:
+                await self._conn.executemany(_INSERT, _encode_rows(rows))
+            if outcomes:
+                await self._conn.executemany(
+                    _UPDATE_OUTCOME,
+                    [(outcome, sqlite_timestamp(when), rid) for rid, outcome, when in outcomes],
+                )
+            await self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._conn.in_transaction:
+                await self._conn.execute("ROLLBACK")
+            raise StoreError(f"SQLite write failed: {exc}") from exc
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        try:
+            async with self._conn.execute(sql, tuple(params)) as cursor:
+                names = [d[0] for d in cursor.description or ()]
+                return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite query failed: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._conn.close()
