@@ -94,7 +94,8 @@ class LoggingLLM(Generic[ClientT]):
             )
         if storage is not None and not isinstance(storage, BodyStore):
             raise TypeError(
-                f"storage must be a body store (e.g. FileStorageAdapter), got {type(storage).__name__}"
+                "storage must be a body store (e.g. FileStorageAdapter), "
+                f"got {type(storage).__name__}"
             )
         self._client = client
         self._provider = provider or _detect_provider(client)
@@ -421,5 +422,3 @@ def _same_package(value: Any, client: Any) -> bool:
     """Sub-objects of the client's own library are resources to wrap (``client.chat``);
     anything else (an httpx URL, a config object) is handed back as is."""
     return type(value).__module__.split(".", 1)[0] == type(client).__module__.split(".", 1)[0]
-
-

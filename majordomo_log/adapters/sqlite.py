@@ -128,7 +128,7 @@ class SqliteAdapter:
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         try:
-            async with self._conn.execute(sql, tuple(params)) as cursor:
+            async with self._conn.execute(sql, tuple(_encode(p) for p in params)) as cursor:
                 names = [d[0] for d in cursor.description or ()]
                 return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
         except sqlite3.Error as exc:

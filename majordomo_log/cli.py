@@ -1,0 +1,273 @@
+"""The ``majordomo-log`` command: thin wiring over ``_reports`` and the stores.
+
+Errors a user can fix (a bad URL, a missing database) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import datetime as dt
+import io
+import json
+import os
+import re
+import sys
+from collections.abc import Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from . import _reports
+from ._exceptions import MajordomoLogError
+from ._pricing import PriceTable
+from ._urls import open_db, open_storage, redact_url, sqlite_path
+from .adapters.base import MetadataStore
+
+DB_ENV_VAR = "MAJORDOMO_LOG_DB"
+STORAGE_ENV_VAR = "MAJORDOMO_LOG_STORAGE"
+DEFAULT_DB = "sqlite:///llm_logs.db"
+DEFAULT_STORAGE = "file://request_logs"
+
+
+class UsageError(Exception):
+    """A mistake in how the command was called: one line, exit 2."""
+
+
+def db_url(value: str) -> str:
+    """Accept a URL or a bare SQLite file path."""
+    return value if "://" in value else f"sqlite:///{value}"
+
+
+def storage_url(value: str) -> str:
+    return value if "://" in value else f"file://{value}"
+
+
+def parse_when(value: str) -> dt.datetime:
+    """``7d``, ``24h``, ``30m`` ago, or an ISO date/datetime (UTC if no zone)."""
+    match = re.fullmatch(r"(\d+)([dhm])", value.strip())
+    if match:
+        amount, unit = int(match[1]), match[2]
+        delta = {"d": dt.timedelta(days=amount), "h": dt.timedelta(hours=amount)}.get(
+            unit, dt.timedelta(minutes=amount)
+        )
+        return dt.datetime.now(dt.timezone.utc) - delta
+    try:
+        when = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a time: use 7d, 24h, 30m or 2026-11-01[T12:00]"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+async def _open_existing_db(url: str) -> MetadataStore:
+    if urlsplit(url).scheme == "sqlite":
+        path = sqlite_path(url)
+        if not Path(path).exists():
+            raise UsageError(
+                f"no database at {path}: pass --db, set {DB_ENV_VAR}, or run `majordomo-log demo`"
+            )
+    return await open_db(url)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return f"{value:.6f}" if abs(value) < 1000 else f"{value:,.2f}"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def render(rows: Sequence[dict[str, Any]], fmt: str, columns: Sequence[str] | None = None) -> str:
+    columns = list(columns or (rows[0].keys() if rows else ()))
+    if fmt == "json":
+        return json.dumps([{c: r.get(c) for c in columns} for r in rows], default=str, indent=2)
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([["" if r.get(c) is None else r.get(c) for c in columns] for r in rows])
+        return out.getvalue().rstrip("\n")
+    if not rows:
+        return "(no calls)"
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    numeric = [all(_is_number(r.get(c)) for r in rows) for c in columns]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(
+            v.rjust(w) if num else v.ljust(w)
+            for v, w, num in zip(values, widths, numeric, strict=True)
+        ).rstrip()
+
+    return "\n".join([line(columns), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+
+
+def _is_number(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)
+    )
+
+
+# -- commands --------------------------------------------------------------------------
+
+
+async def cmd_migrate(args: argparse.Namespace) -> int:
+    db = await open_db(args.db, migrate=False)
+    try:
+        applied = await db.migrate()
+    finally:
+        await db.close()
+    print(
+        f"{redact_url(args.db)}: " + (f"applied {', '.join(applied)}" if applied else "up to date")
+    )
+    return 0
+
+
+async def cmd_report(args: argparse.Namespace) -> int:
+    db = await _open_existing_db(args.db)
+    try:
+        rows = await _reports.spend_report(db, args.by, since=args.since, until=args.until)
+        calls, cost = await _reports.total_spend(db, since=args.since, until=args.until)
+    finally:
+        await db.close()
+    print(render(rows, args.format))
+    if args.format == "table":
+        print(f"\n{calls} calls, total ${cost:.6f}")
+    return 0
+
+
+async def cmd_tail(args: argparse.Namespace) -> int:
+    db = await _open_existing_db(args.db)
+    try:
+        rows = await _reports.latest_calls(db, args.n)
+    finally:
+        await db.close()
+    print(render(rows, args.format, _reports.TAIL_COLUMNS))
+    return 0
+
+
+async def cmd_show(args: argparse.Namespace) -> int:
+    db = await _open_existing_db(args.db)
+    try:
+        row = await _reports.get_call(db, args.request_id)
+    finally:
+        await db.close()
+    if row is None:
+        raise UsageError(f"no call {args.request_id!r} in {redact_url(args.db)}")
+    body: Any = None
+    if not args.no_body and row.get("body_ref"):
+        storage = await open_storage(args.storage)
+        try:
+            body = await storage.get(row["body_ref"])
+        except MajordomoLogError as exc:
+            body = {"$error": str(exc)}
+        finally:
+            await storage.close()
+    print(json.dumps({"row": row, "body": body}, default=str, indent=2, ensure_ascii=False))
+    return 0
+
+
+async def cmd_prices(args: argparse.Namespace) -> int:
+    table = PriceTable.load(args.prices)
+    rows = []
+    for entry in sorted(table.models, key=lambda m: (m.provider, m.id)):
+        version = entry.versions[0]
+        rates = version.rates
+        rows.append(
+            {
+                "provider": entry.provider,
+                "model": entry.id,
+                "effective": version.effective.isoformat(),
+                "input": rates.input,
+                "output": rates.output,
+                "cache_read": rates.cache_read,
+                "cache_write_5m": rates.cache_write_5m,
+                "cache_write_1h": rates.cache_write_1h,
+                "tiers": ", ".join(f">{t.above_input_tokens:,}" for t in version.tiers),
+                "origin": entry.origin,
+            }
+        )
+    print(render(rows, args.format))
+    for source in table.sources:
+        print(f"# {source.path}: {source.source} (checked {source.checked})", file=sys.stderr)
+    if urlsplit(args.db).scheme != "sqlite" or Path(sqlite_path(args.db)).exists():
+        db = await open_db(args.db)
+        try:
+            missing = await _reports.unpriced_models(db, table)
+        finally:
+            await db.close()
+        print(f"\nmodels in {redact_url(args.db)} with no price:")
+        print(render(missing, args.format) if missing else "(none)")
+    return 0
+
+
+async def cmd_demo(args: argparse.Namespace) -> int:
+    from ._demo import run_demo
+
+    return await run_demo(Path(args.out), calls=args.calls)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    stores = argparse.ArgumentParser(add_help=False)
+    stores.add_argument(
+        "--db",
+        type=db_url,
+        default=os.environ.get(DB_ENV_VAR, DEFAULT_DB),
+        help=f"metadata database URL or SQLite file (default: ${DB_ENV_VAR} or {DEFAULT_DB})",
+    )
+    stores.add_argument(
+        "--storage",
+        type=storage_url,
+        default=os.environ.get(STORAGE_ENV_VAR, DEFAULT_STORAGE),
+        help=f"body store URL or folder (default: ${STORAGE_ENV_VAR} or {DEFAULT_STORAGE})",
+    )
+    fmt = argparse.ArgumentParser(add_help=False)
+    fmt.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+    parser = argparse.ArgumentParser(prog="majordomo-log", description="Query the LLM call log.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("migrate", parents=[stores], help="create or upgrade the schema")
+    p.set_defaults(run=cmd_migrate)
+    p = sub.add_parser("report", parents=[stores, fmt], help="spend and tokens by a dimension")
+    p.add_argument("--by", choices=_reports.GROUPINGS, default="model")
+    p.add_argument("--since", type=parse_when, help="7d, 24h, 30m or an ISO date/time")
+    p.add_argument("--until", type=parse_when)
+    p.set_defaults(run=cmd_report)
+    p = sub.add_parser("tail", parents=[stores, fmt], help="the latest calls")
+    p.add_argument("-n", type=int, default=20)
+    p.set_defaults(run=cmd_tail)
+    p = sub.add_parser("show", parents=[stores], help="one call: its row and its body")
+    p.add_argument("request_id")
+    p.add_argument("--no-body", action="store_true")
+    p.set_defaults(run=cmd_show)
+    p = sub.add_parser("prices", parents=[stores, fmt], help="the price table, and unpriced models")
+    p.add_argument("--prices", action="append", default=[], help="extra price file (repeatable)")
+    p.set_defaults(run=cmd_prices)
+    p = sub.add_parser("demo", help="log a few hundred calls through the real SDKs, offline")
+    p.add_argument("--calls", type=int, default=300)
+    p.add_argument("--out", default="demo-output", help="folder for the demo DB and bodies")
+    p.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = asyncio.run(args.run(args))
+        return code
+    except (UsageError, MajordomoLogError, ImportError, OSError, ValueError) as exc:
+        print(f"majordomo-log: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
