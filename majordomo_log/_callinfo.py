@@ -57,8 +57,8 @@ def remember(result: Any, record: CallRecord) -> None:
     """Hot path: link a returned object to its record."""
     key = id(result)
 
-    def forget(_: object) -> None:
-        _by_id.pop(key, None)
+    def forget(_: object, pop: Any = _by_id.pop) -> None:  # bound now: survives shutdown
+        pop(key, None)
 
     try:
         ref = weakref.ref(result, forget)

@@ -66,7 +66,14 @@ class SqliteAdapter:
         if path != ":memory:":
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
         try:
-            conn = await aiosqlite.connect(path, isolation_level=None)
+            connector = aiosqlite.connect(path, isolation_level=None)
+            # aiosqlite's worker thread is not a daemon: a program that never closed the
+            # connection would hang at exit. The writer drains before the loop closes, and
+            # an interrupted SQLite transaction rolls back, so a daemon thread loses nothing.
+            thread = getattr(connector, "_thread", None)
+            if thread is not None:
+                thread.daemon = True
+            conn = await connector
             await conn.execute("PRAGMA journal_mode=WAL")
             await conn.execute("PRAGMA synchronous=NORMAL")
             await conn.execute("PRAGMA busy_timeout=5000")
