@@ -1,0 +1,71 @@
+"""The README stays true: its opening commands, its quickstart, its schema table."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+import openai
+import pytest
+
+from majordomo_log._record import COLUMNS
+from majordomo_log.testing import FakeProvider, fake_openai_client
+
+README = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+
+
+def _section_code(heading: str) -> str:
+    section = README.split(f"## {heading}\n", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match, f"no python block under {heading}"
+    return match.group(1)
+
+
+def test_readme_opens_with_the_two_commands() -> None:
+    first_block = re.search(r"```sh\n(.*?)```", README, re.S)
+    assert first_block is not None
+    commands = [line.split("#")[0].strip() for line in first_block.group(1).splitlines()]
+    assert commands == ["make demo", "make test"]
+    makefile = (Path(__file__).parents[1] / "Makefile").read_text()
+    assert re.search(r"^demo:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
+
+
+def test_quickstart_runs_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    provider = FakeProvider(openai_usage={"prompt_tokens": 10, "completion_tokens": 5})
+    client = fake_openai_client(provider)  # built before the SDK class is swapped below
+    monkeypatch.setattr(openai, "AsyncOpenAI", lambda: client)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(_section_code("Quickstart"), "README.md", "exec"), {"__name__": "readme"})
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "1 0 0"  # written, dropped, pending
+    with sqlite3.connect(tmp_path / "llm_logs.db") as conn:
+        row = conn.execute(
+            "SELECT feature, user_id, workflow, api_key_alias, outcome, total_tokens, cost_status"
+            " FROM llm_requests"
+        ).fetchone()
+    assert row == ("chat", "u-42", "support", "prod-key-1", "accepted", 15, "computed")
+    assert len(list((tmp_path / "request_logs").rglob("*.json.gz"))) == 1
+
+
+def test_schema_table_matches_the_migrations(tmp_path: Path) -> None:
+    block = README.split("<!-- schema:start -->", 1)[1].split("<!-- schema:end -->", 1)[0]
+    documented = [
+        tuple(cell.strip() for cell in line.strip("|").split("|")[:2])
+        for line in block.strip().splitlines()[2:]
+    ]
+    import asyncio
+
+    import majordomo_log as ml
+
+    async def create() -> None:
+        db = await ml.SqliteAdapter.create(tmp_path / "schema.db")
+        await db.close()
+
+    asyncio.run(create())
+    with sqlite3.connect(tmp_path / "schema.db") as conn:
+        actual = [(r[1], r[2]) for r in conn.execute("PRAGMA table_info(llm_requests)")]
+    assert documented == actual
+    assert [name for name, _ in actual] == list(COLUMNS)
