@@ -75,7 +75,8 @@ class ModelPrice:
     origin: str = "built-in"
 
     def version_at(self, when: dt.datetime) -> PriceVersion:
-        day = when.date()
+        """The price in force on the call's UTC date (a naive datetime is taken as UTC)."""
+        day = (when.astimezone(dt.timezone.utc) if when.tzinfo else when).date()
         for version in self.versions:
             if version.effective <= day:
                 return version
@@ -234,6 +235,8 @@ def _parse_version(where: str, raw: Any) -> PriceVersion:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: each price must be a mapping")
     effective = raw.get("effective", "1970-01-01")
+    if isinstance(effective, dt.datetime):  # YAML reads an unquoted timestamp as datetime
+        raise ConfigError(f"{where}: 'effective' must be a date (YYYY-MM-DD), got {effective}")
     try:
         day = effective if isinstance(effective, dt.date) else dt.date.fromisoformat(str(effective))
     except ValueError as exc:

@@ -62,22 +62,28 @@ class Usage:
         *,
         cached_tokens: Any = 0,
         reasoning_tokens: Any = 0,
+        cache_write_tokens: Any = 0,
     ) -> Usage:
-        """Build from OpenAI-style counts, where cached ⊂ input and reasoning ⊂ output."""
+        """Build from OpenAI-style counts, where cached and cache-written tokens are part
+        of input and reasoning is part of output. OpenAI's cache writes (any retention)
+        go to the ``cache_write_5m`` bucket, billed at the model's cache-write rate."""
         flags: list[str] = []
         total_in = _count(input_tokens, flags)
         cached = _count(cached_tokens, flags)
+        written = _count(cache_write_tokens, flags)
         total_out = _count(output_tokens, flags)
         reasoning = _count(reasoning_tokens, flags)
-        if cached > total_in:
+        if cached + written > total_in:
             flags.append("cached_exceeds_input")
-            cached = total_in
+            cached = min(cached, total_in)
+            written = total_in - cached
         if reasoning > total_out:
             flags.append("reasoning_exceeds_output")
             reasoning = total_out
         return cls(
-            input=total_in - cached,
+            input=total_in - cached - written,
             cache_read=cached,
+            cache_write_5m=written,
             output=total_out - reasoning,
             reasoning=reasoning,
             flags=tuple(flags),
@@ -140,59 +146,58 @@ def field_of(obj: Any, name: str) -> Any:
 def normalize_openai(usage: Any) -> Usage:
     """OpenAI Chat Completions, Responses and Embeddings (and DeepSeek) usage."""
     if field_of(usage, "prompt_tokens") is not None:  # chat completions, embeddings
-        cached = field_of(field_of(usage, "prompt_tokens_details"), "cached_tokens")
+        details = field_of(usage, "prompt_tokens_details")
+        cached = field_of(details, "cached_tokens")
         if cached is None:  # DeepSeek reports hits next to the OpenAI fields
             cached = field_of(usage, "prompt_cache_hit_tokens")
         return Usage.inclusive(
             field_of(usage, "prompt_tokens"),
-            field_of(usage, "completion_tokens") or 0,
-            cached_tokens=cached or 0,
+            field_of(usage, "completion_tokens"),
+            cached_tokens=cached,
+            cache_write_tokens=field_of(details, "cache_write_tokens"),
             reasoning_tokens=field_of(
                 field_of(usage, "completion_tokens_details"), "reasoning_tokens"
-            )
-            or 0,
+            ),
         )
+    details = field_of(usage, "input_tokens_details")
     return Usage.inclusive(  # Responses API
         field_of(usage, "input_tokens"),
-        field_of(usage, "output_tokens") or 0,
-        cached_tokens=field_of(field_of(usage, "input_tokens_details"), "cached_tokens") or 0,
-        reasoning_tokens=field_of(field_of(usage, "output_tokens_details"), "reasoning_tokens")
-        or 0,
+        field_of(usage, "output_tokens"),
+        cached_tokens=field_of(details, "cached_tokens"),
+        cache_write_tokens=field_of(details, "cache_write_tokens"),
+        reasoning_tokens=field_of(field_of(usage, "output_tokens_details"), "reasoning_tokens"),
     )
 
 
 def normalize_anthropic(usage: Any) -> Usage:
     """Anthropic Messages usage: input excludes cache reads and writes."""
-    writes = field_of(usage, "cache_creation_input_tokens") or 0
     breakdown = field_of(usage, "cache_creation")
     w5 = field_of(breakdown, "ephemeral_5m_input_tokens")
     w1 = field_of(breakdown, "ephemeral_1h_input_tokens")
     if w5 is None and w1 is None:  # older API versions: every write is a 5-minute write
-        w5, w1 = writes, 0
+        w5 = field_of(usage, "cache_creation_input_tokens")
     return Usage.additive(
         field_of(usage, "input_tokens"),
-        field_of(usage, "output_tokens") or 0,
-        cache_read_tokens=field_of(usage, "cache_read_input_tokens") or 0,
-        cache_write_5m_tokens=w5 or 0,
-        cache_write_1h_tokens=w1 or 0,
+        field_of(usage, "output_tokens"),
+        cache_read_tokens=field_of(usage, "cache_read_input_tokens"),
+        cache_write_5m_tokens=w5,
+        cache_write_1h_tokens=w1,
     )
 
 
 def normalize_gemini(usage: Any) -> Usage:
     """Google Gemini ``usage_metadata``: cache ⊂ prompt, thoughts next to candidates."""
-    prompt = field_of(usage, "prompt_token_count")
-    tool_prompt = field_of(usage, "tool_use_prompt_token_count") or 0
     base = Usage.inclusive(
-        prompt,
-        field_of(usage, "candidates_token_count") or 0,
-        cached_tokens=field_of(usage, "cached_content_token_count") or 0,
+        field_of(usage, "prompt_token_count"),
+        field_of(usage, "candidates_token_count"),
+        cached_tokens=field_of(usage, "cached_content_token_count"),
     )
     flags: list[str] = list(base.flags)
     return Usage(
-        input=base.input + _count(tool_prompt, flags),
+        input=base.input + _count(field_of(usage, "tool_use_prompt_token_count"), flags),
         cache_read=base.cache_read,
         output=base.output,
-        reasoning=_count(field_of(usage, "thoughts_token_count") or 0, flags),
+        reasoning=_count(field_of(usage, "thoughts_token_count"), flags),
         flags=tuple(flags),
     )
 
@@ -201,9 +206,9 @@ def normalize_bedrock(usage: Any) -> Usage:
     """AWS Bedrock Converse usage: additive, like Anthropic."""
     return Usage.additive(
         field_of(usage, "inputTokens"),
-        field_of(usage, "outputTokens") or 0,
-        cache_read_tokens=field_of(usage, "cacheReadInputTokens") or 0,
-        cache_write_5m_tokens=field_of(usage, "cacheWriteInputTokens") or 0,
+        field_of(usage, "outputTokens"),
+        cache_read_tokens=field_of(usage, "cacheReadInputTokens"),
+        cache_write_5m_tokens=field_of(usage, "cacheWriteInputTokens"),
     )
 
 
