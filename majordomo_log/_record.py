@@ -99,6 +99,7 @@ class CallRecord:
     """One call as captured on the hot path. Mutable until it is enqueued."""
 
     __slots__ = (
+        "__weakref__",
         "_priced",
         "api_key_hash",
         "context_tags",
@@ -107,6 +108,7 @@ class CallRecord:
         "error_type",
         "model",
         "operation",
+        "outcome",
         "provider",
         "provider_request_id",
         "request_id",
@@ -157,6 +159,7 @@ class CallRecord:
         self.context_tags = context_tags
         self.api_key_hash = api_key_hash
         self.ctx = ctx
+        self.outcome: tuple[str, dt.datetime] | None = None  # set before the row exists
         self._priced: tuple[Usage | None, Cost | None, str] | None = None
 
     def __repr__(self) -> str:
@@ -281,8 +284,8 @@ def build_row(record: CallRecord, body_ref: str | None) -> tuple[Any, ...]:
         _clip(record.ctx.api_key_alias, MAX_TAG_CHARS),
         *promoted,
         orjson.dumps(tags, default=str, option=orjson.OPT_NON_STR_KEYS).decode(),
-        None,
-        None,
+        None if record.outcome is None else record.outcome[0],
+        None if record.outcome is None else record.outcome[1],
         body_ref,
     )
 

@@ -10,7 +10,7 @@ in the background (``assemble_stream``).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -26,10 +26,56 @@ def _is_usage_only_chunk(chunk: Any) -> bool:
     return not getattr(chunk, "choices", True) and getattr(chunk, "usage", None) is not None
 
 
+def _chat_token(chunk: Any) -> bool:
+    for choice in getattr(chunk, "choices", None) or ():
+        delta = choice.delta
+        if delta is not None and (
+            delta.content or delta.tool_calls or getattr(delta, "refusal", None)
+        ):
+            return True
+    return False
+
+
+def _event_token(event: Any) -> bool:
+    kind = getattr(event, "type", None)
+    return isinstance(kind, str) and (kind.endswith(".delta") or kind == "content_block_delta")
+
+
+def _any_chunk(chunk: Any) -> bool:
+    return True
+
+
+# What counts as the first token: a content delta, not the role chunk or a "created" event.
+_FIRST_TOKEN: dict[str, Callable[[Any], bool]] = {
+    "chat.completions": _chat_token,
+    "responses": _event_token,
+    "messages": _event_token,
+}
+
+
+def provider_request_id(stream: Any) -> str | None:
+    headers = getattr(getattr(stream, "response", None), "headers", None)
+    if headers is None:
+        return None
+    try:
+        value = headers.get("x-request-id") or headers.get("request-id")
+    except Exception:  # an exotic headers object must not break the call
+        return None
+    return value if isinstance(value, str) else None
+
+
 class LoggedStream:
     """Wraps an SDK ``AsyncStream``: same chunks, same methods, logged once."""
 
-    __slots__ = ("__weakref__", "_done", "_finish", "_hide_usage_chunk", "_record", "_stream")
+    __slots__ = (
+        "__weakref__",
+        "_done",
+        "_finish",
+        "_first_token",
+        "_hide_usage_chunk",
+        "_record",
+        "_stream",
+    )
 
     def __init__(
         self, stream: Any, record: CallRecord, finish: Finish, hide_usage_chunk: bool
@@ -38,8 +84,10 @@ class LoggedStream:
         self._record = record
         self._finish = finish
         self._hide_usage_chunk = hide_usage_chunk
+        self._first_token = _FIRST_TOKEN.get(record.operation, _any_chunk)
         self._done = False
         record.stream_chunks = []
+        record.provider_request_id = provider_request_id(stream)
 
     def __aiter__(self) -> LoggedStream:
         return self
@@ -50,12 +98,12 @@ class LoggedStream:
             try:
                 chunk = await self._stream.__anext__()
             except StopAsyncIteration:
-                self._end("ok")
+                self.end("ok")
                 raise
             except BaseException as exc:
-                self._end("error", exc)
+                self.end("error", exc)
                 raise
-            if record.t_first is None:
+            if record.t_first is None and self._first_token(chunk):
                 record.t_first = time.perf_counter()
             chunks = record.stream_chunks
             if chunks is not None:
@@ -64,7 +112,8 @@ class LoggedStream:
                 continue  # the caller did not ask for it and may index choices[0]
             return chunk
 
-    def _end(self, status: str, exc: BaseException | None = None) -> None:
+    def end(self, status: str, exc: BaseException | None = None) -> None:
+        """Log the call once: ``ok`` at the end of the chunks, else why it stopped."""
         if self._done:
             return
         self._done = True
@@ -82,7 +131,7 @@ class LoggedStream:
         try:
             await self._stream.close()
         finally:
-            self._end("incomplete")
+            self.end("incomplete")
 
     aclose = close
 
@@ -105,86 +154,57 @@ class LoggedStream:
 
     def __del__(self) -> None:
         if not self._done:  # abandoned without close(): garbage collection ends it
-            self._end("incomplete")
+            self.end("incomplete")
 
 
-class LoggedMessageStreamManager:
-    """Wraps anthropic's ``messages.stream(...)`` manager. ``async with`` yields the
-    SDK's own ``AsyncMessageStream``; every route of consuming it (iteration,
-    ``text_stream``, ``get_final_message``) passes through one observed iterator."""
+class LoggedStreamManager:
+    """Wraps an SDK stream helper (anthropic ``messages.stream``, openai
+    ``chat.completions.stream`` and ``responses.stream``). ``async with`` yields the
+    SDK's own stream object; its raw chunk stream is swapped for a ``LoggedStream``,
+    so every way of consuming it (iteration, ``text_stream``, ``get_final_*``) is seen."""
 
     def __init__(self, manager: Any, record: CallRecord, finish: Finish) -> None:
         self._manager = manager
         self._record = record
         self._finish = finish
-        self._stream: Any = None
-        self._done = False
+        self._logged: LoggedStream | None = None
+        self._entered = False
 
     async def __aenter__(self) -> Any:
-        record = self._record
+        self._entered = True
         try:
             stream = await self._manager.__aenter__()
         except BaseException as exc:
-            self._end(exc)
+            self._record.t_end = time.perf_counter()
+            self._record.status = "incomplete" if _is_cancel(exc) else "error"
+            self._record.error_type = type(exc).__name__
+            self._record.error_message = str(exc)
+            self._finish(self._record)
+            self._entered = False  # logged: nothing left to do at exit
             raise
-        self._stream = stream
-        iterator = getattr(stream, "_iterator", None)
-        if iterator is not None:
-            stream._iterator = self._observe(iterator)
-        else:  # an SDK without the private iterator: log at exit from the snapshot only
-            record.t_first = None
+        raw = getattr(stream, "_raw_stream", None)
+        self._logged = LoggedStream(raw, self._record, self._finish, hide_usage_chunk=False)
+        if raw is not None:
+            stream._raw_stream = self._logged
         return stream
-
-    async def _observe(self, iterator: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        record = self._record
-        try:
-            async for event in iterator:
-                if record.t_first is None:
-                    record.t_first = time.perf_counter()
-                yield event
-        except BaseException as exc:
-            self._end(exc)
-            raise
-        self._end(None, complete=True)
-
-    def _end(self, exc: BaseException | None, complete: bool = False) -> None:
-        if self._done:
-            return
-        self._done = True
-        record = self._record
-        record.t_end = time.perf_counter()
-        stream = self._stream
-        if stream is not None:
-            snapshot = getattr(stream, "current_message_snapshot", None)
-            record.response = snapshot
-            record.usage = getattr(snapshot, "usage", None)
-            record.served_model = getattr(snapshot, "model", None)
-            record.provider_request_id = getattr(stream, "request_id", None)
-        if exc is not None:
-            record.status = "incomplete" if _is_cancel(exc) else "error"
-            record.error_type = type(exc).__name__
-            record.error_message = str(exc)
-        else:
-            record.status = "ok" if complete else "incomplete"
-        self._finish(record)
 
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:
+    ) -> Any:
         try:
-            await self._manager.__aexit__(exc_type, exc, tb)
+            return await self._manager.__aexit__(exc_type, exc, tb)
         finally:
-            self._end(None)
+            if self._logged is not None:
+                self._logged.end("incomplete")  # a no-op when the stream was read to the end
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._manager, name)
 
-    def __del__(self) -> None:
-        if not getattr(self, "_done", True):
-            self._end(None)
+    def __repr__(self) -> str:
+        return f"<LoggedStreamManager of {self._manager!r}>"
 
 
 def _is_cancel(exc: BaseException) -> bool:

@@ -10,9 +10,12 @@ carries usage.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from os import PathLike
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -23,7 +26,7 @@ from ._keys import hash_api_key, resolve_key_secret
 from ._pricing import PriceTable
 from ._record import OUTCOMES, CallContext, CallRecord, UsageExtractor
 from ._serialize import snapshot_request
-from ._streams import LoggedMessageStreamManager, LoggedStream
+from ._streams import LoggedStream, LoggedStreamManager
 from ._tags import current_tags
 from ._usage import Usage
 from ._writer import BatchWriter, WriterStats, shared_writer
@@ -37,8 +40,17 @@ KNOWN_OPERATIONS: dict[tuple[str, ...], str] = {
     ("responses", "create"): "responses",
     ("embeddings", "create"): "embeddings",
     ("messages", "create"): "messages",
+}
+# SDK stream helpers: they return an async context manager, not an awaitable.
+STREAM_HELPERS: dict[tuple[str, ...], str] = {
+    ("chat", "completions", "stream"): "chat.completions",
+    ("responses", "stream"): "responses",
     ("messages", "stream"): "messages",
 }
+# `client.chat.completions.with_raw_response.create(...)`: same call, raw HTTP wrapper.
+_RAW_RESPONSE = "with_raw_response"
+# Methods that return a reconfigured copy of the client: the copy is wrapped too.
+_CLIENT_COPIES = frozenset({"with_options", "copy"})
 _SCALARS = (str, bytes, int, float, bool, type(None), list, tuple, dict, set, frozenset)
 
 _default_prices: PriceTable | None = None
@@ -82,6 +94,7 @@ class LoggingLLM(Generic[ClientT]):
         prices: PriceTable | str | PathLike[str] | Sequence[str | PathLike[str]] | None = None,
         key_hash_secret: str | bytes | None = None,
         usage_extractor: UsageExtractor | None = None,
+        methods: Iterable[str] = (),
         capture_bodies: bool = True,
         close_stores: bool = True,
         batch_size: int | None = None,
@@ -123,7 +136,16 @@ class LoggingLLM(Generic[ClientT]):
         self._writer._users += 1
         self._close_stores = close_stores
         self._closed = False
+        self._derived = False
         self._children: dict[str, Any] = {}
+        # Other clients' methods that are LLM calls: named by the user, or learned when
+        # they first return usage. Their failures are logged; other methods' are not.
+        self._methods = frozenset(methods)
+        self._methods_with_usage: set[str] = set()
+        # Streams still being read: an outcome recorded now rides on their row.
+        self._open_streams: weakref.WeakValueDictionary[str, CallRecord] = (
+            weakref.WeakValueDictionary()
+        )
         self._api_key_hash()  # read the key once now: a bad key object fails here, not per call
 
     # -- passthrough ---------------------------------------------------------------
@@ -157,15 +179,19 @@ class LoggingLLM(Generic[ClientT]):
         called while the call's record still waits in the queue: it lands either way."""
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}, got {outcome!r}")
-        import datetime as dt
-
-        self._writer.submit((str(request_id), outcome, dt.datetime.now(dt.timezone.utc)))
+        when = dt.datetime.now(dt.timezone.utc)
+        record = self._open_streams.get(request_id)
+        if record is not None and record.t_end is None:
+            record.outcome = (outcome, when)  # inserted with the row when the stream ends
+        self._writer.submit((str(request_id), outcome, when))
 
     async def close(self, timeout: float | None = None) -> WriterStats:
         """Flush and detach; the last wrapper on a pair of stores stops the writer and
         closes the stores (unless ``close_stores=False``). Idempotent."""
         if self._closed:
             return self._writer.stats()
+        if self._derived:  # a with_options() copy: its parent owns the writer
+            return await self._writer.flush(timeout)
         self._closed = True
         writer = self._writer
         writer._users -= 1
@@ -225,35 +251,45 @@ class LoggingLLM(Generic[ClientT]):
         except Exception:  # the logging path never raises into the caller
             pass
 
+    def _operation(self, path: tuple[str, ...]) -> tuple[str | None, bool]:
+        """(operation, is a stream helper) for a method path; None if not an SDK call."""
+        clean = tuple(p for p in path if p != _RAW_RESPONSE)
+        for table, helper in ((KNOWN_OPERATIONS, False), (STREAM_HELPERS, True)):
+            for size in (3, 2):
+                operation = table.get(clean[-size:])
+                if operation is not None:
+                    return operation, helper
+        return None, False
+
     def _wrap(self, method: Callable[..., Any], path: tuple[str, ...]) -> Callable[..., Any]:
-        operation = KNOWN_OPERATIONS.get(path[-3:]) or KNOWN_OPERATIONS.get(path[-2:])
-        if path[-2:] == ("messages", "stream"):
-            return self._wrap_message_stream(method)
-        known = operation is not None
+        if len(path) == 1 and path[0] in _CLIENT_COPIES:
+            return self._wrap_client_copy(method)
+        operation, helper = self._operation(path)
+        if helper and operation is not None:
+            return self._wrap_stream_helper(method, operation)
+        known = operation is not None or path[-1] in self._methods
         name = operation or path[-1]
         is_chat = name == "chat.completions"
+        methods_with_usage = self._methods_with_usage
 
         def call(*args: Any, **kwargs: Any) -> Any:
             stream = kwargs.get("stream") is True
-            hide_usage_chunk = False
-            if is_chat and stream:
-                options = kwargs.get("stream_options")
-                if not (isinstance(options, Mapping) and options.get("include_usage")):
-                    # Without this the stream carries no usage at all and would look free.
-                    kwargs = {
-                        **kwargs,
-                        "stream_options": {**(options or {}), "include_usage": True},
-                    }
-                    hide_usage_chunk = True
+            sent = _with_stream_usage(kwargs) if is_chat and stream else kwargs
             record = self._new_record(name, kwargs.get("model"), stream)
             try:
-                result = method(*args, **kwargs)
+                result = method(*args, **sent)
             except BaseException as exc:
-                self._log_error(record, args, kwargs, exc, hide_usage_chunk)
+                if known:
+                    self._log_error(record, _snapshot(args, kwargs), exc)
                 raise
-            if not inspect.isawaitable(result):
-                return result  # a plain method: nothing to time
-            return self._await(result, record, args, kwargs, known, hide_usage_chunk)
+            if not inspect.iscoroutine(result) and (
+                not inspect.isawaitable(result) or hasattr(result, "__aiter__")
+            ):
+                return result  # a plain value, or an SDK paginator: nothing to time
+            # Frozen before the request goes out: callers mutate `messages` freely.
+            request = _snapshot(args, kwargs)
+            logs_errors = known or name in methods_with_usage
+            return self._await(result, record, request, known, logs_errors, sent is not kwargs)
 
         call.__name__ = path[-1]
         call.__qualname__ = ".".join(path)
@@ -264,32 +300,44 @@ class LoggingLLM(Generic[ClientT]):
         self,
         awaitable: Awaitable[Any],
         record: CallRecord,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        request: bytes,
         known: bool,
+        logs_errors: bool,
         hide_usage_chunk: bool,
     ) -> Any:
         try:
             result = await awaitable
         except BaseException as exc:
-            self._log_error(record, args, kwargs, exc, hide_usage_chunk)
+            if logs_errors:
+                self._log_error(record, request, exc)
             raise
         t_end = time.perf_counter()
+        record.request_json = request
         if record.stream and hasattr(result, "__anext__"):  # ends when the stream does
-            record.request_json = _snapshot(args, kwargs, hide_usage_chunk)
+            self._open_streams[record.request_id] = record
             return LoggedStream(result, record, self._submit, hide_usage_chunk)
+        response = result
+        if _is_raw_response(result) and not record.stream:
+            try:
+                response = result.parse()  # cached by the SDK: the caller's parse() reuses it
+                if inspect.isawaitable(response):
+                    response = await response
+            except Exception:
+                response = None
+            record.provider_request_id = getattr(result, "request_id", None)
         record.t_end = t_end
         if known:
-            record.usage = getattr(result, "usage", None)
+            record.usage = getattr(response, "usage", None)
         else:
-            usage = self._extract_usage(result)
+            usage = self._extract_usage(response)
             if usage is None:
                 return result  # not an LLM call: pass through unlogged
+            self._methods_with_usage.add(record.operation)
             record.usage = usage
-        record.response = result
-        record.served_model = getattr(result, "model", None) if known else _served_model(result)
-        record.provider_request_id = getattr(result, "_request_id", None)
-        record.request_json = _snapshot(args, kwargs, hide_usage_chunk)
+        record.response = response
+        record.served_model = _served_model(response)
+        if record.provider_request_id is None:
+            record.provider_request_id = getattr(response, "_request_id", None)
         remember(result, record)
         self._submit(record)
         return result
@@ -314,14 +362,7 @@ class LoggingLLM(Generic[ClientT]):
             return Usage.inclusive(inp, out, cached_tokens=cached if isinstance(cached, int) else 0)
         return None
 
-    def _log_error(
-        self,
-        record: CallRecord,
-        args: tuple[Any, ...],
-        kwargs: Mapping[str, Any],
-        exc: BaseException,
-        hide_usage_chunk: bool,
-    ) -> None:
+    def _log_error(self, record: CallRecord, request: bytes, exc: BaseException) -> None:
         record.t_end = time.perf_counter()
         record.status = "incomplete" if type(exc).__name__ == "CancelledError" else "error"
         record.error_type = type(exc).__name__
@@ -329,28 +370,61 @@ class LoggingLLM(Generic[ClientT]):
             record.error_message = str(exc)
         except Exception:
             record.error_message = None
-        record.provider_request_id = getattr(exc, "request_id", None)
-        record.request_json = _snapshot(args, kwargs, hide_usage_chunk)
+        request_id = getattr(exc, "request_id", None)
+        record.provider_request_id = request_id if isinstance(request_id, str) else None
+        record.request_json = request
         self._submit(record)
 
-    def _wrap_message_stream(self, method: Callable[..., Any]) -> Callable[..., Any]:
+    def _wrap_stream_helper(self, method: Callable[..., Any], operation: str) -> Callable[..., Any]:
         def stream(*args: Any, **kwargs: Any) -> Any:
-            record = self._new_record("messages", kwargs.get("model"), True)
+            sent = _with_stream_usage(kwargs) if operation == "chat.completions" else kwargs
+            record = self._new_record(operation, kwargs.get("model"), True)
             try:
-                manager = method(*args, **kwargs)
+                manager = method(*args, **sent)
             except BaseException as exc:
-                self._log_error(record, args, kwargs, exc, False)
+                self._log_error(record, _snapshot(args, kwargs), exc)
                 raise
-            record.request_json = _snapshot(args, kwargs, False)
-            return LoggedMessageStreamManager(manager, record, self._submit)
+            record.request_json = _snapshot(args, kwargs)
+            self._open_streams[record.request_id] = record
+            return LoggedStreamManager(manager, record, self._submit)
 
         stream.__name__ = "stream"
         return stream
 
+    def _wrap_client_copy(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        def copy(*args: Any, **kwargs: Any) -> Any:
+            client = method(*args, **kwargs)
+            return self._derive(client) if type(client) is type(self._client) else client
 
-def _snapshot(args: tuple[Any, ...], kwargs: Mapping[str, Any], hide_usage_chunk: bool) -> bytes:
-    if hide_usage_chunk:  # store what the caller sent, not the option we added
-        kwargs = {k: v for k, v in kwargs.items() if k != "stream_options"}
+        return copy
+
+    def _derive(self, client: Any) -> LoggingLLM[Any]:
+        """A wrapper for a reconfigured copy of the client, sharing this one's writer,
+        prices and tags. It needs no close(): closing this wrapper covers it."""
+        derived: LoggingLLM[Any] = object.__new__(LoggingLLM)
+        derived.__dict__.update(self.__dict__)
+        derived._client = client
+        derived._children = {}
+        derived._key_seen = None
+        derived._ctx = dataclasses.replace(self._ctx)
+        derived._derived = True
+        derived._api_key_hash()
+        return derived
+
+
+def _with_stream_usage(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Ask an OpenAI chat stream for usage; without it the stream looks free."""
+    options = kwargs.get("stream_options")
+    if isinstance(options, Mapping) and options.get("include_usage"):
+        return kwargs
+    return {**kwargs, "stream_options": {**(options or {}), "include_usage": True}}
+
+
+def _is_raw_response(result: Any) -> bool:
+    return callable(getattr(result, "parse", None)) and hasattr(result, "http_response")
+
+
+def _snapshot(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes:
     try:
         return snapshot_request(args, kwargs)
     except Exception:

@@ -1,0 +1,85 @@
+"""Shared fixtures for the wrapper tests: a fake provider and a pair of real stores."""
+
+from __future__ import annotations
+
+import gzip
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import majordomo_log as ml
+from majordomo_log.testing import FakeProvider
+
+# Non-overlapping buckets expected from these numbers (OpenAI counts are inclusive):
+# input 600, cache_read 400, output 200, reasoning 100, total 1300.
+OPENAI_USAGE: Any = {
+    "prompt_tokens": 1000,
+    "cached_tokens": 400,
+    "completion_tokens": 300,
+    "reasoning_tokens": 100,
+}
+# Anthropic counts are additive: input 1000, cache_read 2000, 5m 300, 1h 200, output 500 = 4000.
+ANTHROPIC_USAGE: Any = {
+    "input_tokens": 1000,
+    "cache_read_input_tokens": 2000,
+    "cache_creation_5m": 300,
+    "cache_creation_1h": 200,
+    "output_tokens": 500,
+}
+
+
+@pytest.fixture
+def provider() -> FakeProvider:
+    return FakeProvider(
+        openai_usage=OPENAI_USAGE, anthropic_usage=ANTHROPIC_USAGE, embedding_tokens=7
+    )
+
+
+@dataclass
+class Stores:
+    db: ml.SqliteAdapter
+    storage: ml.FileStorageAdapter
+    db_path: Path
+    body_root: Path
+
+    def rows(self, where: str = "", params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        """Rows of llm_requests read with plain sqlite3 (a second connection), oldest first."""
+        conn = sqlite3.connect(self.db_path)
+        conn.row_factory = sqlite3.Row
+        try:
+            sql = "SELECT * FROM llm_requests"
+            if where:
+                sql += f" WHERE {where}"
+            sql += " ORDER BY request_id"
+            return [dict(r) for r in conn.execute(sql, params).fetchall()]
+        finally:
+            conn.close()
+
+    def one_row(self) -> dict[str, Any]:
+        rows = self.rows()
+        assert len(rows) == 1, f"expected exactly one row, got {len(rows)}: {rows}"
+        return rows[0]
+
+    async def body(self, row: dict[str, Any]) -> dict[str, Any]:
+        assert row["body_ref"], f"row {row['request_id']} has no body_ref"
+        return await self.storage.get(row["body_ref"])
+
+    def body_files(self) -> list[Path]:
+        return sorted(self.body_root.rglob("*.json.gz"))
+
+    def raw_body_bytes(self) -> list[tuple[bytes, bytes]]:
+        """(raw file bytes, gunzipped bytes) of every stored body."""
+        return [(p.read_bytes(), gzip.decompress(p.read_bytes())) for p in self.body_files()]
+
+
+@pytest.fixture
+async def stores(tmp_path: Path) -> AsyncIterator[Stores]:
+    db = await ml.SqliteAdapter.create(tmp_path / "log.db")
+    storage = await ml.FileStorageAdapter.create(tmp_path / "bodies")
+    yield Stores(db, storage, tmp_path / "log.db", storage.root)
+    await db.close()  # idempotent: a test that closed its wrapper closed them already
+    await storage.close()
