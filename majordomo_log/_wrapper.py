@@ -23,6 +23,7 @@ from typing import Any, Generic, TypeVar
 from ._callinfo import remember
 from ._ids import uuid7
 from ._keys import hash_api_key, resolve_key_secret
+from ._log import warn_once
 from ._pricing import PriceTable
 from ._record import OUTCOMES, CallContext, CallRecord, UsageExtractor
 from ._serialize import snapshot_request
@@ -248,8 +249,8 @@ class LoggingLLM(Generic[ClientT]):
     def _submit(self, record: CallRecord) -> None:
         try:
             self._writer.submit(record)
-        except Exception:  # the logging path never raises into the caller
-            pass
+        except Exception as exc:  # the logging path never raises into the caller
+            self._internal_error(exc)
 
     def _operation(self, path: tuple[str, ...]) -> tuple[str | None, bool]:
         """(operation, is a stream helper) for a method path; None if not an SDK call."""
@@ -275,7 +276,11 @@ class LoggingLLM(Generic[ClientT]):
         def call(*args: Any, **kwargs: Any) -> Any:
             stream = kwargs.get("stream") is True
             sent = _with_stream_usage(kwargs) if is_chat and stream else kwargs
-            record = self._new_record(name, kwargs.get("model"), stream)
+            try:
+                record = self._new_record(name, kwargs.get("model"), stream)
+            except Exception as exc:
+                self._internal_error(exc)
+                return method(*args, **kwargs)
             try:
                 result = method(*args, **sent)
             except BaseException as exc:
@@ -312,6 +317,21 @@ class LoggingLLM(Generic[ClientT]):
                 self._log_error(record, request, exc)
             raise
         t_end = time.perf_counter()
+        try:
+            return await self._log_result(result, record, request, t_end, known, hide_usage_chunk)
+        except Exception as exc:  # a logging bug costs the record, never the caller's result
+            self._internal_error(exc)
+            return result
+
+    async def _log_result(
+        self,
+        result: Any,
+        record: CallRecord,
+        request: bytes,
+        t_end: float,
+        known: bool,
+        hide_usage_chunk: bool,
+    ) -> Any:
         record.request_json = request
         if record.stream and hasattr(result, "__anext__"):  # ends when the stream does
             self._open_streams[record.request_id] = record
@@ -341,6 +361,16 @@ class LoggingLLM(Generic[ClientT]):
         remember(result, record)
         self._submit(record)
         return result
+
+    def _internal_error(self, exc: Exception) -> None:
+        self._writer.count_internal_error()
+        warn_once(
+            "internal_error",
+            type(exc).__name__,
+            "majordomo-log could not log a call (%s: %s); the call itself went through",
+            type(exc).__name__,
+            exc,
+        )
 
     def _extract_usage(self, result: Any) -> Any:
         extractor = self._ctx.extractor

@@ -44,6 +44,7 @@ class WriterStats:
     bodies_failed: int
     outcomes_written: int
     queue_bytes: int
+    internal_errors: int = 0  # calls that could not be logged because of a bug here
 
 
 class BatchWriter:
@@ -76,6 +77,7 @@ class BatchWriter:
         self._done = 0  # items ever finished (written or failed)
         self._written = self._failed = self._dropped = 0
         self._bodies_written = self._bodies_failed = self._outcomes_written = 0
+        self._internal_errors = 0
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
@@ -127,7 +129,11 @@ class BatchWriter:
             bodies_failed=self._bodies_failed,
             outcomes_written=self._outcomes_written,
             queue_bytes=self._queue_bytes,
+            internal_errors=self._internal_errors,
         )
+
+    def count_internal_error(self) -> None:
+        self._internal_errors += 1
 
     async def flush(self, timeout: float | None = None) -> WriterStats:
         """Return once everything queued before the call is written (or failed), or

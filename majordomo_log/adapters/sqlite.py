@@ -30,7 +30,8 @@ _UPDATE_OUTCOME = "UPDATE llm_requests SET outcome = ?, outcome_at = ? WHERE req
 
 def sqlite_timestamp(value: dt.datetime) -> str:
     """UTC ISO 8601 with microseconds and 'Z': sorts in time order, date() understands it."""
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = value.astimezone(dt.timezone.utc) if value.utcoffset() else value
+    return utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _encode(value: Any) -> Any:
@@ -41,10 +42,22 @@ def _encode(value: Any) -> Any:
     return value
 
 
-def _encode_rows(rows: Sequence[Row]) -> Iterator[tuple[Any, ...]]:
+# Only these columns hold values sqlite3 cannot bind as they are.
+_TIME_COLUMNS = tuple(COLUMNS.index(c) for c in ("started_at", "ended_at", "outcome_at"))
+_COST_COLUMNS = tuple(i for i, c in enumerate(COLUMNS) if c.endswith("_cost"))
+
+
+def _encode_rows(rows: Sequence[Row]) -> Iterator[list[Any]]:
     # A generator: executemany consumes it in aiosqlite's thread, not on the event loop.
     for row in rows:
-        yield tuple(_encode(v) for v in row)
+        values = list(row)
+        for i in _TIME_COLUMNS:
+            if values[i] is not None:
+                values[i] = sqlite_timestamp(values[i])
+        for i in _COST_COLUMNS:
+            if values[i] is not None:
+                values[i] = str(values[i])
+        yield values
 
 
 class SqliteAdapter:
