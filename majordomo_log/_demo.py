@@ -57,40 +57,17 @@ async def run_demo(out: Path, *, calls: int = 300) -> int:
             "output_tokens": 320,
         }
     )
-    openai_prod = LoggingLLM(
-        fake_openai_client(chat, api_key="sk-demo-openai-not-a-real-key"),
-        db,
-        storage,
-        api_key_alias="openai-prod",
-        tags={"environment": "demo"},
-    )
-    openai_fast = LoggingLLM(
-        fake_openai_client(fast),
-        db,
-        storage,
-        api_key_alias="openai-batch",
-        tags={"environment": "demo"},
-    )
-    openai_research = LoggingLLM(
-        fake_openai_client(research),
-        db,
-        storage,
-        api_key_alias="openai-prod",
-        tags={"environment": "demo"},
-    )
-    openai_search = LoggingLLM(
-        fake_openai_client(search),
-        db,
-        storage,
-        api_key_alias="openai-prod",
-        tags={"environment": "demo"},
-    )
-    claude = LoggingLLM(
-        fake_anthropic_client(support, api_key="sk-ant-demo-not-a-real-key"),
-        db,
-        storage,
-        api_key_alias="anthropic-prod",
-        tags={"environment": "demo"},
+
+    def wrap(client: Any, alias: str) -> LoggingLLM[Any]:
+        return LoggingLLM(client, db, storage, api_key_alias=alias, tags={"environment": "demo"})
+
+    openai_key = "sk-demo-openai-not-a-real-key"
+    openai_prod = wrap(fake_openai_client(chat, api_key=openai_key), "openai-prod")
+    openai_fast = wrap(fake_openai_client(fast), "openai-batch")
+    openai_research = wrap(fake_openai_client(research, api_key=openai_key), "openai-prod")
+    openai_search = wrap(fake_openai_client(search, api_key=openai_key), "openai-prod")
+    claude = wrap(
+        fake_anthropic_client(support, api_key="sk-ant-demo-not-a-real-key"), "anthropic-prod"
     )
     messages = [{"role": "user", "content": "Summarize my last invoice."}]
 

@@ -10,6 +10,7 @@ caller's path, in the writer's worker thread.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -164,6 +165,17 @@ class CallRecord:
 
     def __repr__(self) -> str:
         return f"<CallRecord {self.request_id} {self.operation} {self.model} {self.status}>"
+
+    def fail(self, exc: BaseException) -> None:
+        """Mark the call as ended by ``exc``: cancelled calls are incomplete, not errors."""
+        self.t_end = time.perf_counter()
+        cancelled = type(exc).__name__ in ("CancelledError", "GeneratorExit", "KeyboardInterrupt")
+        self.status = "incomplete" if cancelled else "error"
+        self.error_type = type(exc).__name__
+        try:
+            self.error_message = str(exc)
+        except Exception:  # an exception whose str() raises still gets its row
+            self.error_message = None
 
     def priced(self) -> tuple[Usage | None, Cost | None, str]:
         """(usage, cost, cost_status), computed once; safe to call from any thread."""

@@ -118,12 +118,10 @@ class LoggedStream:
             return
         self._done = True
         record = self._record
-        record.t_end = time.perf_counter()
         if exc is not None:
-            record.status = "incomplete" if _is_cancel(exc) else "error"
-            record.error_type = type(exc).__name__
-            record.error_message = str(exc)
+            record.fail(exc)
         else:
+            record.t_end = time.perf_counter()
             record.status = status
         self._finish(record)
 
@@ -175,10 +173,7 @@ class LoggedStreamManager:
         try:
             stream = await self._manager.__aenter__()
         except BaseException as exc:
-            self._record.t_end = time.perf_counter()
-            self._record.status = "incomplete" if _is_cancel(exc) else "error"
-            self._record.error_type = type(exc).__name__
-            self._record.error_message = str(exc)
+            self._record.fail(exc)
             self._finish(self._record)
             self._entered = False  # logged: nothing left to do at exit
             raise
@@ -205,10 +200,6 @@ class LoggedStreamManager:
 
     def __repr__(self) -> str:
         return f"<LoggedStreamManager of {self._manager!r}>"
-
-
-def _is_cancel(exc: BaseException) -> bool:
-    return type(exc).__name__ in ("CancelledError", "GeneratorExit", "KeyboardInterrupt")
 
 
 # -- background: turn the chunks into one response and one usage -------------------

@@ -393,13 +393,7 @@ class LoggingLLM(Generic[ClientT]):
         return None
 
     def _log_error(self, record: CallRecord, request: bytes, exc: BaseException) -> None:
-        record.t_end = time.perf_counter()
-        record.status = "incomplete" if type(exc).__name__ == "CancelledError" else "error"
-        record.error_type = type(exc).__name__
-        try:
-            record.error_message = str(exc)
-        except Exception:
-            record.error_message = None
+        record.fail(exc)
         request_id = getattr(exc, "request_id", None)
         record.provider_request_id = request_id if isinstance(request_id, str) else None
         record.request_json = request
