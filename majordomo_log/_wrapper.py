@@ -154,7 +154,7 @@ class LoggingLLM(Generic[ClientT]):
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
-        return _resolve(self, self._client, (name,), self._children)
+        return _resolve(self, self._client, (name,), self._children, self)
 
     def __repr__(self) -> str:
         return (
@@ -444,8 +444,18 @@ def _with_stream_usage(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {**kwargs, "stream_options": {**(options or {}), "include_usage": True}}
 
 
+_raw_response_types: dict[type, bool] = {}
+
+
 def _is_raw_response(result: Any) -> bool:
-    return callable(getattr(result, "parse", None)) and hasattr(result, "http_response")
+    """``with_raw_response`` results; decided once per type (a missing attribute on a
+    pydantic model costs a slow ``__getattr__`` on every call)."""
+    kind = type(result)
+    known = _raw_response_types.get(kind)
+    if known is None:
+        known = callable(getattr(kind, "parse", None)) and hasattr(kind, "headers")
+        _raw_response_types[kind] = known
+    return known
 
 
 def _snapshot(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes:
@@ -475,8 +485,6 @@ def _price_table(
 class _Namespace:
     """A passthrough view of a client sub-object (``client.chat.completions``)."""
 
-    __slots__ = ("_children", "_llm", "_path", "_target")
-
     def __init__(self, llm: LoggingLLM[Any], target: Any, path: tuple[str, ...]) -> None:
         self._llm = llm
         self._target = target
@@ -486,14 +494,14 @@ class _Namespace:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
-        return _resolve(self._llm, self._target, (*self._path, name), self._children)
+        return _resolve(self._llm, self._target, (*self._path, name), self._children, self)
 
     def __repr__(self) -> str:
         return f"<logged {self._target!r}>"
 
 
 def _resolve(
-    llm: LoggingLLM[Any], parent: Any, path: tuple[str, ...], cache: dict[str, Any]
+    llm: LoggingLLM[Any], parent: Any, path: tuple[str, ...], cache: dict[str, Any], holder: Any
 ) -> Any:
     """Wrap a method, proxy a resource of the client's library, pass anything else."""
     name = path[-1]
@@ -509,7 +517,11 @@ def _resolve(
     if callable(value):
         wrapped: Any = llm._wrap(value, path)
     elif _same_package(value, llm._client):
+        # SDK resources are fixed for a client's life: remember the view as an ordinary
+        # attribute, so later lookups never reach __getattr__ (this is the hot path).
         wrapped = _Namespace(llm, value, path)
+        holder.__dict__[name] = wrapped
+        return wrapped
     else:
         return value
     cache[name] = (owner, func, wrapped)
