@@ -125,5 +125,6 @@ def call_info(response: Any) -> CallInfo:
             None if record.t_first is None else round((record.t_first - record.t_start) * 1000.0, 3)
         ),
         api_key_alias=record.ctx.api_key_alias,
-        provider_request_id=record.provider_request_id,
+        provider_request_id=record.provider_request_id
+        or getattr(record.response, "_request_id", None),
     )

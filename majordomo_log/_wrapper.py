@@ -308,7 +308,7 @@ class LoggingLLM(Generic[ClientT]):
         request: bytes,
         known: bool,
         logs_errors: bool,
-        hide_usage_chunk: bool,
+        hide: bool,
     ) -> Any:
         try:
             result = await awaitable
@@ -318,14 +318,21 @@ class LoggingLLM(Generic[ClientT]):
             raise
         t_end = time.perf_counter()
         try:
-            return await self._log_result(result, record, request, t_end, known, hide_usage_chunk)
+            response = result
+            if _is_raw_response(result) and not record.stream:
+                record.provider_request_id = getattr(result, "request_id", None)
+                response = result.parse()  # cached by the SDK: the caller's parse() reuses it
+                if inspect.isawaitable(response):
+                    response = await response
+            return self._log_result(result, response, record, request, t_end, known, hide)
         except Exception as exc:  # a logging bug costs the record, never the caller's result
             self._internal_error(exc)
             return result
 
-    async def _log_result(
+    def _log_result(
         self,
         result: Any,
+        response: Any,
         record: CallRecord,
         request: bytes,
         t_end: float,
@@ -336,15 +343,6 @@ class LoggingLLM(Generic[ClientT]):
         if record.stream and hasattr(result, "__anext__"):  # ends when the stream does
             self._open_streams[record.request_id] = record
             return LoggedStream(result, record, self._submit, hide_usage_chunk)
-        response = result
-        if _is_raw_response(result) and not record.stream:
-            try:
-                response = result.parse()  # cached by the SDK: the caller's parse() reuses it
-                if inspect.isawaitable(response):
-                    response = await response
-            except Exception:
-                response = None
-            record.provider_request_id = getattr(result, "request_id", None)
         record.t_end = t_end
         if known:
             record.usage = getattr(response, "usage", None)
@@ -356,8 +354,6 @@ class LoggingLLM(Generic[ClientT]):
             record.usage = usage
         record.response = response
         record.served_model = _served_model(response)
-        if record.provider_request_id is None:
-            record.provider_request_id = getattr(response, "_request_id", None)
         remember(result, record)
         self._submit(record)
         return result
@@ -516,6 +512,9 @@ def _resolve(
         return entry[2]
     if callable(value):
         wrapped: Any = llm._wrap(value, path)
+        if isinstance(holder, _Namespace):  # an SDK resource's method: fixed, like the resource
+            holder.__dict__[name] = wrapped
+            return wrapped
     elif _same_package(value, llm._client):
         # SDK resources are fixed for a client's life: remember the view as an ordinary
         # attribute, so later lookups never reach __getattr__ (this is the hot path).

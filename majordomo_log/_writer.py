@@ -284,6 +284,11 @@ def _prepare(records: Sequence[CallRecord], with_bodies: bool) -> list[Body | No
     """Worker thread: price every record and build its body envelope."""
     bodies: list[Body | None] = []
     for record in records:
+        if record.provider_request_id is None and record.response is not None:
+            # Read here, not on the caller's path: a missing private attribute on a
+            # pydantic model costs microseconds.
+            request_id = getattr(record.response, "_request_id", None)
+            record.provider_request_id = request_id if isinstance(request_id, str) else None
         try:
             record.priced()
         except Exception as exc:  # a pricing bug must not lose the row
