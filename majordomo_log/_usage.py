@@ -138,6 +138,8 @@ def field_of(obj: Any, name: str) -> Any:
     """Read ``name`` from a pydantic model, plain object or mapping; None if absent."""
     if obj is None:
         return None
+    if isinstance(obj, dict):  # the common case, checked without the slower Mapping ABC
+        return obj.get(name)
     if isinstance(obj, Mapping):
         return obj.get(name)
     return getattr(obj, name, None)
