@@ -82,6 +82,7 @@ class BatchWriter:
         self._wake: asyncio.Event | None = None
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._closing = False
+        self._exit_drain_seconds = 10.0  # how long a cancelled worker keeps writing
         self._last_error_log = 0.0
         self._users = 0  # LoggingLLM instances attached (see acquire/release)
 
@@ -153,8 +154,9 @@ class BatchWriter:
         return self.stats()
 
     async def close(self, timeout: float | None = None) -> WriterStats:
-        """Flush, then stop the worker. Records submitted afterwards are dropped."""
-        stats = await self.flush(timeout)
+        """Flush, then stop the worker; waits for it, so the stores can be closed next.
+        After ``timeout`` seconds whatever is still queued is counted as dropped."""
+        await self.flush(timeout)
         self._closing = True
         task = self._task
         if task is not None and not task.done():
@@ -163,8 +165,14 @@ class BatchWriter:
             try:
                 await asyncio.wait_for(asyncio.shield(task), timeout)
             except asyncio.TimeoutError:
+                self._exit_drain_seconds = 0.0  # out of time: stop, do not drain again
                 task.cancel()
-        return stats
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+        self._give_up("the writer was closed before they were written")
+        return self.stats()
 
     # -- consumer side: the background task -----------------------------------------
 
@@ -184,9 +192,15 @@ class BatchWriter:
                         pass
                 await self._drain()
         except asyncio.CancelledError:
-            # asyncio.run() cancels leftover tasks and waits for them: a program that
-            # forgot close() still gets its records written here.
-            await asyncio.wait_for(self._drain(), 10.0)
+            # asyncio.run() cancels leftover tasks and then waits for them: a program that
+            # forgot close() still gets its records written here. wait_for runs the drain
+            # in a new task, which that one-time cancellation does not reach.
+            if self._exit_drain_seconds > 0:
+                try:
+                    await asyncio.wait_for(self._drain(), self._exit_drain_seconds)
+                except (asyncio.TimeoutError, asyncio.CancelledError):
+                    pass
+            self._give_up("the event loop stopped before they were written")
             raise
 
     async def _drain(self) -> None:
@@ -196,13 +210,29 @@ class BatchWriter:
             batch = [item for item, _ in taken]
             try:
                 await self._write(batch)
+            except asyncio.CancelledError:
+                # Interrupted mid-batch: put it back. Stores roll back an interrupted
+                # transaction and skip rows they already have, so rewriting it is safe.
+                self._queue.extendleft(reversed(taken))
+                raise
             except Exception as exc:  # never let the worker die: count and go on
                 self._failed += sum(isinstance(i, CallRecord) for i in batch)
                 self._log_error("writing a batch failed: %s: %s", type(exc).__name__, exc)
-            finally:
-                self._done += count
-                self._queue_bytes -= sum(size for _, size in taken)
-                self._resolve_waiters()
+            self._done += count
+            self._queue_bytes -= sum(size for _, size in taken)
+            self._resolve_waiters()
+
+    def _give_up(self, reason: str) -> None:
+        """Count what is still queued as dropped, so flush() and stats() tell the truth."""
+        lost = sum(isinstance(item, CallRecord) for item, _ in self._queue)
+        if not self._queue:
+            return
+        self._dropped += lost
+        self._done += len(self._queue)
+        self._queue.clear()
+        self._queue_bytes = 0
+        self._resolve_waiters()
+        logger.error("%d records were dropped: %s", lost, reason)
 
     async def _write(self, batch: Sequence[QueueItem]) -> None:
         records = [i for i in batch if isinstance(i, CallRecord)]

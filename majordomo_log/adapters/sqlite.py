@@ -109,25 +109,29 @@ class SqliteAdapter:
             f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
             "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
         )
-        async with self._conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE}") as cursor:
-            done = {row[0] async for row in cursor}
         applied = []
         for migration in migrations_for(self.dialect):
-            if migration.name in done:
-                continue
             try:
+                # The write lock first, then the check: processes starting together on
+                # one file must not both apply the same migration.
                 await self._conn.execute("BEGIN IMMEDIATE")
-                for statement in split_statements(migration.sql):
-                    await self._conn.execute(statement)
-                await self._conn.execute(
-                    f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES (?, ?)",
-                    (migration.name, sqlite_timestamp(dt.datetime.now(dt.timezone.utc))),
-                )
+                async with self._conn.execute(
+                    f"SELECT 1 FROM {MIGRATIONS_TABLE} WHERE name = ?", (migration.name,)
+                ) as cursor:
+                    done = await cursor.fetchone() is not None
+                if not done:
+                    for statement in split_statements(migration.sql):
+                        await self._conn.execute(statement)
+                    await self._conn.execute(
+                        f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES (?, ?)",
+                        (migration.name, sqlite_timestamp(dt.datetime.now(dt.timezone.utc))),
+                    )
                 await self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                await self._conn.execute("ROLLBACK")
+                await self._rollback()
                 raise MigrationError(f"migration {migration.name} failed: {exc}") from exc
-            applied.append(migration.name)
+            if not done:
+                applied.append(migration.name)
         return applied
 
     async def write_batch(self, rows: Sequence[Row], outcomes: Sequence[OutcomeUpdate]) -> None:
@@ -141,10 +145,19 @@ class SqliteAdapter:
                     [(outcome, sqlite_timestamp(when), rid) for rid, outcome, when in outcomes],
                 )
             await self._conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if self._conn.in_transaction:
-                await self._conn.execute("ROLLBACK")
-            raise StoreError(f"SQLite write failed: {exc}") from exc
+        except BaseException as exc:
+            # Also on cancellation: aiosqlite runs statements in order in its thread, so
+            # this ROLLBACK follows the interrupted statement and the next batch starts clean.
+            await self._rollback()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"SQLite write failed: {exc}") from exc
+            raise
+
+    async def _rollback(self) -> None:
+        try:
+            await self._conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # no transaction open: the failure came before BEGIN or after COMMIT
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         try:
