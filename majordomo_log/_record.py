@@ -10,9 +10,10 @@ caller's path, in the writer's worker thread.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ PROMOTED_TAGS = (
 )
 OUTCOMES = frozenset({"accepted", "edited", "rejected", "escalated"})
 MAX_TAG_CHARS = 1000
+_pricing_lock = threading.Lock()
 MAX_ERROR_CHARS = 4000
 
 # The columns of llm_requests, in the order of every row tuple.
@@ -91,9 +93,10 @@ class CallContext:
     prices: PriceTable
     api_key_alias: str | None
     tags: Mapping[str, Any]
-    secrets: tuple[bytes, ...]  # values to scrub from bodies and errors, never stored
-    extractor: UsageExtractor | None
-    capture_bodies: bool
+    # values to scrub from bodies and errors; never stored, never in a repr
+    secrets: tuple[bytes, ...] = field(repr=False)
+    extractor: UsageExtractor | None = None
+    capture_bodies: bool = True
 
 
 class CallRecord:
@@ -178,19 +181,24 @@ class CallRecord:
             self.error_message = None
 
     def priced(self) -> tuple[Usage | None, Cost | None, str]:
-        """(usage, cost, cost_status), computed once; safe to call from any thread."""
+        """(usage, cost, cost_status), computed once; safe to call from any thread
+        (call_info() on the caller's thread may race the writer's thread)."""
         if self._priced is None:
-            if self.stream_chunks is not None:
-                from ._streams import assemble_stream
+            with _pricing_lock:
+                if self._priced is None:
+                    if self.stream_chunks is not None:
+                        from ._streams import assemble_stream
 
-                assemble_stream(self)
-            self._priced = self._price()
+                        assemble_stream(self)
+                    self._priced = self._price()
         return self._priced
 
     def _price(self) -> tuple[Usage | None, Cost | None, str]:
         usage = self.normalized_usage()
         if usage is None:
-            return None, None, "error" if self.status == "error" else "missing_usage"
+            if self.status in ("error", "incomplete"):
+                return None, None, self.status
+            return None, None, "missing_usage"
         prices = self.ctx.prices
         entry = prices.resolve(self.served_model) or prices.resolve(self.model)
         if entry is None:

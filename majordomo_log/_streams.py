@@ -14,6 +14,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from ._callinfo import remember
 from ._usage import field_of
 
 if TYPE_CHECKING:
@@ -161,27 +162,40 @@ class LoggedStreamManager:
     SDK's own stream object; its raw chunk stream is swapped for a ``LoggedStream``,
     so every way of consuming it (iteration, ``text_stream``, ``get_final_*``) is seen."""
 
-    def __init__(self, manager: Any, record: CallRecord, finish: Finish) -> None:
+    def __init__(
+        self, manager: Any, record: CallRecord, finish: Finish, hide_usage_chunk: bool
+    ) -> None:
         self._manager = manager
         self._record = record
         self._finish = finish
+        self._hide_usage_chunk = hide_usage_chunk
+        self._stream: Any = None
         self._logged: LoggedStream | None = None
-        self._entered = False
 
     async def __aenter__(self) -> Any:
-        self._entered = True
         try:
             stream = await self._manager.__aenter__()
         except BaseException as exc:
             self._record.fail(exc)
             self._finish(self._record)
-            self._entered = False  # logged: nothing left to do at exit
             raise
+        self._stream = stream
         raw = getattr(stream, "_raw_stream", None)
-        self._logged = LoggedStream(raw, self._record, self._finish, hide_usage_chunk=False)
+        self._logged = LoggedStream(raw, self._record, self._end, self._hide_usage_chunk)
         if raw is not None:
             stream._raw_stream = self._logged
+        remember(stream, self._record)
         return stream
+
+    def _end(self, record: CallRecord) -> None:
+        # Anthropic's get_final_message() returns this very snapshot: let call_info find it.
+        try:
+            snapshot = getattr(self._stream, "current_message_snapshot", None)
+        except Exception:  # the SDK asserts when no event arrived
+            snapshot = None
+        if snapshot is not None:
+            remember(snapshot, record)
+        self._finish(record)
 
     async def __aexit__(
         self,
@@ -305,6 +319,14 @@ def _assemble_responses(record: CallRecord, chunks: list[Any]) -> None:
         record.response = final
         record.usage = getattr(final, "usage", None)
         record.served_model = getattr(final, "model", None)
+        outcome = getattr(final, "status", None)
+        if record.status == "ok" and outcome in ("failed", "incomplete"):
+            # The stream ended normally but the response did not (response.failed or
+            # response.incomplete events): say so instead of "ok".
+            record.status = "error" if outcome == "failed" else "incomplete"
+            error = getattr(final, "error", None)
+            record.error_type = "response." + outcome
+            record.error_message = None if error is None else str(getattr(error, "message", error))
     else:
         record.response = {"events": [_dump(e) for e in chunks]}
 

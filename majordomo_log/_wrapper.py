@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from ._callinfo import remember
+from ._exceptions import StoreError
 from ._ids import uuid7
 from ._keys import hash_api_key, resolve_key_secret
 from ._log import warn_once
@@ -41,6 +42,8 @@ KNOWN_OPERATIONS: dict[tuple[str, ...], str] = {
     ("responses", "create"): "responses",
     ("embeddings", "create"): "embeddings",
     ("messages", "create"): "messages",
+    ("chat", "completions", "parse"): "chat.completions",
+    ("responses", "parse"): "responses",
 }
 # SDK stream helpers: they return an async context manager, not an awaitable.
 STREAM_HELPERS: dict[tuple[str, ...], str] = {
@@ -48,10 +51,14 @@ STREAM_HELPERS: dict[tuple[str, ...], str] = {
     ("responses", "stream"): "responses",
     ("messages", "stream"): "messages",
 }
-# `client.chat.completions.with_raw_response.create(...)`: same call, raw HTTP wrapper.
+# `client.chat.completions.with_raw_response.create(...)`: same call, raw HTTP wrapper
+# (logged); `with_streaming_response`: the caller reads the HTTP body itself (not logged).
 _RAW_RESPONSE = "with_raw_response"
+_STREAMING_RESPONSE = "with_streaming_response"
 # Methods that return a reconfigured copy of the client: the copy is wrapped too.
 _CLIENT_COPIES = frozenset({"with_options", "copy"})
+# Packages whose client resources never change once built (cached properties).
+_PINNABLE_PACKAGES = frozenset({"openai", "anthropic"})
 _SCALARS = (str, bytes, int, float, bool, type(None), list, tuple, dict, set, frozenset)
 
 _default_prices: PriceTable | None = None
@@ -111,10 +118,14 @@ class LoggingLLM(Generic[ClientT]):
                 "storage must be a body store (e.g. FileStorageAdapter), "
                 f"got {type(storage).__name__}"
             )
+        for store in (db, storage):
+            if getattr(store, "closed", False):
+                # e.g. closed by the last wrapper of an earlier `async with` block
+                raise StoreError(f"{store!r} is closed: open a new one for this wrapper")
         self._client = client
         self._provider = provider or _detect_provider(client)
         self._secret = resolve_key_secret(key_hash_secret)
-        self._key_seen: object = None
+        self._key_seen: int | None = None
         self._key_hash: str | None = None
         self._ctx = CallContext(
             prices=_price_table(prices),
@@ -221,12 +232,21 @@ class LoggingLLM(Generic[ClientT]):
     def _api_key_hash(self) -> str | None:
         client = self._client
         key = getattr(client, "api_key", None) or getattr(client, "auth_token", None)
-        if key is self._key_seen:
+        # A fingerprint, not the key: this object holds no copy of the key to leak.
+        # (str caches its hash, so this costs one attribute read per call.)
+        seen = hash(key) if isinstance(key, str) else id(key)
+        if seen == self._key_seen:
             return self._key_hash
-        self._key_seen = key
-        if isinstance(key, str) and key:
+        self._key_seen = seen
+        # SDKs put a placeholder such as "<missing API key>" where a token provider or
+        # Azure AD authenticates instead: that is no key, and must not group spend.
+        if isinstance(key, str) and key and not key.startswith("<"):
             self._key_hash = hash_api_key(key, self._secret)
-            self._ctx.secrets = (key.encode("utf-8", "surrogatepass"),)
+            secret = key.encode("utf-8", "surrogatepass")
+            # Added, never replaced: records still queued may carry the previous key
+            # (rotation, a refreshing key provider) in an error message or body.
+            if secret not in self._ctx.secrets:
+                self._ctx.secrets = (*self._ctx.secrets[-7:], secret)
         else:
             self._key_hash = None
         return self._key_hash
@@ -262,27 +282,34 @@ class LoggingLLM(Generic[ClientT]):
                     return operation, helper
         return None, False
 
-    def _wrap(self, method: Callable[..., Any], path: tuple[str, ...]) -> Callable[..., Any]:
+    def _wrap(self, target: Any, attr: str, path: tuple[str, ...]) -> Callable[..., Any]:
+        """A logging version of ``target.<attr>``. The method is looked up on every call,
+        so a test that patches the client's method after wrapping is still obeyed."""
         if len(path) == 1 and path[0] in _CLIENT_COPIES:
-            return self._wrap_client_copy(method)
+            return self._wrap_client_copy(target, attr)
         operation, helper = self._operation(path)
         if helper and operation is not None:
-            return self._wrap_stream_helper(method, operation)
+            return self._wrap_stream_helper(target, attr, operation)
+        if _STREAMING_RESPONSE in path:  # the caller reads raw bytes: not ours to parse
+            return getattr(target, attr)  # type: ignore[no-any-return]
         known = operation is not None or path[-1] in self._methods
         name = operation or path[-1]
         is_chat = name == "chat.completions"
+        raw = _RAW_RESPONSE in path
         methods_with_usage = self._methods_with_usage
 
         def call(*args: Any, **kwargs: Any) -> Any:
             stream = kwargs.get("stream") is True
+            if raw and stream:  # a raw HTTP stream: chunks are the caller's to parse
+                return getattr(target, attr)(*args, **kwargs)
             sent = _with_stream_usage(kwargs) if is_chat and stream else kwargs
             try:
                 record = self._new_record(name, kwargs.get("model"), stream)
             except Exception as exc:
                 self._internal_error(exc)
-                return method(*args, **kwargs)
+                return getattr(target, attr)(*args, **kwargs)
             try:
-                result = method(*args, **sent)
+                result = getattr(target, attr)(*args, **sent)
             except BaseException as exc:
                 if known:
                     self._log_error(record, _snapshot(args, kwargs), exc)
@@ -298,7 +325,7 @@ class LoggingLLM(Generic[ClientT]):
 
         call.__name__ = path[-1]
         call.__qualname__ = ".".join(path)
-        call.__doc__ = getattr(method, "__doc__", None)
+        call.__doc__ = getattr(getattr(target, attr, None), "__doc__", None)
         return call
 
     async def _await(
@@ -340,6 +367,8 @@ class LoggingLLM(Generic[ClientT]):
         hide_usage_chunk: bool,
     ) -> Any:
         record.request_json = request
+        if record.api_key_hash is None:  # a key provider may only set the key during the call
+            record.api_key_hash = self._api_key_hash()
         if record.stream and hasattr(result, "__anext__"):  # ends when the stream does
             self._open_streams[record.request_id] = record
             return LoggedStream(result, record, self._submit, hide_usage_chunk)
@@ -355,6 +384,8 @@ class LoggingLLM(Generic[ClientT]):
         record.response = response
         record.served_model = _served_model(response)
         remember(result, record)
+        if response is not result:  # with_raw_response: the parsed object too
+            remember(response, record)
         self._submit(record)
         return result
 
@@ -390,30 +421,32 @@ class LoggingLLM(Generic[ClientT]):
 
     def _log_error(self, record: CallRecord, request: bytes, exc: BaseException) -> None:
         record.fail(exc)
+        if record.api_key_hash is None:
+            record.api_key_hash = self._api_key_hash()
         request_id = getattr(exc, "request_id", None)
         record.provider_request_id = request_id if isinstance(request_id, str) else None
         record.request_json = request
         self._submit(record)
 
-    def _wrap_stream_helper(self, method: Callable[..., Any], operation: str) -> Callable[..., Any]:
+    def _wrap_stream_helper(self, target: Any, attr: str, operation: str) -> Callable[..., Any]:
         def stream(*args: Any, **kwargs: Any) -> Any:
             sent = _with_stream_usage(kwargs) if operation == "chat.completions" else kwargs
             record = self._new_record(operation, kwargs.get("model"), True)
             try:
-                manager = method(*args, **sent)
+                manager = getattr(target, attr)(*args, **sent)
             except BaseException as exc:
                 self._log_error(record, _snapshot(args, kwargs), exc)
                 raise
             record.request_json = _snapshot(args, kwargs)
             self._open_streams[record.request_id] = record
-            return LoggedStreamManager(manager, record, self._submit)
+            return LoggedStreamManager(manager, record, self._submit, sent is not kwargs)
 
         stream.__name__ = "stream"
         return stream
 
-    def _wrap_client_copy(self, method: Callable[..., Any]) -> Callable[..., Any]:
+    def _wrap_client_copy(self, target: Any, attr: str) -> Callable[..., Any]:
         def copy(*args: Any, **kwargs: Any) -> Any:
-            client = method(*args, **kwargs)
+            client = getattr(target, attr)(*args, **kwargs)
             return self._derive(client) if type(client) is type(self._client) else client
 
         return copy
@@ -422,7 +455,8 @@ class LoggingLLM(Generic[ClientT]):
         """A wrapper for a reconfigured copy of the client, sharing this one's writer,
         prices and tags. It needs no close(): closing this wrapper covers it."""
         derived: LoggingLLM[Any] = object.__new__(LoggingLLM)
-        derived.__dict__.update(self.__dict__)
+        # Private state only: the public names are views pinned to the parent's client.
+        derived.__dict__.update({k: v for k, v in self.__dict__.items() if k.startswith("_")})
         derived._client = client
         derived._children = {}
         derived._key_seen = None
@@ -486,6 +520,7 @@ class _Namespace:
         self._target = target
         self._path = path
         self._children: dict[str, Any] = {}
+        self._pinnable = type(target).__module__.split(".", 1)[0] in _PINNABLE_PACKAGES
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
@@ -511,16 +546,17 @@ def _resolve(
     if entry is not None and entry[0] is owner and entry[1] is func:
         return entry[2]
     if callable(value):
-        wrapped: Any = llm._wrap(value, path)
-        if isinstance(holder, _Namespace):  # an SDK resource's method: fixed, like the resource
-            holder.__dict__[name] = wrapped
+        wrapped: Any = llm._wrap(parent, name, path)
+        if isinstance(holder, _Namespace) and holder._pinnable:
+            holder.__dict__[name] = wrapped  # looked up late: safe to pin
             return wrapped
     elif _same_package(value, llm._client):
-        # SDK resources are fixed for a client's life: remember the view as an ordinary
-        # attribute, so later lookups never reach __getattr__ (this is the hot path).
         wrapped = _Namespace(llm, value, path)
-        holder.__dict__[name] = wrapped
-        return wrapped
+        if wrapped._pinnable:
+            # An official SDK's resources are fixed for a client's life: keep the view as
+            # an ordinary attribute, so later lookups never reach __getattr__ (hot path).
+            holder.__dict__[name] = wrapped
+            return wrapped
     else:
         return value
     cache[name] = (owner, func, wrapped)

@@ -45,6 +45,16 @@ def storage_url(value: str) -> str:
     return value if "://" in value else f"file://{value}"
 
 
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive whole number")
+    return number
+
+
 def parse_when(value: str) -> dt.datetime:
     """``7d``, ``24h``, ``30m`` ago, or an ISO date/datetime (UTC if no zone)."""
     match = re.fullmatch(r"(\d+)([dhm])", value.strip())
@@ -240,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until", type=parse_when)
     p.set_defaults(run=cmd_report)
     p = sub.add_parser("tail", parents=[stores, fmt], help="the latest calls")
-    p.add_argument("-n", type=int, default=20)
+    p.add_argument("-n", type=_positive_int, default=20)
     p.set_defaults(run=cmd_tail)
     p = sub.add_parser("show", parents=[stores], help="one call: its row and its body")
     p.add_argument("request_id")
@@ -250,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prices", action="append", default=[], help="extra price file (repeatable)")
     p.set_defaults(run=cmd_prices)
     p = sub.add_parser("demo", help="log a few hundred calls through the real SDKs, offline")
-    p.add_argument("--calls", type=int, default=300)
+    p.add_argument("--calls", type=_positive_int, default=300)
     p.add_argument("--out", default="demo-output", help="folder for the demo DB and bodies")
     p.set_defaults(run=cmd_demo)
     return parser

@@ -48,6 +48,7 @@ class FileStorageAdapter:
         self.root = root
         self.url = f"file://{root}"
         self.compresslevel = compresslevel
+        self.closed = False
 
     @classmethod
     async def create(
@@ -105,4 +106,4 @@ class FileStorageAdapter:
         return result
 
     async def close(self) -> None:
-        return None
+        self.closed = True  # nothing to release; recorded so a closed store is not reused

@@ -104,6 +104,10 @@ class SqliteAdapter:
     def __repr__(self) -> str:
         return f"<SqliteAdapter {self.path!r}{' closed' if self._closed else ''}>"
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     async def migrate(self) -> list[str]:
         await self._conn.execute(
             f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
