@@ -25,6 +25,7 @@ from ._usage import Usage
 
 PRICES_ENV_VAR = "MAJORDOMO_LOG_PRICES"
 _MILLION = Decimal(1_000_000)
+_ONE = Decimal(1)
 _RATE_FIELDS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h", "reasoning")
 
 
@@ -170,11 +171,11 @@ class PriceTable:
             if usage.total_input > tier.above_input_tokens:
                 rates = tier.rates
         r_in, r_read, r_w5, r_w1, r_out, r_reason = rates.effective()
-        c_in = usage.input * r_in / _MILLION
-        c_read = usage.cache_read * r_read / _MILLION
-        c_write = (usage.cache_write_5m * r_w5 + usage.cache_write_1h * r_w1) / _MILLION
-        c_out = usage.output * r_out / _MILLION
-        c_reason = usage.reasoning * r_reason / _MILLION
+        c_in = _cents(usage.input * r_in)
+        c_read = _cents(usage.cache_read * r_read)
+        c_write = _cents(usage.cache_write_5m * r_w5 + usage.cache_write_1h * r_w1)
+        c_out = _cents(usage.output * r_out)
+        c_reason = _cents(usage.reasoning * r_reason)
         suffix = "" if entry.origin == "built-in" else "+custom"
         return Cost(
             input=c_in,
@@ -186,6 +187,18 @@ class PriceTable:
             model_id=entry.id,
             price_version=f"{entry.id}@{version.effective.isoformat()}{suffix}",
         )
+
+
+COST_PLACES = Decimal("1e-10")  # the scale of every cost column (NUMERIC(20,10))
+
+
+def _cents(tokens_times_rate: Decimal) -> Decimal:
+    """USD for (tokens x USD per 1M tokens), to the 10 decimal places every store keeps,
+    so a cost reads back identically from SQLite, PostgreSQL and MySQL."""
+    cost = (tokens_times_rate / _MILLION).quantize(COST_PLACES).normalize()
+    exponent = cost.as_tuple().exponent
+    # normalize() writes whole dollars as 1E+2; keep plain notation
+    return cost.quantize(_ONE) if isinstance(exponent, int) and exponent > 0 else cost
 
 
 def builtin_config_path() -> Path:

@@ -38,7 +38,7 @@ PROMOTED_TAGS = (
     "prompt_version",
 )
 OUTCOMES = frozenset({"accepted", "edited", "rejected", "escalated"})
-MAX_TAG_CHARS = 1000
+MAX_TAG_CHARS = 255  # fits an indexed VARCHAR(255) in every dialect
 _pricing_lock = threading.Lock()
 MAX_ERROR_CHARS = 4000
 
@@ -285,10 +285,10 @@ def build_row(record: CallRecord, body_ref: str | None) -> tuple[Any, ...]:
         _utc(record.started_at + latency / 1000.0),
         round(latency, 3),
         None if ttft is None else round(ttft, 3),
-        record.provider,
+        _clip(record.provider, MAX_TAG_CHARS),
         _clip(record.model, MAX_TAG_CHARS),
         _clip(record.served_model, MAX_TAG_CHARS),
-        record.operation,
+        _clip(record.operation, MAX_TAG_CHARS),
         record.stream,
         record.status,
         _clip(record.error_type, MAX_TAG_CHARS),

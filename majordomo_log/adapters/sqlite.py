@@ -56,7 +56,7 @@ def _encode_rows(rows: Sequence[Row]) -> Iterator[list[Any]]:
                 values[i] = sqlite_timestamp(values[i])
         for i in _COST_COLUMNS:
             if values[i] is not None:
-                values[i] = str(values[i])
+                values[i] = format(values[i], "f")
         yield values
 
 
