@@ -195,10 +195,16 @@ COST_PLACES = Decimal("1e-10")  # the scale of every cost column (NUMERIC(20,10)
 def _cents(tokens_times_rate: Decimal) -> Decimal:
     """USD for (tokens x USD per 1M tokens), to the 10 decimal places every store keeps,
     so a cost reads back identically from SQLite, PostgreSQL and MySQL."""
-    cost = (tokens_times_rate / _MILLION).quantize(COST_PLACES).normalize()
-    exponent = cost.as_tuple().exponent
-    # normalize() writes whole dollars as 1E+2; keep plain notation
-    return cost.quantize(_ONE) if isinstance(exponent, int) and exponent > 0 else cost
+    return plain_decimal((tokens_times_rate / _MILLION).quantize(COST_PLACES))
+
+
+def plain_decimal(value: Decimal) -> Decimal:
+    """Without trailing zeros, so one amount looks the same from every store
+    (PostgreSQL returns 0.0040770000, SQLite 0.004077)."""
+    trimmed = value.normalize()
+    exponent = trimmed.as_tuple().exponent
+    # normalize() writes whole dollars as 1E+2: keep those as plain integers
+    return trimmed.quantize(_ONE) if isinstance(exponent, int) and exponent > 0 else trimmed
 
 
 def builtin_config_path() -> Path:

@@ -11,7 +11,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from ._pricing import PriceTable
+from ._pricing import PriceTable, plain_decimal
 from .adapters.base import MetadataStore
 
 GROUPINGS = (
@@ -56,13 +56,38 @@ def as_decimal(value: Any) -> Decimal | None:
     exactly; a float SUM() is rounded to the 10 places every cost column holds."""
     if value is None:
         return None
-    if isinstance(value, Decimal):
-        return value
-    exact = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
-    exponent = exact.as_tuple().exponent
+    if not isinstance(value, Decimal):
+        value = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
+    exponent = value.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -10:
-        return exact.quantize(_COST_QUANTUM).normalize()
-    return exact
+        value = value.quantize(_COST_QUANTUM)
+    return plain_decimal(value)
+
+
+def as_timestamp(value: Any) -> str | None:
+    """A timestamp as read from any dialect, as UTC ISO 8601 text with 'Z'."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return str(value.isoformat(timespec="microseconds")) + "Z"
+    return str(value)
+
+
+def normalize_row(row: dict[str, Any]) -> dict[str, Any]:
+    """One llm_requests row with the same Python values whichever store it came from."""
+    out = dict(row)
+    for name, value in row.items():
+        if name.endswith("_cost"):
+            out[name] = as_decimal(value)
+        elif name in ("started_at", "ended_at", "outcome_at"):
+            out[name] = as_timestamp(value)
+        elif name == "stream" and value is not None:
+            out[name] = bool(value)
+        elif name == "request_id" and value is not None:
+            out[name] = str(value)
+    return out
 
 
 async def spend_report(
@@ -115,20 +140,12 @@ async def latest_calls(db: MetadataStore, limit: int = 20) -> list[dict[str, Any
         " ORDER BY started_at DESC, request_id DESC LIMIT ?",
         (int(limit),),
     )
-    for row in rows:
-        row["total_cost"] = as_decimal(row["total_cost"])
-    return rows
+    return [normalize_row(row) for row in rows]
 
 
 async def get_call(db: MetadataStore, request_id: str) -> dict[str, Any] | None:
     rows = await db.fetch("SELECT * FROM llm_requests WHERE request_id = ?", (request_id,))
-    if not rows:
-        return None
-    row = rows[0]
-    for name, value in row.items():
-        if name.endswith("_cost"):
-            row[name] = as_decimal(value)
-    return row
+    return normalize_row(rows[0]) if rows else None
 
 
 async def unpriced_models(db: MetadataStore, prices: PriceTable) -> list[dict[str, Any]]:

@@ -1,0 +1,38 @@
+"""Pieces shared by the SQL server stores (PostgreSQL, MySQL)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .._exceptions import ConfigError
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def check_identifier(name: str, what: str) -> str:
+    """Schema and database names are put into SQL text: only plain identifiers pass."""
+    if not _IDENTIFIER.match(name):
+        raise ConfigError(f"{what} {name!r} must be letters, digits and underscores")
+    return name
+
+
+def numbered_placeholders(sql: str) -> str:
+    """``?`` placeholders as PostgreSQL's ``$1, $2, ...``."""
+    count = 0
+
+    def number(_: re.Match[str]) -> str:
+        nonlocal count
+        count += 1
+        return f"${count}"
+
+    return re.sub(r"\?", number, sql)
+
+
+def format_placeholders(sql: str) -> str:
+    """``?`` placeholders as the DB-API ``%s`` of PyMySQL (a literal ``%`` doubled)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def redacted_params(params: Any) -> str:
+    return f"<{len(params)} parameters>" if params else "<no parameters>"

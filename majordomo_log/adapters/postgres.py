@@ -1,0 +1,224 @@
+"""PostgreSQL metadata store (asyncpg): many application instances, one shared log.
+
+Batches go in with COPY into a per-connection temporary table, then one
+``INSERT ... SELECT ... ON CONFLICT (request_id) DO NOTHING``: COPY's speed, and a
+batch written twice (a retry after an ambiguous failure) adds no row. The pool
+replaces connections that die, so the writer's retry succeeds once the server
+is back, without restarting the application.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import asyncpg
+
+from .._exceptions import MigrationError, StoreError, StoreUnavailable
+from .._migrations import MIGRATIONS_TABLE, migrations_for, split_statements
+from .._record import COLUMNS
+from .._urls import redact_url
+from ._sql import check_identifier, numbered_placeholders
+from .base import OutcomeUpdate, Row
+
+_COLUMN_LIST = ", ".join(COLUMNS)
+_STAGE = "majordomo_llm_requests_stage"
+_TAGS = COLUMNS.index("tags")
+_TRANSIENT = (
+    OSError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.AdminShutdownError,
+    TimeoutError,
+)
+
+
+class PostgresAdapter:
+    """``await PostgresAdapter.create("postgresql://user@host/db")`` (or keyword
+    arguments); ``schema=`` puts the tables in their own schema (created if missing)."""
+
+    dialect = "postgresql"
+
+    def __init__(self, pool: asyncpg.Pool, url: str, schema: str | None) -> None:
+        self._pool = pool
+        self.url = url
+        self.schema = schema
+        self._closed = False
+
+    @classmethod
+    async def create(
+        cls,
+        dsn: str | None = None,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        database: str | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        schema: str | None = None,
+        ssl: Any = None,
+        min_size: int = 1,
+        max_size: int = 4,
+        command_timeout: float = 60.0,
+        migrate: bool = True,
+    ) -> PostgresAdapter:
+        if dsn is not None:
+            dsn, url_schema = _split_schema(dsn)
+            schema = schema or url_schema
+        if schema is not None:
+            check_identifier(schema, "schema")
+        shown = (
+            redact_url(dsn) if dsn else f"postgresql://{user or ''}@{host or ''}/{database or ''}"
+        )
+        connect: dict[str, Any] = dict(
+            dsn=dsn, host=host, port=port, database=database, user=user, password=password, ssl=ssl
+        )
+        try:
+            if schema is not None:
+                conn = await asyncpg.connect(**connect, timeout=command_timeout)
+                try:
+                    await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                finally:
+                    await conn.close()
+            pool = await asyncpg.create_pool(
+                **connect,
+                min_size=min_size,
+                max_size=max_size,
+                command_timeout=command_timeout,
+                server_settings={"search_path": schema} if schema else None,
+            )
+        except Exception as exc:
+            raise _error(f"cannot connect to PostgreSQL {shown}", exc) from exc
+        adapter = cls(pool, shown + (f" (schema {schema})" if schema else ""), schema)
+        if migrate:
+            try:
+                await adapter.migrate()
+            except BaseException:
+                await adapter.close()
+                raise
+        return adapter
+
+    def __repr__(self) -> str:
+        return f"<PostgresAdapter {self.url!r}{' closed' if self._closed else ''}>"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def migrate(self) -> list[str]:
+        applied = []
+        try:
+            async with self._pool.acquire() as conn:
+                await conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
+                    "(name text PRIMARY KEY, applied_at timestamptz NOT NULL)"
+                )
+                for migration in migrations_for(self.dialect):
+                    async with conn.transaction():
+                        # One migrator at a time across every process sharing the database.
+                        await conn.execute(f"LOCK TABLE {MIGRATIONS_TABLE} IN EXCLUSIVE MODE")
+                        done = await conn.fetchval(
+                            f"SELECT 1 FROM {MIGRATIONS_TABLE} WHERE name = $1", migration.name
+                        )
+                        if done:
+                            continue
+                        for statement in split_statements(migration.sql):
+                            await conn.execute(statement)
+                        await conn.execute(
+                            f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES ($1, now())",
+                            migration.name,
+                        )
+                    applied.append(migration.name)
+        except asyncpg.PostgresError as exc:
+            raise MigrationError(f"PostgreSQL {self.url}: migration failed: {exc}") from exc
+        except Exception as exc:
+            raise _error(f"PostgreSQL {self.url}: migration failed", exc) from exc
+        return applied
+
+    async def write_batch(self, rows: Sequence[Row], outcomes: Sequence[OutcomeUpdate]) -> None:
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                if rows:
+                    await conn.execute(
+                        f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} "
+                        "(LIKE llm_requests INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+                    )
+                    await conn.copy_records_to_table(
+                        _STAGE, records=[_encode(r) for r in rows], columns=COLUMNS
+                    )
+                    await conn.execute(
+                        f"INSERT INTO llm_requests ({_COLUMN_LIST}) "
+                        f"SELECT {_COLUMN_LIST} FROM {_STAGE} "
+                        "ON CONFLICT (request_id) DO NOTHING"
+                    )
+                if outcomes:
+                    await conn.executemany(
+                        "UPDATE llm_requests SET outcome = $1, outcome_at = $2 "
+                        "WHERE request_id = $3",
+                        [(o, when, _uuid(rid)) for rid, o, when in outcomes if _uuid(rid)],
+                    )
+        except Exception as exc:
+            raise _error(f"PostgreSQL {self.url}: write failed", exc) from exc
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        try:
+            async with self._pool.acquire() as conn:
+                records = await conn.fetch(numbered_placeholders(sql), *params)
+        except Exception as exc:
+            raise _error(f"PostgreSQL {self.url}: query failed", exc) from exc
+        return [{k: _decode(v) for k, v in record.items()} for record in records]
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._pool.close()
+        except Exception:
+            self._pool.terminate()
+
+
+def _split_schema(dsn: str) -> tuple[str, str | None]:
+    """Take our ``schema`` query parameter out: asyncpg would send it as a server setting."""
+    parts = urlsplit(dsn)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = next((v for k, v in query if k == "schema"), None)
+    rest = urlencode([(k, v) for k, v in query if k != "schema"])
+    return parts._replace(query=rest).geturl(), schema
+
+
+def _uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None  # an id that is no UUID cannot be in the table
+
+
+def _encode(row: Row) -> tuple[Any, ...]:
+    values = list(row)
+    values[0] = uuid.UUID(values[0])
+    tags = values[_TAGS]
+    if not isinstance(tags, str):
+        values[_TAGS] = json.dumps(tags)
+    return tuple(values)
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(dt.timezone.utc)
+    return value
+
+
+def _error(context: str, exc: BaseException) -> StoreError:
+    kind = StoreUnavailable if isinstance(exc, _TRANSIENT) else StoreError
+    return kind(f"{context}: {type(exc).__name__}: {exc}")
