@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 
 import majordomo_log as ml
+from majordomo_log._urls import redact_url
 
 POSTGRES_URL = os.environ.get(
     "MAJORDOMO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -43,7 +44,10 @@ def require(dialect: str) -> str:
     """The server URL for a dialect, or skip (fail in CI) when it does not answer."""
     url = POSTGRES_URL if dialect == "postgresql" else MYSQL_URL
     if not _answers(url):
-        reason = f"no {dialect} server answers at {ml._urls.redact_url(url)}; set MAJORDOMO_TEST_{'POSTGRES' if dialect == 'postgresql' else 'MYSQL'}_URL"
+        variable = (
+            "MAJORDOMO_TEST_POSTGRES_URL" if dialect == "postgresql" else "MAJORDOMO_TEST_MYSQL_URL"
+        )
+        reason = f"no {dialect} server answers at {redact_url(url)}; set {variable}"
         if REQUIRED:
             pytest.fail(reason + " (MAJORDOMO_TEST_REQUIRE_SERVERS=1: servers are required)")
         pytest.skip(reason)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from servers import DIALECTS, isolated_db
 
 import majordomo_log as ml
 from majordomo_log import _reports
@@ -18,8 +19,6 @@ from majordomo_log._pricing import PriceTable
 from majordomo_log._record import COLUMNS, CallContext, CallRecord, build_row
 from majordomo_log._usage import Usage
 from majordomo_log.testing import FakeProvider, fake_anthropic_client, fake_openai_client
-
-from servers import DIALECTS, isolated_db
 
 PRICES = PriceTable.load()
 BASE = dt.datetime(2026, 3, 4, 23, 59, 58, 123456, tzinfo=dt.timezone.utc)
