@@ -96,6 +96,9 @@ class Cost:
     total: Decimal
     model_id: str
     price_version: str
+    # What the cached tokens would have cost as plain input, minus what reading and
+    # writing the cache cost: negative when cache writes were not paid back by reads.
+    cache_savings: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +179,8 @@ class PriceTable:
         c_write = _cents(usage.cache_write_5m * r_w5 + usage.cache_write_1h * r_w1)
         c_out = _cents(usage.output * r_out)
         c_reason = _cents(usage.reasoning * r_reason)
+        cached = usage.cache_read + usage.cache_write_5m + usage.cache_write_1h
+        savings = _cents(cached * r_in) - c_read - c_write
         suffix = "" if entry.origin == "built-in" else "+custom"
         return Cost(
             input=c_in,
@@ -186,6 +191,7 @@ class PriceTable:
             total=c_in + c_read + c_write + c_out + c_reason,
             model_id=entry.id,
             price_version=f"{entry.id}@{version.effective.isoformat()}{suffix}",
+            cache_savings=savings,
         )
 
 

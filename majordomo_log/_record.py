@@ -82,8 +82,9 @@ COLUMNS = (
     "outcome",
     "outcome_at",
     "body_ref",
+    "cache_savings",  # added by migration 0002: columns added later go last
 )
-BODY_REF_INDEX = COLUMNS.index("body_ref")
+MONEY_COLUMNS = frozenset(c for c in COLUMNS if c.endswith("_cost") or c == "cache_savings")
 
 
 @dataclass(slots=True)
@@ -307,6 +308,7 @@ def build_row(record: CallRecord, body_ref: str | None) -> tuple[Any, ...]:
         None if record.outcome is None else record.outcome[0],
         None if record.outcome is None else record.outcome[1],
         body_ref,
+        None if cost is None else cost.cache_savings,
     )
 
 

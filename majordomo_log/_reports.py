@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from ._pricing import PriceTable, plain_decimal
+from ._record import MONEY_COLUMNS
 from .adapters.base import MetadataStore
 
 GROUPINGS = (
@@ -79,7 +80,7 @@ def normalize_row(row: dict[str, Any]) -> dict[str, Any]:
     """One llm_requests row with the same Python values whichever store it came from."""
     out = dict(row)
     for name, value in row.items():
-        if name.endswith("_cost"):
+        if name in MONEY_COLUMNS:
             out[name] = as_decimal(value)
         elif name in ("started_at", "ended_at", "outcome_at"):
             out[name] = as_timestamp(value)

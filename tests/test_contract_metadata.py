@@ -200,6 +200,31 @@ async def test_wrapped_calls_end_to_end(db: ml.MetadataStore, tmp_path: Path) ->
     assert {r["user_id"] for r in rows} == {"ü-1"}
 
 
+VIEWS = (
+    "llm_daily_spend",
+    "llm_spend_by_attribution",
+    "llm_cache_savings",
+    "llm_error_rate",
+    "llm_most_expensive_calls",
+)
+
+
+def _canonical(value: Any) -> Any:
+    """Numbers as Decimals and times as UTC text: what each driver returns differs
+    (SQLite floats, MySQL Decimal sums of integers), what they mean must not."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float, Decimal)):
+        return _reports.as_decimal(value)
+    return _reports.as_timestamp(value)
+
+
+async def _view(store: ml.MetadataStore, view: str) -> list[dict[str, Any]]:
+    rows = await store.fetch(f"SELECT * FROM {view}")
+    canonical = [{k: _canonical(v) for k, v in row.items()} for row in rows]
+    return sorted(canonical, key=lambda r: json.dumps(r, default=str, sort_keys=True))
+
+
 @pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
 async def test_reports_match_sqlite_on_the_same_data(dialect: str, tmp_path: Path) -> None:
     rows = sample_rows()
@@ -222,8 +247,12 @@ async def test_reports_match_sqlite_on_the_same_data(dialect: str, tmp_path: Pat
                 "tail": await _reports.latest_calls(store, 7),
                 "show": await _reports.get_call(store, rows[7][0]),
                 "unpriced": await _reports.unpriced_models(store, PRICES),
+                **{f"view:{view}": await _view(store, view) for view in VIEWS},
             }
     sqlite, other = outputs["sqlite"], outputs[dialect]
+    assert all(sqlite[f"view:{view}"] for view in VIEWS)  # every view has rows to compare
+    savings = sum(r["cache_savings"] or 0 for r in sqlite["view:llm_cache_savings"])
+    assert savings > 0  # cache reads (2000 tokens per call) outweigh the writes here
     for key in sqlite:
         if key == "show":
             assert comparable(other[key]) == comparable(sqlite[key]), key

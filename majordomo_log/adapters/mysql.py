@@ -33,6 +33,8 @@ _INSERT_TAIL = " ON DUPLICATE KEY UPDATE request_id = request_id"
 _TAGS = COLUMNS.index("tags")
 # Server error codes worth retrying: lock wait timeout, deadlock, server gone/lost/shutdown.
 _TRANSIENT_CODES = {1205, 1213, 2003, 2006, 2013, 1053, 1040}
+# Table exists, duplicate column, duplicate index name.
+_ALREADY_DONE = {1050, 1060, 1061}
 
 
 class MySQLAdapter:
@@ -132,7 +134,13 @@ class MySQLAdapter:
                         if migration.name in done:
                             continue
                         for statement in split_statements(migration.sql):
-                            await cur.execute(statement)
+                            try:
+                                await cur.execute(statement)
+                            except pymysql.MySQLError as exc:
+                                # DDL commits as it goes: after a failure halfway, what
+                                # already exists is done, and the re-run goes on.
+                                if not exc.args or exc.args[0] not in _ALREADY_DONE:
+                                    raise
                         await cur.execute(
                             f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) "
                             "VALUES (%s, UTC_TIMESTAMP(6))",

@@ -18,7 +18,7 @@ import aiosqlite
 
 from .._exceptions import MigrationError, StoreError
 from .._migrations import MIGRATIONS_TABLE, migrations_for, split_statements
-from .._record import COLUMNS
+from .._record import COLUMNS, MONEY_COLUMNS
 from .base import OutcomeUpdate, Row
 
 _INSERT = (
@@ -44,7 +44,7 @@ def _encode(value: Any) -> Any:
 
 # Only these columns hold values sqlite3 cannot bind as they are.
 _TIME_COLUMNS = tuple(COLUMNS.index(c) for c in ("started_at", "ended_at", "outcome_at"))
-_COST_COLUMNS = tuple(i for i, c in enumerate(COLUMNS) if c.endswith("_cost"))
+_COST_COLUMNS = tuple(i for i, c in enumerate(COLUMNS) if c in MONEY_COLUMNS)
 
 
 def _encode_rows(rows: Sequence[Row]) -> Iterator[list[Any]]:
