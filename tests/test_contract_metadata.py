@@ -258,3 +258,49 @@ async def test_reports_match_sqlite_on_the_same_data(dialect: str, tmp_path: Pat
             assert comparable(other[key]) == comparable(sqlite[key]), key
         else:
             assert other[key] == sqlite[key], key
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
+async def test_a_migration_reruns_after_failing_halfway(dialect: str, tmp_path: Path) -> None:
+    """MySQL commits DDL as it goes: a migration interrupted after some statements
+    must complete when run again (simulated: its record gone, its effects kept)."""
+    async with isolated_db(dialect, tmp_path) as store:
+        await store.write_batch(sample_rows(), [])
+        delete = "DELETE FROM majordomo_migrations WHERE name = ?"
+        if dialect == "postgresql":
+            await store._pool.execute(delete.replace("?", "$1"), "0002_cache_savings_and_views")  # type: ignore[attr-defined]
+        else:
+            async with store._pool.acquire() as conn, conn.cursor() as cur:  # type: ignore[attr-defined]
+                await cur.execute(delete.replace("?", "%s"), ("0002_cache_savings_and_views",))
+                await conn.commit()
+        assert await store.migrate() == ["0002_cache_savings_and_views"]
+        (count,) = await store.fetch("SELECT COUNT(*) AS n FROM llm_daily_spend")
+        assert count["n"] > 0
+
+
+async def test_sqlite_file_at_0001_upgrades_keeping_its_rows(tmp_path: Path) -> None:
+    import sqlite3
+
+    from majordomo_log._migrations import split_statements
+
+    path = tmp_path / "old.db"
+    first = migrations_for("sqlite")[0]
+    with sqlite3.connect(path) as conn:
+        for statement in split_statements(first.sql):
+            conn.execute(statement)
+        conn.execute(
+            "CREATE TABLE majordomo_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+        )
+        conn.execute("INSERT INTO majordomo_migrations VALUES (?, '2026-01-01')", (first.name,))
+        conn.execute(
+            "INSERT INTO llm_requests (request_id, started_at, ended_at, latency_ms, provider,"
+            " operation, status, cost_status) VALUES ('old', '2026-01-01T00:00:00.000000Z',"
+            " '2026-01-01T00:00:01.000000Z', 1000, 'openai', 'chat.completions', 'ok', 'computed')"
+        )
+    db = await ml.SqliteAdapter.create(path)
+    try:
+        rows = await db.fetch("SELECT request_id, cache_savings FROM llm_requests")
+        assert rows == [{"request_id": "old", "cache_savings": None}]
+        assert await db.migrate() == []
+    finally:
+        await db.close()
