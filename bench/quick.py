@@ -99,8 +99,10 @@ async def throughput(with_bodies: bool, rounds: int = 5, n: int = 20_000) -> flo
 
 async def main() -> None:
     o = await overhead()
-    print(f"added latency per wrapped call: median {o['added_us_median']:.2f} µs, "
-          f"p99 {o['added_us_p99']:.2f} µs")
+    print(
+        f"added latency per wrapped call: median {o['added_us_median']:.2f} µs, "
+        f"p99 {o['added_us_p99']:.2f} µs"
+    )
     print(f"rows/s into SQLite, no bodies:        {await throughput(False):,.0f}")
     print(f"rows/s into SQLite + 4 KB body files: {await throughput(True):,.0f}")
 
