@@ -21,12 +21,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from quick import MESSAGES, FakeOpenAI  # noqa: E402
-from servers import isolated_db  # noqa: E402
-from test_contract_metadata import record  # noqa: E402
+from quick import MESSAGES, FakeOpenAI
+from servers import isolated_db
+from test_contract_metadata import record
 
-import majordomo_log as ml  # noqa: E402
-from majordomo_log._record import build_row  # noqa: E402
+import majordomo_log as ml
+from majordomo_log._record import build_row
 
 
 class Ticker:
@@ -86,11 +86,9 @@ async def main() -> None:
     for dialect in ("sqlite", "postgresql", "mysql"):
         a = [await store_only(dialect, n) for _ in range(3)]
         b = [await end_to_end(dialect, n) for _ in range(3)]
-        print(
-            f"{dialect:<11} {statistics.median(x for x, _ in a):>19,.0f} "
-            f"{statistics.median(y for _, y in a):>9.1f} "
-            f"{statistics.median(x for x, _ in b):>18,.0f} {statistics.median(y for _, y in b):>9.1f}"
-        )
+        rate_a, stall_a = (statistics.median(v) for v in zip(*a, strict=True))
+        rate_b, stall_b = (statistics.median(v) for v in zip(*b, strict=True))
+        print(f"{dialect:<11} {rate_a:>19,.0f} {stall_a:>9.1f} {rate_b:>18,.0f} {stall_b:>9.1f}")
 
 
 if __name__ == "__main__":
