@@ -80,9 +80,8 @@ async def end_to_end(dialect: str, n: int) -> tuple[float, float]:
 
 async def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
-    print(
-        f"{'store':<11} {'write_batch rows/s':>19} {'stall ms':>9} {'end-to-end rows/s':>18} {'stall ms':>9}"
-    )
+    header = ("store", "write_batch rows/s", "stall ms", "end-to-end rows/s", "stall ms")
+    print("{:<11} {:>19} {:>9} {:>18} {:>9}".format(*header))
     for dialect in ("sqlite", "postgresql", "mysql"):
         a = [await store_only(dialect, n) for _ in range(3)]
         b = [await end_to_end(dialect, n) for _ in range(3)]
