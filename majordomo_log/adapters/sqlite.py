@@ -7,6 +7,7 @@ application writes.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -60,6 +61,19 @@ def _encode_rows(rows: Sequence[Row]) -> Iterator[list[Any]]:
         yield values
 
 
+async def _enable_wal(conn: aiosqlite.Connection) -> None:
+    """Switch to WAL. SQLite fails this at once (no busy wait) while another process
+    holds the file, as happens when several workers start together: retry briefly."""
+    for attempt in range(50):
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 49:
+                raise
+            await asyncio.sleep(0.02 + 0.01 * attempt)
+
+
 class SqliteAdapter:
     """``await SqliteAdapter.create("llm_logs.db")`` creates the file and migrates it."""
 
@@ -87,9 +101,9 @@ class SqliteAdapter:
             if thread is not None:
                 thread.daemon = True
             conn = await connector
-            await conn.execute("PRAGMA journal_mode=WAL")
-            await conn.execute("PRAGMA synchronous=NORMAL")
             await conn.execute("PRAGMA busy_timeout=5000")
+            await _enable_wal(conn)
+            await conn.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite database {path}: {exc}") from exc
         adapter = cls(conn, path)
