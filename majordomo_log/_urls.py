@@ -8,7 +8,7 @@ file:///var/log/llm            s3://bucket/prefix?endpoint_url=...
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ._exceptions import ConfigError
 from .adapters.base import BodyStore, MetadataStore
@@ -66,6 +66,11 @@ async def open_storage(url: str, **options: Any) -> BodyStore:
         path = unquote(parts.netloc + parts.path)
         if not path:
             raise ConfigError(f"file URL {url!r} names no folder: use file:///var/log/llm")
+        query = dict(parse_qsl(parts.query))
+        if "mode" in query:
+            options.setdefault("mode", query["mode"])
+        if "compresslevel" in query:
+            options.setdefault("compresslevel", int(query["compresslevel"]))
         return await FileStorageAdapter.create(path, **options)
     if scheme == "s3":
         from . import _lazy

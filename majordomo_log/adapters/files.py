@@ -1,19 +1,14 @@
-"""Bodies as gzipped JSON files in a local folder.
+"""Bodies as gzipped JSON files in a local folder (layout and modes: ``_bodies``).
 
-Layout: ``{root}/YYYY/MM/DD/{request_id}.json.gz`` (UTC date of the call), one
-envelope per call, readable with ``zcat``. Each file is written to a temporary
-name and renamed, so a reader never sees half a body. A whole batch is written
-in one worker-thread hop: a thread hop per file would cap throughput near
-3k bodies/s.
+Every file is written to a temporary name and renamed, so a reader never sees half
+a body, and a whole batch is written in one worker-thread hop: a thread hop per
+file would cap throughput near 3k bodies/s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import gzip
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,32 +17,31 @@ import orjson
 
 from .._exceptions import BodyNotFound, StoreError
 from .._log import logger
+from ._bodies import (
+    body_key,
+    build_segment,
+    check_mode,
+    compress,
+    decompress,
+    is_request_id,
+    key_for_request_id,
+    split_ref,
+)
 from .base import Body
 
-_REQUEST_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$")
-
-
-def body_key(request_id: str, started_at: dt.datetime) -> str:
-    """The date-partitioned relative key shared by the file and S3 layouts."""
-    day = started_at.astimezone(dt.timezone.utc)
-    return f"{day:%Y/%m/%d}/{request_id}.json.gz"
-
-
-def key_for_request_id(request_id: str) -> str:
-    """A UUIDv7 carries its creation time, so its key can be derived without the row."""
-    unix_ms = int(request_id.replace("-", "")[:12], 16)
-    return body_key(request_id, dt.datetime.fromtimestamp(unix_ms / 1000, dt.timezone.utc))
+__all__ = ["FileStorageAdapter", "body_key", "key_for_request_id"]
 
 
 class FileStorageAdapter:
-    """``await FileStorageAdapter.create("./request_logs")``."""
+    """``await FileStorageAdapter.create("./request_logs", mode="object" | "segment")``."""
 
-    def __init__(self, root: Path, *, compresslevel: int = 1) -> None:
+    def __init__(self, root: Path, *, compresslevel: int = 1, mode: str = "object") -> None:
         if not 0 <= compresslevel <= 9:
             raise ValueError("compresslevel must be between 0 and 9")
         self.root = root
         self.url = f"file://{root}"
         self.compresslevel = compresslevel
+        self.mode = check_mode(mode)
         self.closed = False
 
     @classmethod
@@ -64,46 +58,73 @@ class FileStorageAdapter:
         return cls(path, **options)
 
     def __repr__(self) -> str:
-        return f"<FileStorageAdapter {str(self.root)!r}>"
+        return f"<FileStorageAdapter {str(self.root)!r} {self.mode}>"
 
     async def put_many(self, bodies: Sequence[Body]) -> list[str | None]:
-        return await asyncio.to_thread(self._write_all, bodies)
+        if not bodies:
+            return []
+        if self.mode == "segment":
+            return await asyncio.to_thread(self._write_segment, bodies)
+        return await asyncio.to_thread(self._write_objects, bodies)
 
-    def _write_all(self, bodies: Sequence[Body]) -> list[str | None]:
+    def _write_file(self, key: str, data: bytes) -> None:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+    def _write_objects(self, bodies: Sequence[Body]) -> list[str | None]:
         refs: list[str | None] = []
-        made: set[Path] = set()
         for request_id, started_at, payload in bodies:
             key = body_key(request_id, started_at)
-            path = self.root / key
             try:
-                if path.parent not in made:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    made.add(path.parent)
-                tmp = path.with_name(f".{path.name}.tmp")
-                tmp.write_bytes(gzip.compress(payload, compresslevel=self.compresslevel, mtime=0))
-                os.replace(tmp, path)
+                self._write_file(key, compress(payload, self.compresslevel))
                 refs.append(key)
             except OSError as exc:
                 logger.warning("could not store body %s: %s", request_id, exc.strerror)
                 refs.append(None)
         return refs
 
-    def _path_for(self, ref: str) -> Path:
-        key = key_for_request_id(ref) if _REQUEST_ID.match(ref) else ref
-        key = key.removeprefix("file://")
+    def _write_segment(self, bodies: Sequence[Body]) -> list[str | None]:
+        key, data, suffixes = build_segment(bodies, self.compresslevel)
+        try:
+            self._write_file(key, data)
+        except OSError as exc:
+            logger.warning("could not store a segment of %d bodies: %s", len(bodies), exc.strerror)
+            return [None] * len(bodies)
+        return [key + suffix for suffix in suffixes]
+
+    def _path_for(self, key: str, ref: str) -> Path:
+        if key.startswith("file://"):
+            key = key[len("file://") :]
         path = (self.root / key).resolve()
         if not path.is_relative_to(self.root):
             raise BodyNotFound(f"body reference {ref!r} points outside {self.root}")
         return path
 
     async def get(self, ref: str) -> dict[str, Any]:
-        path = self._path_for(ref)
+        if is_request_id(ref) and self.mode == "segment":
+            raise BodyNotFound(
+                "in segment mode a body is found by the reference stored on its row (body_ref)"
+            )
+        key, span = split_ref(key_for_request_id(ref) if is_request_id(ref) else ref)
+        path = self._path_for(key, ref)
         try:
-            data = await asyncio.to_thread(path.read_bytes)
+            data = await asyncio.to_thread(_read, path, span)
         except FileNotFoundError as exc:
             raise BodyNotFound(f"no body at {path}") from exc
-        result: dict[str, Any] = orjson.loads(gzip.decompress(data))
+        result: dict[str, Any] = orjson.loads(decompress(data, ref))
         return result
 
     async def close(self) -> None:
         self.closed = True  # nothing to release; recorded so a closed store is not reused
+
+
+def _read(path: Path, span: tuple[int, int] | None) -> bytes:
+    if span is None:
+        return path.read_bytes()
+    offset, length = span
+    with path.open("rb") as f:
+        f.seek(offset)
+        return f.read(length)
