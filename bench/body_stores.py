@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 
-from s3server import start_seaweedfs, stop  # noqa: E402
+from s3server import start_seaweedfs, stop
 
-import majordomo_log as ml  # noqa: E402
-from majordomo_log._ids import uuid7  # noqa: E402
+import majordomo_log as ml
+from majordomo_log._ids import uuid7
 
 WHEN = dt.datetime.now(dt.timezone.utc)
 
