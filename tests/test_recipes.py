@@ -8,18 +8,26 @@ import sys
 from pathlib import Path
 
 import asyncpg
+from s3server import S3Server, s3_server  # noqa: F401
 from servers import require
 
 RECIPES = Path(__file__).parents[1] / "recipes"
 
 
-async def test_postgres_recipe_runs(tmp_path: Path) -> None:
+async def test_postgres_and_s3_recipe_runs(tmp_path: Path, s3_server: S3Server) -> None:  # noqa: F811
     url = require("postgresql")
     schema = "mdl_recipe_" + tmp_path.name[-6:].replace("-", "_")
+    bucket = s3_server.new_bucket_name()
+    await s3_server.create_bucket(bucket)
     env = {
         **os.environ,
         "MAJORDOMO_LOG_DB": f"{url}?schema={schema}",
-        "MAJORDOMO_LOG_STORAGE": f"file://{tmp_path / 'bodies'}",
+        "MAJORDOMO_LOG_STORAGE": (
+            f"s3://{bucket}/llm-logs?endpoint_url={s3_server.endpoint_url}"
+            f"&path_style=1&region={s3_server.region}"
+        ),
+        "AWS_ACCESS_KEY_ID": s3_server.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
     }
     env.pop("OPENAI_API_KEY", None)
     try:
@@ -34,11 +42,11 @@ async def test_postgres_recipe_runs(tmp_path: Path) -> None:
         assert "logged " in done.stdout and "'model': 'gpt-4o-mini'" in done.stdout
         conn = await asyncpg.connect(url)
         try:
-            outcome = await conn.fetchval(f'SELECT outcome FROM "{schema}".llm_requests')
+            row = await conn.fetchrow(f'SELECT outcome, body_ref FROM "{schema}".llm_requests')
         finally:
             await conn.close()
-        assert outcome == "accepted"
-        assert len(list((tmp_path / "bodies").rglob("*.json.gz"))) == 1
+        assert row["outcome"] == "accepted"
+        assert row["body_ref"].startswith(f"s3://{bucket}/llm-logs/")
     finally:
         conn = await asyncpg.connect(url)
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

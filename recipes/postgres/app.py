@@ -1,7 +1,7 @@
 """Production setup: many application instances logging into one PostgreSQL.
 
     MAJORDOMO_LOG_DB=postgresql://app@db.internal/llm?schema=llm_log \
-    MAJORDOMO_LOG_STORAGE=file:///var/log/llm-bodies \
+    MAJORDOMO_LOG_STORAGE=s3://my-llm-archive/llm-logs?region=eu-west-1 \
     MAJORDOMO_LOG_KEY_SECRET=... \
     python recipes/postgres/app.py
 
