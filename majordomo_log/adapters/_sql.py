@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 from .._exceptions import ConfigError
 
@@ -34,5 +37,31 @@ def format_placeholders(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
-def redacted_params(params: Any) -> str:
-    return f"<{len(params)} parameters>" if params else "<no parameters>"
+class SqlStoreBase:
+    """What every SQL metadata store shares: its display URL (never a password),
+    closed state, and opening as "connect, then migrate, or close again"."""
+
+    url: str
+    _closed: bool = False
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url!r}{' closed' if self._closed else ''}>"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def migrate(self) -> list[str]:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def _opened(self, migrate: bool) -> Self:
+        if migrate:
+            try:
+                await self.migrate()
+            except BaseException:
+                await self.close()
+                raise
+        return self

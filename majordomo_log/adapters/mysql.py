@@ -24,7 +24,7 @@ from pymysql.converters import escape_item
 from .._exceptions import ConfigError, MigrationError, StoreError, StoreUnavailable
 from .._migrations import MIGRATIONS_TABLE, migrations_for, split_statements
 from .._record import COLUMNS
-from ._sql import check_identifier, format_placeholders
+from ._sql import SqlStoreBase, check_identifier, format_placeholders
 from .base import OutcomeUpdate, Row
 
 ROWS_PER_STATEMENT = 500  # keeps each statement far below max_allowed_packet (16 MB)
@@ -37,7 +37,7 @@ _TRANSIENT_CODES = {1205, 1213, 2003, 2006, 2013, 1053, 1040}
 _ALREADY_DONE = {1050, 1060, 1061}
 
 
-class MySQLAdapter:
+class MySQLAdapter(SqlStoreBase):
     """``await MySQLAdapter.create("mysql://user:pass@host:3306/db")`` (or keyword
     arguments). Works with MySQL 8 and MariaDB 10.11."""
 
@@ -98,20 +98,7 @@ class MySQLAdapter:
         except Exception as exc:
             raise _error(f"cannot connect to MySQL {shown}", exc) from exc
         adapter = cls(pool, shown)
-        if migrate:
-            try:
-                await adapter.migrate()
-            except BaseException:
-                await adapter.close()
-                raise
-        return adapter
-
-    def __repr__(self) -> str:
-        return f"<MySQLAdapter {self.url!r}{' closed' if self._closed else ''}>"
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
+        return await adapter._opened(migrate)
 
     async def migrate(self) -> list[str]:
         """MySQL commits each DDL statement at once, so a migration cannot be one

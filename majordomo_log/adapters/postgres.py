@@ -23,7 +23,7 @@ from .._exceptions import MigrationError, StoreError, StoreUnavailable
 from .._migrations import MIGRATIONS_TABLE, migrations_for, split_statements
 from .._record import COLUMNS
 from .._urls import redact_url
-from ._sql import check_identifier, numbered_placeholders
+from ._sql import SqlStoreBase, check_identifier, numbered_placeholders
 from .base import OutcomeUpdate, Row
 
 _COLUMN_LIST = ", ".join(COLUMNS)
@@ -43,7 +43,7 @@ _TRANSIENT = (
 )
 
 
-class PostgresAdapter:
+class PostgresAdapter(SqlStoreBase):
     """``await PostgresAdapter.create("postgresql://user@host/db")`` (or keyword
     arguments); ``schema=`` puts the tables in their own schema (created if missing)."""
 
@@ -100,20 +100,7 @@ class PostgresAdapter:
         except Exception as exc:
             raise _error(f"cannot connect to PostgreSQL {shown}", exc) from exc
         adapter = cls(pool, shown + (f" (schema {schema})" if schema else ""), schema)
-        if migrate:
-            try:
-                await adapter.migrate()
-            except BaseException:
-                await adapter.close()
-                raise
-        return adapter
-
-    def __repr__(self) -> str:
-        return f"<PostgresAdapter {self.url!r}{' closed' if self._closed else ''}>"
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
+        return await adapter._opened(migrate)
 
     async def migrate(self) -> list[str]:
         applied = []

@@ -20,6 +20,7 @@ import aiosqlite
 from .._exceptions import MigrationError, StoreError
 from .._migrations import MIGRATIONS_TABLE, migrations_for, split_statements
 from .._record import COLUMNS, MONEY_COLUMNS
+from ._sql import SqlStoreBase
 from .base import OutcomeUpdate, Row
 
 _INSERT = (
@@ -74,7 +75,7 @@ async def _enable_wal(conn: aiosqlite.Connection) -> None:
             await asyncio.sleep(0.02 + 0.01 * attempt)
 
 
-class SqliteAdapter:
+class SqliteAdapter(SqlStoreBase):
     """``await SqliteAdapter.create("llm_logs.db")`` creates the file and migrates it."""
 
     dialect = "sqlite"
@@ -107,20 +108,7 @@ class SqliteAdapter:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite database {path}: {exc}") from exc
         adapter = cls(conn, path)
-        if migrate:
-            try:
-                await adapter.migrate()
-            except BaseException:
-                await adapter.close()
-                raise
-        return adapter
-
-    def __repr__(self) -> str:
-        return f"<SqliteAdapter {self.path!r}{' closed' if self._closed else ''}>"
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
+        return await adapter._opened(migrate)
 
     async def migrate(self) -> list[str]:
         await self._conn.execute(
