@@ -235,15 +235,22 @@ def _utc(ts: float) -> dt.datetime:
 def _clip(value: Any, limit: int) -> str | None:
     if value is None:
         return None
-    text = value if isinstance(value, str) else str(value)
+    text = _no_nul(value if isinstance(value, str) else str(value))
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _no_nul(text: str) -> str:
+    # PostgreSQL text and jsonb cannot hold NUL; replaced in every store, so all agree.
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
 def merged_tags(record: CallRecord) -> dict[str, Any]:
     tags = dict(record.ctx.tags)
     if record.context_tags:
         tags.update(record.context_tags)
-    return tags
+    return {
+        _no_nul(str(k)): _no_nul(v) if isinstance(v, str) else v for k, v in tags.items()
+    }
 
 
 def build_row(record: CallRecord, body_ref: str | None) -> tuple[Any, ...]:

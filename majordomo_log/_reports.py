@@ -8,6 +8,7 @@ return, so the same functions serve code that wants the numbers.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -49,6 +50,7 @@ TAIL_COLUMNS = (
 
 
 _COST_QUANTUM = Decimal("1e-10")  # the scale of the cost columns on PostgreSQL and MySQL
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def as_decimal(value: Any) -> Decimal | None:
@@ -145,6 +147,8 @@ async def latest_calls(db: MetadataStore, limit: int = 20) -> list[dict[str, Any
 
 
 async def get_call(db: MetadataStore, request_id: str) -> dict[str, Any] | None:
+    if not _UUID.fullmatch(request_id):
+        return None  # every id the log holds is a lower-case UUID
     rows = await db.fetch("SELECT * FROM llm_requests WHERE request_id = ?", (request_id,))
     return normalize_row(rows[0]) if rows else None
 

@@ -13,14 +13,41 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from ._exceptions import ConfigError
 from .adapters.base import BodyStore, MetadataStore
 
+_SECRET_PARAMS = frozenset({"password", "passwd", "pwd", "secret", "token", "sslpassword"})
+
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced, for messages and reprs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    """The URL with any password (in the user part or a query parameter) replaced,
+    for messages and reprs. A URL that cannot be parsed is not echoed at all."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+        query = parse_qsl(parts.query, keep_blank_values=True)
+    except ValueError:
+        return "<unparsable URL>"
+    netloc = parts.netloc
+    if password is not None:
+        netloc = netloc.rsplit("@", 1)[1]
+        netloc = f"{parts.username}:***@{netloc}" if parts.username else f":***@{netloc}"
+    if any(k.lower() in _SECRET_PARAMS for k, _ in query):
+        shown = "&".join(
+            f"{k}=***" if k.lower() in _SECRET_PARAMS else f"{k}={v}" for k, v in query
+        )
+        return parts._replace(netloc=netloc, query=shown).geturl()
     return parts._replace(netloc=netloc).geturl()
+
+
+def check_url(url: str) -> None:
+    """Fail on a URL Python cannot parse (often an unencoded '#', '?' or '/' in a
+    password) with an error that does not repeat the URL."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a garbled netloc
+    except ValueError:
+        raise ConfigError(
+            "the database URL cannot be parsed: percent-encode special characters in the "
+            "password (e.g. '#' as %23, '/' as %2F, '@' as %40)"
+        ) from None
 
 
 def sqlite_path(url: str) -> str:
@@ -37,6 +64,7 @@ def sqlite_path(url: str) -> str:
 
 async def open_db(url: str, **options: Any) -> MetadataStore:
     """Open (and migrate) the metadata store a URL names."""
+    check_url(url)
     scheme = urlsplit(url).scheme.lower()
     if scheme == "sqlite":
         from .adapters.sqlite import SqliteAdapter

@@ -79,7 +79,7 @@ def sample_rows() -> list[tuple[Any, ...]]:
         )
         for i in range(30)
     ]
-    rows.append(build_row(record(99, error="boom ✨ ünïcode \U0001f680"), None))
+    rows.append(build_row(record(99, error="boom ✨ ünïcode \U0001f680\x00 nul"), None))
     return rows
 
 
@@ -121,7 +121,10 @@ async def test_every_column_reads_back_exactly(db: ml.MetadataStore) -> None:
     by_id = {r["request_id"]: comparable(r) for r in stored}
     unknown = by_id["01a20000-0000-7000-8000-000000000002"]
     assert unknown["total_cost"] is None and unknown["cost_status"] == "unknown_model"
-    assert by_id["01a20000-0000-7000-8000-000000000099"]["error_message"].endswith("\U0001f680")
+    # NUL cannot be stored by PostgreSQL: every store gets U+FFFD instead
+    assert by_id["01a20000-0000-7000-8000-000000000099"]["error_message"].endswith(
+        "\U0001f680\ufffd nul"
+    )
     # claude-haiku-4-5: 300 tokens x $1.25 (5m write) + 1 token x $2.00 (1h write) per 1M:
     # the single 1h token's $0.000002 survives the round trip in every dialect
     cache_write = by_id["01a20000-0000-7000-8000-000000000000"]["cache_write_cost"]
@@ -139,7 +142,14 @@ async def test_rewriting_a_batch_adds_nothing(db: ml.MetadataStore) -> None:
 async def test_outcome_update(db: ml.MetadataStore) -> None:
     rows = sample_rows()
     when = dt.datetime(2026, 3, 5, 1, 2, 3, 456789, tzinfo=dt.timezone.utc)
-    await db.write_batch(rows, [(rows[3][0], "escalated", when), ("not-a-uuid", "accepted", when)])
+    await db.write_batch(
+        rows,
+        [
+            (rows[3][0], "escalated", when),
+            ("not-a-uuid", "accepted", when),
+            (rows[4][0].upper(), "accepted", when),  # another spelling matches nothing
+        ],
+    )
     got = await db.fetch(
         "SELECT request_id, outcome, outcome_at FROM llm_requests WHERE outcome IS NOT NULL"
     )
@@ -150,6 +160,13 @@ async def test_outcome_update(db: ml.MetadataStore) -> None:
             "outcome_at": "2026-03-05T01:02:03.456789Z",
         }
     ]
+
+
+async def test_get_call_of_an_id_not_in_the_log_is_none(db: ml.MetadataStore) -> None:
+    await db.write_batch(sample_rows(), [])
+    assert await _reports.get_call(db, "not-a-uuid") is None
+    assert await _reports.get_call(db, "01a20000-0000-7000-8000-000000000003".upper()) is None
+    assert (await _reports.get_call(db, "01a20000-0000-7000-8000-000000000003")) is not None
 
 
 async def test_sum_of_costs_is_exact(db: ml.MetadataStore) -> None:

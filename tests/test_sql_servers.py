@@ -148,3 +148,89 @@ async def test_mysql_database_must_exist_clear_error() -> None:
     missing = urlsplit(url)._replace(path="/mdl_no_such_database").geturl()
     with pytest.raises(ml.StoreError, match="Unknown database"):
         await ml.MySQLAdapter.create(missing)
+
+
+def test_passwords_in_query_parameters_and_unencoded_ones_stay_hidden() -> None:
+    from majordomo_log._urls import check_url, redact_url
+
+    assert "S3CRET" not in redact_url("postgresql://u@h/db?password=S3CRET&sslmode=require")
+    assert "sslmode=require" in redact_url("postgresql://u@h/db?password=S3CRET&sslmode=require")
+    assert "S3CRET" not in redact_url("mysql://root:S3CRET@h:3306/db")
+    with pytest.raises(ml.ConfigError, match="percent-encode") as info:
+        check_url("mysql://root:S3CRET#x@127.0.0.1/test")
+    assert "S3CRET" not in str(info.value)
+
+
+async def test_mysql_writes_safely_when_the_server_defaults_to_no_backslash_escapes(
+    tmp_path: Path,
+) -> None:
+    url = require("mysql")
+    from servers import mysql_admin
+
+    original = await mysql_scalar(url, "SELECT @@GLOBAL.sql_mode")
+    await mysql_admin(url, f"SET GLOBAL sql_mode = '{original},NO_BACKSLASH_ESCAPES'")
+    try:
+        async with isolated_db("mysql", tmp_path) as db:
+            from test_contract_metadata import record
+
+            from majordomo_log._record import build_row
+
+            nasty = "X\\', NULL) -- '"
+            rows = [build_row(record(1, model=nasty, tags={"q": "a\\'b"}), None)]
+            await db.write_batch(rows, [])
+            (row,) = await db.fetch("SELECT model, served_model, tags FROM llm_requests")
+            assert row["model"] == nasty and row["served_model"] == nasty
+    finally:
+        await mysql_admin(url, f"SET GLOBAL sql_mode = '{original}'")
+
+
+async def mysql_scalar(url: str, query: str) -> str:
+    import aiomysql
+
+    parts = urlsplit(url)
+    conn = await aiomysql.connect(
+        host=parts.hostname,
+        port=parts.port or 3306,
+        user=parts.username or "root",
+        password=parts.password or "",
+    )
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute(query)
+            (value,) = await cur.fetchone()
+    finally:
+        conn.close()
+    return str(value)
+
+
+async def test_mysql_batch_larger_than_a_packet_is_split(tmp_path: Path) -> None:
+    from test_contract_metadata import record
+
+    from majordomo_log._record import build_row
+
+    async with isolated_db("mysql", tmp_path) as db:
+        big = {"blob": "x" * 40_000}
+        rows = [build_row(record(i, tags=big), None) for i in range(500)]  # ~20 MB of text
+        await db.write_batch(rows, [])
+        (count,) = await db.fetch("SELECT COUNT(*) AS n FROM llm_requests")
+        assert count["n"] == 500
+
+
+async def test_postgres_schema_names_and_concurrent_first_start(tmp_path: Path) -> None:
+    import asyncpg
+
+    url = require("postgresql")
+    schema = "Mdl_Mixed_" + tmp_path.name[-6:].replace("-", "_")
+    try:
+        stores = await asyncio.gather(
+            *(ml.PostgresAdapter.create(url, schema=schema) for _ in range(8))
+        )
+        for store in stores:
+            assert await store.fetch("SELECT COUNT(*) AS n FROM llm_requests") == [{"n": 0}]
+            await store.close()
+    finally:
+        conn = await asyncpg.connect(url)
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await conn.close()
+    with pytest.raises(ml.ConfigError):
+        await ml.PostgresAdapter.create(url, schema="bad\n")

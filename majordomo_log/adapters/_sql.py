@@ -15,7 +15,7 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 def check_identifier(name: str, what: str) -> str:
     """Schema and database names are put into SQL text: only plain identifiers pass."""
-    if not _IDENTIFIER.match(name):
+    if not _IDENTIFIER.fullmatch(name):
         raise ConfigError(f"{what} {name!r} must be letters, digits and underscores")
     return name
 

@@ -114,7 +114,10 @@ class FileStorageAdapter:
             data = await asyncio.to_thread(_read, path, span)
         except FileNotFoundError as exc:
             raise BodyNotFound(f"no body at {path}") from exc
-        result: dict[str, Any] = orjson.loads(decompress(data, ref))
+        try:
+            result: dict[str, Any] = orjson.loads(decompress(data, ref))
+        except orjson.JSONDecodeError as exc:  # e.g. a range spanning two members
+            raise BodyNotFound(f"the body at {ref!r} is not one JSON envelope") from exc
         return result
 
     async def close(self) -> None:

@@ -24,10 +24,12 @@ from pymysql.converters import escape_item
 from .._exceptions import ConfigError, MigrationError, StoreError, StoreUnavailable
 from .._migrations import MIGRATIONS_TABLE, migrations_for, split_statements
 from .._record import COLUMNS
+from .._urls import check_url
 from ._sql import SqlStoreBase, check_identifier, format_placeholders
 from .base import OutcomeUpdate, Row
 
-ROWS_PER_STATEMENT = 500  # keeps each statement far below max_allowed_packet (16 MB)
+ROWS_PER_STATEMENT = 500
+BYTES_PER_STATEMENT = 4_000_000  # far below max_allowed_packet (16 MB by default)
 _INSERT_HEAD = f"INSERT INTO llm_requests ({', '.join(COLUMNS)}) VALUES "
 _INSERT_TAIL = " ON DUPLICATE KEY UPDATE request_id = request_id"
 _TAGS = COLUMNS.index("tags")
@@ -43,10 +45,18 @@ class MySQLAdapter(SqlStoreBase):
 
     dialect = "mysql"
 
-    def __init__(self, pool: aiomysql.Pool, url: str) -> None:
+    def __init__(self, pool: aiomysql.Pool, url: str, command_timeout: float = 60.0) -> None:
         self._pool = pool
         self.url = url
+        self.command_timeout = command_timeout
         self._closed = False
+
+    async def _require_tls(self) -> None:
+        """aiomysql falls back to plain text when the server offers no TLS: refuse."""
+        rows = await self.fetch("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+        if not rows or not rows[0].get("Value"):
+            await self.close()
+            raise StoreError(f"MySQL {self.url}: TLS was asked for, but the server did not use it")
 
     @classmethod
     async def create(
@@ -62,9 +72,11 @@ class MySQLAdapter(SqlStoreBase):
         minsize: int = 1,
         maxsize: int = 4,
         connect_timeout: float = 10.0,
+        command_timeout: float = 60.0,
         migrate: bool = True,
     ) -> MySQLAdapter:
         if dsn is not None:
+            check_url(dsn)
             parts = urlsplit(dsn)
             if parts.scheme not in ("mysql", "mariadb"):
                 raise ConfigError("a MySQL URL starts with mysql:// or mariadb://")
@@ -92,12 +104,19 @@ class MySQLAdapter(SqlStoreBase):
                 autocommit=False,
                 connect_timeout=connect_timeout,
                 ssl=ssl,
-                init_command="SET time_zone = '+00:00'",
+                # UTC for DATETIME, and backslash escaping on: the INSERT text is escaped
+                # that way, so a server default of NO_BACKSLASH_ESCAPES must not apply.
+                init_command=(
+                    "SET time_zone = '+00:00', "
+                    "sql_mode = REPLACE(@@SESSION.sql_mode, 'NO_BACKSLASH_ESCAPES', '')"
+                ),
                 pool_recycle=3600,
             )
         except Exception as exc:
             raise _error(f"cannot connect to MySQL {shown}", exc) from exc
-        adapter = cls(pool, shown)
+        adapter = cls(pool, shown, command_timeout)
+        if ssl:
+            await adapter._require_tls()
         return await adapter._opened(migrate)
 
     async def migrate(self) -> list[str]:
@@ -108,6 +127,11 @@ class MySQLAdapter(SqlStoreBase):
         try:
             async with self._pool.acquire() as conn, conn.cursor() as cur:
                 await cur.execute("SELECT GET_LOCK('majordomo_log_migrate', 60)")
+                (locked,) = await cur.fetchone()
+                if locked != 1:
+                    raise MigrationError(
+                        f"MySQL {self.url}: another process holds the migration lock"
+                    )
                 try:
                     await cur.execute("SHOW TABLES LIKE %s", (MIGRATIONS_TABLE,))
                     if not await cur.fetchall():
@@ -148,22 +172,34 @@ class MySQLAdapter(SqlStoreBase):
         try:
             async with self._pool.acquire() as conn:
                 try:
-                    async with conn.cursor() as cur:
-                        await conn.begin()
-                        for statement in statements:
-                            await cur.execute(statement)
-                        for request_id, outcome, when in outcomes:
-                            await cur.execute(
-                                "UPDATE llm_requests SET outcome = %s, outcome_at = %s "
-                                "WHERE request_id = %s",
-                                (outcome, _utc_naive(when), request_id),
-                            )
-                    await conn.commit()
+                    # aiomysql has no read timeout: a frozen server would hold the writer.
+                    await asyncio.wait_for(
+                        self._write(conn, statements, outcomes), self.command_timeout
+                    )
+                except (asyncio.TimeoutError, asyncio.CancelledError):
+                    conn.close()  # mid-statement: the connection cannot be reused
+                    raise
                 except BaseException:
                     await _rollback(conn)
                     raise
+        except asyncio.CancelledError:
+            raise
         except Exception as exc:
             raise _error(f"MySQL {self.url}: write failed", exc) from exc
+
+    async def _write(
+        self, conn: Any, statements: Sequence[str], outcomes: Sequence[OutcomeUpdate]
+    ) -> None:
+        async with conn.cursor() as cur:
+            await conn.begin()
+            for statement in statements:
+                await cur.execute(statement)
+            for request_id, outcome, when in outcomes:
+                await cur.execute(
+                    "UPDATE llm_requests SET outcome = %s, outcome_at = %s WHERE request_id = %s",
+                    (outcome, _utc_naive(when), request_id),
+                )
+        await conn.commit()
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         try:
@@ -208,16 +244,24 @@ def _literal(value: Any) -> str:
 
 
 def _insert_statements(rows: Sequence[Row]) -> list[str]:
-    """Worker thread: the batch as multi-row INSERT statements, every value escaped."""
-    statements = []
-    for start in range(0, len(rows), ROWS_PER_STATEMENT):
-        chunk = rows[start : start + ROWS_PER_STATEMENT]
-        values = []
-        for row in chunk:
-            cells = list(row)
-            if not isinstance(cells[_TAGS], str):
-                cells[_TAGS] = json.dumps(cells[_TAGS])
-            values.append("(" + ", ".join(_literal(v) for v in cells) + ")")
+    """Worker thread: the batch as multi-row INSERT statements, every value escaped,
+    each under ROWS_PER_STATEMENT rows and BYTES_PER_STATEMENT characters."""
+    statements: list[str] = []
+    values: list[str] = []
+    size = 0
+    for row in rows:
+        cells = list(row)
+        if not isinstance(cells[_TAGS], str):
+            cells[_TAGS] = json.dumps(cells[_TAGS])
+        value = "(" + ", ".join(_literal(v) for v in cells) + ")"
+        if values and (
+            len(values) >= ROWS_PER_STATEMENT or size + len(value) > BYTES_PER_STATEMENT
+        ):
+            statements.append(_INSERT_HEAD + ", ".join(values) + _INSERT_TAIL)
+            values, size = [], 0
+        values.append(value)
+        size += len(value) + 2
+    if values:
         statements.append(_INSERT_HEAD + ", ".join(values) + _INSERT_TAIL)
     return statements
 

@@ -22,12 +22,13 @@ import asyncpg
 from .._exceptions import MigrationError, StoreError, StoreUnavailable
 from .._migrations import MIGRATIONS_TABLE, migrations_for, split_statements
 from .._record import COLUMNS
-from .._urls import redact_url
+from .._urls import check_url, redact_url
 from ._sql import SqlStoreBase, check_identifier, numbered_placeholders
 from .base import OutcomeUpdate, Row
 
 _COLUMN_LIST = ", ".join(COLUMNS)
 _STAGE = "majordomo_llm_requests_stage"
+_MIGRATE_LOCK = 0x6D646C6F67  # pg_advisory_xact_lock key: "mdlog"
 COPY_CHUNK_ROWS = 250
 _TAGS = COLUMNS.index("tags")
 _TRANSIENT = (
@@ -73,6 +74,7 @@ class PostgresAdapter(SqlStoreBase):
         migrate: bool = True,
     ) -> PostgresAdapter:
         if dsn is not None:
+            check_url(dsn)
             dsn, url_schema = _split_schema(dsn)
             schema = schema or url_schema
         if schema is not None:
@@ -87,7 +89,7 @@ class PostgresAdapter(SqlStoreBase):
             if schema is not None:
                 conn = await asyncpg.connect(**connect, timeout=command_timeout)
                 try:
-                    await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                    await _ensure_schema(conn, schema)
                 finally:
                     await conn.close()
             pool = await asyncpg.create_pool(
@@ -95,7 +97,7 @@ class PostgresAdapter(SqlStoreBase):
                 min_size=min_size,
                 max_size=max_size,
                 command_timeout=command_timeout,
-                server_settings={"search_path": schema} if schema else None,
+                server_settings={"search_path": f'"{schema}"'} if schema else None,
             )
         except Exception as exc:
             raise _error(f"cannot connect to PostgreSQL {shown}", exc) from exc
@@ -106,14 +108,16 @@ class PostgresAdapter(SqlStoreBase):
         applied = []
         try:
             async with self._pool.acquire() as conn:
-                await conn.execute(
-                    f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
-                    "(name text PRIMARY KEY, applied_at timestamptz NOT NULL)"
-                )
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATE_LOCK)
+                    await conn.execute(
+                        f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
+                        "(name text PRIMARY KEY, applied_at timestamptz NOT NULL)"
+                    )
                 for migration in migrations_for(self.dialect):
                     async with conn.transaction():
                         # One migrator at a time across every process sharing the database.
-                        await conn.execute(f"LOCK TABLE {MIGRATIONS_TABLE} IN EXCLUSIVE MODE")
+                        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATE_LOCK)
                         done = await conn.fetchval(
                             f"SELECT 1 FROM {MIGRATIONS_TABLE} WHERE name = $1", migration.name
                         )
@@ -157,7 +161,12 @@ class PostgresAdapter(SqlStoreBase):
                             f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} "
                             "(LIKE llm_requests INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
                         )
-                        await conn.copy_records_to_table(_STAGE, records=records, columns=COLUMNS)
+                        for start in range(0, len(records), COPY_CHUNK_ROWS):
+                            await conn.copy_records_to_table(
+                                _STAGE,
+                                records=records[start : start + COPY_CHUNK_ROWS],
+                                columns=COLUMNS,
+                            )
                         await conn.execute(
                             f"INSERT INTO llm_requests ({_COLUMN_LIST}) "
                             f"SELECT {_COLUMN_LIST} FROM {_STAGE} "
@@ -170,7 +179,7 @@ class PostgresAdapter(SqlStoreBase):
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         try:
             async with self._pool.acquire() as conn:
-                records = await conn.fetch(numbered_placeholders(sql), *params)
+                records = await conn.fetch(numbered_placeholders(sql), *map(_param, params))
         except Exception as exc:
             raise _error(f"PostgreSQL {self.url}: query failed", exc) from exc
         return [{k: _decode(v) for k, v in record.items()} for record in records]
@@ -183,6 +192,26 @@ class PostgresAdapter(SqlStoreBase):
             await self._pool.close()
         except Exception:
             self._pool.terminate()
+
+
+async def _ensure_schema(conn: Any, schema: str) -> None:
+    """Create the schema unless it exists. Checked first: CREATE SCHEMA IF NOT EXISTS
+    needs the CREATE right on the database even when the schema is already there, and
+    a least-privilege role often has only its own schema. Locked: processes starting
+    together must not race to create it."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATE_LOCK)
+        exists = await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema)
+        if not exists:
+            await conn.execute(f'CREATE SCHEMA "{schema}"')
+
+
+def _param(value: Any) -> Any:
+    """A naive datetime means UTC here, as in the other stores (asyncpg would read it
+    in the client's local time zone)."""
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value
 
 
 async def _apply_outcomes(conn: Any, outcomes: Sequence[OutcomeUpdate]) -> None:
@@ -208,10 +237,13 @@ def _split_schema(dsn: str) -> tuple[str, str | None]:
 
 
 def _uuid(value: str) -> uuid.UUID | None:
+    """The UUID of an id spelled as the log spells them (lower case, dashed): other
+    spellings match nothing, as in the text-keyed stores."""
     try:
-        return uuid.UUID(value)
+        parsed = uuid.UUID(value)
     except ValueError:
-        return None  # an id that is no UUID cannot be in the table
+        return None
+    return parsed if str(parsed) == value else None
 
 
 def _encode(row: Row) -> tuple[Any, ...]:

@@ -256,7 +256,10 @@ class S3Adapter:
             raise StoreUnavailable(
                 f"reading s3://{bucket}/{key} failed: {type(exc).__name__}"
             ) from None
-        result: dict[str, Any] = orjson.loads(decompress(data, ref))
+        try:
+            result: dict[str, Any] = orjson.loads(decompress(data, ref))
+        except orjson.JSONDecodeError as exc:  # e.g. a range spanning two members
+            raise BodyNotFound(f"the body at {ref!r} is not one JSON envelope") from exc
         return result
 
     async def close(self) -> None:
