@@ -189,7 +189,9 @@ class PostgresAdapter(SqlStoreBase):
             return
         self._closed = True
         try:
-            await self._pool.close()
+            # close() waits for connections in use; a write stuck on a dead server
+            # must not hold the application's shutdown forever.
+            await asyncio.wait_for(self._pool.close(), 10.0)
         except Exception:
             self._pool.terminate()
 
