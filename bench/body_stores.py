@@ -55,15 +55,7 @@ async def main() -> None:
             results[f"files, {mode}"] = statistics.median([await rate(files, n) for _ in range(3)])
             bucket = server.new_bucket_name()
             await server.create_bucket(bucket)
-            s3 = await ml.S3Adapter.create(
-                bucket,
-                endpoint_url=server.endpoint_url,
-                region_name=server.region,
-                aws_access_key_id=server.access_key,
-                aws_secret_access_key=server.secret_key,
-                path_style=True,
-                mode=mode,
-            )
+            s3 = await ml.S3Adapter.create(bucket, mode=mode, **server.adapter_kwargs())
             results[f"S3, {mode}"] = statistics.median([await rate(s3, n) for _ in range(3)])
             await s3.close()
     finally:

@@ -8,6 +8,7 @@ import asyncio
 import random
 import shutil
 import sqlite3
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,17 @@ from .adapters.sqlite import SqliteAdapter
 from .cli import render
 
 USERS = ("u-ana", "u-bo", "u-chen", "u-dee", "u-eli")
+
+
+def _command_name() -> str:
+    """How to run the CLI from here: `make demo` runs it from .venv, not from PATH."""
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "majordomo-log" and shutil.which("majordomo-log") != str(argv0.resolve()):
+        try:
+            return str(argv0.resolve().relative_to(Path.cwd()))
+        except ValueError:
+            return str(argv0)
+    return "majordomo-log"
 
 
 async def run_demo(out: Path, *, calls: int = 300) -> int:
@@ -162,10 +174,11 @@ async def run_demo(out: Path, *, calls: int = 300) -> int:
         f"\nDatabase: {db_path.resolve()}\n"
         f"Bodies:   {bodies.resolve()}/YYYY/MM/DD/<request_id>.json.gz"
     )
+    cli = _command_name()
     print(
-        f"\nTry:\n  majordomo-log report --db {db_path} --by user_id\n"
-        f"  majordomo-log tail --db {db_path} -n 5\n"
-        f"  majordomo-log prices --db {db_path}\n"
+        f"\nTry:\n  {cli} report --db {db_path} --by user_id\n"
+        f"  {cli} tail --db {db_path} -n 5\n"
+        f"  {cli} prices --db {db_path}\n"
         f'  sqlite3 {db_path} "SELECT feature, SUM(total_cost) FROM llm_requests GROUP BY feature"'
     )
     return 0

@@ -248,9 +248,7 @@ def merged_tags(record: CallRecord) -> dict[str, Any]:
     tags = dict(record.ctx.tags)
     if record.context_tags:
         tags.update(record.context_tags)
-    return {
-        _no_nul(str(k)): _no_nul(v) if isinstance(v, str) else v for k, v in tags.items()
-    }
+    return {_no_nul(str(k)): _no_nul(v) if isinstance(v, str) else v for k, v in tags.items()}
 
 
 def build_row(record: CallRecord, body_ref: str | None) -> tuple[Any, ...]:

@@ -77,6 +77,16 @@ class S3Server:
             "config": Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
         }
 
+    def adapter_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``majordomo_log.S3Adapter.create(bucket, **kwargs)``."""
+        return {
+            "endpoint_url": self.endpoint_url,
+            "aws_access_key_id": self.access_key,
+            "aws_secret_access_key": self.secret_key,
+            "region_name": self.region,
+            "path_style": True,
+        }
+
     async def create_bucket(self, name: str) -> None:
         import aioboto3
 

@@ -28,14 +28,7 @@ async def open_store(kind: str, mode: str, tmp_path: Path, server: S3Server | No
     bucket = server.new_bucket_name()
     await server.create_bucket(bucket)
     return await ml.S3Adapter.create(
-        bucket,
-        prefix="llm-logs",
-        endpoint_url=server.endpoint_url,
-        region_name=server.region,
-        aws_access_key_id=server.access_key,
-        aws_secret_access_key=server.secret_key,
-        path_style=True,
-        mode=mode,
+        bucket, prefix="llm-logs", mode=mode, **server.adapter_kwargs()
     )
 
 
@@ -124,14 +117,7 @@ async def test_missing_body_is_body_not_found(store: Any) -> None:
 
 async def test_missing_bucket_is_a_clear_error(s3_server: S3Server) -> None:  # noqa: F811
     with pytest.raises(ml.StoreError, match="does not exist"):
-        await ml.S3Adapter.create(
-            "mdl-no-such-bucket",
-            endpoint_url=s3_server.endpoint_url,
-            aws_access_key_id=s3_server.access_key,
-            aws_secret_access_key=s3_server.secret_key,
-            region_name=s3_server.region,
-            path_style=True,
-        )
+        await ml.S3Adapter.create("mdl-no-such-bucket", **s3_server.adapter_kwargs())
 
 
 async def test_wrong_credentials_are_refused_without_leaking_the_secret(
@@ -150,14 +136,7 @@ async def test_wrong_credentials_are_refused_without_leaking_the_secret(
             path_style=True,
         )
     assert "denied" in str(info.value) and "wrong-secret-do-not-print" not in str(info.value)
-    good = await ml.S3Adapter.create(
-        bucket,
-        endpoint_url=server.endpoint_url,
-        aws_access_key_id=server.access_key,
-        aws_secret_access_key=server.secret_key,
-        region_name=server.region,
-        path_style=True,
-    )
+    good = await ml.S3Adapter.create(bucket, **server.adapter_kwargs())
     assert server.secret_key not in repr(good) and server.access_key not in repr(good)
     await good.close()
 
@@ -218,15 +197,7 @@ async def test_server_stopped_mid_run_costs_bodies_not_rows(tmp_path: Path) -> N
         await server.create_bucket(bucket)
         db = await ml.SqliteAdapter.create(tmp_path / "log.db")
         storage = await ml.S3Adapter.create(
-            bucket,
-            endpoint_url=server.endpoint_url,
-            aws_access_key_id=server.access_key,
-            aws_secret_access_key=server.secret_key,
-            region_name=server.region,
-            path_style=True,
-            mode="object",
-            connect_timeout=1,
-            read_timeout=2,
+            bucket, mode="object", connect_timeout=1, read_timeout=2, **server.adapter_kwargs()
         )
         llm = ml.LoggingLLM(fake_openai_client(FakeProvider()), db, storage, close_stores=False)
         for _ in range(5):
