@@ -26,6 +26,7 @@ from ._ids import uuid7
 from ._keys import hash_api_key, resolve_key_secret
 from ._log import warn_once
 from ._pricing import PriceTable
+from ._proxy import resolve
 from ._record import OUTCOMES, CallContext, CallRecord, UsageExtractor
 from ._serialize import snapshot_request
 from ._streams import LoggedStream, LoggedStreamManager
@@ -57,9 +58,6 @@ _RAW_RESPONSE = "with_raw_response"
 _STREAMING_RESPONSE = "with_streaming_response"
 # Methods that return a reconfigured copy of the client: the copy is wrapped too.
 _CLIENT_COPIES = frozenset({"with_options", "copy"})
-# Packages whose client resources never change once built (cached properties).
-_PINNABLE_PACKAGES = frozenset({"openai", "anthropic"})
-_SCALARS = (str, bytes, int, float, bool, type(None), list, tuple, dict, set, frozenset)
 
 _default_prices: PriceTable | None = None
 
@@ -165,7 +163,7 @@ class LoggingLLM(Generic[ClientT]):
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
-        return _resolve(self, self._client, (name,), self._children, self)
+        return resolve(self, self._client, (name,), self._children, self)
 
     def __repr__(self) -> str:
         return (
@@ -510,60 +508,3 @@ def _price_table(
     if isinstance(prices, (str, PathLike)):
         return PriceTable.load([prices])
     return PriceTable.load(prices)
-
-
-class _Namespace:
-    """A passthrough view of a client sub-object (``client.chat.completions``)."""
-
-    def __init__(self, llm: LoggingLLM[Any], target: Any, path: tuple[str, ...]) -> None:
-        self._llm = llm
-        self._target = target
-        self._path = path
-        self._children: dict[str, Any] = {}
-        self._pinnable = type(target).__module__.split(".", 1)[0] in _PINNABLE_PACKAGES
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return _resolve(self._llm, self._target, (*self._path, name), self._children, self)
-
-    def __repr__(self) -> str:
-        return f"<logged {self._target!r}>"
-
-
-def _resolve(
-    llm: LoggingLLM[Any], parent: Any, path: tuple[str, ...], cache: dict[str, Any], holder: Any
-) -> Any:
-    """Wrap a method, proxy a resource of the client's library, pass anything else."""
-    name = path[-1]
-    value = getattr(parent, name)
-    if isinstance(value, (*_SCALARS, type)):
-        return value
-    # Bound methods are new objects on every access: key the cache on owner and function.
-    owner = getattr(value, "__self__", None)
-    func = getattr(value, "__func__", value)
-    entry = cache.get(name)
-    if entry is not None and entry[0] is owner and entry[1] is func:
-        return entry[2]
-    if callable(value):
-        wrapped: Any = llm._wrap(parent, name, path)
-        if isinstance(holder, _Namespace) and holder._pinnable:
-            holder.__dict__[name] = wrapped  # looked up late: safe to pin
-            return wrapped
-    elif _same_package(value, llm._client):
-        wrapped = _Namespace(llm, value, path)
-        if wrapped._pinnable:
-            # An official SDK's resources are fixed for a client's life: keep the view as
-            # an ordinary attribute, so later lookups never reach __getattr__ (hot path).
-            holder.__dict__[name] = wrapped
-            return wrapped
-    else:
-        return value
-    cache[name] = (owner, func, wrapped)
-    return wrapped
-
-
-def _same_package(value: Any, client: Any) -> bool:
-    """Sub-objects of the client's own library are resources to wrap (``client.chat``);
-    anything else (an httpx URL, a config object) is handed back as is."""
-    return type(value).__module__.split(".", 1)[0] == type(client).__module__.split(".", 1)[0]
