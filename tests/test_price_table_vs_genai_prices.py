@@ -19,6 +19,7 @@ import copy
 import datetime as dt
 import importlib.metadata
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -26,6 +27,10 @@ from typing import Any
 
 import pytest
 import yaml
+
+if sys.version_info < (3, 11):  # genai-prices 0.2.3 (pinned) needs Python 3.11+; CI runs 3.11
+    pytest.skip("genai-prices 0.2.3 requires Python 3.11+", allow_module_level=True)
+
 from genai_prices.data import providers as GENAI_PROVIDERS
 from genai_prices.types import (
     ModelInfo,
