@@ -1,0 +1,43 @@
+"""The wheel carries what the package reads at run time: the price table (from the
+repository root), every dialect's migrations and py.typed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_wheel_contains_prices_migrations_and_type_marker(tmp_path: Path) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("majordomo_log-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "majordomo_log/llm_config.yaml" in names
+    assert "majordomo_log/py.typed" in names
+    for dialect in ("sqlite", "postgresql", "mysql"):
+        shipped = {n for n in names if n.startswith(f"majordomo_log/migrations/{dialect}/")}
+        in_repo = {
+            f"majordomo_log/migrations/{dialect}/{p.name}"
+            for p in (ROOT / "majordomo_log" / "migrations" / dialect).glob("*.sql")
+        }
+        assert shipped == in_repo and in_repo
+    packaged = zipfile.ZipFile(wheel).read("majordomo_log/llm_config.yaml")
+    assert packaged == (ROOT / "llm_config.yaml").read_bytes()
