@@ -19,16 +19,32 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import re
 import secrets
 import struct
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any
 
 import httpx2
+
+from ._fake_http import (
+    _PATH,
+    JSON,
+    AnthropicUsage,
+    OpenAIUsage,
+    ReceivedRequest,
+    ResponsesUsage,
+    _anthropic_headers,
+    _error,
+    _Event,
+    _event,
+    _Failure,
+    _openai_headers,
+    _parse_json,
+    _rand_id,
+    _split,
+)
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
@@ -44,103 +60,12 @@ __all__ = [
     "fake_openai_client",
 ]
 
-JSON = dict[str, Any]
 OPENAI_BASE_URL = "http://openai.fake/v1"
 AZURE_ENDPOINT = "http://azure-openai.fake"
 AZURE_API_VERSION = "2024-10-21"
 ANTHROPIC_BASE_URL = "http://anthropic.fake"
 DEFAULT_REPLY = "Hello from the fake provider! This reply is canned."
 _FINGERPRINT = "fp_fake0000"
-
-
-class OpenAIUsage(TypedDict, total=False):
-    prompt_tokens: int
-    cached_tokens: int
-    completion_tokens: int
-    reasoning_tokens: int
-
-
-class ResponsesUsage(TypedDict, total=False):
-    input_tokens: int
-    cached_tokens: int
-    output_tokens: int
-    reasoning_tokens: int
-
-
-class AnthropicUsage(TypedDict, total=False):
-    input_tokens: int
-    output_tokens: int
-    cache_read_input_tokens: int
-    cache_creation_5m: int
-    cache_creation_1h: int
-
-
-@dataclass(frozen=True)
-class ReceivedRequest:
-    method: str
-    path: str
-    headers: dict[str, str]  # lower-cased names
-    body: Any  # parsed JSON, or None if the body was empty / not JSON
-    query: dict[str, str]
-
-
-@dataclass(frozen=True)
-class _Failure:
-    status: int
-    message: str | None
-    retry_after_ms: int | None
-
-
-@dataclass(frozen=True)
-class _Event:
-    name: str | None  # the SSE `event:` field; OpenAI chat streams have none
-    data: JSON | str
-    is_content: bool = False  # content events are the ones paced by the delay knobs
-
-
-def _event(name: str, is_content: bool = False, **data: Any) -> _Event:
-    """A Responses / Anthropic SSE event, whose payload repeats its name as `type`."""
-    return _Event(name, {"type": name, **data}, is_content)
-
-
-# status -> (OpenAI error type, OpenAI error code, Anthropic error type, message)
-_ERRORS: dict[int, tuple[str, str | None, str, str]] = {
-    400: ("invalid_request_error", None, "invalid_request_error", "Invalid request."),
-    401: ("invalid_request_error", "invalid_api_key", "authentication_error", "Invalid API key."),
-    403: ("permission_error", None, "permission_error", "Permission denied."),
-    404: ("invalid_request_error", None, "not_found_error", "Not found."),
-    413: ("invalid_request_error", None, "request_too_large", "Request too large."),
-    429: ("requests", "rate_limit_exceeded", "rate_limit_error", "Rate limit reached."),
-    500: ("server_error", None, "api_error", "The server had an error processing your request."),
-    503: ("server_error", None, "api_error", "The service is temporarily unavailable."),
-    529: ("server_error", None, "overloaded_error", "Overloaded"),
-}
-
-# /v1/x, /openai/x, /openai/v1/x and /openai/deployments/{name}/x all serve endpoint /x.
-_PATH = re.compile(r"^(?:/v1|/openai(?:/v1)?|/openai/deployments/[^/]+)(/[a-z/]+)$")
-
-
-def _rand_id(prefix: str, nbytes: int = 12) -> str:
-    return prefix + secrets.token_hex(nbytes)
-
-
-def _split(text: str, n: int) -> list[str]:
-    """Split text into at most n non-empty, roughly equal pieces."""
-    n = max(1, min(n, len(text)))
-    size, extra = divmod(len(text), n)
-    pieces, start = [], 0
-    for i in range(n):
-        end = start + size + (1 if i < extra else 0)
-        pieces.append(text[start:end])
-        start = end
-    return pieces
-
-
-def _parse_json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw) if raw else None
-    except ValueError:
-        return None
 
 
 class FakeProvider:
@@ -512,41 +437,6 @@ class FakeProvider:
             _event("message_stop"),
         ]
         return self._sse(events, anthropic=True)
-
-
-def _openai_headers() -> dict[str, str]:
-    return {
-        "x-request-id": _rand_id("req_", 16),
-        "openai-version": "2020-10-01",
-        "openai-processing-ms": "42",
-        "openai-organization": "fake-org",
-    }
-
-
-def _anthropic_headers() -> dict[str, str]:
-    return {"request-id": _rand_id("req_011C", 12), "anthropic-organization-id": "fake-org"}
-
-
-def _error(
-    status: int, anthropic: bool, message: str | None = None, retry_after_ms: int | None = None
-) -> httpx2.Response:
-    openai_type, code, anthropic_type, default_message = _ERRORS.get(
-        status, ("server_error", None, "api_error", "Error.")
-    )
-    text = message or default_message
-    if anthropic:
-        headers = _anthropic_headers()
-        payload: JSON = {
-            "type": "error",
-            "error": {"type": anthropic_type, "message": text},
-            "request_id": headers["request-id"],
-        }
-    else:
-        headers = _openai_headers()
-        payload = {"error": {"message": text, "type": openai_type, "param": None, "code": code}}
-    if retry_after_ms is not None:
-        headers["retry-after-ms"] = str(retry_after_ms)
-    return httpx2.Response(status, json=payload, headers=headers)
 
 
 def fake_openai_client(
