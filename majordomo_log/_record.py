@@ -240,8 +240,16 @@ def _clip(value: Any, limit: int) -> str | None:
 
 
 def _no_nul(text: str) -> str:
-    # PostgreSQL text and jsonb cannot hold NUL; replaced in every store, so all agree.
-    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+    """Text every store can hold, the same in each: NUL (PostgreSQL refuses it) and
+    lone surrogates (no UTF-8 encoding exists) become U+FFFD."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
 
 
 def merged_tags(record: CallRecord) -> dict[str, Any]:

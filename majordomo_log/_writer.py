@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._exceptions import StoreError, StoreUnavailable
 from ._log import logger
 from ._record import CallRecord, build_envelope, build_row
 from .adapters.base import Body, BodyStore, MetadataStore, OutcomeUpdate, Row
@@ -242,15 +243,22 @@ class BatchWriter:
         if self.storage is not None and bodies:
             refs = await self._store_bodies(records, bodies)
         rows = await asyncio.to_thread(_rows, records, refs)
+        await self._write_rows(rows, outcomes)
+
+    async def _write_rows(self, rows: Sequence[Row], outcomes: Sequence[OutcomeUpdate]) -> None:
+        """Write with retries when the store is unavailable. When it refuses the batch
+        itself, write each half on its own: one bad row must not cost the others."""
         for attempt, delay in enumerate((*_RETRY_DELAYS, None)):
             try:
                 await self.db.write_batch(rows, outcomes)
-                break
             except Exception as exc:
+                if not _transient(exc):
+                    await self._split(rows, outcomes, exc)
+                    return
                 if delay is None:
                     self._failed += len(rows)
                     self._log_error(
-                        "metadata store %s refused a batch of %d rows after %d attempts: %s",
+                        "metadata store %s unavailable: %d rows not written after %d attempts: %s",
                         self.db.url,
                         len(rows),
                         attempt + 1,
@@ -258,8 +266,22 @@ class BatchWriter:
                     )
                     return
                 await asyncio.sleep(delay)
-        self._written += len(rows)
-        self._outcomes_written += len(outcomes)
+            else:
+                self._written += len(rows)
+                self._outcomes_written += len(outcomes)
+                return
+
+    async def _split(
+        self, rows: Sequence[Row], outcomes: Sequence[OutcomeUpdate], exc: Exception
+    ) -> None:
+        if len(rows) > 1:
+            middle = len(rows) // 2
+            await self._write_rows(rows[:middle], outcomes)
+            await self._write_rows(rows[middle:], ())
+            return
+        self._failed += len(rows)
+        request_id = rows[0][0] if rows else "(outcome updates)"
+        logger.error("metadata store %s refused row %s: %s", self.db.url, request_id, exc)
 
     async def _store_bodies(
         self, records: Sequence[CallRecord], bodies: Sequence[Body | None]
@@ -297,6 +319,15 @@ class BatchWriter:
         if now - self._last_error_log >= _ERROR_LOG_INTERVAL:
             self._last_error_log = now
             logger.error(message, *args)
+
+
+def _transient(exc: Exception) -> bool:
+    """Worth retrying the same batch: the store could not be reached or was busy."""
+    if isinstance(exc, StoreUnavailable):
+        return True
+    if isinstance(exc, StoreError):
+        return False  # the store answered and refused: retrying the same rows cannot help
+    return isinstance(exc, (OSError, TimeoutError, asyncio.TimeoutError))
 
 
 def _size(item: QueueItem) -> int:

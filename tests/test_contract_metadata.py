@@ -71,7 +71,11 @@ def sample_rows() -> list[tuple[Any, ...]]:
         build_row(
             record(
                 i,
-                tags={"user_id": users[i % 3], "note": "x'); DROP TABLE llm_requests; --\\"},
+                tags={
+                    "user_id": users[i % 3],
+                    "note": "x'); DROP TABLE llm_requests; --\\",
+                    "lone": "\ud800 surrogate",  # no UTF-8 for it: stored as U+FFFD
+                },
                 day=i % 3,
                 model=["claude-haiku-4-5", "gpt-4o", "no-such-model"][i % 3],
             ),

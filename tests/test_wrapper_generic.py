@@ -391,7 +391,7 @@ class FailingDB:
         self.attempts += 1
         if self.failures > 0:
             self.failures -= 1
-            raise ml.StoreError("database is down")
+            raise ml.StoreUnavailable("database is down")  # transient: retried
         await self.inner.write_batch(rows, outcomes)
 
     async def fetch(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:

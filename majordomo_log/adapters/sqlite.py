@@ -17,7 +17,7 @@ from typing import Any
 
 import aiosqlite
 
-from .._exceptions import MigrationError, StoreError
+from .._exceptions import MigrationError, StoreError, StoreUnavailable
 from .._migrations import MIGRATIONS_TABLE, migrations_for, split_statements
 from .._record import COLUMNS, MONEY_COLUMNS
 from ._sql import SqlStoreBase
@@ -60,6 +60,12 @@ def _encode_rows(rows: Sequence[Row]) -> Iterator[list[Any]]:
             if values[i] is not None:
                 values[i] = format(values[i], "f")
         yield values
+
+
+def _busy(exc: sqlite3.Error) -> bool:
+    """Another process holds the file, or the disk is momentarily full: try again later."""
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text or "disk is full" in text
 
 
 async def _enable_wal(conn: aiosqlite.Connection) -> None:
@@ -155,6 +161,8 @@ class SqliteAdapter(SqlStoreBase):
             # Also on cancellation: aiosqlite runs statements in order in its thread, so
             # this ROLLBACK follows the interrupted statement and the next batch starts clean.
             await self._rollback()
+            if isinstance(exc, sqlite3.OperationalError) and _busy(exc):
+                raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
             if isinstance(exc, sqlite3.Error):
                 raise StoreError(f"SQLite write failed: {exc}") from exc
             raise
