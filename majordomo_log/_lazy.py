@@ -21,10 +21,4 @@ def load(name: str) -> Any:
         raise ImportError(
             f'{name} needs the {driver!r} package: pip install "majordomo-log[{extra}]"'
         ) from exc
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        raise ImportError(f"{name} is not available in this version of majordomo-log") from exc
-    return getattr(module, name)
+    return getattr(importlib.import_module(module_name), name)
