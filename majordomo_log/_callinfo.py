@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from ._record import COST_COLUMNS, TOKEN_COLUMNS, cost_values, token_values
+
 if TYPE_CHECKING:
     from ._record import CallRecord
 
@@ -97,6 +99,10 @@ def call_info(response: Any) -> CallInfo:
         usage, cost, cost_status = None, None, "pending"
     else:
         usage, cost, cost_status = record.priced()
+    buckets: dict[str, Any] = {
+        **dict(zip(TOKEN_COLUMNS, token_values(usage), strict=True)),
+        **dict(zip(COST_COLUMNS, cost_values(cost), strict=True)),
+    }
     return CallInfo(
         request_id=record.request_id,
         provider=record.provider,
@@ -105,25 +111,11 @@ def call_info(response: Any) -> CallInfo:
         served_model=record.served_model,
         status=record.status,
         stream=record.stream,
-        input_tokens=None if usage is None else usage.input,
-        cache_read_tokens=None if usage is None else usage.cache_read,
-        cache_write_5m_tokens=None if usage is None else usage.cache_write_5m,
-        cache_write_1h_tokens=None if usage is None else usage.cache_write_1h,
-        output_tokens=None if usage is None else usage.output,
-        reasoning_tokens=None if usage is None else usage.reasoning,
-        total_tokens=None if usage is None else usage.total,
-        input_cost=None if cost is None else cost.input,
-        cache_read_cost=None if cost is None else cost.cache_read,
-        cache_write_cost=None if cost is None else cost.cache_write,
-        output_cost=None if cost is None else cost.output,
-        reasoning_cost=None if cost is None else cost.reasoning,
-        total_cost=None if cost is None else cost.total,
+        **buckets,
         cost_status=cost_status,
         price_version=None if cost is None else cost.price_version,
-        latency_ms=None if end is None else round((end - record.t_start) * 1000.0, 3),
-        time_to_first_token_ms=(
-            None if record.t_first is None else round((record.t_first - record.t_start) * 1000.0, 3)
-        ),
+        latency_ms=record.elapsed_ms(end),
+        time_to_first_token_ms=record.elapsed_ms(record.t_first),
         api_key_alias=record.ctx.api_key_alias,
         provider_request_id=record.provider_request_id
         or getattr(record.response, "_request_id", None),

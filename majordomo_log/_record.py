@@ -181,6 +181,10 @@ class CallRecord:
         except Exception:  # an exception whose str() raises still gets its row
             self.error_message = None
 
+    def elapsed_ms(self, perf_time: float | None) -> float | None:
+        """Milliseconds from the call's start to a perf_counter() reading, to the µs."""
+        return None if perf_time is None else round((perf_time - self.t_start) * 1000.0, 3)
+
     def priced(self) -> tuple[Usage | None, Cost | None, str]:
         """(usage, cost, cost_status), computed once; safe to call from any thread
         (call_info() on the caller's thread may race the writer's thread)."""
@@ -252,6 +256,47 @@ def _no_nul(text: str) -> str:
     return text
 
 
+TOKEN_COLUMNS = (
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+)
+COST_COLUMNS = (
+    "input_cost",
+    "cache_read_cost",
+    "cache_write_cost",
+    "output_cost",
+    "reasoning_cost",
+    "total_cost",
+)
+
+
+def token_values(usage: Usage | None) -> tuple[int | None, ...]:
+    """The TOKEN_COLUMNS of a usage, in order (NULLs without usage)."""
+    if usage is None:
+        return (None,) * len(TOKEN_COLUMNS)
+    return (
+        usage.input,
+        usage.cache_read,
+        usage.cache_write_5m,
+        usage.cache_write_1h,
+        usage.output,
+        usage.reasoning,
+        usage.total,
+    )
+
+
+def cost_values(cost: Cost | None) -> tuple[Decimal | None, ...]:
+    """The COST_COLUMNS of a cost, in order (NULLs when the cost is unknown)."""
+    if cost is None:
+        return (None,) * len(COST_COLUMNS)
+    return (cost.input, cost.cache_read, cost.cache_write, cost.output, cost.reasoning, cost.total)
+
+
 def merged_tags(record: CallRecord) -> dict[str, Any]:
     tags = dict(record.ctx.tags)
     if record.context_tags:
@@ -263,42 +308,19 @@ def build_row(record: CallRecord, body_ref: str | None) -> tuple[Any, ...]:
     """The ``llm_requests`` row for a record, in ``COLUMNS`` order, with Python types
     (aware UTC datetimes, Decimal costs, tags as JSON text): adapters convert per dialect."""
     usage, cost, cost_status = record.priced()
-    ended = record.t_end if record.t_end is not None else record.t_start
-    latency = (ended - record.t_start) * 1000.0
-    ttft = None if record.t_first is None else (record.t_first - record.t_start) * 1000.0
+    latency = record.elapsed_ms(record.t_end) or 0.0
     tags = merged_tags(record)
     promoted = [_clip(tags.get(name), MAX_TAG_CHARS) for name in PROMOTED_TAGS]
     secrets = record.ctx.secrets
     error_message = record.error_message
     if error_message is not None and secrets:
         error_message = redact(error_message.encode("utf-8", "replace"), secrets).decode()
-    tokens: list[int | None] = [None] * 7
-    if usage is not None:
-        tokens = [
-            usage.input,
-            usage.cache_read,
-            usage.cache_write_5m,
-            usage.cache_write_1h,
-            usage.output,
-            usage.reasoning,
-            usage.total,
-        ]
-    costs: list[Decimal | None] = [None] * 6
-    if cost is not None:
-        costs = [
-            cost.input,
-            cost.cache_read,
-            cost.cache_write,
-            cost.output,
-            cost.reasoning,
-            cost.total,
-        ]
     return (
         record.request_id,
         _utc(record.started_at),
         _utc(record.started_at + latency / 1000.0),
-        round(latency, 3),
-        None if ttft is None else round(ttft, 3),
+        latency,
+        record.elapsed_ms(record.t_first),
         _clip(record.provider, MAX_TAG_CHARS),
         _clip(record.model, MAX_TAG_CHARS),
         _clip(record.served_model, MAX_TAG_CHARS),
@@ -308,8 +330,8 @@ def build_row(record: CallRecord, body_ref: str | None) -> tuple[Any, ...]:
         _clip(record.error_type, MAX_TAG_CHARS),
         _clip(error_message, MAX_ERROR_CHARS),
         _clip(record.provider_request_id, MAX_TAG_CHARS),
-        *tokens,
-        *costs,
+        *token_values(usage),
+        *cost_values(cost),
         "USD",
         cost_status,
         None if cost is None else cost.price_version,
