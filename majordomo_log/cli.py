@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import datetime as dt
 import io
@@ -14,7 +15,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,16 @@ def parse_when(value: str) -> dt.datetime:
             f"{value!r} is not a time: use 7d, 24h, 30m or 2026-11-01[T12:00]"
         ) from None
     return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+@contextlib.asynccontextmanager
+async def _existing_db(url: str) -> AsyncIterator[MetadataStore]:
+    """The store a read command queries, closed afterwards."""
+    db = await _open_existing_db(url)
+    try:
+        yield db
+    finally:
+        await db.close()
 
 
 async def _open_existing_db(url: str) -> MetadataStore:
@@ -140,12 +151,9 @@ async def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 async def cmd_report(args: argparse.Namespace) -> int:
-    db = await _open_existing_db(args.db)
-    try:
+    async with _existing_db(args.db) as db:
         rows = await _reports.spend_report(db, args.by, since=args.since, until=args.until)
         calls, cost = await _reports.total_spend(db, since=args.since, until=args.until)
-    finally:
-        await db.close()
     print(render(rows, args.format))
     if args.format == "table":
         print(f"\n{calls} calls, total ${cost:.6f}")
@@ -153,21 +161,15 @@ async def cmd_report(args: argparse.Namespace) -> int:
 
 
 async def cmd_tail(args: argparse.Namespace) -> int:
-    db = await _open_existing_db(args.db)
-    try:
+    async with _existing_db(args.db) as db:
         rows = await _reports.latest_calls(db, args.n)
-    finally:
-        await db.close()
     print(render(rows, args.format, _reports.TAIL_COLUMNS))
     return 0
 
 
 async def cmd_show(args: argparse.Namespace) -> int:
-    db = await _open_existing_db(args.db)
-    try:
+    async with _existing_db(args.db) as db:
         row = await _reports.get_call(db, args.request_id)
-    finally:
-        await db.close()
     if row is None:
         raise UsageError(f"no call {args.request_id!r} in {redact_url(args.db)}")
     body: Any = None
