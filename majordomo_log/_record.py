@@ -39,7 +39,7 @@ PROMOTED_TAGS = (
 )
 OUTCOMES = frozenset({"accepted", "edited", "rejected", "escalated"})
 MAX_TAG_CHARS = 255  # fits an indexed VARCHAR(255) in every dialect
-_pricing_lock = threading.Lock()
+_pricing_lock = threading.RLock()  # re-entrant: a SIGTERM rescue may interrupt its holder
 MAX_ERROR_CHARS = 4000
 
 # The columns of llm_requests, in the order of every row tuple.
@@ -107,6 +107,7 @@ class CallRecord:
         "__weakref__",
         "_priced",
         "api_key_hash",
+        "body_dropped",
         "context_tags",
         "ctx",
         "error_message",
@@ -166,6 +167,7 @@ class CallRecord:
         self.ctx = ctx
         self.outcome: tuple[str, dt.datetime] | None = None  # set before the row exists
         self._priced: tuple[Usage | None, Cost | None, str] | None = None
+        self.body_dropped = False  # left out to stay within the memory budget
 
     def __repr__(self) -> str:
         return f"<CallRecord {self.request_id} {self.operation} {self.model} {self.status}>"
