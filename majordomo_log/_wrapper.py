@@ -10,6 +10,7 @@ carries usage.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import inspect
@@ -29,10 +30,12 @@ from ._pricing import PriceTable
 from ._proxy import resolve
 from ._record import OUTCOMES, CallContext, CallRecord, UsageExtractor
 from ._serialize import snapshot_request
+from ._spool import DEFAULT_MAX_BYTES as DEFAULT_SPOOL_BYTES
+from ._spool import Spool, default_spool_dir
 from ._streams import LoggedStream, LoggedStreamManager
 from ._tags import current_tags
 from ._usage import Usage
-from ._writer import BatchWriter, WriterStats, shared_writer
+from ._writer import BatchWriter, OnFull, WriterStats, shared_writer
 from .adapters.base import BodyStore, MetadataStore
 
 ClientT = TypeVar("ClientT")
@@ -106,6 +109,13 @@ class LoggingLLM(Generic[ClientT]):
         batch_size: int | None = None,
         flush_interval: float | None = None,
         max_queue_bytes: int | None = None,
+        max_queue_records: int | None = None,
+        on_full: OnFull = "spill",
+        spool: Spool | str | PathLike[str] | bool | None = None,
+        spool_max_bytes: int = DEFAULT_SPOOL_BYTES,
+        spool_fsync: bool = True,
+        max_retries: int | None = None,
+        handle_sigterm: bool = True,
     ) -> None:
         if not isinstance(db, MetadataStore):
             raise TypeError(
@@ -133,15 +143,20 @@ class LoggingLLM(Generic[ClientT]):
             extractor=usage_extractor,
             capture_bodies=capture_bodies,
         )
-        options = {
+        options: dict[str, Any] = {
             k: v
             for k, v in (
                 ("batch_size", batch_size),
                 ("flush_interval", flush_interval),
                 ("max_queue_bytes", max_queue_bytes),
+                ("max_queue_records", max_queue_records),
+                ("max_retries", max_retries),
             )
             if v is not None
         }
+        options["on_full"] = on_full
+        options["handle_sigterm"] = handle_sigterm
+        options["spool"] = _spool_for(spool, db, storage, spool_max_bytes, spool_fsync)
         self._writer: BatchWriter = shared_writer(db, storage, **options)
         self._writer._users += 1
         self._close_stores = close_stores
@@ -178,11 +193,18 @@ class LoggingLLM(Generic[ClientT]):
     # -- control -------------------------------------------------------------------
 
     async def flush(self, timeout: float | None = None) -> WriterStats:
-        """Wait until every record queued before this call is written."""
+        """Wait until every record queued before this call is written (or, while a store
+        is down, spooled); after ``timeout`` seconds, return with the rest pending."""
         return await self._writer.flush(timeout)
 
     def stats(self) -> WriterStats:
+        """Counts since the writer started: written, spooled, replayed, dropped by reason."""
         return self._writer.stats()
+
+    async def replay_spool(self) -> int:
+        """Write the spooled records of these stores now (the writer also does this in the
+        background once the stores are back); returns how many were written."""
+        return await self._writer.replay()
 
     async def record_outcome(self, request_id: str, outcome: str) -> None:
         """Set the outcome (accepted, edited, rejected, escalated) of a logged call. May be
@@ -342,6 +364,13 @@ class LoggingLLM(Generic[ClientT]):
                 self._log_error(record, request, exc)
             raise
         t_end = time.perf_counter()
+        writer = self._writer
+        if writer.on_full == "block" and writer.is_full():
+            try:
+                await writer.wait_for_room()
+            except asyncio.CancelledError:  # queued over budget (spilled), never lost
+                self._log_result(result, result, record, request, t_end, known, hide)
+                raise
         try:
             response = result
             if _is_raw_response(result) and not record.stream:
@@ -496,6 +525,22 @@ def _snapshot(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes:
 def _served_model(result: Any) -> str | None:
     model = getattr(result, "model", None)
     return model if isinstance(model, str) else None
+
+
+def _spool_for(
+    spool: Spool | str | PathLike[str] | bool | None,
+    db: MetadataStore,
+    storage: BodyStore | None,
+    max_bytes: int,
+    fsync: bool,
+) -> Spool | None:
+    if spool is False:
+        return None
+    if isinstance(spool, Spool):
+        return spool
+    if spool is None or spool is True:
+        spool = default_spool_dir(db.url, None if storage is None else storage.url)
+    return Spool(spool, max_bytes=max_bytes, fsync=fsync)
 
 
 def _price_table(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -30,6 +31,14 @@ ANTHROPIC_USAGE: Any = {
     "cache_creation_1h": 200,
     "output_tokens": 500,
 }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _spool_under_basetemp(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Default spools of the whole suite go under pytest's basetemp, never the user's cache."""
+    from majordomo_log._spool import SPOOL_DIR_ENV
+
+    os.environ[SPOOL_DIR_ENV] = str(tmp_path_factory.mktemp("default-spool"))
 
 
 @pytest.fixture

@@ -140,9 +140,41 @@ async def test_close_timeout_accounts_for_every_queued_record(
     with caplog.at_level(logging.ERROR, logger="majordomo_log"):
         stats = await llm.close(timeout=0.05)
 
+    # Nothing is lost: what close() had no time to write is in the spool.
+    assert stats.written + stats.spilled == 5000
+    assert stats.spilled > 0
+    assert (stats.pending, stats.dropped) == (0, 0)
+    assert stats.spool_files >= 1
+
+
+async def test_close_timeout_without_a_spool_counts_what_it_drops(
+    stores: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real_write = stores.db.write_batch
+
+    async def slow_write(rows: Any, outcomes: Any) -> None:
+        await asyncio.sleep(2)
+        await real_write(rows, outcomes)
+
+    monkeypatch.setattr(stores.db, "write_batch", slow_write)
+    llm = ml.LoggingLLM(
+        _InstantClient(),
+        stores.db,
+        stores.storage,
+        batch_size=100_000,
+        flush_interval=100,
+        spool=False,
+    )
+    for _ in range(5000):
+        await llm.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+
+    with caplog.at_level(logging.ERROR, logger="majordomo_log"):
+        stats = await llm.close(timeout=0.05)
+
     assert stats.written + stats.dropped == 5000
     assert stats.pending == 0
     assert stats.dropped > 0
+    assert set(stats.dropped_by_reason) <= {"exit", "closed"}
     assert any(
         r.name == "majordomo_log" and r.levelno == logging.ERROR and "dropped" in r.getMessage()
         for r in caplog.records

@@ -364,7 +364,7 @@ class BrokenStorage:
 
     async def put_many(self, bodies: Any) -> list[str | None]:
         self.calls += 1
-        raise OSError("disk on fire")
+        raise ml.StoreError("access denied")  # refused: the store answered
 
     async def get(self, ref: str) -> dict[str, Any]:
         raise ml.BodyNotFound(ref)
@@ -408,7 +408,7 @@ async def test_body_store_failure_keeps_the_row(stores: Any) -> None:
     resp = await llm.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert resp.choices[0].message.content
     stats = await llm.flush()
-    assert storage.calls == 1
+    assert storage.calls == 1  # refused, not unavailable: not retried
     assert stats.bodies_failed == 1
     assert stats.bodies_written == 0
     assert stats.written == 1
@@ -420,33 +420,41 @@ async def test_body_store_failure_keeps_the_row(stores: Any) -> None:
 
 
 async def test_db_failure_does_not_break_the_caller(
-    stores: Any, monkeypatch: pytest.MonkeyPatch
+    stores: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(_writer, "_RETRY_DELAYS", (0.0, 0.0, 0.0))
+    monkeypatch.setattr(_writer, "_backoff", lambda attempt: 0.0)
     db = FailingDB(stores.db, failures=100)
     assert isinstance(db, ml.MetadataStore)
-    llm = ml.LoggingLLM(fake_openai_client(FakeProvider()), db, stores.storage)
+    llm = ml.LoggingLLM(
+        fake_openai_client(FakeProvider()), db, stores.storage, max_retries=3, spool=tmp_path
+    )
     resp = await llm.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert resp.choices[0].message.content  # the call itself returned normally
     stats = await llm.flush(timeout=10)
-    assert stats.failed == 1
-    assert stats.written == 0
+    assert (stats.written, stats.failed, stats.spilled, stats.dropped) == (0, 0, 1, 0)
     assert stats.pending == 0
+    assert stats.store_down
     assert db.attempts == 4  # first try + 3 retries
     assert stores.rows() == []
-    # Still usable afterwards, and a recovered database gets the next rows.
-    db.failures = 0
+    # While the store is down, the next batch goes straight to the spool: no retries.
     await llm.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     stats = await llm.flush(timeout=10)
-    assert (stats.failed, stats.written) == (1, 1)
-    assert len(stores.rows()) == 1
+    assert (stats.spilled, db.attempts) == (2, 4)
+    # A recovered database gets the spooled rows, and the next rows directly.
+    db.failures = 0
+    assert await llm.replay_spool() == 2
+    assert not llm.stats().store_down
+    await llm.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    stats = await llm.flush(timeout=10)
+    assert (stats.written, stats.replayed, stats.spool_files) == (1, 2, 0)
+    assert len(stores.rows()) == 3
     await llm.close()
 
 
 async def test_db_transient_failure_is_retried(
     stores: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_writer, "_RETRY_DELAYS", (0.0, 0.0, 0.0))
+    monkeypatch.setattr(_writer, "_backoff", lambda attempt: 0.0)
     db = FailingDB(stores.db, failures=2)
     llm = ml.LoggingLLM(fake_openai_client(FakeProvider()), db, stores.storage)
     await llm.chat.completions.create(model="gpt-4o", messages=MESSAGES)
@@ -459,12 +467,17 @@ async def test_db_transient_failure_is_retried(
 
 async def test_queue_over_budget_drops_without_breaking_the_caller(stores: Any) -> None:
     llm = ml.LoggingLLM(
-        fake_openai_client(FakeProvider()), stores.db, stores.storage, max_queue_bytes=1024
+        fake_openai_client(FakeProvider()),
+        stores.db,
+        stores.storage,
+        max_queue_bytes=1024,
+        spool=False,
     )
     resp = await llm.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert resp.choices[0].message.content
     stats = await llm.flush()
     assert stats.dropped == 1
+    assert stats.dropped_by_reason == {"queue_full": 1}
     assert stats.written == 0
     assert stores.rows() == []
     await llm.close()
@@ -477,7 +490,26 @@ async def test_calls_after_close_still_work(stores: Any) -> None:
     await llm.close()
     resp = await llm.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert resp.choices[0].message.content
-    assert llm.stats().dropped == 1
+    # The writer is closed: the record goes to the spool, for the next writer to replay.
+    assert (llm.stats().spilled, llm.stats().dropped) == (1, 0)
+    assert stores.rows() == []
+    again = ml.LoggingLLM(fake_openai_client(FakeProvider()), stores.db, stores.storage)
+    assert await again.replay_spool() == 1
+    assert [r["request_id"] for r in stores.rows()] == [ml.call_info(resp).request_id]
+    await again.close()
+
+
+async def test_calls_after_close_without_a_spool_are_counted_dropped(stores: Any) -> None:
+    llm = ml.LoggingLLM(
+        fake_openai_client(FakeProvider()),
+        stores.db,
+        stores.storage,
+        close_stores=False,
+        spool=False,
+    )
+    await llm.close()
+    await llm.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert llm.stats().dropped_by_reason == {"closed": 1}
     assert stores.rows() == []
 
 
