@@ -58,6 +58,7 @@ __all__ = [
     "ResponsesUsage",
     "fake_anthropic_client",
     "fake_openai_client",
+    "used_api_keys",
 ]
 
 OPENAI_BASE_URL = "http://openai.fake/v1"
@@ -66,6 +67,22 @@ AZURE_API_VERSION = "2024-10-21"
 ANTHROPIC_BASE_URL = "http://anthropic.fake"
 DEFAULT_REPLY = "Hello from the fake provider! This reply is canned."
 _FINGERPRINT = "fp_fake0000"
+DEFAULT_OPENAI_KEY = "sk-fake-openai-key"
+DEFAULT_ANTHROPIC_KEY = "sk-ant-fake-key"
+# The headers the SDKs put a key in: OpenAI and Anthropic 2.x send a bearer token,
+# Azure ``api-key``, older Anthropic SDKs ``x-api-key``.
+_KEY_HEADERS = ("authorization", "api-key", "x-api-key")
+
+# Every key a fake client was made with or a FakeProvider was sent, in this process: the
+# secrets a test suite checks never reach its logs (see used_api_keys()).
+_used_keys: set[str] = set()
+
+
+def used_api_keys() -> frozenset[str]:
+    """Every API key given to :func:`fake_openai_client` / :func:`fake_anthropic_client`
+    or sent to a :class:`FakeProvider` (also keys set later, e.g. by ``with_options``) in
+    this process, so that a test suite can scan its stores and logs for them."""
+    return frozenset(_used_keys)
 
 
 class FakeProvider:
@@ -149,6 +166,11 @@ class FakeProvider:
     async def _handle(self, request: httpx2.Request) -> httpx2.Response:
         body = _parse_json(request.content)
         path = request.url.path
+        for header in _KEY_HEADERS:
+            value = request.headers.get(header, "")
+            key = value[7:] if value[:7].lower() == "bearer " else value
+            if key.strip():
+                _used_keys.add(key.strip())
         self.requests.append(
             ReceivedRequest(
                 method=request.method,
@@ -442,7 +464,7 @@ class FakeProvider:
 def fake_openai_client(
     provider: FakeProvider | None = None,
     *,
-    api_key: str = "sk-fake-openai-key",
+    api_key: str = DEFAULT_OPENAI_KEY,
     max_retries: int = 0,
     azure: bool = False,
     **kwargs: Any,
@@ -450,6 +472,7 @@ def fake_openai_client(
     """A real ``openai.AsyncOpenAI`` (or ``AsyncAzureOpenAI``) wired to `provider`."""
     import openai
 
+    _used_keys.add(api_key)
     provider = provider or FakeProvider()
     http_client = httpx2.AsyncClient(transport=provider.transport)
     if azure:
@@ -467,13 +490,14 @@ def fake_openai_client(
 def fake_anthropic_client(
     provider: FakeProvider | None = None,
     *,
-    api_key: str = "sk-ant-fake-key",
+    api_key: str = DEFAULT_ANTHROPIC_KEY,
     max_retries: int = 0,
     **kwargs: Any,
 ) -> AsyncAnthropic:
     """A real ``anthropic.AsyncAnthropic`` wired to `provider`."""
     import anthropic
 
+    _used_keys.add(api_key)
     provider = provider or FakeProvider()
     kwargs.setdefault("base_url", ANTHROPIC_BASE_URL)
     return anthropic.AsyncAnthropic(
