@@ -12,6 +12,15 @@ from typing import Any
 
 import pytest
 
+# Secret scan (issue 5): these hooks capture the session's log records, then scan every
+# store, body, spool file and log line for the keys the tests used (tests/secret_scan.py).
+from secret_scan import (  # noqa: F401
+    _secret_scan_basetemp,
+    pytest_sessionfinish,
+    pytest_sessionstart,
+    pytest_terminal_summary,
+)
+
 import majordomo_log as ml
 from majordomo_log.testing import FakeProvider
 
