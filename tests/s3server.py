@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from secret_scan import register_secret, scan_s3_server
 
 ENDPOINT_ENV = "MAJORDOMO_TEST_S3_ENDPOINT"
 ACCESS_KEY_ENV = "MAJORDOMO_TEST_S3_ACCESS_KEY"
@@ -257,6 +258,7 @@ def start_seaweedfs(
         _write_identity_config(config, access_key, secret_key)
         args.append(f"-s3.config={config}")
 
+    register_secret(secret_key)  # for the secret scan
     server = S3Server(
         endpoint_url=f"http://127.0.0.1:{s3}", access_key=access_key, secret_key=secret_key
     )
@@ -336,12 +338,14 @@ def _configured_server() -> S3Server | None:
     endpoint = os.environ.get(ENDPOINT_ENV)
     if not endpoint:
         return None
-    return S3Server(
+    server = S3Server(
         endpoint_url=endpoint.rstrip("/"),
         access_key=os.environ.get(ACCESS_KEY_ENV, ANONYMOUS_ACCESS_KEY),
         secret_key=os.environ.get(SECRET_KEY_ENV, ANONYMOUS_SECRET_KEY),
         region=os.environ.get("MAJORDOMO_TEST_S3_REGION", "us-east-1"),
     )
+    register_secret(server.secret_key)
+    return server
 
 
 def s3_server_or_skip(
@@ -370,6 +374,14 @@ def s3_server_or_skip(
     )
 
 
+def _scan_then_terminate(server: S3Server, proc: subprocess.Popen[bytes] | None) -> None:
+    """The secret scan reads every object before the server goes (a configured server:
+    only the buckets the tests name ``mdl-test-*``), then the server is stopped."""
+    if proc is None or proc.poll() is None:
+        scan_s3_server(server, only_prefix="" if proc is not None else "mdl-test-")
+    _terminate(proc)
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """An S3 server that accepts any access key (or the configured one)."""
@@ -377,7 +389,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     try:
         yield server
     finally:
-        _terminate(proc)
+        _scan_then_terminate(server, proc)
 
 
 @pytest.fixture(scope="session")
@@ -387,4 +399,4 @@ def s3_server_with_identities(tmp_path_factory: pytest.TempPathFactory) -> Itera
     try:
         yield server
     finally:
-        _terminate(proc)
+        _scan_then_terminate(server, proc)

@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from secret_scan import scan_mysql_database, scan_postgres_schema
 
 import majordomo_log as ml
 from majordomo_log._urls import redact_url
@@ -80,6 +81,7 @@ async def isolated_db(dialect: str, tmp_path: Path) -> AsyncIterator[ml.Metadata
             await db.close()
             conn = await asyncpg.connect(url)
             try:
+                await scan_postgres_schema(conn, schema)  # the secret scan, before it is gone
                 await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
             finally:
                 await conn.close()
@@ -92,6 +94,7 @@ async def isolated_db(dialect: str, tmp_path: Path) -> AsyncIterator[ml.Metadata
         yield db
     finally:
         await db.close()
+        await scan_mysql_database(url, database)  # the secret scan, before it is gone
         await mysql_admin(url, f"DROP DATABASE IF EXISTS {database}")
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import asyncpg
 from s3server import S3Server, s3_server  # noqa: F401
+from secret_scan import scan_postgres_schema
 from servers import require
 
 RECIPES = Path(__file__).parents[1] / "recipes"
@@ -49,5 +50,6 @@ async def test_postgres_and_s3_recipe_runs(tmp_path: Path, s3_server: S3Server) 
         assert row["body_ref"].startswith(f"s3://{bucket}/llm-logs/")
     finally:
         conn = await asyncpg.connect(url)
+        await scan_postgres_schema(conn, schema)  # the secret scan, before it is gone
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await conn.close()

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from secret_scan import scan_postgres_schema
 from servers import isolated_db, require
 
 import majordomo_log as ml
@@ -126,6 +127,7 @@ def test_cli_on_a_server_url(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         import asyncpg
 
         conn = await asyncpg.connect(url)
+        await scan_postgres_schema(conn, schema)  # the secret scan, before it is gone
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await conn.close()
 
@@ -230,6 +232,7 @@ async def test_postgres_schema_names_and_concurrent_first_start(tmp_path: Path) 
             await store.close()
     finally:
         conn = await asyncpg.connect(url)
+        await scan_postgres_schema(conn, schema)  # the secret scan, before it is gone
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await conn.close()
     with pytest.raises(ml.ConfigError):
