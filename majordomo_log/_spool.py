@@ -98,15 +98,18 @@ class SpoolStatus:
 def default_spool_dir(db_url: str, storage_url: str | None) -> Path:
     """One directory per pair of stores, so a replay never writes into the wrong database:
     ``$MAJORDOMO_LOG_SPOOL_DIR`` (or the user cache directory) / spool / a hash of the URLs."""
+    key = hashlib.sha256(f"{db_url}\0{storage_url or ''}".encode()).hexdigest()[:16]
+    return spool_root() / key
+
+
+def spool_root() -> Path:
+    """``$MAJORDOMO_LOG_SPOOL_DIR``, or the user's cache directory / spool."""
     base = os.environ.get(SPOOL_DIR_ENV)
     if base:
-        root = Path(base).expanduser()
-    else:
-        import platformdirs
+        return Path(base).expanduser()
+    import platformdirs
 
-        root = Path(platformdirs.user_cache_dir("majordomo-log")) / "spool"
-    key = hashlib.sha256(f"{db_url}\0{storage_url or ''}".encode()).hexdigest()[:16]
-    return root / key
+    return Path(platformdirs.user_cache_dir("majordomo-log")) / "spool"
 
 
 class Spool:

@@ -39,10 +39,11 @@ ON_FULL_POLICIES: tuple[OnFull, ...] = ("spill", "drop_bodies_first", "block")
 
 DEFAULT_BATCH_SIZE = 1000
 DEFAULT_FLUSH_INTERVAL = 1.0
-DEFAULT_MAX_QUEUE_RECORDS = 100_000
+DEFAULT_MAX_QUEUE_RECORDS = 10_000  # about 5 KB each with an SDK response object
 DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_RETRIES = 5
-_RECORD_OVERHEAD_BYTES = 1024  # a queued record without its request snapshot
+_MIN_QUEUE_BYTES = 1024
+_CHUNK_BYTES = 512  # a stream chunk object, roughly
 _RETRY_BASE, _RETRY_CAP = 0.1, 5.0  # seconds: full-jitter exponential backoff
 _PROBE_CAP = 30.0  # longest wait between tries of a store that is down
 _REPLAY_CHECK_SECONDS = 30.0  # how often a healthy writer looks for spooled files
@@ -97,8 +98,8 @@ class BatchWriter:
             raise ValueError("flush_interval must be positive")
         if max_queue_records < 1:
             raise ValueError("max_queue_records must be at least 1")
-        if max_queue_bytes < _RECORD_OVERHEAD_BYTES:
-            raise ValueError(f"max_queue_bytes must be at least {_RECORD_OVERHEAD_BYTES}")
+        if max_queue_bytes < _MIN_QUEUE_BYTES:
+            raise ValueError(f"max_queue_bytes must be at least {_MIN_QUEUE_BYTES}")
         if on_full not in ON_FULL_POLICIES:
             raise ValueError(f"on_full must be one of {', '.join(ON_FULL_POLICIES)}")
         if max_retries < 0:
@@ -162,8 +163,7 @@ class BatchWriter:
 
     def is_full(self) -> bool:
         return (
-            len(self._queue) >= self.max_queue_records
-            or self._queue_bytes + _RECORD_OVERHEAD_BYTES > self.max_queue_bytes
+            len(self._queue) >= self.max_queue_records or self._queue_bytes >= self.max_queue_bytes
         )
 
     async def wait_for_room(self) -> None:
@@ -662,14 +662,11 @@ def _what(row: Row | None) -> str:
 
 
 def _size(item: QueueItem) -> int:
+    """Body bytes a queued item holds (the records budget covers the rest)."""
     if isinstance(item, CallRecord):
         chunks = item.stream_chunks
-        return (
-            _RECORD_OVERHEAD_BYTES
-            + len(item.request_json or b"")
-            + (0 if chunks is None else 512 * len(chunks))
-        )
-    return _RECORD_OVERHEAD_BYTES
+        return len(item.request_json or b"") + (0 if chunks is None else _CHUNK_BYTES * len(chunks))
+    return 0
 
 
 def _drop_body(record: CallRecord) -> bool:

@@ -24,6 +24,9 @@ from urllib.parse import urlsplit
 from . import _reports
 from ._exceptions import MajordomoLogError
 from ._pricing import PriceTable
+from ._record import COLUMNS
+from ._replay import replay_spool
+from ._spool import SPOOL_DIR_ENV, Spool, SpoolCorrupt, default_spool_dir, spool_root
 from ._urls import open_db, open_storage, redact_url, sqlite_path
 from .adapters.base import MetadataStore
 
@@ -219,6 +222,92 @@ async def cmd_prices(args: argparse.Namespace) -> int:
     return 0
 
 
+def _spool_dirs(args: argparse.Namespace) -> list[Path]:
+    """The spool named by --spool-dir, or every spool under the spool root."""
+    if args.spool_dir:
+        return [Path(args.spool_dir)]
+    root = spool_root()
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir())
+
+
+async def cmd_spool_status(args: argparse.Namespace) -> int:
+    rows = []
+    for folder in _spool_dirs(args):
+        spool = Spool(folder)
+        status = spool.status()
+        first = next(iter(spool.pending() or spool.rejected()), None)
+        try:
+            batch = spool.read(first) if first is not None else None
+        except (SpoolCorrupt, OSError):
+            batch = None
+        rows.append(
+            {
+                "spool": str(folder),
+                "db": batch.db if batch else None,
+                "storage": batch.storage if batch else None,
+                "files": status.files,
+                "records": status.records,
+                "bytes": status.bytes,
+                "oldest": status.oldest.isoformat(timespec="seconds") if status.oldest else None,
+                "rejected": status.rejected_records,
+            }
+        )
+    print(render(rows, args.format) if rows else f"no spooled records under {spool_root()}")
+    return 0
+
+
+async def cmd_spool_inspect(args: argparse.Namespace) -> int:
+    rows = []
+    for folder in _spool_dirs(args):
+        spool = Spool(folder)
+        files = spool.rejected() if args.rejected else spool.pending()
+        for path in files:
+            batch = spool.read(path)
+            for entry in batch.entries:
+                row = dict(zip(COLUMNS, entry.row, strict=True))
+                rows.append(
+                    {
+                        "file": path.name,
+                        "reason": batch.reason,
+                        "request_id": entry.request_id,
+                        "started_at": row["started_at"],
+                        "model": row["model"],
+                        "status": row["status"],
+                        "total_cost": row["total_cost"],
+                        "body": "stored" if entry.body_ref else ("spooled" if entry.body else ""),
+                        "error": entry.error or batch.error,
+                    }
+                )
+    print(render(rows, args.format) if rows else "(empty)")
+    return 0
+
+
+async def cmd_spool_replay(args: argparse.Namespace) -> int:
+    db = await open_db(args.db)
+    try:
+        storage = await open_storage(args.storage)
+        try:
+            folder = args.spool_dir or default_spool_dir(db.url, storage.url)
+            result = await replay_spool(Spool(folder), db, storage, any_store=args.any_store)
+        finally:
+            await storage.close()
+    finally:
+        await db.close()
+    print(
+        f"replayed {result.records} records from {result.files} files in {folder}; "
+        f"{result.rejected} rejected, {result.skipped} files skipped, {result.corrupt} unreadable"
+    )
+    if result.skipped and not args.any_store:
+        print(
+            "skipped files were spooled for other stores: pass --spool-dir and --any-store "
+            "to write them here",
+            file=sys.stderr,
+        )
+    return 1 if result.rejected or result.corrupt else 0
+
+
 async def cmd_demo(args: argparse.Namespace) -> int:
     from ._demo import run_demo
 
@@ -261,6 +350,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prices", parents=[stores, fmt], help="the price table, and unpriced models")
     p.add_argument("--prices", action="append", default=[], help="extra price file (repeatable)")
     p.set_defaults(run=cmd_prices)
+    p = sub.add_parser("spool", help="records waiting on local disk for a store")
+    spool_cmds = p.add_subparsers(dest="spool_command", required=True)
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument(
+        "--spool-dir", help=f"one spool (default: every spool under ${SPOOL_DIR_ENV})"
+    )
+    q = spool_cmds.add_parser("status", parents=[where, fmt], help="files, records, oldest")
+    q.set_defaults(run=cmd_spool_status)
+    q = spool_cmds.add_parser("inspect", parents=[where, fmt], help="the spooled records")
+    q.add_argument("--rejected", action="store_true", help="rows a store refused, with errors")
+    q.set_defaults(run=cmd_spool_inspect)
+    q = spool_cmds.add_parser("replay", parents=[stores], help="write the spool to the stores")
+    q.add_argument("--spool-dir", help="the spool (default: the one for --db and --storage)")
+    q.add_argument("--any-store", action="store_true", help="also files spooled for other URLs")
+    q.set_defaults(run=cmd_spool_replay)
     p = sub.add_parser("demo", help="log a few hundred calls through the real SDKs, offline")
     p.add_argument("--calls", type=_positive_int, default=300)
     p.add_argument("--out", default="demo-output", help="folder for the demo DB and bodies")

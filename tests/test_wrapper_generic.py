@@ -473,7 +473,8 @@ async def test_queue_over_budget_drops_without_breaking_the_caller(stores: Any) 
         max_queue_bytes=1024,
         spool=False,
     )
-    resp = await llm.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    big = [{"role": "user", "content": "x" * 2000}]  # a request bigger than the whole budget
+    resp = await llm.chat.completions.create(model="gpt-4o", messages=big)
     assert resp.choices[0].message.content
     stats = await llm.flush()
     assert stats.dropped == 1
