@@ -1,37 +1,32 @@
-"""Where a record waits and is written: a bounded queue and one background task.
+"""Where a record waits: a bounded queue and the one background task that drains it.
 
 The wrapper appends to a deque (no await, no lock) and wakes the worker only
-when a full batch is waiting; otherwise the worker wakes on its timer. Per
-batch, one worker-thread hop prices the records and builds their bodies, one
-call stores the bodies, and one transaction inserts the rows.
+when a full batch is waiting; otherwise the worker wakes on its timer. Each batch
+is handed to ``Delivery`` (``_delivery.py``), which writes it to the stores or,
+when they cannot take it, to the spool.
 
-Nothing is lost quietly. Memory is held to two budgets (records, body bytes);
-over budget, ``on_full`` decides: ``spill`` to the local spool, drop bodies
-first, or ``block`` the caller. An unavailable store is retried with backoff and
-jitter, then the batch goes to the spool, and later batches go straight there
-until a probe finds the store back; the spool is then replayed in the
-background. A row the store refuses costs only itself and is kept in the
-spool's rejected/ folder. Every loss is counted per reason in ``stats()``.
+Memory is held to two budgets: records waiting, and the body bytes they hold.
+Over budget, ``on_full`` decides: ``spill`` to the spool, ``drop_bodies_first``
+(the row is kept), or ``block`` (the caller waits for room). Every loss is
+counted per reason in ``stats()``. Exit, SIGTERM and fork are in ``_shutdown.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import datetime as dt
 import random
 import time
 import weakref
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from . import _shutdown
+from ._delivery import Delivery
 from ._log import logger
-from ._record import CallRecord, build_envelope, build_row
-from ._replay import Refused, is_transient, keep_rejected, replay_batch, write_isolating
-from ._spool import Spool, SpoolCorrupt, SpoolEntry, SpoolFull
-from .adapters.base import Body, BodyStore, MetadataStore, OutcomeUpdate, Row
+from ._record import CallRecord
+from ._spool import Spool
+from .adapters.base import BodyStore, MetadataStore, OutcomeUpdate
 
 QueueItem = CallRecord | OutcomeUpdate
 OnFull = Literal["spill", "drop_bodies_first", "block"]
@@ -45,11 +40,8 @@ DEFAULT_MAX_RETRIES = 5
 _MIN_QUEUE_BYTES = 1024
 _CHUNK_BYTES = 512  # a stream chunk object, roughly
 _RETRY_BASE, _RETRY_CAP = 0.1, 5.0  # seconds: full-jitter exponential backoff
-_PROBE_CAP = 30.0  # longest wait between tries of a store that is down
-_REPLAY_CHECK_SECONDS = 30.0  # how often a healthy writer looks for spooled files
 _SPILL_CHUNK = 1000  # records over budget spilled by the caller when the worker cannot run
 _EXIT_DRAIN_SECONDS = 10.0  # how long a cancelled worker keeps writing at loop shutdown
-_ERROR_LOG_INTERVAL = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,21 +111,15 @@ class BatchWriter:
         self._inflight: list[QueueItem] = []  # the batch being written
         self._enqueued = 0  # items ever accepted
         self._done = 0  # items ever finished (written, spooled, refused or dropped)
-        self._written = self._failed = self._spilled = self._replayed = 0
-        self._bodies_written = self._bodies_failed = self._bodies_dropped = 0
-        self._outcomes_written = self._internal_errors = 0
-        self._dropped: collections.Counter[str] = collections.Counter()
+        self._delivery = Delivery(db, storage, spool, max_retries, lambda a: _backoff(a))
+        self._bodies_dropped = self._internal_errors = 0
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._room_waiters: list[asyncio.Future[None]] = []
         self._closing = False
         self._exit_drain_seconds = _EXIT_DRAIN_SECONDS
-        self._down_until = 0.0  # monotonic time of the next try of a store that is down
-        self._down_for = 0.0  # current wait between tries; 0 while the stores are up
-        self._replay_due = 0.0  # monotonic time to look for spooled files (0: at start)
         self._reopen = False  # set in a forked child: stores must reconnect first
-        self._last_error_log = 0.0
         self._users = 0  # LoggingLLM instances attached (see acquire/release)
         _shutdown.register(self, handle_sigterm)
 
@@ -194,7 +180,7 @@ class BatchWriter:
                 self._enqueued += 1
                 return True
         if self.spool is None:
-            self._drop([item], "closed" if self._closing else "queue_full")
+            self._delivery.drop([item], "closed" if self._closing else "queue_full")
             return False
         # Spilled by the worker when it runs; by this caller when it cannot (a burst that
         # never yields to the loop), so memory stays bounded either way.
@@ -217,23 +203,24 @@ class BatchWriter:
     # -- control ------------------------------------------------------------------
 
     def stats(self) -> WriterStats:
+        delivery = self._delivery
         return WriterStats(
-            written=self._written,
-            failed=self._failed,
-            dropped=sum(self._dropped.values()),
+            written=delivery.written,
+            failed=delivery.failed,
+            dropped=sum(delivery.dropped.values()),
             pending=self._enqueued - self._done,
-            bodies_written=self._bodies_written,
-            bodies_failed=self._bodies_failed,
-            outcomes_written=self._outcomes_written,
+            bodies_written=delivery.bodies_written,
+            bodies_failed=delivery.bodies_failed,
+            outcomes_written=delivery.outcomes_written,
             queue_bytes=self._queue_bytes,
             internal_errors=self._internal_errors,
-            dropped_by_reason=dict(self._dropped),
-            spilled=self._spilled,
-            replayed=self._replayed,
+            dropped_by_reason=dict(delivery.dropped),
+            spilled=delivery.spilled,
+            replayed=delivery.replayed,
             bodies_dropped=self._bodies_dropped,
             queue_records=len(self._queue),
             spool_files=len(self.spool.pending()) if self.spool is not None else 0,
-            store_down=self._down_for > 0,
+            store_down=delivery.down_for > 0,
         )
 
     def count_internal_error(self) -> None:
@@ -283,9 +270,9 @@ class BatchWriter:
         """Replay this writer's spooled files now; the number of records written."""
         if self.spool is None:
             return 0
-        before = self._replayed
-        await self._replay_spool(max_files=None)
-        return self._replayed - before
+        before = self._delivery.replayed
+        await self._delivery.replay(max_files=None)
+        return self._delivery.replayed - before
 
     def rescue(self, reason: str) -> None:
         """Synchronously move everything still held to the spool (or count it dropped):
@@ -300,7 +287,7 @@ class BatchWriter:
             return
         self._done += len(items) - len(self._inflight)
         self._inflight = []
-        self._spill_items(items, reason)
+        self._delivery.spill_items(items, reason)
         self._resolve_waiters()
 
     def reset_after_fork(self) -> None:
@@ -316,7 +303,7 @@ class BatchWriter:
         self._waiters = []
         self._room_waiters = []
         self._reopen = True
-        self._replay_due = 0.0
+        self._delivery.replay_due = 0.0
 
     # -- consumer side: the background task -----------------------------------------
 
@@ -328,7 +315,7 @@ class BatchWriter:
                     if self._closing:
                         return
                     self._resolve_waiters()
-                    await self._maybe_replay()
+                    await self._delivery.replay_when_idle()
                 if (
                     len(self._queue) < self.batch_size
                     and not self._overflow
@@ -360,16 +347,19 @@ class BatchWriter:
                 await asyncio.to_thread(self._spill_overflow)
             if not self._queue:
                 continue
-            if self._down_for and self.spool is None and time.monotonic() < self._down_until:
+            if self.spool is None and self._delivery.is_down():
                 # Nowhere to put the batch: keep it, wait for the next try.
-                await self._sleep_until(self._down_until)
+                await self._sleep_until(self._delivery.down_until)
                 continue
             count = min(self.batch_size, len(self._queue))
             taken = [self._queue.popleft() for _ in range(count)]
             batch = [item for item, _ in taken]
             self._inflight = batch
             try:
-                finished = await self._process(batch)
+                if self._reopen:
+                    self._reopen = False
+                    await self._delivery.reopen()
+                finished = await self._delivery.deliver(batch)
             except asyncio.CancelledError:
                 # Interrupted mid-batch: put it back. Stores roll back an interrupted
                 # transaction and skip rows they already have, so rewriting it is safe.
@@ -378,7 +368,7 @@ class BatchWriter:
                 raise
             except Exception as exc:  # a bug here: never let the worker die
                 finished = True
-                self._failed += sum(isinstance(i, CallRecord) for i in batch)
+                self._delivery.failed += sum(isinstance(i, CallRecord) for i in batch)
                 self._internal_errors += 1
                 logger.exception("writing a batch failed", exc_info=exc)
             self._inflight = []
@@ -390,112 +380,7 @@ class BatchWriter:
             self._resolve_waiters()
             self._wake_room_waiters()
 
-    async def _process(self, batch: Sequence[QueueItem]) -> bool:
-        """Write one batch, or spool it; False if it must wait (store down, no spool)."""
-        if self._reopen:
-            await self._reopen_stores()
-        records = [i for i in batch if isinstance(i, CallRecord)]
-        outcomes = [i for i in batch if not isinstance(i, CallRecord)]
-        bodies = await asyncio.to_thread(_prepare, records, self.storage is not None)
-        if self._down_for and time.monotonic() < self._down_until:
-            await asyncio.to_thread(self._spill_prepared, records, bodies, None, outcomes, None)
-            return True
-        refs: list[str | None] | None = None
-        try:
-            refs = await self._store_bodies(records, bodies)
-            rows = await asyncio.to_thread(_rows, records, refs)
-            refused = await write_isolating(self._write_with_retries, rows, outcomes)
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            self._mark_down(exc)
-            if self.spool is None:
-                return False
-            error = f"{type(exc).__name__}: {exc}"
-            await asyncio.to_thread(self._spill_prepared, records, bodies, refs, outcomes, error)
-            return True
-        self._mark_up()
-        self._count_written(len(rows), len(outcomes), refused)
-        if refused and self.spool is not None:
-            await asyncio.to_thread(keep_rejected, self.spool, refused, None, self.db, self.storage)
-        elif refused:
-            for row, error in refused:
-                logger.error("metadata store %s refused %s: %s", self.db.url, _what(row), error)
-        return True
-
-    def _count_written(self, rows: int, outcomes: int, refused: Sequence[Refused]) -> None:
-        bad_rows = sum(row is not None for row, _ in refused)
-        self._written += rows - bad_rows
-        self._failed += bad_rows
-        self._outcomes_written += outcomes - (len(refused) - bad_rows)
-
-    async def _write_with_retries(
-        self, rows: Sequence[Row], outcomes: Sequence[OutcomeUpdate]
-    ) -> None:
-        # A store already known to be down gets one try per probe, not a retry series.
-        attempts = 1 if self._down_for else 1 + self.max_retries
-        for attempt in range(attempts):
-            try:
-                await self.db.write_batch(rows, outcomes)
-                return
-            except Exception as exc:
-                if not is_transient(exc) or attempt == attempts - 1:
-                    raise
-                await asyncio.sleep(_backoff(attempt))
-
-    async def _store_bodies(
-        self, records: Sequence[CallRecord], bodies: Sequence[Body | None]
-    ) -> list[str | None]:
-        if self.storage is None or not any(b is not None for b in bodies):
-            return [None] * len(records)
-        present = [b for b in bodies if b is not None]
-        attempts = 1 if self._down_for else 1 + self.max_retries
-        for attempt in range(attempts):
-            try:
-                stored = await self.storage.put_many(present)
-                break
-            except Exception as exc:
-                if is_transient(exc):
-                    if attempt == attempts - 1:
-                        raise
-                    await asyncio.sleep(_backoff(attempt))
-                    continue
-                # Refused outright (bad credentials, no bucket): the rows still go in.
-                self._log_error(
-                    "body store %s refused %d bodies: %s: %s",
-                    self.storage.url,
-                    len(present),
-                    type(exc).__name__,
-                    exc,
-                )
-                stored = [None] * len(present)
-                break
-        it = iter(stored)
-        refs = [None if b is None else next(it) for b in bodies]
-        ok = sum(r is not None for r in stored)
-        self._bodies_written += ok
-        self._bodies_failed += len(present) - ok
-        return refs
-
     # -- stores down and back --------------------------------------------------------
-
-    def _mark_down(self, exc: BaseException) -> None:
-        self._down_for = min(max(self._down_for * 2, 1.0), _PROBE_CAP)
-        self._down_until = time.monotonic() + self._down_for
-        where = f"spooling to {self.spool.directory}" if self.spool else "keeping records in memory"
-        self._log_error(
-            "store unavailable (%s: %s): %s; next try in %.0f s",
-            type(exc).__name__,
-            exc,
-            where,
-            self._down_for,
-        )
-
-    def _mark_up(self) -> None:
-        if self._down_for:
-            logger.warning("stores are back: writing again, replaying the spool")
-            self._down_for = self._down_until = 0.0
-            self._replay_due = 0.0
 
     async def _sleep_until(self, deadline: float) -> None:
         assert self._wake is not None
@@ -505,120 +390,14 @@ class BatchWriter:
         except asyncio.TimeoutError:
             pass
 
-    async def _maybe_replay(self) -> None:
-        if self.spool is None or self._down_for or time.monotonic() < self._replay_due:
-            return
-        self._replay_due = time.monotonic() + _REPLAY_CHECK_SECONDS
-        await self._replay_spool(max_files=10)  # a little at a time: new records come first
-
-    async def _replay_spool(self, max_files: int | None) -> None:
-        assert self.spool is not None
-        spool, done = self.spool, 0
-        for path in await asyncio.to_thread(spool.pending):
-            if max_files is not None and done >= max_files:
-                self._replay_due = 0.0  # more waiting: come back on the next idle turn
-                return
-            with spool.claim(path) as mine:
-                if not mine:
-                    continue
-                try:
-                    batch = await asyncio.to_thread(spool.read, path)
-                except FileNotFoundError:
-                    continue
-                except SpoolCorrupt as exc:
-                    logger.error("%s; moved to %s", exc, spool.quarantine(path))
-                    continue
-                if batch.db != self.db.url or batch.storage != _url(self.storage):
-                    continue  # another pair of stores shares this directory
-                try:
-                    written, refused = await replay_batch(
-                        batch, self.db, self.storage, spool, self._write_with_retries
-                    )
-                except Exception as exc:
-                    if is_transient(exc):
-                        self._mark_down(exc)
-                        return
-                    # e.g. bodies spooled with no body store now: leave it for a person
-                    self._log_error("cannot replay %s: %s: %s", path, type(exc).__name__, exc)
-                    continue
-                spool.remove(path)
-            self._mark_up()
-            done += 1
-            self._replayed += written
-            self._failed += refused
-
-    async def _reopen_stores(self) -> None:
-        self._reopen = False
-        for store in (self.db, self.storage):
-            reopen = getattr(store, "reopen", None)
-            if store is not None and reopen is not None:
-                await reopen()
-
     # -- spooling -------------------------------------------------------------------
 
     def _spill_overflow(self) -> None:
         items, self._overflow = self._overflow, []
         if items:
-            self._spill_items(items, "overflow")
+            self._delivery.spill_items(items, "overflow")
             self._done += len(items)
             self._resolve_waiters()
-
-    def _spill_items(self, items: Sequence[QueueItem], reason: str) -> None:
-        """Price and build what is held, then spool it (synchronous: any thread)."""
-        records = [i for i in items if isinstance(i, CallRecord)]
-        outcomes = [i for i in items if not isinstance(i, CallRecord)]
-        if self.spool is None:
-            self._drop(records, reason)
-            return
-        try:
-            bodies = _prepare(records, self.storage is not None)
-        except Exception as exc:  # pricing is guarded per record; this is a last resort
-            logger.exception("preparing records for the spool failed", exc_info=exc)
-            self._drop(records, "internal_error")
-            return
-        self._spill_prepared(records, bodies, None, outcomes, None, reason)
-
-    def _spill_prepared(
-        self,
-        records: Sequence[CallRecord],
-        bodies: Sequence[Body | None],
-        refs: Sequence[str | None] | None,
-        outcomes: Sequence[OutcomeUpdate],
-        error: str | None,
-        reason: str = "unavailable",
-    ) -> None:
-        assert self.spool is not None
-        refs = refs or [None] * len(records)
-        entries = []
-        for record, body, ref in zip(records, bodies, refs, strict=True):
-            try:
-                row = build_row(record, ref)
-            except Exception as exc:
-                logger.exception("building the row of %s failed", record.request_id, exc_info=exc)
-                self._drop([record], "internal_error")
-                continue
-            entries.append(SpoolEntry(row, body[2] if body is not None and ref is None else None))
-        try:
-            self.spool.append(
-                entries,
-                outcomes,
-                reason=reason,
-                db=self.db.url,
-                storage=_url(self.storage),
-                error=error,
-            )
-        except SpoolFull as exc:
-            self._dropped[exc.reason] += len(entries)
-            self._log_error("%s: %d records dropped", exc, len(entries))
-            return
-        self._spilled += len(entries)
-        self._replay_due = min(self._replay_due, time.monotonic() + _REPLAY_CHECK_SECONDS)
-
-    def _drop(self, items: Sequence[QueueItem], reason: str) -> None:
-        lost = sum(isinstance(i, CallRecord) for i in items)
-        if lost:
-            self._dropped[reason] += lost
-            self._log_error("%d records dropped (%s); see stats()", lost, reason)
 
     # -- waiters ---------------------------------------------------------------------
 
@@ -641,24 +420,10 @@ class BatchWriter:
                 if not future.done():
                     future.set_result(None)
 
-    def _log_error(self, message: str, *args: Any) -> None:
-        now = time.monotonic()
-        if now - self._last_error_log >= _ERROR_LOG_INTERVAL:
-            self._last_error_log = now
-            logger.error(message, *args)
-
 
 def _backoff(attempt: int) -> float:
     """Full jitter: writers that failed together do not retry together."""
     return random.uniform(0.0, min(_RETRY_CAP, _RETRY_BASE * 2**attempt))
-
-
-def _url(store: BodyStore | None) -> str | None:
-    return None if store is None else store.url
-
-
-def _what(row: Row | None) -> str:
-    return "outcome updates" if row is None else f"row {row[0]}"
 
 
 def _size(item: QueueItem) -> int:
@@ -683,36 +448,6 @@ def _drop_body(record: CallRecord) -> bool:
     record.request_json = None
     record.body_dropped = True
     return True
-
-
-def _prepare(records: Sequence[CallRecord], with_bodies: bool) -> list[Body | None]:
-    """Worker thread: price every record and build its body envelope."""
-    bodies: list[Body | None] = []
-    for record in records:
-        if record.provider_request_id is None and record.response is not None:
-            # Read here, not on the caller's path: a missing private attribute on a
-            # pydantic model costs microseconds.
-            request_id = getattr(record.response, "_request_id", None)
-            record.provider_request_id = request_id if isinstance(request_id, str) else None
-        try:
-            record.priced()
-        except Exception as exc:  # a pricing bug must not lose the row
-            logger.exception("pricing %s failed", record.request_id, exc_info=exc)
-            record._priced = (None, None, "missing_usage")
-        if not with_bodies or not record.ctx.capture_bodies or record.body_dropped:
-            bodies.append(None)
-            continue
-        try:
-            started = dt.datetime.fromtimestamp(record.started_at, dt.timezone.utc)
-            bodies.append((record.request_id, started, build_envelope(record)))
-        except Exception as exc:
-            logger.warning("body of %s not serializable: %s", record.request_id, exc)
-            bodies.append(None)
-    return bodies
-
-
-def _rows(records: Sequence[CallRecord], refs: Sequence[str | None]) -> list[Row]:
-    return [build_row(record, ref) for record, ref in zip(records, refs, strict=True)]
 
 
 # Wrappers that share a pair of stores share one writer. Weak values: the writer

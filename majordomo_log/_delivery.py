@@ -1,0 +1,311 @@
+"""Where a batch is written: to the stores, or to the spool when they cannot take it.
+
+``Delivery.deliver`` prices a batch and builds its bodies in a worker thread,
+stores the bodies, then inserts the rows, retrying an unavailable store with
+exponential backoff and full jitter. When the retries run out, the batch goes to
+the spool and the stores are marked down: later batches go straight to the spool
+until a probe (1 s, doubling up to 30 s) finds them back, and the spool is then
+replayed. A row the store refuses costs only itself and is kept in rejected/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ._log import logger
+from ._record import CallRecord, build_envelope, build_row
+from ._replay import Refused, is_transient, keep_rejected, replay_batch, write_isolating
+from ._spool import Spool, SpoolCorrupt, SpoolEntry, SpoolFull
+from .adapters.base import Body, BodyStore, MetadataStore, OutcomeUpdate, Row
+
+QueueItem = CallRecord | OutcomeUpdate
+
+_PROBE_CAP = 30.0  # longest wait between tries of a store that is down
+_REPLAY_CHECK_SECONDS = 30.0  # how often a healthy writer looks for spooled files
+_ERROR_LOG_INTERVAL = 30.0
+
+
+class Delivery:
+    """Writes batches for one ``BatchWriter`` and keeps the counts of what happened."""
+
+    def __init__(
+        self,
+        db: MetadataStore,
+        storage: BodyStore | None,
+        spool: Spool | None,
+        max_retries: int,
+        backoff: Callable[[int], float],
+    ) -> None:
+        self.db = db
+        self.storage = storage
+        self.spool = spool
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.written = self.failed = self.spilled = self.replayed = 0
+        self.bodies_written = self.bodies_failed = self.outcomes_written = 0
+        self.dropped: collections.Counter[str] = collections.Counter()
+        self.down_for = 0.0  # current wait between tries; 0 while the stores are up
+        self.down_until = 0.0  # monotonic time of the next try of a store that is down
+        self.replay_due = 0.0  # monotonic time to look for spooled files (0: at once)
+        self._last_error_log = 0.0
+
+    def is_down(self) -> bool:
+        return bool(self.down_for) and time.monotonic() < self.down_until
+
+    async def replay_when_idle(self) -> None:
+        if self.spool is None or self.down_for or time.monotonic() < self.replay_due:
+            return
+        self.replay_due = time.monotonic() + _REPLAY_CHECK_SECONDS
+        await self.replay(max_files=10)  # a little at a time: new records come first
+
+    async def deliver(self, batch: Sequence[QueueItem]) -> bool:
+        """Write one batch, or spool it; False if it must wait (store down, no spool)."""
+        records = [i for i in batch if isinstance(i, CallRecord)]
+        outcomes = [i for i in batch if not isinstance(i, CallRecord)]
+        bodies = await asyncio.to_thread(_prepare, records, self.storage is not None)
+        if self.is_down() and self.spool is not None:
+            await asyncio.to_thread(self._spill_prepared, records, bodies, None, outcomes, None)
+            return True
+        refs: list[str | None] | None = None
+        try:
+            refs = await self._store_bodies(records, bodies)
+            rows = await asyncio.to_thread(_rows, records, refs)
+            refused = await write_isolating(self._write_with_retries, rows, outcomes)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            self.mark_down(exc)
+            if self.spool is None:
+                return False
+            error = f"{type(exc).__name__}: {exc}"
+            await asyncio.to_thread(self._spill_prepared, records, bodies, refs, outcomes, error)
+            return True
+        self.mark_up()
+        self._count_written(len(rows), len(outcomes), refused)
+        if refused and self.spool is not None:
+            await asyncio.to_thread(keep_rejected, self.spool, refused, None, self.db, self.storage)
+        elif refused:
+            for row, error in refused:
+                logger.error("metadata store %s refused %s: %s", self.db.url, _what(row), error)
+        return True
+
+    def _count_written(self, rows: int, outcomes: int, refused: Sequence[Refused]) -> None:
+        bad_rows = sum(row is not None for row, _ in refused)
+        self.written += rows - bad_rows
+        self.failed += bad_rows
+        self.outcomes_written += outcomes - (len(refused) - bad_rows)
+
+    async def _write_with_retries(
+        self, rows: Sequence[Row], outcomes: Sequence[OutcomeUpdate]
+    ) -> None:
+        # A store already known to be down gets one try per probe, not a retry series.
+        attempts = 1 if self.down_for else 1 + self.max_retries
+        for attempt in range(attempts):
+            try:
+                await self.db.write_batch(rows, outcomes)
+                return
+            except Exception as exc:
+                if not is_transient(exc) or attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(self.backoff(attempt))
+
+    async def _store_bodies(
+        self, records: Sequence[CallRecord], bodies: Sequence[Body | None]
+    ) -> list[str | None]:
+        if self.storage is None or not any(b is not None for b in bodies):
+            return [None] * len(records)
+        present = [b for b in bodies if b is not None]
+        attempts = 1 if self.down_for else 1 + self.max_retries
+        for attempt in range(attempts):
+            try:
+                stored = await self.storage.put_many(present)
+                break
+            except Exception as exc:
+                if is_transient(exc):
+                    if attempt == attempts - 1:
+                        raise
+                    await asyncio.sleep(self.backoff(attempt))
+                    continue
+                # Refused outright (bad credentials, no bucket): the rows still go in.
+                self.log_error(
+                    "body store %s refused %d bodies: %s: %s",
+                    self.storage.url,
+                    len(present),
+                    type(exc).__name__,
+                    exc,
+                )
+                stored = [None] * len(present)
+                break
+        it = iter(stored)
+        refs = [None if b is None else next(it) for b in bodies]
+        ok = sum(r is not None for r in stored)
+        self.bodies_written += ok
+        self.bodies_failed += len(present) - ok
+        return refs
+
+    def mark_down(self, exc: BaseException) -> None:
+        self.down_for = min(max(self.down_for * 2, 1.0), _PROBE_CAP)
+        self.down_until = time.monotonic() + self.down_for
+        where = f"spooling to {self.spool.directory}" if self.spool else "keeping records in memory"
+        self.log_error(
+            "store unavailable (%s: %s): %s; next try in %.0f s",
+            type(exc).__name__,
+            exc,
+            where,
+            self.down_for,
+        )
+
+    def mark_up(self) -> None:
+        if self.down_for:
+            logger.warning("stores are back: writing again, replaying the spool")
+            self.down_for = self.down_until = 0.0
+            self.replay_due = 0.0
+
+    async def replay(self, max_files: int | None) -> None:
+        assert self.spool is not None
+        spool, done = self.spool, 0
+        for path in await asyncio.to_thread(spool.pending):
+            if max_files is not None and done >= max_files:
+                self.replay_due = 0.0  # more waiting: come back on the next idle turn
+                return
+            with spool.claim(path) as mine:
+                if not mine:
+                    continue
+                try:
+                    batch = await asyncio.to_thread(spool.read, path)
+                except FileNotFoundError:
+                    continue
+                except SpoolCorrupt as exc:
+                    logger.error("%s; moved to %s", exc, spool.quarantine(path))
+                    continue
+                if batch.db != self.db.url or batch.storage != _url(self.storage):
+                    continue  # another pair of stores shares this directory
+                try:
+                    written, refused = await replay_batch(
+                        batch, self.db, self.storage, spool, self._write_with_retries
+                    )
+                except Exception as exc:
+                    if is_transient(exc):
+                        self.mark_down(exc)
+                        return
+                    # e.g. bodies spooled with no body store now: leave it for a person
+                    self.log_error("cannot replay %s: %s: %s", path, type(exc).__name__, exc)
+                    continue
+                spool.remove(path)
+            self.mark_up()
+            done += 1
+            self.replayed += written
+            self.failed += refused
+
+    async def reopen(self) -> None:
+        """In a forked child: new connections before the first write."""
+        for store in (self.db, self.storage):
+            reopen = getattr(store, "reopen", None)
+            if store is not None and reopen is not None:
+                await reopen()
+
+    def spill_items(self, items: Sequence[QueueItem], reason: str) -> None:
+        """Price and build what is held, then spool it (synchronous: any thread)."""
+        records = [i for i in items if isinstance(i, CallRecord)]
+        outcomes = [i for i in items if not isinstance(i, CallRecord)]
+        if self.spool is None:
+            self.drop(records, reason)
+            return
+        try:
+            bodies = _prepare(records, self.storage is not None)
+        except Exception as exc:  # pricing is guarded per record; this is a last resort
+            logger.exception("preparing records for the spool failed", exc_info=exc)
+            self.drop(records, "internal_error")
+            return
+        self._spill_prepared(records, bodies, None, outcomes, None, reason)
+
+    def _spill_prepared(
+        self,
+        records: Sequence[CallRecord],
+        bodies: Sequence[Body | None],
+        refs: Sequence[str | None] | None,
+        outcomes: Sequence[OutcomeUpdate],
+        error: str | None,
+        reason: str = "unavailable",
+    ) -> None:
+        assert self.spool is not None
+        refs = refs or [None] * len(records)
+        entries = []
+        for record, body, ref in zip(records, bodies, refs, strict=True):
+            try:
+                row = build_row(record, ref)
+            except Exception as exc:
+                logger.exception("building the row of %s failed", record.request_id, exc_info=exc)
+                self.drop([record], "internal_error")
+                continue
+            entries.append(SpoolEntry(row, body[2] if body is not None and ref is None else None))
+        try:
+            self.spool.append(
+                entries,
+                outcomes,
+                reason=reason,
+                db=self.db.url,
+                storage=_url(self.storage),
+                error=error,
+            )
+        except SpoolFull as exc:
+            self.dropped[exc.reason] += len(entries)
+            self.log_error("%s: %d records dropped", exc, len(entries))
+            return
+        self.spilled += len(entries)
+        self.replay_due = min(self.replay_due, time.monotonic() + _REPLAY_CHECK_SECONDS)
+
+    def drop(self, items: Sequence[QueueItem], reason: str) -> None:
+        lost = sum(isinstance(i, CallRecord) for i in items)
+        if lost:
+            self.dropped[reason] += lost
+            self.log_error("%d records dropped (%s); see stats()", lost, reason)
+
+    def log_error(self, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._last_error_log >= _ERROR_LOG_INTERVAL:
+            self._last_error_log = now
+            logger.error(message, *args)
+
+
+def _url(store: BodyStore | None) -> str | None:
+    return None if store is None else store.url
+
+
+def _what(row: Row | None) -> str:
+    return "outcome updates" if row is None else f"row {row[0]}"
+
+
+def _prepare(records: Sequence[CallRecord], with_bodies: bool) -> list[Body | None]:
+    """Worker thread: price every record and build its body envelope."""
+    bodies: list[Body | None] = []
+    for record in records:
+        if record.provider_request_id is None and record.response is not None:
+            # Read here, not on the caller's path: a missing private attribute on a
+            # pydantic model costs microseconds.
+            request_id = getattr(record.response, "_request_id", None)
+            record.provider_request_id = request_id if isinstance(request_id, str) else None
+        try:
+            record.priced()
+        except Exception as exc:  # a pricing bug must not lose the row
+            logger.exception("pricing %s failed", record.request_id, exc_info=exc)
+            record._priced = (None, None, "missing_usage")
+        if not with_bodies or not record.ctx.capture_bodies or record.body_dropped:
+            bodies.append(None)
+            continue
+        try:
+            started = dt.datetime.fromtimestamp(record.started_at, dt.timezone.utc)
+            bodies.append((record.request_id, started, build_envelope(record)))
+        except Exception as exc:
+            logger.warning("body of %s not serializable: %s", record.request_id, exc)
+            bodies.append(None)
+    return bodies
+
+
+def _rows(records: Sequence[CallRecord], refs: Sequence[str | None]) -> list[Row]:
+    return [build_row(record, ref) for record, ref in zip(records, refs, strict=True)]
