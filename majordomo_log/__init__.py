@@ -22,10 +22,13 @@ from ._exceptions import (
     ConfigError,
     MajordomoLogError,
     MigrationError,
+    SpoolFull,
     StoreError,
     StoreUnavailable,
 )
 from ._pricing import Cost, PriceTable
+from ._replay import ReplayResult, replay_spool
+from ._spool import Spool
 from ._tags import tags
 from ._urls import open_db, open_storage
 from ._usage import Usage
@@ -51,6 +54,9 @@ __all__ = [
     "MetadataStore",
     "MigrationError",
     "PriceTable",
+    "ReplayResult",
+    "Spool",
+    "SpoolFull",
     "SqliteAdapter",
     "StoreError",
     "StoreUnavailable",
@@ -59,6 +65,7 @@ __all__ = [
     "call_info",
     "open_db",
     "open_storage",
+    "replay_spool",
     "tags",
 ]
 

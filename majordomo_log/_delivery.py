@@ -17,10 +17,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ._exceptions import SpoolCorrupt, SpoolFull
 from ._log import logger
 from ._record import CallRecord, build_envelope, build_row
 from ._replay import Refused, is_transient, keep_rejected, replay_batch, write_isolating
-from ._spool import Spool, SpoolCorrupt, SpoolEntry, SpoolFull
+from ._spool import Spool, SpoolEntry
 from .adapters.base import Body, BodyStore, MetadataStore, OutcomeUpdate, Row
 
 QueueItem = CallRecord | OutcomeUpdate

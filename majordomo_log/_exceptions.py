@@ -9,7 +9,9 @@ directly (opening stores, the CLI, configuration).
     ├── StoreError             a metadata or body store failed
     │   ├── StoreUnavailable   transient: connection refused/reset, timeout
     │   └── MigrationError     the schema could not be brought up to date
-    └── BodyNotFound           storage.get() found no body for the reference
+    ├── BodyNotFound           storage.get() found no body for the reference
+    ├── SpoolFull              the spool is over its size cap, or its disk refused a batch
+    └── SpoolCorrupt           a spool file cannot be read back (moved to rejected/)
 """
 
 from __future__ import annotations
@@ -37,3 +39,15 @@ class MigrationError(StoreError):
 
 class BodyNotFound(MajordomoLogError, LookupError):
     """No stored body matches the reference."""
+
+
+class SpoolFull(MajordomoLogError):
+    """The spool could not take a batch: over its size cap, or the disk refused it."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason  # "spool_full" (cap or ENOSPC) or "spool_error"
+
+
+class SpoolCorrupt(MajordomoLogError):
+    """A spool file that cannot be read back."""

@@ -14,10 +14,10 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from ._exceptions import ConfigError, StoreError, StoreUnavailable
+from ._exceptions import ConfigError, SpoolCorrupt, StoreError, StoreUnavailable
 from ._log import logger
 from ._record import COLUMNS
-from ._spool import Spool, SpoolBatch, SpoolCorrupt, SpoolEntry
+from ._spool import Spool, SpoolBatch, SpoolEntry
 from .adapters.base import BodyStore, MetadataStore, OutcomeUpdate, Row
 
 BODY_REF = COLUMNS.index("body_ref")

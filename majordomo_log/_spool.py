@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from ._exceptions import MajordomoLogError
+from ._exceptions import SpoolCorrupt, SpoolFull
 from .adapters.base import OutcomeUpdate, Row
 
 SPOOL_FORMAT = "majordomo-log/spool@1"
@@ -44,18 +44,6 @@ try:  # advisory locks keep two processes from replaying one file at once
     import fcntl
 except ImportError:  # pragma: no cover - Windows: replay is idempotent, so it only costs work
     fcntl = None  # type: ignore[assignment]
-
-
-class SpoolFull(MajordomoLogError):
-    """The spool could not take a batch: over its size cap, or the disk refused it."""
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason  # "spool_full" (cap or ENOSPC) or "spool_error"
-
-
-class SpoolCorrupt(MajordomoLogError):
-    """A spool file that cannot be read back."""
 
 
 @dataclass(frozen=True, slots=True)

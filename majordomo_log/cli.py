@@ -22,11 +22,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import _reports
-from ._exceptions import MajordomoLogError
+from ._exceptions import MajordomoLogError, SpoolCorrupt
 from ._pricing import PriceTable
 from ._record import COLUMNS
 from ._replay import replay_spool
-from ._spool import SPOOL_DIR_ENV, Spool, SpoolCorrupt, default_spool_dir, spool_root
+from ._spool import SPOOL_DIR_ENV, Spool, default_spool_dir, spool_root
 from ._urls import open_db, open_storage, redact_url, sqlite_path
 from .adapters.base import MetadataStore
 

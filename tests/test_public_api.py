@@ -22,6 +22,9 @@ PUBLIC = {
     "MetadataStore",
     "MigrationError",
     "PriceTable",
+    "ReplayResult",
+    "Spool",
+    "SpoolFull",
     "SqliteAdapter",
     "StoreError",
     "StoreUnavailable",
@@ -30,6 +33,7 @@ PUBLIC = {
     "call_info",
     "open_db",
     "open_storage",
+    "replay_spool",
     "tags",
 }
 

@@ -22,9 +22,10 @@ import pytest
 
 import majordomo_log as ml
 from majordomo_log import _writer, cli
+from majordomo_log._exceptions import SpoolCorrupt, SpoolFull
 from majordomo_log._record import COLUMNS
 from majordomo_log._replay import replay_spool
-from majordomo_log._spool import Spool, SpoolCorrupt, SpoolEntry, SpoolFull
+from majordomo_log._spool import Spool, SpoolEntry
 
 
 class Reply:
