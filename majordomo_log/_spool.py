@@ -146,14 +146,14 @@ class Spool:
         }
         lines = [orjson.dumps(header)]
         for entry in entries:
-            line: dict[str, Any] = {"row": [_encode(v) for v in entry.row]}
+            line: dict[str, Any] = {"row": entry.row}
             if entry.body is not None:
                 line["body"] = entry.body.decode("utf-8", "replace")
             if entry.body_ref is not None:
                 line["body_ref"] = entry.body_ref
             if entry.error is not None:
                 line["error"] = entry.error
-            lines.append(orjson.dumps(line))
+            lines.append(orjson.dumps(line, default=_encode, option=_PASSTHROUGH))
         for request_id, outcome, when in outcomes:
             lines.append(orjson.dumps({"outcome": [request_id, outcome, when.isoformat()]}))
         data = b"\n".join(lines) + b"\n"
@@ -306,7 +306,7 @@ class Spool:
 def _batch_files(folder: Path) -> list[Path]:
     try:
         names = os.listdir(folder)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # never created, or cannot be
         return []
     return [folder / n for n in sorted(names) if n.endswith(_SUFFIX) and not n.startswith(".")]
 
@@ -340,13 +340,16 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+_PASSTHROUGH = orjson.OPT_PASSTHROUGH_DATETIME  # datetimes come to _encode, to be tagged
+
+
 def _encode(value: Any) -> Any:
     # Tagged, so that a string that looks like a number or a date stays a string.
     if isinstance(value, Decimal):
         return {"$decimal": str(value)}
     if isinstance(value, dt.datetime):
         return {"$datetime": value.isoformat()}
-    return value
+    raise TypeError(f"cannot spool a {type(value).__name__}")
 
 
 def _decode(value: Any) -> Any:

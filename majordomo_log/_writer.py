@@ -40,7 +40,7 @@ DEFAULT_MAX_RETRIES = 5
 _MIN_QUEUE_BYTES = 1024
 _CHUNK_BYTES = 512  # a stream chunk object, roughly
 _RETRY_BASE, _RETRY_CAP = 0.1, 5.0  # seconds: full-jitter exponential backoff
-_SPILL_CHUNK = 1000  # records over budget spilled by the caller when the worker cannot run
+_SPILL_CHUNK = 250  # records over budget spilled by the caller when the worker cannot run
 _EXIT_DRAIN_SECONDS = 10.0  # how long a cancelled worker keeps writing at loop shutdown
 
 
