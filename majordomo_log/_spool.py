@@ -167,8 +167,9 @@ class Spool:
         path = folder / name
         tmp = folder / f".{name}.tmp"
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as handle:
+            # Owner-only: the spool holds bodies (redacted, but still the users' prompts).
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
                 handle.write(data)
                 if self.fsync:
                     handle.flush()

@@ -128,6 +128,7 @@ def test_a_batch_reads_back_exactly(tmp_path: Path) -> None:
         "StoreUnavailable: down",
     )
     assert [p.name for p in spool.pending()] == [path.name]
+    assert (path.stat().st_mode & 0o777, spool.directory.stat().st_mode & 0o777) == (0o600, 0o700)
     assert not [n for n in os.listdir(spool.directory) if n.endswith(".tmp")]
     status = spool.status()
     assert (status.files, status.records, status.rejected_files) == (1, 2, 0)
