@@ -20,7 +20,17 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ._log import warn_once
-from ._serialize import dumps_body, redact
+from ._redact import (
+    DEFAULT_MAX_BODY_BYTES,
+    TRUNCATED_HEAD_BYTES,
+    RedactHook,
+    apply_hooks,
+    failed_marker,
+    scrub,
+    scrub_text,
+    truncated_marker,
+)
+from ._serialize import dumps_body
 from ._usage import Usage, normalize_any
 
 if TYPE_CHECKING:
@@ -98,6 +108,10 @@ class CallContext:
     secrets: tuple[bytes, ...] = field(repr=False)
     extractor: UsageExtractor | None = None
     capture_bodies: bool = True
+    # user hooks over each body envelope (a dict), run before the built-in rules
+    redact_hooks: tuple[RedactHook, ...] = ()
+    # a body envelope larger than this is stored truncated (see build_envelope)
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
 
 class CallRecord:
@@ -108,8 +122,10 @@ class CallRecord:
         "_priced",
         "api_key_hash",
         "body_dropped",
+        "body_flags",
         "context_tags",
         "ctx",
+        "envelope",
         "error_message",
         "error_type",
         "model",
@@ -168,6 +184,8 @@ class CallRecord:
         self.outcome: tuple[str, dt.datetime] | None = None  # set before the row exists
         self._priced: tuple[Usage | None, Cost | None, str] | None = None
         self.body_dropped = False  # left out to stay within the memory budget
+        self.envelope: bytes | None = None  # the finished body, once built (build_envelope)
+        self.body_flags: tuple[str, ...] = ()  # body_truncated, redaction_failed
 
     def __repr__(self) -> str:
         return f"<CallRecord {self.request_id} {self.operation} {self.model} {self.status}>"
@@ -313,10 +331,10 @@ def build_row(record: CallRecord, body_ref: str | None) -> tuple[Any, ...]:
     latency = record.elapsed_ms(record.t_end) or 0.0
     tags = merged_tags(record)
     promoted = [_clip(tags.get(name), MAX_TAG_CHARS) for name in PROMOTED_TAGS]
-    secrets = record.ctx.secrets
     error_message = record.error_message
-    if error_message is not None and secrets:
-        error_message = redact(error_message.encode("utf-8", "replace"), secrets).decode()
+    if error_message is not None:
+        error_message = scrub_text(error_message, record.ctx.secrets)
+    flags = (*(usage.flags if usage is not None else ()), *record.body_flags)
     return (
         record.request_id,
         _utc(record.started_at),
@@ -337,7 +355,7 @@ def build_row(record: CallRecord, body_ref: str | None) -> tuple[Any, ...]:
         "USD",
         cost_status,
         None if cost is None else cost.price_version,
-        ",".join(usage.flags) if usage is not None and usage.flags else None,
+        ",".join(flags) if flags else None,
         record.api_key_hash,
         _clip(record.ctx.api_key_alias, MAX_TAG_CHARS),
         *promoted,
@@ -350,7 +368,23 @@ def build_row(record: CallRecord, body_ref: str | None) -> tuple[Any, ...]:
 
 
 def build_envelope(record: CallRecord) -> bytes:
-    """The body envelope: request as sent, response as returned, as JSON bytes."""
+    """The body envelope: request as sent, response as returned, as JSON bytes, with the
+    user's redact hooks and the built-in rules applied, within the size cap.
+
+    Built once per record: the result replaces the request snapshot on the record (one
+    copy of the request in memory, not two), and a batch prepared again after an
+    interruption stores the same body, without running the hooks twice.
+
+    Over ``max_body_bytes``, each of the request and the response larger than the kept
+    head is replaced by ``{"$truncated": true, "original_bytes", "sha256", "head"}``
+    (no full-size envelope is ever built) and the row's ``usage_flags`` gets
+    ``body_truncated``. A hook that raises costs the body, not the row: request and
+    response become ``{"$redaction_failed": "<ExceptionType>"}`` and the row's
+    ``usage_flags`` gets ``redaction_failed``.
+    """
+    if record.envelope is not None:
+        return record.envelope
+    ctx = record.ctx
     error = (
         None
         if record.error_type is None
@@ -369,8 +403,35 @@ def build_envelope(record: CallRecord) -> bytes:
             "status": record.status,
             "error": error,
         }
-    )
+    )[:-1]
     request = record.request_json if record.request_json is not None else b"null"
     response = dumps_body(record.response)
-    payload = b"".join((head[:-1], b',"request":', request, b',"response":', response, b"}"))
-    return redact(payload, record.ctx.secrets) if record.ctx.secrets else payload
+    flags: list[str] = []
+    if len(head) + len(request) + len(response) + 26 > ctx.max_body_bytes:
+        keep = min(TRUNCATED_HEAD_BYTES, ctx.max_body_bytes // 4)
+        if len(request) > keep:
+            request = truncated_marker(request, keep)
+        if len(response) > keep:
+            response = truncated_marker(response, keep)
+        flags.append("body_truncated")
+    payload = b"".join((head, b',"request":', request, b',"response":', response, b"}"))
+    del request, response  # the envelope is the only full copy from here on
+    if ctx.redact_hooks:
+        try:
+            payload = apply_hooks(payload, ctx.redact_hooks)
+        except Exception as exc:
+            marker = failed_marker(exc)
+            payload = b"".join((head, b',"request":', marker, b',"response":', marker, b"}"))
+            flags.append("redaction_failed")
+            warn_once(
+                "redaction_failed",
+                type(exc).__name__,
+                "a redact hook raised %s: bodies it fails on are stored without their "
+                "request and response (usage_flags 'redaction_failed'); rows are kept",
+                type(exc).__name__,
+            )
+    payload = scrub(payload, ctx.secrets)
+    record.body_flags = tuple(flags)
+    record.envelope = payload
+    record.request_json = None
+    return payload

@@ -68,8 +68,12 @@ def snapshot_request(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes:
 
 def dumps_body(value: Any) -> bytes:
     """A response (SDK model, dict, anything) as JSON bytes."""
-    if isinstance(value, str):
-        return orjson.dumps({"$text": value})  # plain text responses stay valid JSON
+    if isinstance(value, str):  # plain text responses stay valid JSON
+        try:
+            return orjson.dumps({"$text": value})
+        except TypeError:  # lone surrogates: no UTF-8 exists for them
+            text = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+            return orjson.dumps({"$text": text})
     return _safe_dumps(value)
 
 

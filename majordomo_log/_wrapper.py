@@ -29,6 +29,7 @@ from ._log import warn_once
 from ._pricing import PriceTable
 from ._proxy import resolve
 from ._record import OUTCOMES, CallContext, CallRecord, UsageExtractor
+from ._redact import DEFAULT_MAX_BODY_BYTES, MIN_MAX_BODY_BYTES, RedactHook
 from ._serialize import snapshot_request
 from ._spool import DEFAULT_MAX_BYTES as DEFAULT_SPOOL_BYTES
 from ._spool import Spool, default_spool_dir
@@ -116,6 +117,8 @@ class LoggingLLM(Generic[ClientT]):
         spool_fsync: bool = True,
         max_retries: int | None = None,
         handle_sigterm: bool = True,
+        redact: Sequence[RedactHook] = (),
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         if not isinstance(db, MetadataStore):
             raise TypeError(
@@ -142,6 +145,8 @@ class LoggingLLM(Generic[ClientT]):
             secrets=(),
             extractor=usage_extractor,
             capture_bodies=capture_bodies,
+            redact_hooks=_redact_hooks(redact),
+            max_body_bytes=_max_body_bytes(max_body_bytes),
         )
         options: dict[str, Any] = {
             k: v
@@ -553,3 +558,19 @@ def _price_table(
     if isinstance(prices, (str, PathLike)):
         return PriceTable.load([prices])
     return PriceTable.load(prices)
+
+
+def _redact_hooks(hooks: Sequence[RedactHook]) -> tuple[RedactHook, ...]:
+    if callable(hooks):  # redact=fn: forgiven, it is one hook
+        return (hooks,)
+    hooks = tuple(hooks)
+    for hook in hooks:
+        if not callable(hook):
+            raise TypeError(f"redact hooks must be callables, got {type(hook).__name__}")
+    return hooks
+
+
+def _max_body_bytes(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < MIN_MAX_BODY_BYTES:
+        raise ValueError(f"max_body_bytes must be an int of at least {MIN_MAX_BODY_BYTES}")
+    return value
