@@ -41,6 +41,7 @@ _MIN_QUEUE_BYTES = 1024
 _CHUNK_BYTES = 512  # a stream chunk object, roughly
 _RETRY_BASE, _RETRY_CAP = 0.1, 5.0  # seconds: full-jitter exponential backoff
 _SPILL_CHUNK = 250  # records over budget spilled by the caller when the worker cannot run
+_CLOSE_REPLAY_SECONDS = 30.0  # the most close() spends replaying the spool
 _EXIT_DRAIN_SECONDS = 10.0  # how long a cancelled worker keeps writing at loop shutdown
 
 
@@ -246,8 +247,12 @@ class BatchWriter:
     async def close(self, timeout: float | None = None) -> WriterStats:
         """Flush, then stop the worker; waits for it, so the stores can be closed next.
         What is still held after ``timeout`` seconds goes to the spool (or, without one,
-        is counted as dropped)."""
+        is counted as dropped). Then what an outage left in the spool is replayed, if the
+        stores are back, for up to 30 s (or what is left of ``timeout``): a one-off script must
+        not leave its records behind in a cache directory."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         await self.flush(timeout)
+        timeout = _remaining(deadline)
         self._closing = True
         task = self._task
         if task is not None and not task.done():
@@ -264,6 +269,17 @@ class BatchWriter:
                     pass
         self.rescue("closed")
         self._wake_room_waiters()
+        if self.spool is not None:  # a store still down fails its one try, and that is all
+            left = _remaining(deadline)
+            try:
+                await asyncio.wait_for(
+                    self._delivery.replay(max_files=None),
+                    _CLOSE_REPLAY_SECONDS if left is None else min(left, _CLOSE_REPLAY_SECONDS),
+                )
+            except asyncio.TimeoutError:
+                pass  # the rest waits for the next start, or `majordomo-log spool replay`
+            except Exception as exc:
+                logger.error("replaying the spool at close failed: %s: %s", type(exc).__name__, exc)
         return self.stats()
 
     async def replay(self) -> int:
@@ -419,6 +435,10 @@ class BatchWriter:
             for future in waiters:
                 if not future.done():
                     future.set_result(None)
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def _backoff(attempt: int) -> float:

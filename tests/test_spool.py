@@ -198,6 +198,18 @@ async def test_store_down_spools_and_replay_writes_the_exact_set(tmp_path: Path)
     assert Spool(tmp_path / "spool").pending() == []
 
 
+async def test_close_replays_what_a_blip_left_in_the_spool(tmp_path: Path) -> None:
+    store = SwitchableStore(await ml.SqliteAdapter.create(tmp_path / "log.db"))
+    llm = ml.LoggingLLM(Client(), store, None, spool=tmp_path / "spool", max_retries=0)
+    store.down = True
+    made = [ml.call_info(await llm.ask(model="gpt-4o")).request_id for _ in range(30)]
+    assert (await llm.flush()).spilled == 30
+    store.down = False  # back before the end of the script: nothing may stay behind
+    stats = await llm.close()
+    assert (stats.replayed, stats.spool_files) == (30, 0)
+    assert sorted(_ids(tmp_path / "log.db")) == sorted(made)
+
+
 async def test_a_new_writer_replays_what_an_earlier_process_spooled(tmp_path: Path) -> None:
     db = await ml.SqliteAdapter.create(tmp_path / "log.db")
     store = SwitchableStore(db)
