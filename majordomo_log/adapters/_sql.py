@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -65,3 +67,21 @@ class SqlStoreBase:
                 await self.close()
                 raise
         return self
+
+
+def scrubber(*secrets: str | None) -> Callable[[str], str]:
+    """A function that blanks the given secrets (and their percent-encoded forms) out
+    of a message: drivers sometimes echo a DSN or option back in their errors. A
+    secret of one or two characters is not worth garbling every message for."""
+    known = sorted(
+        {form for s in secrets if s and len(s) >= 3 for form in (s, quote(s, safe=""))},
+        key=len,
+        reverse=True,
+    )
+
+    def scrub(text: str) -> str:
+        for secret in known:
+            text = text.replace(secret, "***")
+        return text
+
+    return scrub

@@ -8,6 +8,7 @@ file would cap throughput near 3k bodies/s.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,8 +16,8 @@ from typing import Any
 
 import orjson
 
-from .._exceptions import BodyNotFound, StoreError
-from .._log import logger
+from .._exceptions import BodyNotFound, StoreError, StoreUnavailable
+from .._log import warn_once
 from ._bodies import (
     body_key,
     build_segment,
@@ -30,6 +31,19 @@ from ._bodies import (
 from .base import Body
 
 __all__ = ["FileStorageAdapter", "body_key", "key_for_request_id"]
+
+# A write failing with one of these may succeed later unchanged: out of space or quota,
+# a failing or read-only-remounted disk, out of descriptors or memory, a network file
+# system timing out. Others (permission denied, name too long, not a directory) are
+# the configuration's or the body's, and stay.
+_TRANSIENT_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ENOSPC", "EDQUOT", "EIO", "EROFS", "EMFILE", "ENFILE", "ENOMEM", "ENOBUFS",
+        "EAGAIN", "EBUSY", "EINTR", "ETIMEDOUT", "ESTALE", "ENOTCONN", "EHOSTDOWN",
+    )
+    if hasattr(errno, name)
+)  # fmt: skip
 
 
 class FileStorageAdapter:
@@ -71,8 +85,31 @@ class FileStorageAdapter:
         path = self.root / key
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except OSError:
+            # A half-written file on a full disk holds the space the retry needs.
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+            raise
+
+    def _unavailable(self, exc: OSError, what: str) -> StoreUnavailable:
+        return StoreUnavailable(
+            f"cannot store {what} in {self.root}: {exc.strerror or type(exc).__name__}"
+        )
+
+    def _refused(self, exc: OSError, what: str) -> None:
+        warn_once(
+            "body-store-refused",
+            f"{self.root}:{exc.errno}",
+            "could not store %s in %s: %s (bodies refused this way are not retried)",
+            what,
+            self.root,
+            exc.strerror or type(exc).__name__,
+        )
 
     def _write_objects(self, bodies: Sequence[Body]) -> list[str | None]:
         refs: list[str | None] = []
@@ -82,16 +119,23 @@ class FileStorageAdapter:
                 self._write_file(key, compress(payload, self.compresslevel))
                 refs.append(key)
             except OSError as exc:
-                logger.warning("could not store body %s: %s", request_id, exc.strerror)
+                if exc.errno in _TRANSIENT_ERRNOS:
+                    # The whole batch is put again later; the bodies written so far
+                    # are simply written over with the same bytes.
+                    raise self._unavailable(exc, f"body {request_id}") from exc
+                self._refused(exc, f"body {request_id}")
                 refs.append(None)
         return refs
 
     def _write_segment(self, bodies: Sequence[Body]) -> list[str | None]:
         key, data, suffixes = build_segment(bodies, self.compresslevel)
+        what = f"a segment of {len(bodies)} bodies"
         try:
             self._write_file(key, data)
         except OSError as exc:
-            logger.warning("could not store a segment of %d bodies: %s", len(bodies), exc.strerror)
+            if exc.errno in _TRANSIENT_ERRNOS:
+                raise self._unavailable(exc, what) from exc
+            self._refused(exc, what)
             return [None] * len(bodies)
         return [key + suffix for suffix in suffixes]
 
@@ -119,6 +163,15 @@ class FileStorageAdapter:
         except orjson.JSONDecodeError as exc:  # e.g. a range spanning two members
             raise BodyNotFound(f"the body at {ref!r} is not one JSON envelope") from exc
         return result
+
+    async def reopen(self) -> None:
+        """Nothing is held open between batches, so nothing is inherited across a fork:
+        reopening makes sure the folder is still there and marks the store open."""
+        try:
+            await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create body folder {self.root}: {exc.strerror}") from exc
+        self.closed = False
 
     async def close(self) -> None:
         self.closed = True  # nothing to release; recorded so a closed store is not reused

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from collections.abc import Sequence
+import ssl as ssl_module
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -25,7 +26,8 @@ from .._exceptions import ConfigError, MigrationError, StoreError, StoreUnavaila
 from .._migrations import MIGRATIONS_TABLE, migrations_for, split_statements
 from .._record import COLUMNS
 from .._urls import check_url
-from ._sql import SqlStoreBase, check_identifier, format_placeholders
+from ._fork import ForkGuard, abandon
+from ._sql import SqlStoreBase, check_identifier, format_placeholders, scrubber
 from .base import OutcomeUpdate, Row
 
 ROWS_PER_STATEMENT = 500
@@ -33,8 +35,18 @@ BYTES_PER_STATEMENT = 4_000_000  # far below max_allowed_packet (16 MB by defaul
 _INSERT_HEAD = f"INSERT INTO llm_requests ({', '.join(COLUMNS)}) VALUES "
 _INSERT_TAIL = " ON DUPLICATE KEY UPDATE request_id = request_id"
 _TAGS = COLUMNS.index("tags")
-# Server error codes worth retrying: lock wait timeout, deadlock, server gone/lost/shutdown.
-_TRANSIENT_CODES = {1205, 1213, 2003, 2006, 2013, 1053, 1040}
+# Error codes worth retrying unchanged. Server: disk full (1021), too many connections
+# (1040, 1203), shutdown in progress (1053), network read/write errors and timeouts
+# (1152, 1158-1161), lock wait timeout (1205), deadlock (1213), query interrupted or
+# connection killed (1317, 1927), statement timeouts (1969 MariaDB, 3024 MySQL),
+# read-only during a failover (1792, 1836), disconnected for inactivity (4031).
+# Client: cannot connect (2002, 2003), server gone away (2006), lost connection
+# (2013, 2055). Bad credentials (1045), unknown database (1049), missing table or
+# column (1146, 1054) and data errors are permanent.
+_TRANSIENT_CODES = frozenset(
+    {1021, 1040, 1053, 1152, 1158, 1159, 1160, 1161, 1203, 1205, 1213, 1317, 1792, 1836}
+    | {1927, 1969, 3024, 4031, 2002, 2003, 2006, 2013, 2055}
+)
 # Table exists, duplicate column, duplicate index name.
 _ALREADY_DONE = {1050, 1060, 1061}
 
@@ -45,11 +57,24 @@ class MySQLAdapter(SqlStoreBase):
 
     dialect = "mysql"
 
-    def __init__(self, pool: aiomysql.Pool, url: str, command_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        pool: aiomysql.Pool,
+        url: str,
+        command_timeout: float = 60.0,
+        open_pool: Callable[[], Awaitable[aiomysql.Pool]] | None = None,
+        scrub: Callable[[str], str] = str,
+        tls: bool = False,
+    ) -> None:
         self._pool = pool
         self.url = url
         self.command_timeout = command_timeout
         self._closed = False
+        # The connection arguments (password included) live only in this closure.
+        self._open_pool = open_pool
+        self._scrub = scrub
+        self._tls = tls
+        self._fork = ForkGuard()
 
     async def _require_tls(self) -> None:
         """aiomysql falls back to plain text when the server offers no TLS: refuse."""
@@ -91,8 +116,10 @@ class MySQLAdapter(SqlStoreBase):
             raise ConfigError("MySQLAdapter needs a database: mysql://user@host/<database>")
         check_identifier(database, "database")
         shown = f"mysql://{user}@{host}:{port}/{database}"
-        try:
-            pool = await aiomysql.create_pool(
+        scrub = scrubber(password)
+
+        async def open_pool() -> aiomysql.Pool:
+            return await aiomysql.create_pool(
                 host=host,
                 port=port,
                 user=user,
@@ -112,12 +139,34 @@ class MySQLAdapter(SqlStoreBase):
                 ),
                 pool_recycle=3600,
             )
+
+        try:
+            pool = await open_pool()
         except Exception as exc:
-            raise _error(f"cannot connect to MySQL {shown}", exc) from exc
-        adapter = cls(pool, shown, command_timeout)
+            raise _error(f"cannot connect to MySQL {shown}", exc, scrub) from exc
+        adapter = cls(pool, shown, command_timeout, open_pool, scrub, tls=bool(ssl))
         if ssl:
             await adapter._require_tls()
         return await adapter._opened(migrate)
+
+    async def reopen(self) -> None:
+        """Fresh connections (see ``base.Reopenable``). In a forked child the inherited
+        pool is abandoned (``_fork``): closing it would send COM_QUIT on the parent's
+        sockets and unregister them from the parent's epoll."""
+        if self._open_pool is None:
+            raise StoreError(f"MySQL {self.url}: this store cannot reopen itself")
+        if self._fork.inherited():
+            abandon(self._pool, lambda: _transports(self._pool))
+        elif not self._closed:
+            await self._close_pool()
+        try:
+            self._pool = await self._open_pool()
+        except Exception as exc:
+            raise _error(f"cannot reconnect to MySQL {self.url}", exc, self._scrub) from exc
+        self._fork.reset()
+        self._closed = False
+        if self._tls:
+            await self._require_tls()
 
     async def migrate(self) -> list[str]:
         """MySQL commits each DDL statement at once, so a migration cannot be one
@@ -162,12 +211,15 @@ class MySQLAdapter(SqlStoreBase):
                 finally:
                     await cur.execute("SELECT RELEASE_LOCK('majordomo_log_migrate')")
         except pymysql.MySQLError as exc:
-            raise MigrationError(f"MySQL {self.url}: migration failed: {exc}") from exc
+            if _transient(exc):
+                raise _error(f"MySQL {self.url}: migration failed", exc, self._scrub) from exc
+            raise MigrationError(self._scrub(f"MySQL {self.url}: migration failed: {exc}")) from exc
         except Exception as exc:
-            raise _error(f"MySQL {self.url}: migration failed", exc) from exc
+            raise _error(f"MySQL {self.url}: migration failed", exc, self._scrub) from exc
         return applied
 
     async def write_batch(self, rows: Sequence[Row], outcomes: Sequence[OutcomeUpdate]) -> None:
+        self._check_open()
         statements = await asyncio.to_thread(_insert_statements, rows) if rows else []
         try:
             async with self._pool.acquire() as conn:
@@ -185,7 +237,7 @@ class MySQLAdapter(SqlStoreBase):
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            raise _error(f"MySQL {self.url}: write failed", exc) from exc
+            raise _error(f"MySQL {self.url}: write failed", exc, self._scrub) from exc
 
     async def _write(
         self, conn: Any, statements: Sequence[str], outcomes: Sequence[OutcomeUpdate]
@@ -202,6 +254,7 @@ class MySQLAdapter(SqlStoreBase):
         await conn.commit()
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        self._check_open()
         try:
             async with self._pool.acquire() as conn, conn.cursor(aiomysql.DictCursor) as cur:
                 if params:  # PyMySQL only %-formats (and so only unescapes %%) with params
@@ -211,15 +264,30 @@ class MySQLAdapter(SqlStoreBase):
                 rows = await cur.fetchall()
                 await conn.commit()  # end the read snapshot: the next query sees new rows
         except Exception as exc:
-            raise _error(f"MySQL {self.url}: query failed", exc) from exc
+            raise _error(f"MySQL {self.url}: query failed", exc, self._scrub) from exc
         return [{k: _decode(v) for k, v in row.items()} for row in rows]
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"MySQL {self.url}: the store is closed")
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self._fork.inherited():  # the parent's pool: see reopen()
+            abandon(self._pool, lambda: _transports(self._pool))
+            return
+        await self._close_pool()
+
+    async def _close_pool(self) -> None:
         self._pool.close()
-        await self._pool.wait_closed()
+        try:
+            # wait_closed() waits for connections in use: a write stuck on a dead
+            # server must not hold the application's shutdown forever.
+            await asyncio.wait_for(self._pool.wait_closed(), 10.0)
+        except Exception:
+            self._pool.terminate()
 
 
 def _utc_naive(value: dt.datetime) -> dt.datetime:
@@ -279,9 +347,35 @@ async def _rollback(conn: Any) -> None:
         conn.close()  # a connection in an unknown state is not returned to the pool
 
 
-def _error(context: str, exc: BaseException) -> StoreError:
-    code = exc.args[0] if isinstance(exc, pymysql.MySQLError) and exc.args else None
-    transient = isinstance(exc, (OSError, TimeoutError)) or code in _TRANSIENT_CODES
-    return (StoreUnavailable if transient else StoreError)(
-        f"{context}: {type(exc).__name__}: {exc}"
-    )
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, pymysql.err.InterfaceError):
+        return True  # the connection is closed or was lost: a fresh one is opened next time
+    if isinstance(exc, pymysql.MySQLError):
+        return bool(exc.args) and exc.args[0] in _TRANSIENT_CODES
+    if isinstance(exc, ssl_module.SSLCertVerificationError):
+        return False  # a certificate that does not verify will not verify next time
+    return isinstance(exc, (OSError, TimeoutError, asyncio.TimeoutError))
+
+
+def _error(context: str, exc: BaseException, scrub: Callable[[str], str] = str) -> StoreError:
+    # The error that surfaces may be a cleanup's, raised while handling the real one.
+    kind = StoreUnavailable if any(map(_transient, _chain(exc))) else StoreError
+    return kind(scrub(f"{context}: {type(exc).__name__}: {exc}"))
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The error and the ones it was raised from or while handling (a few levels)."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return
+        yield seen
+        seen = seen.__cause__ or seen.__context__
+
+
+def _transports(pool: Any) -> Iterator[Any]:
+    """The transports of a pool's connections (aiomysql internals; see ``_fork``)."""
+    for conn in (*pool._free, *pool._used):
+        writer = getattr(conn, "_writer", None)
+        if writer is not None:
+            yield writer.transport

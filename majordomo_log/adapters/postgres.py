@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import ssl as ssl_module
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -23,7 +24,8 @@ from .._exceptions import MigrationError, StoreError, StoreUnavailable
 from .._migrations import MIGRATIONS_TABLE, migrations_for, split_statements
 from .._record import COLUMNS
 from .._urls import check_url, redact_url
-from ._sql import SqlStoreBase, check_identifier, numbered_placeholders
+from ._fork import ForkGuard, abandon
+from ._sql import SqlStoreBase, check_identifier, numbered_placeholders, scrubber
 from .base import OutcomeUpdate, Row
 
 _COLUMN_LIST = ", ".join(COLUMNS)
@@ -31,17 +33,15 @@ _STAGE = "majordomo_llm_requests_stage"
 _MIGRATE_LOCK = 0x6D646C6F67  # pg_advisory_xact_lock key: "mdlog"
 COPY_CHUNK_ROWS = 250
 _TAGS = COLUMNS.index("tags")
-_TRANSIENT = (
-    OSError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.InterfaceError,
-    asyncpg.exceptions.DeadlockDetectedError,
-    asyncpg.exceptions.SerializationError,
-    asyncpg.exceptions.AdminShutdownError,
-    TimeoutError,
+# Worth retrying unchanged (SQLSTATE): serialization failure, deadlock, statement
+# completion unknown, lock not available, statement timeout / cancel, admin or crash
+# shutdown, cannot connect now (starting up, shutting down, in recovery), idle
+# session timeout; and whole classes: 08 connection exception, 53 insufficient
+# resources (too many connections, disk full, out of memory), 58 system error (I/O).
+_TRANSIENT_STATES = frozenset(
+    {"40001", "40P01", "40003", "55P03", "57014", "57P01", "57P02", "57P03", "57P05"}
 )
+_TRANSIENT_CLASSES = frozenset({"08", "53", "58"})
 
 
 class PostgresAdapter(SqlStoreBase):
@@ -50,11 +50,22 @@ class PostgresAdapter(SqlStoreBase):
 
     dialect = "postgresql"
 
-    def __init__(self, pool: asyncpg.Pool, url: str, schema: str | None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        url: str,
+        schema: str | None,
+        open_pool: Callable[[], Awaitable[asyncpg.Pool]] | None = None,
+        scrub: Callable[[str], str] = str,
+    ) -> None:
         self._pool = pool
         self.url = url
         self.schema = schema
         self._closed = False
+        # The connection arguments (password included) live only in this closure.
+        self._open_pool = open_pool
+        self._scrub = scrub
+        self._fork = ForkGuard()
 
     @classmethod
     async def create(
@@ -85,6 +96,17 @@ class PostgresAdapter(SqlStoreBase):
         connect: dict[str, Any] = dict(
             dsn=dsn, host=host, port=port, database=database, user=user, password=password, ssl=ssl
         )
+        scrub = scrubber(password, urlsplit(dsn).password if dsn else None)
+
+        async def open_pool() -> asyncpg.Pool:
+            return await asyncpg.create_pool(
+                **connect,
+                min_size=min_size,
+                max_size=max_size,
+                command_timeout=command_timeout,
+                server_settings={"search_path": f'"{schema}"'} if schema else None,
+            )
+
         try:
             if schema is not None:
                 conn = await asyncpg.connect(**connect, timeout=command_timeout)
@@ -92,17 +114,30 @@ class PostgresAdapter(SqlStoreBase):
                     await _ensure_schema(conn, schema)
                 finally:
                     await conn.close()
-            pool = await asyncpg.create_pool(
-                **connect,
-                min_size=min_size,
-                max_size=max_size,
-                command_timeout=command_timeout,
-                server_settings={"search_path": f'"{schema}"'} if schema else None,
-            )
+            pool = await open_pool()
         except Exception as exc:
-            raise _error(f"cannot connect to PostgreSQL {shown}", exc) from exc
-        adapter = cls(pool, shown + (f" (schema {schema})" if schema else ""), schema)
+            raise _error(f"cannot connect to PostgreSQL {shown}", exc, scrub) from exc
+        adapter = cls(
+            pool, shown + (f" (schema {schema})" if schema else ""), schema, open_pool, scrub
+        )
         return await adapter._opened(migrate)
+
+    async def reopen(self) -> None:
+        """Fresh connections (see ``base.Reopenable``). In a forked child the inherited
+        pool is abandoned (``_fork``): closing it would send Terminate on the parent's
+        sockets and unregister them from the parent's epoll."""
+        if self._open_pool is None:
+            raise StoreError(f"PostgreSQL {self.url}: this store cannot reopen itself")
+        if self._fork.inherited():
+            abandon(self._pool, lambda: _transports(self._pool))
+        elif not self._closed:
+            await self._close_pool()
+        try:
+            self._pool = await self._open_pool()
+        except Exception as exc:
+            raise _error(f"cannot reconnect to PostgreSQL {self.url}", exc, self._scrub) from exc
+        self._fork.reset()
+        self._closed = False
 
     async def migrate(self) -> list[str]:
         applied = []
@@ -131,69 +166,112 @@ class PostgresAdapter(SqlStoreBase):
                         )
                     applied.append(migration.name)
         except asyncpg.PostgresError as exc:
-            raise MigrationError(f"PostgreSQL {self.url}: migration failed: {exc}") from exc
+            if _transient(exc):
+                raise _error(f"PostgreSQL {self.url}: migration failed", exc, self._scrub) from exc
+            raise MigrationError(
+                self._scrub(f"PostgreSQL {self.url}: migration failed: {exc}")
+            ) from exc
         except Exception as exc:
-            raise _error(f"PostgreSQL {self.url}: migration failed", exc) from exc
+            raise _error(f"PostgreSQL {self.url}: migration failed", exc, self._scrub) from exc
         return applied
 
     async def write_batch(self, rows: Sequence[Row], outcomes: Sequence[OutcomeUpdate]) -> None:
         # Encoding 1,000 rows takes a few ms: not on the event loop.
+        self._check_open()
         records = await asyncio.to_thread(_encode_all, rows) if rows else []
         try:
             async with self._pool.acquire() as conn:
                 try:
-                    # Fast path: COPY straight into the table, in one transaction.
-                    async with conn.transaction():
-                        # asyncpg encodes a COPY's records on the event loop: in pieces,
-                        # so the loop gets a turn between them.
-                        for start in range(0, len(records), COPY_CHUNK_ROWS):
-                            await conn.copy_records_to_table(
-                                "llm_requests",
-                                records=records[start : start + COPY_CHUNK_ROWS],
-                                columns=COLUMNS,
-                            )
-                        await _apply_outcomes(conn, outcomes)
-                except asyncpg.exceptions.UniqueViolationError:
-                    # Some rows are already there (a retry after an ambiguous failure):
-                    # COPY into a staging table and keep only the new ones.
-                    async with conn.transaction():
-                        await conn.execute(
-                            f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} "
-                            "(LIKE llm_requests INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-                        )
-                        for start in range(0, len(records), COPY_CHUNK_ROWS):
-                            await conn.copy_records_to_table(
-                                _STAGE,
-                                records=records[start : start + COPY_CHUNK_ROWS],
-                                columns=COLUMNS,
-                            )
-                        await conn.execute(
-                            f"INSERT INTO llm_requests ({_COLUMN_LIST}) "
-                            f"SELECT {_COLUMN_LIST} FROM {_STAGE} "
-                            "ON CONFLICT (request_id) DO NOTHING"
-                        )
-                        await _apply_outcomes(conn, outcomes)
+                    await _write(conn, records, outcomes)
+                except Exception as exc:
+                    _discard_if_broken(conn, exc)
+                    raise
         except Exception as exc:
-            raise _error(f"PostgreSQL {self.url}: write failed", exc) from exc
+            raise _error(f"PostgreSQL {self.url}: write failed", exc, self._scrub) from exc
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        self._check_open()
         try:
             async with self._pool.acquire() as conn:
-                records = await conn.fetch(numbered_placeholders(sql), *map(_param, params))
+                try:
+                    records = await conn.fetch(numbered_placeholders(sql), *map(_param, params))
+                except Exception as exc:
+                    _discard_if_broken(conn, exc)
+                    raise
         except Exception as exc:
-            raise _error(f"PostgreSQL {self.url}: query failed", exc) from exc
+            raise _error(f"PostgreSQL {self.url}: query failed", exc, self._scrub) from exc
         return [{k: _decode(v) for k, v in record.items()} for record in records]
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"PostgreSQL {self.url}: the store is closed")
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self._fork.inherited():  # the parent's pool: see reopen()
+            abandon(self._pool, lambda: _transports(self._pool))
+            return
+        await self._close_pool()
+
+    async def _close_pool(self) -> None:
         try:
             # close() waits for connections in use; a write stuck on a dead server
             # must not hold the application's shutdown forever.
             await asyncio.wait_for(self._pool.close(), 10.0)
         except Exception:
             self._pool.terminate()
+
+
+async def _write(
+    conn: Any, records: Sequence[tuple[Any, ...]], outcomes: Sequence[OutcomeUpdate]
+) -> None:
+    try:
+        # Fast path: COPY straight into the table, in one transaction.
+        async with conn.transaction():
+            # asyncpg encodes a COPY's records on the event loop: in pieces,
+            # so the loop gets a turn between them.
+            for start in range(0, len(records), COPY_CHUNK_ROWS):
+                await conn.copy_records_to_table(
+                    "llm_requests",
+                    records=records[start : start + COPY_CHUNK_ROWS],
+                    columns=COLUMNS,
+                )
+            await _apply_outcomes(conn, outcomes)
+    except asyncpg.exceptions.UniqueViolationError:
+        # Some rows are already there (a retry after an ambiguous failure):
+        # COPY into a staging table and keep only the new ones.
+        async with conn.transaction():
+            await conn.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} "
+                "(LIKE llm_requests INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            )
+            for start in range(0, len(records), COPY_CHUNK_ROWS):
+                await conn.copy_records_to_table(
+                    _STAGE,
+                    records=records[start : start + COPY_CHUNK_ROWS],
+                    columns=COLUMNS,
+                )
+            await conn.execute(
+                f"INSERT INTO llm_requests ({_COLUMN_LIST}) "
+                f"SELECT {_COLUMN_LIST} FROM {_STAGE} "
+                "ON CONFLICT (request_id) DO NOTHING"
+            )
+            await _apply_outcomes(conn, outcomes)
+
+
+def _discard_if_broken(conn: Any, exc: BaseException) -> None:
+    """A connection that failed other than by the server refusing a statement (lost,
+    timed out, its protocol state confused: a server that terminated an idle session
+    makes asyncpg's next operation fail with InternalClientError) is not given back
+    to the pool as it is: terminated, the pool opens a fresh one for the retry."""
+    state = str(getattr(exc, "sqlstate", "") or "")
+    if not isinstance(exc, asyncpg.PostgresError) or state[:2] == "08" or state[:3] == "57P":
+        try:
+            conn.terminate()
+        except asyncpg.InterfaceError:
+            pass  # closed already, and handed back to the pool by asyncpg itself
 
 
 async def _ensure_schema(conn: Any, schema: str) -> None:
@@ -265,6 +343,41 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def _error(context: str, exc: BaseException) -> StoreError:
-    kind = StoreUnavailable if isinstance(exc, _TRANSIENT) else StoreError
-    return kind(f"{context}: {type(exc).__name__}: {exc}")
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, asyncpg.PostgresError):
+        state = str(getattr(exc, "sqlstate", "") or "")
+        return state in _TRANSIENT_STATES or state[:2] in _TRANSIENT_CLASSES
+    if isinstance(exc, ssl_module.SSLCertVerificationError):
+        return False  # a certificate that does not verify will not verify next time
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        return True  # the protocol lost track of a connection the server dropped
+    if isinstance(exc, asyncpg.InterfaceError):
+        # "connection is closed" (the pool hands out a fresh one next time); the other
+        # interface errors are misuse, which retrying repeats.
+        return "closed" in str(exc)
+    return isinstance(exc, (OSError, TimeoutError, asyncio.TimeoutError))
+
+
+def _error(context: str, exc: BaseException, scrub: Callable[[str], str] = str) -> StoreError:
+    # The error that surfaces is often the cleanup's ("cannot call Transaction.__aexit__():
+    # the underlying connection is closed"), raised while handling the real one.
+    kind = StoreUnavailable if any(map(_transient, _chain(exc))) else StoreError
+    return kind(scrub(f"{context}: {type(exc).__name__}: {exc}"))
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The error and the ones it was raised from or while handling (a few levels)."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return
+        yield seen
+        seen = seen.__cause__ or seen.__context__
+
+
+def _transports(pool: Any) -> Iterator[Any]:
+    """The transports of a pool's connections (asyncpg internals; see ``_fork``)."""
+    for holder in pool._holders:
+        con = holder._con
+        if con is not None:
+            yield con._transport

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import aioboto3
+import aiohttp
 import orjson
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from .._exceptions import BodyNotFound, ConfigError, StoreError, StoreUnavailable
-from .._log import logger
+from .._log import warn_once
 from ._bodies import (
     body_key,
     build_segment,
@@ -32,9 +34,23 @@ from ._bodies import (
     key_for_request_id,
     split_ref,
 )
+from ._fork import ForkGuard, abandon
 from .base import Body
 
 _TRUE = ("1", "true", "yes", "on")
+# Error codes that say "not now": throttling, timeouts, the service's own failures.
+# Any 5xx or 429 status counts too. Refusals (AccessDenied, NoSuchBucket,
+# InvalidAccessKeyId, ...) are the configuration's and stay until someone fixes it.
+_TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown", "Throttling", "ThrottlingException", "ThrottledException",
+        "RequestThrottled", "RequestLimitExceeded", "TooManyRequestsException",
+        "BandwidthLimitExceeded", "RequestTimeout", "RequestTimeoutException",
+        "InternalError", "ServiceUnavailable", "Busy", "OperationAborted",
+        "PriorRequestNotComplete",
+    }
+)  # fmt: skip
+OpenClient = Callable[[], Awaitable[tuple[Any, contextlib.AsyncExitStack]]]
 
 
 class S3Adapter:
@@ -52,6 +68,7 @@ class S3Adapter:
         put_args: dict[str, str],
         concurrency: int,
         endpoint_url: str | None,
+        open_client: OpenClient | None = None,
     ) -> None:
         self._client = client
         self._stack = stack
@@ -60,9 +77,13 @@ class S3Adapter:
         self.mode = mode
         self.compresslevel = compresslevel
         self._put_args = put_args
+        self._concurrency = concurrency
         self._limit = asyncio.Semaphore(concurrency)
         self.url = f"s3://{bucket}/{self.prefix}" + (f" at {endpoint_url}" if endpoint_url else "")
         self.closed = False
+        # The session (credentials included) lives only in this closure.
+        self._open_client = open_client
+        self._fork = ForkGuard()
 
     @classmethod
     async def create(
@@ -111,12 +132,24 @@ class S3Adapter:
             read_timeout=read_timeout,
             retries={"max_attempts": 3, "mode": "standard"},
         )
-        stack = contextlib.AsyncExitStack()
         where = f"s3://{bucket}" + (f" at {endpoint_url}" if endpoint_url else "")
+
+        async def open_client() -> tuple[Any, contextlib.AsyncExitStack]:
+            stack = contextlib.AsyncExitStack()
+            try:
+                client = await stack.enter_async_context(
+                    session.client("s3", endpoint_url=endpoint_url, config=config)
+                )
+            except BaseException:
+                await stack.aclose()
+                raise
+            return client, stack
+
         try:
-            client = await stack.enter_async_context(
-                session.client("s3", endpoint_url=endpoint_url, config=config)
-            )
+            client, stack = await open_client()
+        except (BotoCoreError, OSError) as exc:
+            raise _failure(f"cannot reach {where}", exc) from None
+        try:
             await client.head_bucket(Bucket=bucket)
         except ClientError as exc:
             await stack.aclose()
@@ -128,12 +161,12 @@ class S3Adapter:
                     f"access to {where} denied ({code}): check the credentials and the "
                     "bucket policy"
                 ) from None
-            raise StoreError(f"{where}: {code or type(exc).__name__}") from None
-        except (BotoCoreError, OSError) as exc:
+            raise _failure(where, exc) from None
+        except (BotoCoreError, OSError, asyncio.TimeoutError) as exc:
             await stack.aclose()
             kind = (
                 StoreUnavailable
-                if isinstance(exc, (EndpointConnectionError, OSError))
+                if isinstance(exc, (EndpointConnectionError, OSError)) or _transient(exc)
                 else StoreError
             )
             raise kind(f"cannot reach {where}: {type(exc).__name__}") from None
@@ -147,6 +180,7 @@ class S3Adapter:
             put_args=put_args,
             concurrency=max_pool_connections,
             endpoint_url=endpoint_url,
+            open_client=open_client,
         )
 
     @classmethod
@@ -197,15 +231,23 @@ class S3Adapter:
             )
 
     async def put_many(self, bodies: Sequence[Body]) -> list[str | None]:
+        """See ``base.BodyStore.put_many``: raises ``StoreUnavailable`` if any body met a
+        transient failure (the writer puts the whole batch again: a PUT to the same key
+        is idempotent), None for a body refused for good."""
         if not bodies:
             return []
+        if self.closed:
+            raise StoreError(f"{self.url}: the store is closed")
         if self.mode == "segment":
             key, data, suffixes = await asyncio.to_thread(build_segment, bodies, self.compresslevel)
             full = self._key(key)
             try:
                 await self._put(full, data, "application/x-ndjson")
             except Exception as exc:
-                _warn(f"a segment of {len(bodies)} bodies", exc)
+                what = f"a segment of {len(bodies)} bodies"
+                if _transient(exc):
+                    raise _failure(f"could not store {what} in {self.url}", exc) from None
+                self._refused(what, exc)
                 return [None] * len(bodies)
             return [f"s3://{self.bucket}/{full}{suffix}" for suffix in suffixes]
         compressed = await asyncio.to_thread(
@@ -216,14 +258,33 @@ class S3Adapter:
             *(self._put(k, d, "application/json") for k, d in zip(keys, compressed, strict=True)),
             return_exceptions=True,
         )
+        for result in results:
+            if isinstance(result, asyncio.CancelledError):
+                raise result
+            if isinstance(result, Exception) and _transient(result):
+                failed = sum(isinstance(r, BaseException) for r in results)
+                raise _failure(
+                    f"could not store {failed} of {len(bodies)} bodies in {self.url}", result
+                ) from None
         refs: list[str | None] = []
         for key, result in zip(keys, results, strict=True):
             if isinstance(result, BaseException):
-                _warn(key, result)
+                self._refused(key, result)
                 refs.append(None)
             else:
                 refs.append(f"s3://{self.bucket}/{key}")
         return refs
+
+    def _refused(self, what: str, exc: BaseException) -> None:
+        code = _code(exc) or type(exc).__name__
+        warn_once(
+            "body-store-refused",
+            f"{self.url}:{code}",
+            "could not store body %s in %s: %s (bodies refused this way are not retried)",
+            what,
+            self.url,
+            code,
+        )
 
     async def get(self, ref: str) -> dict[str, Any]:
         """The envelope for a stored reference (``s3://bucket/key[#offset+length]``), a
@@ -262,13 +323,68 @@ class S3Adapter:
             raise BodyNotFound(f"the body at {ref!r} is not one JSON envelope") from exc
         return result
 
+    async def reopen(self) -> None:
+        """A fresh client (see ``base.Reopenable``). In a forked child the inherited
+        client and its connection pool are abandoned (``_fork``): closing them would
+        unregister the parent's sockets from the parent's epoll."""
+        if self._open_client is None:
+            raise StoreError(f"{self.url}: this store cannot reopen itself")
+        if self._fork.inherited():
+            abandon((self._client, self._stack), lambda: _transports(self._client))
+        elif not self.closed:
+            await self._stack.aclose()
+        try:
+            self._client, self._stack = await self._open_client()
+        except (BotoCoreError, OSError) as exc:
+            raise _failure(f"cannot reach {self.url}", exc) from None
+        self._limit = asyncio.Semaphore(self._concurrency)  # the old one may know another loop
+        self._fork.reset()
+        self.closed = False
+
     async def close(self) -> None:
         if self.closed:
             return
         self.closed = True
+        if self._fork.inherited():  # the parent's client: see reopen()
+            abandon((self._client, self._stack), lambda: _transports(self._client))
+            return
         await self._stack.aclose()
 
 
-def _warn(what: str, exc: BaseException) -> None:
-    code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else None
-    logger.warning("could not store body %s in S3: %s", what, code or type(exc).__name__)
+def _code(exc: BaseException) -> str | None:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "")) or None
+    return None
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return _code(exc) in _TRANSIENT_CODES or status >= 500 or status == 429
+    if isinstance(exc, (BotoConnectionError, HTTPClientError)):
+        return True  # refused, reset, closed, timed out: botocore's own retries ran out
+    if isinstance(exc, BotoCoreError):
+        return False  # no credentials, invalid parameters: configuration
+    return isinstance(exc, (OSError, TimeoutError, asyncio.TimeoutError, aiohttp.ClientError))
+
+
+def _failure(context: str, exc: BaseException) -> StoreError:
+    """The error to raise, named by code or type only: botocore's own messages may
+    quote request details, and credentials must never reach a message."""
+    kind = StoreUnavailable if _transient(exc) else StoreError
+    return kind(f"{context}: {_code(exc) or type(exc).__name__}")
+
+
+def _transports(client: Any) -> Iterator[Any]:
+    """The transports of the client's pooled connections (aiobotocore and aiohttp
+    internals; see ``_fork``)."""
+    sessions = client._endpoint.http_session._sessions.values()
+    for session in sessions:
+        connector = session.connector
+        if connector is None:
+            continue
+        for conns in connector._conns.values():
+            for proto, _ in conns:
+                yield proto.transport
+        for proto in connector._acquired:
+            yield proto.transport

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +21,7 @@ import aiosqlite
 from .._exceptions import MigrationError, StoreError, StoreUnavailable
 from .._migrations import MIGRATIONS_TABLE, migrations_for, split_statements
 from .._record import COLUMNS, MONEY_COLUMNS
+from ._fork import _ABANDONED, ForkGuard
 from ._sql import SqlStoreBase
 from .base import OutcomeUpdate, Row
 
@@ -62,10 +64,70 @@ def _encode_rows(rows: Sequence[Row]) -> Iterator[list[Any]]:
         yield values
 
 
+_TRANSIENT_NAMES = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR")
+
+
 def _busy(exc: sqlite3.Error) -> bool:
-    """Another process holds the file, or the disk is momentarily full: try again later."""
+    """Another process holds the file, the disk is full or failing: try again later.
+    A missing table or column, a constraint or a bad value is permanent."""
+    name = getattr(exc, "sqlite_errorname", None)  # Python 3.11+
+    if isinstance(name, str):
+        return name.startswith(_TRANSIENT_NAMES)
     text = str(exc).lower()
-    return "locked" in text or "busy" in text or "disk is full" in text
+    return any(word in text for word in ("locked", "busy", "disk is full", "disk i/o error"))
+
+
+async def _connect(path: str) -> aiosqlite.Connection:
+    # check_same_thread=False: a forked child closes the inherited connection from its
+    # own thread (reopen()); aiosqlite otherwise uses it from its worker thread only.
+    connector = aiosqlite.connect(path, isolation_level=None, check_same_thread=False)
+    # aiosqlite's worker thread is not a daemon: a program that never closed the
+    # connection would hang at exit. The writer drains before the loop closes, and
+    # an interrupted SQLite transaction rolls back, so a daemon thread loses nothing.
+    thread = getattr(connector, "_thread", None)
+    if thread is not None:
+        thread.daemon = True
+    conn = await connector
+    try:
+        await conn.execute("PRAGMA busy_timeout=5000")
+        await _enable_wal(conn)
+        await conn.execute("PRAGMA synchronous=NORMAL")
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
+def _close_inherited(conn: aiosqlite.Connection) -> bool:
+    """In a forked child: close the parent's sqlite3 connection here, synchronously,
+    and forget the aiosqlite wrapper (its worker thread does not exist in the child).
+
+    Closing, not leaking, is what keeps the child's own connection safe: SQLite keeps
+    one lock table per file per process, and the child inherited the parent's. Left
+    open, the inherited connection makes SQLite believe the child already holds the
+    file's shared locks, so the child's new connection takes none, and the parent,
+    closing last as far as the locks say, checkpoints and deletes the WAL the child
+    is still writing to (rows lost; tests/test_fork.py shows it). Closing it in the
+    child sends nothing and releases no lock of the parent's: POSIX locks belong to
+    the process that took them, and SQLite sees the parent's shared lock and skips
+    the checkpoint. Returns False if it could not be closed in time (a thread of the
+    parent's was inside SQLite at the fork and its mutex stays held)."""
+    raw = getattr(conn, "_connection", None)
+    _ABANDONED.append(conn)
+    if raw is None:
+        return True
+    conn._connection = None  # the wrapper's __del__ would queue work for a dead thread
+    closer = threading.Thread(target=_quietly_close, args=(raw,), daemon=True)
+    closer.start()
+    closer.join(5.0)
+    return not closer.is_alive()
+
+
+def _quietly_close(raw: sqlite3.Connection) -> None:
+    try:
+        raw.close()
+    except sqlite3.Error:
+        pass
 
 
 async def _enable_wal(conn: aiosqlite.Connection) -> None:
@@ -91,6 +153,7 @@ class SqliteAdapter(SqlStoreBase):
         self.path = path
         self.url = f"sqlite:///{path}"
         self._closed = False
+        self._fork = ForkGuard()
 
     @classmethod
     async def create(
@@ -100,21 +163,33 @@ class SqliteAdapter(SqlStoreBase):
         if path != ":memory:":
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
         try:
-            connector = aiosqlite.connect(path, isolation_level=None)
-            # aiosqlite's worker thread is not a daemon: a program that never closed the
-            # connection would hang at exit. The writer drains before the loop closes, and
-            # an interrupted SQLite transaction rolls back, so a daemon thread loses nothing.
-            thread = getattr(connector, "_thread", None)
-            if thread is not None:
-                thread.daemon = True
-            conn = await connector
-            await conn.execute("PRAGMA busy_timeout=5000")
-            await _enable_wal(conn)
-            await conn.execute("PRAGMA synchronous=NORMAL")
+            conn = await _connect(path)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite database {path}: {exc}") from exc
         adapter = cls(conn, path)
         return await adapter._opened(migrate)
+
+    async def reopen(self) -> None:
+        """A fresh connection to the same file (see ``base.Reopenable``): in a forked
+        child the inherited one is closed directly (``_close_inherited``); in the
+        process that opened it, closed through aiosqlite."""
+        if self.path == ":memory:":
+            raise StoreError("an in-memory SQLite database cannot be reopened")
+        if self._fork.inherited():
+            if not _close_inherited(self._conn):
+                raise StoreError(
+                    f"SQLite {self.path}: the connection inherited across fork() is stuck "
+                    "(the parent was inside SQLite when it forked); not opening another"
+                )
+        elif not self._closed:
+            await self._conn.close()
+        try:
+            self._conn = await _connect(self.path)
+        except sqlite3.Error as exc:
+            kind = StoreUnavailable if _busy(exc) else StoreError
+            raise kind(f"cannot reopen SQLite database {self.path}: {exc}") from exc
+        self._fork.reset()
+        self._closed = False
 
     async def migrate(self) -> list[str]:
         await self._conn.execute(
@@ -147,6 +222,8 @@ class SqliteAdapter(SqlStoreBase):
         return applied
 
     async def write_batch(self, rows: Sequence[Row], outcomes: Sequence[OutcomeUpdate]) -> None:
+        if self._closed:
+            raise StoreError(f"SQLite {self.path}: the store is closed")
         try:
             await self._conn.execute("BEGIN")
             if rows:
@@ -185,4 +262,7 @@ class SqliteAdapter(SqlStoreBase):
         if self._closed:
             return
         self._closed = True
+        if self._fork.inherited():  # the parent's connection: see reopen()
+            _close_inherited(self._conn)
+            return
         await self._conn.close()
