@@ -53,7 +53,18 @@ class Delivery:
         self.down_for = 0.0  # current wait between tries; 0 while the stores are up
         self.down_until = 0.0  # monotonic time of the next try of a store that is down
         self.replay_due = 0.0  # monotonic time to look for spooled files (0: at once)
-        self._last_error_log = 0.0
+        self._last_error_log: dict[str, float] = {}  # per message: a drop is never muted
+        self._lock = asyncio.Lock()
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
+
+    def _write_lock(self) -> asyncio.Lock:
+        """One write at a time: ``replay_spool()`` runs in the caller's task, next to the
+        worker, and a store on one connection (SQLite) cannot interleave transactions.
+        One lock per event loop: a lock is bound to the loop it first waited on."""
+        loop = asyncio.get_running_loop()
+        if self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        return self._lock
 
     def is_down(self) -> bool:
         return bool(self.down_for) and time.monotonic() < self.down_until
@@ -108,7 +119,8 @@ class Delivery:
         attempts = 1 if self.down_for else 1 + self.max_retries
         for attempt in range(attempts):
             try:
-                await self.db.write_batch(rows, outcomes)
+                async with self._write_lock():
+                    await self.db.write_batch(rows, outcomes)
                 return
             except Exception as exc:
                 if not is_transient(exc) or attempt == attempts - 1:
@@ -268,9 +280,10 @@ class Delivery:
             self.log_error("%d records dropped (%s); see stats()", lost, reason)
 
     def log_error(self, message: str, *args: Any) -> None:
+        # Rate-limited per message: "store unavailable" must not mute "records dropped".
         now = time.monotonic()
-        if now - self._last_error_log >= _ERROR_LOG_INTERVAL:
-            self._last_error_log = now
+        if now - self._last_error_log.get(message, -_ERROR_LOG_INTERVAL) >= _ERROR_LOG_INTERVAL:
+            self._last_error_log[message] = now
             logger.error(message, *args)
 
 
