@@ -53,6 +53,8 @@ class Delivery:
         self.down_for = 0.0  # current wait between tries; 0 while the stores are up
         self.down_until = 0.0  # monotonic time of the next try of a store that is down
         self.replay_due = 0.0  # monotonic time to look for spooled files (0: at once)
+        # The spool may hold rows not yet in the store (an earlier process's, or ours).
+        self.spool_backlog = spool is not None and bool(spool.pending())
         self._last_error_log: dict[str, float] = {}  # per message: a drop is never muted
         self._lock = asyncio.Lock()
         self._lock_loop: asyncio.AbstractEventLoop | None = None
@@ -76,13 +78,26 @@ class Delivery:
         await self.replay(max_files=10)  # a little at a time: new records come first
 
     async def deliver(self, batch: Sequence[QueueItem]) -> bool:
-        """Write one batch, or spool it; False if it must wait (store down, no spool)."""
+        """Write one batch, or spool it; False if it must wait in memory (the store is
+        down and there is no spool, or the spool cannot take it either)."""
         records = [i for i in batch if isinstance(i, CallRecord)]
         outcomes = [i for i in batch if not isinstance(i, CallRecord)]
         bodies = await asyncio.to_thread(_prepare, records, self.storage is not None)
         if self.is_down() and self.spool is not None:
-            await asyncio.to_thread(self._spill_prepared, records, bodies, None, outcomes, None)
-            return True
+            return await asyncio.to_thread(
+                self._spill_prepared, records, bodies, None, outcomes, None
+            )
+        # While the spool holds rows, an outcome's row may be among them, and an UPDATE now
+        # would find nothing: spooled after them, outcomes are replayed after them.
+        if (
+            outcomes
+            and self.spool_backlog
+            and self.spool is not None
+            and await asyncio.to_thread(
+                self._spill_prepared, [], [], None, outcomes, None, "outcomes"
+            )
+        ):
+            outcomes = []
         refs: list[str | None] | None = None
         try:
             refs = await self._store_bodies(records, bodies)
@@ -95,8 +110,9 @@ class Delivery:
             if self.spool is None:
                 return False
             error = f"{type(exc).__name__}: {exc}"
-            await asyncio.to_thread(self._spill_prepared, records, bodies, refs, outcomes, error)
-            return True
+            return await asyncio.to_thread(
+                self._spill_prepared, records, bodies, refs, outcomes, error
+            )
         self.mark_up()
         self._count_written(len(rows), len(outcomes), refused)
         if refused and self.spool is not None:
@@ -181,7 +197,7 @@ class Delivery:
 
     async def replay(self, max_files: int | None) -> None:
         assert self.spool is not None
-        spool, done = self.spool, 0
+        spool, done, stuck = self.spool, 0, False
         for path in await asyncio.to_thread(spool.pending):
             if max_files is not None and done >= max_files:
                 self.replay_due = 0.0  # more waiting: come back on the next idle turn
@@ -206,6 +222,7 @@ class Delivery:
                     if is_transient(exc):
                         self.mark_down(exc)
                         return
+                    stuck = True
                     # e.g. bodies spooled with no body store now: leave it for a person
                     self.log_error("cannot replay %s: %s: %s", path, type(exc).__name__, exc)
                     continue
@@ -214,6 +231,7 @@ class Delivery:
             done += 1
             self.replayed += written
             self.failed += refused
+        self.spool_backlog = stuck
 
     async def reopen(self) -> None:
         """In a forked child: new connections before the first write."""
@@ -235,7 +253,7 @@ class Delivery:
             logger.exception("preparing records for the spool failed", exc_info=exc)
             self.drop(records, "internal_error")
             return
-        self._spill_prepared(records, bodies, None, outcomes, None, reason)
+        self._spill_prepared(records, bodies, None, outcomes, None, reason, drop_on_failure=True)
 
     def _spill_prepared(
         self,
@@ -245,7 +263,10 @@ class Delivery:
         outcomes: Sequence[OutcomeUpdate],
         error: str | None,
         reason: str = "unavailable",
-    ) -> None:
+        drop_on_failure: bool = False,
+    ) -> bool:
+        """Spool prepared records; False if the spool cannot take them. Then they are
+        dropped (counted) if ``drop_on_failure``, else left to wait in memory."""
         assert self.spool is not None
         refs = refs or [None] * len(records)
         entries = []
@@ -267,11 +288,16 @@ class Delivery:
                 error=error,
             )
         except SpoolFull as exc:
-            self.dropped[exc.reason] += len(entries)
-            self.log_error("%s: %d records dropped", exc, len(entries))
-            return
+            if drop_on_failure:
+                self.dropped[exc.reason] += len(entries)
+                self.log_error("%s: %d records dropped", exc, len(entries))
+            else:
+                self.log_error("%s: the batch waits in memory", exc)
+            return False
         self.spilled += len(entries)
+        self.spool_backlog = True
         self.replay_due = min(self.replay_due, time.monotonic() + _REPLAY_CHECK_SECONDS)
+        return True
 
     def drop(self, items: Sequence[QueueItem], reason: str) -> None:
         lost = sum(isinstance(i, CallRecord) for i in items)

@@ -121,6 +121,7 @@ class BatchWriter:
         self._closing = False
         self._exit_drain_seconds = _EXIT_DRAIN_SECONDS
         self._reopen = False  # set in a forked child: stores must reconnect first
+        self._held = False  # the last batch could go nowhere: wait for the stores
         self._users = 0  # LoggingLLM instances attached (see acquire/release)
         _shutdown.register(self, handle_sigterm)
 
@@ -363,8 +364,8 @@ class BatchWriter:
                 await asyncio.to_thread(self._spill_overflow)
             if not self._queue:
                 continue
-            if self.spool is None and self._delivery.is_down():
-                # Nowhere to put the batch: keep it, wait for the next try.
+            if self._held and self._delivery.is_down():
+                # The last batch found nowhere to go: keep it, wait for the next try.
                 await self._sleep_until(self._delivery.down_until)
                 continue
             count = min(self.batch_size, len(self._queue))
@@ -388,7 +389,8 @@ class BatchWriter:
                 self._internal_errors += 1
                 logger.exception("writing a batch failed", exc_info=exc)
             self._inflight = []
-            if not finished:  # store down and no spool: keep it, in order
+            self._held = not finished
+            if not finished:  # store down, and no spool to take it: keep it, in order
                 self._queue.extendleft(reversed(taken))
                 continue
             self._done += count

@@ -210,6 +210,39 @@ async def test_close_replays_what_a_blip_left_in_the_spool(tmp_path: Path) -> No
     assert sorted(_ids(tmp_path / "log.db")) == sorted(made)
 
 
+async def test_an_outcome_for_a_spooled_row_lands_after_the_row(tmp_path: Path) -> None:
+    store = SwitchableStore(await ml.SqliteAdapter.create(tmp_path / "log.db"))
+    llm = ml.LoggingLLM(Client(), store, None, spool=tmp_path / "spool", max_retries=0)
+    store.down = True
+    spooled = ml.call_info(await llm.ask(model="gpt-4o")).request_id
+    assert (await llm.flush()).spilled == 1
+    store.down = False
+    # The store is back, the row still in the spool: the outcome must not be lost.
+    await llm.record_outcome(spooled, "accepted")
+    direct = ml.call_info(await llm.ask(model="gpt-4o")).request_id
+    await llm.close()
+    with sqlite3.connect(tmp_path / "log.db") as conn:
+        outcomes = dict(conn.execute("SELECT request_id, outcome FROM llm_requests").fetchall())
+    assert outcomes == {spooled: "accepted", direct: None}
+
+
+async def test_a_spool_that_cannot_write_keeps_the_batch_in_memory(tmp_path: Path) -> None:
+    (tmp_path / "not-a-dir").write_text("a file where the spool's parent should be")
+    store = SwitchableStore(await ml.SqliteAdapter.create(tmp_path / "log.db"))
+    store.down = True
+    llm = ml.LoggingLLM(
+        Client(), store, None, spool=tmp_path / "not-a-dir" / "spool", max_retries=0
+    )
+    made = [ml.call_info(await llm.ask(model="gpt-4o")).request_id for _ in range(25)]
+    stats = await llm.flush(timeout=0.5)
+    assert (stats.written, stats.spilled, stats.dropped, stats.pending) == (0, 0, 0, 25)
+    store.down = False
+    stats = await llm.flush(timeout=60)  # the next probe finds the store back
+    assert (stats.written, stats.dropped, stats.pending) == (25, 0, 0)
+    await llm.close()
+    assert sorted(_ids(tmp_path / "log.db")) == sorted(made)
+
+
 async def test_a_new_writer_replays_what_an_earlier_process_spooled(tmp_path: Path) -> None:
     db = await ml.SqliteAdapter.create(tmp_path / "log.db")
     store = SwitchableStore(db)
