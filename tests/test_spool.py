@@ -435,3 +435,34 @@ async def test_replay_is_idempotent(tmp_path: Path) -> None:
     assert (result.files, result.records) == (2, 10)
     assert sorted(_ids(tmp_path / "log.db")) == [f"r{i}" for i in range(5)]
     await db.close()
+
+
+async def test_two_writers_sharing_one_sqlite_store_take_turns(tmp_path: Path) -> None:
+    # Different body stores make two writers on one SQLite connection: their transactions
+    # must not interleave (that sent rows to rejected/ before the adapter serialized them).
+    db = await ml.SqliteAdapter.create(tmp_path / "log.db")
+    wrappers = [
+        ml.LoggingLLM(
+            Client(),
+            db,
+            await ml.FileStorageAdapter.create(tmp_path / name),
+            close_stores=False,
+            batch_size=7,
+            flush_interval=0.001,
+        )
+        for name in ("a", "b")
+    ]
+
+    async def caller(llm: Any) -> list[str]:
+        ids = []
+        for _ in range(60):
+            ids.append(ml.call_info(await llm.ask(model="gpt-4o")).request_id)
+            await asyncio.sleep(0)
+        return ids
+
+    made = [i for ids in await asyncio.gather(*(caller(w) for w in wrappers * 3)) for i in ids]
+    for llm in wrappers:
+        stats = await llm.close()
+        assert (stats.failed, stats.dropped, stats.spilled) == (0, 0, 0)
+    await db.close()
+    assert sorted(_ids(tmp_path / "log.db")) == sorted(made)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-from .._exceptions import ConfigError
+from .._exceptions import ConfigError, StoreError, StoreUnavailable
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -85,3 +85,26 @@ def scrubber(*secrets: str | None) -> Callable[[str], str]:
         return text
 
     return scrub
+
+
+def classify(
+    context: str,
+    exc: BaseException,
+    transient: Callable[[BaseException], bool],
+    scrub: Callable[[str], str] = str,
+) -> StoreError:
+    """The driver error as ours, secrets scrubbed: ``StoreUnavailable`` if it or one it
+    was raised from or while handling is transient. The error that surfaces is often a
+    cleanup's ("cannot call Transaction.__aexit__(): the connection is closed")."""
+    kind = StoreUnavailable if any(map(transient, _chain(exc))) else StoreError
+    return kind(scrub(f"{context}: {type(exc).__name__}: {exc}"))
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The error and the ones it was raised from or while handling (a few levels)."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return
+        yield seen
+        seen = seen.__cause__ or seen.__context__

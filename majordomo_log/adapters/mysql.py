@@ -22,12 +22,12 @@ import aiomysql
 import pymysql
 from pymysql.converters import escape_item
 
-from .._exceptions import ConfigError, MigrationError, StoreError, StoreUnavailable
+from .._exceptions import ConfigError, MigrationError, StoreError
 from .._migrations import MIGRATIONS_TABLE, migrations_for, split_statements
 from .._record import COLUMNS
 from .._urls import check_url
 from ._fork import ForkGuard, abandon
-from ._sql import SqlStoreBase, check_identifier, format_placeholders, scrubber
+from ._sql import SqlStoreBase, check_identifier, classify, format_placeholders, scrubber
 from .base import OutcomeUpdate, Row
 
 ROWS_PER_STATEMENT = 500
@@ -222,18 +222,21 @@ class MySQLAdapter(SqlStoreBase):
         self._check_open()
         statements = await asyncio.to_thread(_insert_statements, rows) if rows else []
         try:
-            async with self._pool.acquire() as conn:
-                try:
-                    # aiomysql has no read timeout: a frozen server would hold the writer.
-                    await asyncio.wait_for(
-                        self._write(conn, statements, outcomes), self.command_timeout
-                    )
-                except (asyncio.TimeoutError, asyncio.CancelledError):
-                    conn.close()  # mid-statement: the connection cannot be reused
-                    raise
-                except BaseException:
-                    await _rollback(conn)
-                    raise
+            # aiomysql has no read timeout, and its connect timeout stops at the TCP open:
+            # a frozen server would hold the writer in the handshake or the statement.
+            conn = await asyncio.wait_for(self._pool.acquire(), self.command_timeout)
+            try:
+                await asyncio.wait_for(
+                    self._write(conn, statements, outcomes), self.command_timeout
+                )
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                conn.close()  # mid-statement: the connection cannot be reused
+                raise
+            except BaseException:
+                await _rollback(conn)
+                raise
+            finally:
+                self._pool.release(conn)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -358,19 +361,7 @@ def _transient(exc: BaseException) -> bool:
 
 
 def _error(context: str, exc: BaseException, scrub: Callable[[str], str] = str) -> StoreError:
-    # The error that surfaces may be a cleanup's, raised while handling the real one.
-    kind = StoreUnavailable if any(map(_transient, _chain(exc))) else StoreError
-    return kind(scrub(f"{context}: {type(exc).__name__}: {exc}"))
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """The error and the ones it was raised from or while handling (a few levels)."""
-    seen: BaseException | None = exc
-    for _ in range(5):
-        if seen is None:
-            return
-        yield seen
-        seen = seen.__cause__ or seen.__context__
+    return classify(context, exc, _transient, scrub)
 
 
 def _transports(pool: Any) -> Iterator[Any]:

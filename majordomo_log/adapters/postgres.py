@@ -20,12 +20,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import asyncpg
 
-from .._exceptions import MigrationError, StoreError, StoreUnavailable
+from .._exceptions import MigrationError, StoreError
 from .._migrations import MIGRATIONS_TABLE, migrations_for, split_statements
 from .._record import COLUMNS
 from .._urls import check_url, redact_url
 from ._fork import ForkGuard, abandon
-from ._sql import SqlStoreBase, check_identifier, numbered_placeholders, scrubber
+from ._sql import SqlStoreBase, check_identifier, classify, numbered_placeholders, scrubber
 from .base import OutcomeUpdate, Row
 
 _COLUMN_LIST = ", ".join(COLUMNS)
@@ -82,6 +82,7 @@ class PostgresAdapter(SqlStoreBase):
         min_size: int = 1,
         max_size: int = 4,
         command_timeout: float = 60.0,
+        connect_timeout: float = 10.0,
         migrate: bool = True,
     ) -> PostgresAdapter:
         if dsn is not None:
@@ -104,12 +105,15 @@ class PostgresAdapter(SqlStoreBase):
                 min_size=min_size,
                 max_size=max_size,
                 command_timeout=command_timeout,
+                # asyncpg waits 60 s for a server that accepts TCP and never answers: a
+                # retry series would take minutes before the writer spools.
+                timeout=connect_timeout,
                 server_settings={"search_path": f'"{schema}"'} if schema else None,
             )
 
         try:
             if schema is not None:
-                conn = await asyncpg.connect(**connect, timeout=command_timeout)
+                conn = await asyncpg.connect(**connect, timeout=connect_timeout)
                 try:
                     await _ensure_schema(conn, schema)
                 finally:
@@ -359,20 +363,7 @@ def _transient(exc: BaseException) -> bool:
 
 
 def _error(context: str, exc: BaseException, scrub: Callable[[str], str] = str) -> StoreError:
-    # The error that surfaces is often the cleanup's ("cannot call Transaction.__aexit__():
-    # the underlying connection is closed"), raised while handling the real one.
-    kind = StoreUnavailable if any(map(_transient, _chain(exc))) else StoreError
-    return kind(scrub(f"{context}: {type(exc).__name__}: {exc}"))
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """The error and the ones it was raised from or while handling (a few levels)."""
-    seen: BaseException | None = exc
-    for _ in range(5):
-        if seen is None:
-            return
-        yield seen
-        seen = seen.__cause__ or seen.__context__
+    return classify(context, exc, _transient, scrub)
 
 
 def _transports(pool: Any) -> Iterator[Any]:

@@ -154,6 +154,10 @@ class SqliteAdapter(SqlStoreBase):
         self.url = f"sqlite:///{path}"
         self._closed = False
         self._fork = ForkGuard()
+        # One connection holds one transaction: two writers sharing this store (wrappers
+        # with different body stores) must take turns. Bound to the loop it serves.
+        self._write_lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     async def create(
@@ -224,6 +228,13 @@ class SqliteAdapter(SqlStoreBase):
     async def write_batch(self, rows: Sequence[Row], outcomes: Sequence[OutcomeUpdate]) -> None:
         if self._closed:
             raise StoreError(f"SQLite {self.path}: the store is closed")
+        loop = asyncio.get_running_loop()
+        if self._lock_loop is not loop or self._write_lock is None:
+            self._write_lock, self._lock_loop = asyncio.Lock(), loop
+        async with self._write_lock:
+            await self._write_batch(rows, outcomes)
+
+    async def _write_batch(self, rows: Sequence[Row], outcomes: Sequence[OutcomeUpdate]) -> None:
         try:
             await self._conn.execute("BEGIN")
             if rows:
