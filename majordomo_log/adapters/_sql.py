@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
 from .._exceptions import ConfigError, StoreError, StoreUnavailable
+from ._fork import ForkGuard, abandon
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -67,6 +68,41 @@ class SqlStoreBase:
                 await self.close()
                 raise
         return self
+
+
+class PooledStoreBase(SqlStoreBase):
+    """A server store on a connection pool (PostgreSQL, MySQL): reopening it."""
+
+    _pool: Any
+    _open_pool: Callable[[], Awaitable[Any]] | None
+    _scrub: Callable[[str], str]
+    _fork: ForkGuard
+
+    async def _close_pool(self) -> None:
+        raise NotImplementedError
+
+    async def _reopen_pool(
+        self,
+        server: str,
+        transports: Callable[[Any], Iterable[Any]],
+        error: Callable[[str, BaseException, Callable[[str], str]], StoreError],
+    ) -> None:
+        """Fresh connections (see ``base.Reopenable``). In a forked child the inherited
+        pool is abandoned (``_fork``): closing it would send the protocol's goodbye on
+        the parent's sockets and unregister them from the parent's epoll."""
+        if self._open_pool is None:
+            raise StoreError(f"{server} {self.url}: this store cannot reopen itself")
+        if self._fork.inherited():
+            pool = self._pool
+            abandon(pool, lambda: transports(pool))
+        elif not self._closed:
+            await self._close_pool()
+        try:
+            self._pool = await self._open_pool()
+        except Exception as exc:
+            raise error(f"cannot reconnect to {server} {self.url}", exc, self._scrub) from exc
+        self._fork.reset()
+        self._closed = False
 
 
 def scrubber(*secrets: str | None) -> Callable[[str], str]:

@@ -27,7 +27,7 @@ from .._migrations import MIGRATIONS_TABLE, migrations_for, split_statements
 from .._record import COLUMNS
 from .._urls import check_url
 from ._fork import ForkGuard, abandon
-from ._sql import SqlStoreBase, check_identifier, classify, format_placeholders, scrubber
+from ._sql import PooledStoreBase, check_identifier, classify, format_placeholders, scrubber
 from .base import OutcomeUpdate, Row
 
 ROWS_PER_STATEMENT = 500
@@ -51,7 +51,7 @@ _TRANSIENT_CODES = frozenset(
 _ALREADY_DONE = {1050, 1060, 1061}
 
 
-class MySQLAdapter(SqlStoreBase):
+class MySQLAdapter(PooledStoreBase):
     """``await MySQLAdapter.create("mysql://user:pass@host:3306/db")`` (or keyword
     arguments). Works with MySQL 8 and MariaDB 10.11."""
 
@@ -150,21 +150,8 @@ class MySQLAdapter(SqlStoreBase):
         return await adapter._opened(migrate)
 
     async def reopen(self) -> None:
-        """Fresh connections (see ``base.Reopenable``). In a forked child the inherited
-        pool is abandoned (``_fork``): closing it would send COM_QUIT on the parent's
-        sockets and unregister them from the parent's epoll."""
-        if self._open_pool is None:
-            raise StoreError(f"MySQL {self.url}: this store cannot reopen itself")
-        if self._fork.inherited():
-            abandon(self._pool, lambda: _transports(self._pool))
-        elif not self._closed:
-            await self._close_pool()
-        try:
-            self._pool = await self._open_pool()
-        except Exception as exc:
-            raise _error(f"cannot reconnect to MySQL {self.url}", exc, self._scrub) from exc
-        self._fork.reset()
-        self._closed = False
+        """Fresh connections (see ``PooledStoreBase._reopen_pool``)."""
+        await self._reopen_pool("MySQL", _transports, _error)
         if self._tls:
             await self._require_tls()
 

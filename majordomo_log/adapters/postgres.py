@@ -25,7 +25,7 @@ from .._migrations import MIGRATIONS_TABLE, migrations_for, split_statements
 from .._record import COLUMNS
 from .._urls import check_url, redact_url
 from ._fork import ForkGuard, abandon
-from ._sql import SqlStoreBase, check_identifier, classify, numbered_placeholders, scrubber
+from ._sql import PooledStoreBase, check_identifier, classify, numbered_placeholders, scrubber
 from .base import OutcomeUpdate, Row
 
 _COLUMN_LIST = ", ".join(COLUMNS)
@@ -44,7 +44,7 @@ _TRANSIENT_STATES = frozenset(
 _TRANSIENT_CLASSES = frozenset({"08", "53", "58"})
 
 
-class PostgresAdapter(SqlStoreBase):
+class PostgresAdapter(PooledStoreBase):
     """``await PostgresAdapter.create("postgresql://user@host/db")`` (or keyword
     arguments); ``schema=`` puts the tables in their own schema (created if missing)."""
 
@@ -127,21 +127,8 @@ class PostgresAdapter(SqlStoreBase):
         return await adapter._opened(migrate)
 
     async def reopen(self) -> None:
-        """Fresh connections (see ``base.Reopenable``). In a forked child the inherited
-        pool is abandoned (``_fork``): closing it would send Terminate on the parent's
-        sockets and unregister them from the parent's epoll."""
-        if self._open_pool is None:
-            raise StoreError(f"PostgreSQL {self.url}: this store cannot reopen itself")
-        if self._fork.inherited():
-            abandon(self._pool, lambda: _transports(self._pool))
-        elif not self._closed:
-            await self._close_pool()
-        try:
-            self._pool = await self._open_pool()
-        except Exception as exc:
-            raise _error(f"cannot reconnect to PostgreSQL {self.url}", exc, self._scrub) from exc
-        self._fork.reset()
-        self._closed = False
+        """Fresh connections (see ``PooledStoreBase._reopen_pool``)."""
+        await self._reopen_pool("PostgreSQL", _transports, _error)
 
     async def migrate(self) -> list[str]:
         applied = []
