@@ -26,6 +26,8 @@ from ._usage import Usage
 PRICES_ENV_VAR = "MAJORDOMO_LOG_PRICES"
 _MILLION = Decimal(1_000_000)
 _ONE = Decimal(1)
+_ZERO = Decimal(0)
+_TEN = Decimal(10)
 _RATE_FIELDS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h", "reasoning")
 
 
@@ -201,6 +203,8 @@ COST_PLACES = Decimal("1e-10")  # the scale of every cost column (NUMERIC(20,10)
 def _cents(tokens_times_rate: Decimal) -> Decimal:
     """USD for (tokens x USD per 1M tokens), to the 10 decimal places every store keeps,
     so a cost reads back identically from SQLite, PostgreSQL and MySQL."""
+    if not tokens_times_rate:  # most buckets of most calls are empty
+        return _ZERO
     return plain_decimal((tokens_times_rate / _MILLION).quantize(COST_PLACES))
 
 
@@ -208,6 +212,8 @@ def plain_decimal(value: Decimal) -> Decimal:
     """Without trailing zeros, so one amount looks the same from every store
     (PostgreSQL returns 0.0040770000, SQLite 0.004077)."""
     trimmed = value.normalize()
+    if -_TEN < trimmed < _TEN:  # the common case, without building as_tuple()
+        return trimmed
     exponent = trimmed.as_tuple().exponent
     # normalize() writes whole dollars as 1E+2: keep those as plain integers
     return trimmed.quantize(_ONE) if isinstance(exponent, int) and exponent > 0 else trimmed
