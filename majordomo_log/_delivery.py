@@ -326,9 +326,13 @@ def _prepare(records: Sequence[CallRecord], with_bodies: bool) -> list[Body | No
     bodies: list[Body | None] = []
     for record in records:
         if record.provider_request_id is None and record.response is not None:
-            # Read here, not on the caller's path: a missing private attribute on a
-            # pydantic model costs microseconds.
-            request_id = getattr(record.response, "_request_id", None)
+            # Read here, not on the caller's path; from pydantic's private dict when there
+            # is one, as getattr() goes through pydantic's slow __getattr__.
+            private = getattr(record.response, "__pydantic_private__", None)
+            if isinstance(private, dict):
+                request_id = private.get("_request_id")
+            else:
+                request_id = getattr(record.response, "_request_id", None)
             record.provider_request_id = request_id if isinstance(request_id, str) else None
         try:
             record.priced()
