@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: demo test lint typecheck clean
+.PHONY: demo test lint typecheck clean bench
 
 $(BIN)/majordomo-log: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,5 +21,19 @@ lint: $(BIN)/majordomo-log
 	$(BIN)/ruff check majordomo_log tests
 	$(BIN)/mypy
 
+# Benchmarks (bench/run.py): Python 3.12+ for majordomo-llm, in a venv of their own.
+BENCH_PYTHON ?= $(shell command -v python3.12 || echo /root/.pyenv/versions/3.12.1/bin/python3.12)
+BENCH_VENV   ?= .venv-bench
+BENCH_ARGS   ?=
+
+$(BENCH_VENV)/.installed: pyproject.toml bench/requirements.txt
+	test -x $(BENCH_VENV)/bin/python || PYENV_VERSION=3.12.1 $(BENCH_PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e ".[all]" -r bench/requirements.txt
+	@touch $@
+
+bench: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python bench/run.py $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) demo-output .pytest_cache

@@ -15,7 +15,7 @@ A sampler on the loop reads VmRSS and the writer's ``stats()`` (queue_records,
 queue_bytes) every ``INTERVAL`` s. Reported: peak RSS growth over the RSS before the
 wrapper was created, peak queue depth in records and bytes (sampled, so a lower bound of
 the true peak; the budgets are enforced on every submit), and spilled/dropped counts.
-"Within budget" compares the sampled peaks to the configured budgets.
+"Within budget" compares the sampled peaks to the configured budgets. At most 2 rounds.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import majordomo_log as ml
 SCENARIO = "memory"
 MB = 1024 * 1024
 INTERVAL = 0.01
-CALLS = 40_000
+CALLS = 30_000
 CALLS_QUICK = 10_000
 SETTINGS: dict[str, dict[str, int]] = {
     "default budgets": {"max_queue_records": 10_000, "max_queue_bytes": 64 * MB},
@@ -113,7 +113,7 @@ async def run(rounds: int = 3, quick: bool = False) -> list[dict[str, Any]]:
     store = f"{'PostgreSQL' if dialect == 'postgresql' else 'SQLite'} + files (segment)"
     out: list[dict[str, Any]] = []
     for setting, budgets in SETTINGS.items():
-        runs = [await one_run(setting, calls, dialect) for _ in range(min(rounds, 3))]
+        runs = [await one_run(setting, calls, dialect) for _ in range(min(rounds, 2))]
         records, mb = budgets["max_queue_records"], budgets["max_queue_bytes"] / MB
         lost = sum(r["calls"] - r["written_after_close"] for r in runs)
         note = (

@@ -31,7 +31,7 @@ from _common import MESSAGES, FakeOpenAI, median, p99, result
 import majordomo_log as ml
 
 SCENARIO = "overhead"
-CALLS = 10_000  # per side and round
+CALLS = 5_000  # per side and round
 CALLS_QUICK = 2_000
 BLOCK = 500
 USAGE_OPTIONS = {"include_usage": True}
