@@ -9,6 +9,7 @@ attributes and later lookups cost nothing.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -72,5 +73,17 @@ def resolve(
 
 def _same_package(value: Any, client: Any) -> bool:
     """Sub-objects of the client's own library are resources to wrap (``client.chat``);
-    anything else (an httpx URL, a config object) is handed back as is."""
-    return type(value).__module__.split(".", 1)[0] == type(client).__module__.split(".", 1)[0]
+    anything else (an httpx URL, a config object) is handed back as is. The client's
+    library is that of every class it is built from: a client subclassed in the
+    application's own module (``class MyClient(openai.AsyncOpenAI)``) still has the
+    SDK's resources."""
+    return _top_package(type(value)) in _client_packages(type(client))
+
+
+def _top_package(cls: type) -> str:
+    return cls.__module__.split(".", 1)[0]
+
+
+@functools.lru_cache(maxsize=64)
+def _client_packages(client_class: type) -> frozenset[str]:
+    return frozenset(_top_package(c) for c in client_class.__mro__) - {"builtins", "typing"}

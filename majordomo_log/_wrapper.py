@@ -75,13 +75,20 @@ def default_prices() -> PriceTable:
 
 
 def _detect_provider(client: Any) -> str:
-    package = type(client).__module__.split(".", 1)[0]
-    if package == "openai" and "azure" in type(client).__name__.lower():
-        return "azure"
+    # By the classes the client is built from: an application may subclass the SDK's.
+    sdk_classes = [c for c in type(client).__mro__ if _package(c) in ("openai", "anthropic")]
+    if sdk_classes:
+        if any("azure" in c.__name__.lower() for c in sdk_classes):
+            return "azure"
+        return _package(sdk_classes[0])
     provider = getattr(client, "provider", None)
-    if isinstance(provider, str) and package not in ("openai", "anthropic"):
+    if isinstance(provider, str):
         return provider  # majordomo-llm style clients name their provider
-    return package
+    return _package(type(client))
+
+
+def _package(cls: type) -> str:
+    return cls.__module__.split(".", 1)[0]
 
 
 class LoggingLLM(Generic[ClientT]):

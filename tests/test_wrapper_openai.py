@@ -12,6 +12,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+import httpx2
 import openai
 import pytest
 from openai.types import CreateEmbeddingResponse
@@ -150,6 +151,32 @@ async def test_azure_client_provider_column(provider: FakeProvider, stores: Any)
     assert row["operation"] == "chat.completions"
     assert_gpt4o_buckets(row)
     assert row["cost_status"] == "computed"
+    assert dec(row["total_cost"]) == GPT4O_COST
+    await llm.close()
+
+
+class ApplicationOpenAI(openai.AsyncOpenAI):
+    """A client subclassed in the application's own module (here, this test module)."""
+
+
+async def test_client_subclassed_outside_the_sdk_is_logged(
+    provider: FakeProvider, stores: Any
+) -> None:
+    sdk_client = fake_openai_client(provider)
+    client = ApplicationOpenAI(
+        api_key=sdk_client.api_key,
+        base_url=sdk_client.base_url,
+        http_client=httpx2.AsyncClient(transport=provider.transport),
+        max_retries=0,
+    )
+    llm = ml.LoggingLLM(client, stores.db, stores.storage)
+    assert repr(llm.chat).startswith("<logged")  # a view that wraps, not the SDK's object
+    resp = await llm.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    await llm.flush()
+    row = stores.one_row()
+    assert row["request_id"] == ml.call_info(resp).request_id
+    assert row["provider"] == "openai"
+    assert_gpt4o_buckets(row)
     assert dec(row["total_cost"]) == GPT4O_COST
     await llm.close()
 
