@@ -9,7 +9,6 @@ attributes and later lookups cost nothing.
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -77,13 +76,11 @@ def _same_package(value: Any, client: Any) -> bool:
     library is that of every class it is built from: a client subclassed in the
     application's own module (``class MyClient(openai.AsyncOpenAI)``) still has the
     SDK's resources."""
-    return _top_package(type(value)) in _client_packages(type(client))
+    package = _top_package(type(value))
+    return package not in ("builtins", "typing") and any(
+        _top_package(c) == package for c in type(client).__mro__
+    )
 
 
 def _top_package(cls: type) -> str:
     return cls.__module__.split(".", 1)[0]
-
-
-@functools.lru_cache(maxsize=64)
-def _client_packages(client_class: type) -> frozenset[str]:
-    return frozenset(_top_package(c) for c in client_class.__mro__) - {"builtins", "typing"}
