@@ -61,9 +61,11 @@ def snapshot_request(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes:
                 for k, v in headers.items()
             },
         }
-    if args:
-        return _safe_dumps({"args": args, "kwargs": kwargs})
-    return _safe_dumps(kwargs)
+    data = _safe_dumps({"args": args, "kwargs": kwargs} if args else kwargs)
+    # The snapshot waits in the queue, and orjson's result keeps its whole working
+    # buffer (8x the JSON; resident: 2x). An exact copy costs 0.6 µs for 4 KB and
+    # halves the resident memory of a queued request (bench/memory.py).
+    return memoryview(data).tobytes()
 
 
 def dumps_body(value: Any) -> bytes:

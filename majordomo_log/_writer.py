@@ -5,7 +5,8 @@ when a full batch is waiting; otherwise the worker wakes on its timer. Each batc
 is handed to ``Delivery`` (``_delivery.py``), which writes it to the stores or,
 when they cannot take it, to the spool.
 
-Memory is held to two budgets: records waiting, and the body bytes they hold.
+Memory is held to two budgets: records waiting, and the memory their bodies hold
+(request snapshots, and an estimate for the response objects they keep alive).
 Over budget, ``on_full`` decides: ``spill`` to the spool, ``drop_bodies_first``
 (the row is kept), or ``block`` (the caller waits for room). Every loss is
 counted per reason in ``stats()``. Exit, SIGTERM and fork are in ``_shutdown.py``.
@@ -34,11 +35,14 @@ ON_FULL_POLICIES: tuple[OnFull, ...] = ("spill", "drop_bodies_first", "block")
 
 DEFAULT_BATCH_SIZE = 1000
 DEFAULT_FLUSH_INTERVAL = 1.0
-DEFAULT_MAX_QUEUE_RECORDS = 10_000  # about 5 KB each with an SDK response object
+DEFAULT_MAX_QUEUE_RECORDS = 10_000
 DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_RETRIES = 5
 _MIN_QUEUE_BYTES = 1024
 _CHUNK_BYTES = 512  # a stream chunk object, roughly
+# An SDK response object: 9 KB for a short chat completion from the openai SDK
+# (tracemalloc), more than its JSON (1 KB).
+_RESPONSE_BYTES = 8 * 1024
 _RETRY_BASE, _RETRY_CAP = 0.1, 5.0  # seconds: full-jitter exponential backoff
 _SPILL_CHUNK = 250  # records over budget spilled by the caller when the worker cannot run
 _CLOSE_REPLAY_SECONDS = 30.0  # the most close() spends replaying the spool
@@ -449,10 +453,16 @@ def _backoff(attempt: int) -> float:
 
 
 def _size(item: QueueItem) -> int:
-    """Body bytes a queued item holds (the records budget covers the rest)."""
+    """Memory a queued item holds for its body, roughly: the request snapshot, plus an
+    estimate for the response object or stream chunks it keeps alive until written
+    (the records budget covers the record itself)."""
     if isinstance(item, CallRecord):
-        chunks = item.stream_chunks
-        return len(item.request_json or b"") + (0 if chunks is None else _CHUNK_BYTES * len(chunks))
+        size = len(item.request_json or b"")
+        if item.response is not None:
+            size += _RESPONSE_BYTES
+        if item.stream_chunks is not None:
+            size += _CHUNK_BYTES * len(item.stream_chunks)
+        return size
     return 0
 
 
