@@ -339,15 +339,17 @@ def _prepare(records: Sequence[CallRecord], with_bodies: bool) -> list[Body | No
         except Exception as exc:  # a pricing bug must not lose the row
             logger.exception("pricing %s failed", record.request_id, exc_info=exc)
             record._priced = (None, None, "missing_usage")
-        if not with_bodies or not record.ctx.capture_bodies or record.body_dropped:
-            bodies.append(None)
-            continue
-        try:
-            started = dt.datetime.fromtimestamp(record.started_at, dt.timezone.utc)
-            bodies.append((record.request_id, started, build_envelope(record)))
-        except Exception as exc:
-            logger.warning("body of %s not serializable: %s", record.request_id, exc)
-            bodies.append(None)
+        body: Body | None = None
+        if with_bodies and record.ctx.capture_bodies and not record.body_dropped:
+            try:
+                started = dt.datetime.fromtimestamp(record.started_at, dt.timezone.utc)
+                body = (record.request_id, started, build_envelope(record))
+            except Exception as exc:
+                logger.warning("body of %s not serializable: %s", record.request_id, exc)
+        bodies.append(body)
+        # Everything needed from the response is read now. Kept, it would never be
+        # freed: call_info()'s map holds the record for as long as the response lives.
+        record.response = None
     return bodies
 
 

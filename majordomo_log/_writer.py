@@ -397,6 +397,9 @@ class BatchWriter:
             if not finished:  # store down, and no spool to take it: keep it, in order
                 self._queue.extendleft(reversed(taken))
                 continue
+            for item in batch:  # written or spooled: only call_info() may still see it
+                if isinstance(item, CallRecord):
+                    item.envelope = None
             self._done += count
             self._queue_bytes -= sum(size for _, size in taken)
             self._resolve_waiters()

@@ -753,6 +753,34 @@ async def test_call_info_request_id_is_uuid7(provider: FakeProvider, stores: Any
     await llm.close()
 
 
+def live_records() -> int:
+    gc.collect()
+    return sum(type(o).__name__ == "CallRecord" for o in gc.get_objects())
+
+
+async def test_written_records_are_freed_and_call_info_outlives_the_write(
+    provider: FakeProvider, stores: Any
+) -> None:
+    """A record kept its response, and call_info()'s map kept the record while the
+    response lived: no record was ever freed (every call leaked its response, record and
+    body). Now: what the caller dropped is freed once written; what it keeps still
+    answers call_info() in full."""
+    llm = new_llm(provider, stores)
+    before = live_records()
+    for _ in range(200):
+        await llm.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # dropped
+    kept = await llm.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    request_id = kept._request_id  # type: ignore[attr-defined]
+    stats = await llm.flush()
+    assert stats.written == 201
+    assert live_records() - before <= 1  # the kept response's record only
+    info = ml.call_info(kept)
+    assert info.provider_request_id == request_id
+    assert info.total_cost == GPT4O_COST
+    assert stores.rows("request_id = ?", (info.request_id,))[0]["body_ref"]
+    await llm.close()
+
+
 async def test_call_info_rejects_foreign_objects(provider: FakeProvider) -> None:
     raw = await fake_openai_client(provider).chat.completions.create(
         model="gpt-4o", messages=MESSAGES
