@@ -53,18 +53,17 @@ USAGE = {
     "total_tokens": 1280,
     "prompt_tokens_details": {"cached_tokens": 1024},
 }
-REPLY = ChatCompletion.model_validate(
-    {
-        "id": "chatcmpl-1",
-        "object": "chat.completion",
-        "created": 1,
-        "model": "gpt-4o-2024-08-06",
-        "choices": [
-            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "hi"}}
-        ],
-        "usage": USAGE,
-    }
-)
+REPLY_JSON: dict[str, Any] = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "gpt-4o-2024-08-06",
+    "choices": [
+        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "hi"}}
+    ],
+    "usage": USAGE,
+}
+REPLY = ChatCompletion.model_validate(REPLY_JSON)
 MESSAGES = [{"role": "user", "content": "x" * 4000}]  # a 4 KB request
 
 
@@ -110,8 +109,9 @@ class FakeStream:
 
 
 class _Completions:
-    def __init__(self, yields: bool) -> None:
+    def __init__(self, yields: bool, fresh: bool) -> None:
         self.yields = yields
+        self.fresh = fresh
 
     async def create(self, **kwargs: Any) -> Any:
         if self.yields:
@@ -119,12 +119,14 @@ class _Completions:
         if kwargs.get("stream"):
             usage = (kwargs.get("stream_options") or {}).get("include_usage")
             return FakeStream([*CHUNKS, USAGE_CHUNK] if usage else CHUNKS)
+        if self.fresh:  # a new response object per call, built as the SDK builds one
+            return ChatCompletion.model_validate(REPLY_JSON)
         return REPLY
 
 
 class _Chat:
-    def __init__(self, yields: bool) -> None:
-        self.completions = _Completions(yields)
+    def __init__(self, yields: bool, fresh: bool) -> None:
+        self.completions = _Completions(yields, fresh)
 
 
 class FakeOpenAI:
@@ -132,8 +134,8 @@ class FakeOpenAI:
 
     api_key = "sk-bench-key"
 
-    def __init__(self, yields: bool = False) -> None:
-        self.chat = _Chat(yields)
+    def __init__(self, yields: bool = False, fresh: bool = False) -> None:
+        self.chat = _Chat(yields, fresh)
 
 
 class Ticker:
@@ -267,6 +269,28 @@ class RssSampler:
 # -- machine ------------------------------------------------------------------------
 
 
+# Micro-operations timed on the machine of ../shared/REFERENCE.md §3 (µs), where the
+# issue's targets were set: the same ones timed here say how much slower this run's CPU is.
+REFERENCE_MICRO_US = {
+    "str(uuid.uuid4())": 4.2,
+    "os.urandom(16).hex()": 0.47,
+    "orjson.dumps(4 KB body)": 1.7,
+    "json.dumps(4 KB body)": 21.0,
+}
+
+
+def reference_slowdown() -> float:
+    """Median over REFERENCE_MICRO_US of (µs here / µs there): 2.0 means half as fast."""
+    body = {"model": "gpt-4o", "messages": MESSAGES}
+    setup = "import uuid, os, json, orjson"
+    ratios = []
+    for stmt, there in REFERENCE_MICRO_US.items():
+        code = stmt.replace("4 KB body", "body")
+        here = min(timeit.repeat(code, setup, number=2000, repeat=5, globals={"body": body}))
+        ratios.append(here / 2000 * 1e6 / there)
+    return round(statistics.median(ratios), 2)
+
+
 def machine() -> dict[str, Any]:
     """Calibration (``sum(range(1000))`` µs, best of 5) and facts about this machine."""
     per_loop = min(timeit.repeat("sum(range(1000))", number=2000, repeat=5)) / 2000
@@ -284,6 +308,7 @@ def machine() -> dict[str, Any]:
         rev = "?"
     return {
         "calibration_sum_range_1000_us": round(per_loop * 1e6, 2),
+        "slowdown_vs_reference": reference_slowdown(),
         "python": platform.python_version(),
         "cpu": cpu,
         "nproc": os.cpu_count(),

@@ -55,7 +55,7 @@ async def child(setting: str, calls: int, dialect: str) -> dict[str, Any]:
         storage = await ml.FileStorageAdapter.create(tmp / "bodies", mode="segment")
         gc.collect()
         llm = ml.LoggingLLM(
-            FakeOpenAI(yields=True),
+            FakeOpenAI(yields=True, fresh=True),  # a new response per call, as the SDK
             db,
             storage,
             close_stores=False,
@@ -127,6 +127,8 @@ async def run(rounds: int = 3, quick: bool = False) -> list[dict[str, Any]]:
                 f"peak RSS growth, {name}",
                 [r["rss_growth_mb"] for r in runs],
                 "MB",
+                # the bound on the queue, applied to the whole process's growth
+                at_most=64 if setting == "default budgets" else None,
                 note=note,
             ),
             result(

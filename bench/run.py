@@ -111,7 +111,9 @@ def markdown_block(report: dict[str, Any]) -> str:
         f"Run of {m['date']} at {m['git_rev']}, {report['wall_seconds']:.0f} s wall time"
         f"{' (quick)' if report['quick'] else ''}: Python {m['python']}, {m['cpu']}, "
         f"{m['nproc']} CPUs; calibration `sum(range(1000))` = "
-        f"{m['calibration_sum_range_1000_us']} µs. Values are medians over rounds "
+        f"{m['calibration_sum_range_1000_us']} µs; micro-operations "
+        f"{m.get('slowdown_vs_reference', '?')}x the time they took on the machine of "
+        "REFERENCE.md §3, where the targets were set. Values are medians over rounds "
         "(bench/results/latest.json has every run).",
         "",
         "| scenario | metric | value | unit | target | met | note |",
