@@ -12,15 +12,22 @@ every chunk (streaming; the bare side asks for the usage chunk too, so both read
 same chunks). Blocks of ``BLOCK`` bare calls and ``BLOCK`` wrapped calls alternate within
 a round (drift hits both alike). Per round: median(wrapped) - median(bare) and
 p99(wrapped) - p99(bare); the figure is the median of those over rounds.
+
+A yardstick runs in the same rounds: REFERENCE.md §3's minimal wrapper (two clocks, a
+slots record, a deque append), 2.8 µs on the machine where the targets were set. Its
+figure here says how fast this run's machine is for this kind of work; the wrapper's
+median scaled by 2.8 µs / the yardstick's is what it would cost there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +43,36 @@ CALLS_QUICK = 2_000
 BLOCK = 500
 USAGE_OPTIONS = {"include_usage": True}
 
+REFERENCE_MINIMAL_US = 2.8  # REFERENCE.md §3: the minimal wrapper on the targets' machine
+
 Call = Callable[[], Awaitable[Any]]
+
+
+@dataclass(slots=True)
+class _MinimalRecord:
+    started: float
+    ended: float
+    model: Any
+    response: Any
+
+
+class MinimalWrapper:
+    """The yardstick: two clocks, a slots record, a deque append; nothing else."""
+
+    def __init__(self, create: Callable[..., Awaitable[Any]]) -> None:
+        self._create = create
+        self.queue: collections.deque[_MinimalRecord] = collections.deque()
+
+    async def create(self, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        response = await self._create(**kwargs)
+        self.queue.append(
+            _MinimalRecord(started, time.perf_counter(), kwargs.get("model"), response)
+        )
+        return response
+
+    async def drain(self) -> None:
+        self.queue.clear()
 
 
 def plain_call(create: Callable[..., Awaitable[Any]]) -> Call:
@@ -108,9 +144,19 @@ async def run(rounds: int = 7, quick: bool = False) -> list[dict[str, Any]]:
     yielding, instant = FakeOpenAI(yields=True), FakeOpenAI(yields=False)
     llm_y = ml.LoggingLLM(yielding, db, storage, spool=tmp / "spool")
     llm_i = ml.LoggingLLM(instant, db, storage, spool=tmp / "spool")  # shares the writer
+    minimal = MinimalWrapper(instant.chat.completions.create)
     settings = {
         "same loop": (variants(yielding, llm_y), None),
         "hot path": (variants(instant, llm_i), llm_i.flush),
+        "yardstick": (
+            {
+                "minimal wrapper": (
+                    plain_call(instant.chat.completions.create),
+                    plain_call(minimal.create),
+                )
+            },
+            minimal.drain,
+        ),
     }
     medians: dict[str, list[float]] = {}
     p99s: dict[str, list[float]] = {}
@@ -130,6 +176,21 @@ async def run(rounds: int = 7, quick: bool = False) -> list[dict[str, Any]]:
     lost = stats.dropped + stats.spilled + stats.failed
     note = f"{stats.written:,} records written, {lost} dropped/spilled/refused"
     out = []
+    yardstick = medians.pop("minimal wrapper, yardstick")
+    p99s.pop("minimal wrapper, yardstick")
+    out.append(result(SCENARIO, "minimal wrapper (yardstick), median", yardstick, "µs"))
+    ours = medians["plain, hot path"]
+    scaled = [o * REFERENCE_MINIMAL_US / y for o, y in zip(ours, yardstick, strict=True)]
+    out.append(
+        result(
+            SCENARIO,
+            "added per call, plain, hot path, median, scaled to the targets' machine",
+            scaled,
+            "µs",
+            at_most=5,
+            note=f"x {REFERENCE_MINIMAL_US} µs / the yardstick, per round",
+        )
+    )
     for key in medians:
         out.append(
             result(
