@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._exceptions import SpoolCorrupt, SpoolFull
+from ._gil import LoopTurns
 from ._log import logger
 from ._record import CallRecord, build_envelope, build_row
 from ._replay import Refused, is_transient, keep_rejected, replay_batch, write_isolating
@@ -324,7 +325,9 @@ def _what(row: Row | None) -> str:
 def _prepare(records: Sequence[CallRecord], with_bodies: bool) -> list[Body | None]:
     """Worker thread: price every record and build its body envelope."""
     bodies: list[Body | None] = []
+    turns = LoopTurns()
     for record in records:
+        turns.maybe_yield()
         if record.provider_request_id is None and record.response is not None:
             # Read here, not on the caller's path; from pydantic's private dict when there
             # is one, as getattr() goes through pydantic's slow __getattr__.
@@ -354,4 +357,9 @@ def _prepare(records: Sequence[CallRecord], with_bodies: bool) -> list[Body | No
 
 
 def _rows(records: Sequence[CallRecord], refs: Sequence[str | None]) -> list[Row]:
-    return [build_row(record, ref) for record, ref in zip(records, refs, strict=True)]
+    turns = LoopTurns()
+    rows = []
+    for record, ref in zip(records, refs, strict=True):
+        turns.maybe_yield()
+        rows.append(build_row(record, ref))
+    return rows

@@ -20,6 +20,7 @@ import re
 from collections.abc import Sequence
 
 from .._exceptions import BodyNotFound, ConfigError
+from .._gil import LoopTurns
 from .base import Body
 
 MODES = ("object", "segment")
@@ -59,7 +60,9 @@ def compress(payload: bytes, level: int) -> bytes:
 def build_segment(bodies: Sequence[Body], level: int) -> tuple[str, bytes, list[str]]:
     """(segment key, segment bytes, one ``#offset+length`` suffix per body)."""
     members, suffixes, offset = [], [], 0
+    turns = LoopTurns()
     for _, _, payload in bodies:
+        turns.maybe_yield()
         member = compress(payload + b"\n", level)
         members.append(member)
         suffixes.append(f"#{offset}+{len(member)}")

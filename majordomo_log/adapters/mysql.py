@@ -23,6 +23,7 @@ import pymysql
 from pymysql.converters import escape_item
 
 from .._exceptions import ConfigError, MigrationError, StoreError
+from .._gil import LoopTurns
 from .._migrations import MIGRATIONS_TABLE, migrations_for, split_statements
 from .._record import COLUMNS
 from .._urls import check_url
@@ -307,7 +308,9 @@ def _insert_statements(rows: Sequence[Row]) -> list[str]:
     statements: list[str] = []
     values: list[str] = []
     size = 0
+    turns = LoopTurns()
     for row in rows:
+        turns.maybe_yield()
         cells = list(row)
         if not isinstance(cells[_TAGS], str):
             cells[_TAGS] = json.dumps(cells[_TAGS])

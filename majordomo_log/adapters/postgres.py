@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import asyncpg
 
 from .._exceptions import MigrationError, StoreError
+from .._gil import LoopTurns
 from .._migrations import MIGRATIONS_TABLE, migrations_for, split_statements
 from .._record import COLUMNS
 from .._urls import check_url, redact_url
@@ -295,7 +296,12 @@ async def _apply_outcomes(conn: Any, outcomes: Sequence[OutcomeUpdate]) -> None:
 
 
 def _encode_all(rows: Sequence[Row]) -> list[tuple[Any, ...]]:
-    return [_encode(row) for row in rows]
+    turns = LoopTurns()
+    encoded = []
+    for row in rows:
+        turns.maybe_yield()
+        encoded.append(_encode(row))
+    return encoded
 
 
 def _split_schema(dsn: str) -> tuple[str, str | None]:

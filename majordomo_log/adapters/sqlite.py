@@ -19,6 +19,7 @@ from typing import Any
 import aiosqlite
 
 from .._exceptions import MigrationError, StoreError, StoreUnavailable
+from .._gil import LoopTurns
 from .._migrations import MIGRATIONS_TABLE, migrations_for, split_statements
 from .._record import COLUMNS, MONEY_COLUMNS
 from ._fork import _ABANDONED, ForkGuard
@@ -53,7 +54,9 @@ _COST_COLUMNS = tuple(i for i, c in enumerate(COLUMNS) if c in MONEY_COLUMNS)
 
 def _encode_rows(rows: Sequence[Row]) -> Iterator[list[Any]]:
     # A generator: executemany consumes it in aiosqlite's thread, not on the event loop.
+    turns = LoopTurns()
     for row in rows:
+        turns.maybe_yield()
         values = list(row)
         for i in _TIME_COLUMNS:
             if values[i] is not None:
