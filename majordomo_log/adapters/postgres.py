@@ -32,7 +32,10 @@ from .base import OutcomeUpdate, Row
 _COLUMN_LIST = ", ".join(COLUMNS)
 _STAGE = "majordomo_llm_requests_stage"
 _MIGRATE_LOCK = 0x6D646C6F67  # pg_advisory_xact_lock key: "mdlog"
-COPY_CHUNK_ROWS = 250
+# asyncpg encodes a COPY's rows on the event loop: pieces of 100 rows, not 250, cut the
+# longest stall of a 1000-row write_batch from 12-16 ms to 8-10 ms for 4% fewer rows/s
+# (three interleaved pairs; 50 rows: 6-8 ms, but 18% fewer rows/s).
+COPY_CHUNK_ROWS = 100
 _TAGS = COLUMNS.index("tags")
 # Worth retrying unchanged (SQLSTATE): serialization failure, deadlock, statement
 # completion unknown, lock not available, statement timeout / cancel, admin or crash
