@@ -301,7 +301,11 @@ class Delivery:
         return True
 
     def drop(self, items: Sequence[QueueItem], reason: str) -> None:
-        lost = sum(isinstance(i, CallRecord) for i in items)
+        lost = 0
+        for item in items:
+            if isinstance(item, CallRecord):
+                _release(item)
+                lost += 1
         if lost:
             self.dropped[reason] += lost
             self.log_error("%d records dropped (%s); see stats()", lost, reason)
@@ -328,15 +332,7 @@ def _prepare(records: Sequence[CallRecord], with_bodies: bool) -> list[Body | No
     turns = LoopTurns()
     for record in records:
         turns.maybe_yield()
-        if record.provider_request_id is None and record.response is not None:
-            # Read here, not on the caller's path; from pydantic's private dict when there
-            # is one, as getattr() goes through pydantic's slow __getattr__.
-            private = getattr(record.response, "__pydantic_private__", None)
-            if isinstance(private, dict):
-                request_id = private.get("_request_id")
-            else:
-                request_id = getattr(record.response, "_request_id", None)
-            record.provider_request_id = request_id if isinstance(request_id, str) else None
+        _read_request_id(record)
         try:
             record.priced()
         except Exception as exc:  # a pricing bug must not lose the row
@@ -350,10 +346,26 @@ def _prepare(records: Sequence[CallRecord], with_bodies: bool) -> list[Body | No
             except Exception as exc:
                 logger.warning("body of %s not serializable: %s", record.request_id, exc)
         bodies.append(body)
-        # Everything needed from the response is read now. Kept, it would never be
-        # freed: call_info()'s map holds the record for as long as the response lives.
-        record.response = None
+        record.response = None  # everything needed from it is read: see _release()
     return bodies
+
+
+def _read_request_id(record: CallRecord) -> None:
+    # Read here, not on the caller's path: a missing private attribute on a pydantic
+    # model costs microseconds.
+    if record.provider_request_id is None and record.response is not None:
+        request_id = getattr(record.response, "_request_id", None)
+        record.provider_request_id = request_id if isinstance(request_id, str) else None
+
+
+def _release(record: CallRecord) -> None:
+    """Let go of a record's response and bodies once it will not be written. Kept, the
+    response would never be freed: call_info()'s map holds the record for as long as
+    the response lives, and the record would hold the response."""
+    _read_request_id(record)
+    record.response = None
+    record.request_json = None
+    record.envelope = None
 
 
 def _rows(records: Sequence[CallRecord], refs: Sequence[str | None]) -> list[Row]:

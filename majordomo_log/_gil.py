@@ -16,6 +16,7 @@ median 10% (three pairs: 20%, 10% and 1%), the price of the 100 µs turns.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 _WORK_SECONDS = 0.001  # Python work between two turns
@@ -23,14 +24,24 @@ _TURN_SECONDS = 0.0001  # long enough for a waiting thread to wake and take the 
 
 
 class LoopTurns:
-    """Call ``maybe_yield()`` between items of a long loop in a worker thread."""
+    """Call ``maybe_yield()`` between items of a long loop in a worker thread. On a
+    thread that runs an event loop itself (the caller spilling a burst) it does nothing:
+    sleeping there would stall the very loop it is meant to serve."""
 
-    __slots__ = ("_since",)
+    __slots__ = ("_active", "_since")
 
     def __init__(self) -> None:
         self._since = time.perf_counter()
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            self._active = True
+        else:
+            self._active = False
 
     def maybe_yield(self) -> None:
+        if not self._active:
+            return
         now = time.perf_counter()
         if now - self._since >= _WORK_SECONDS:
             time.sleep(_TURN_SECONDS)

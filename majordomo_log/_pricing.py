@@ -212,7 +212,7 @@ def plain_decimal(value: Decimal) -> Decimal:
     """Without trailing zeros, so one amount looks the same from every store
     (PostgreSQL returns 0.0040770000, SQLite 0.004077)."""
     trimmed = value.normalize()
-    if -_TEN < trimmed < _TEN:  # the common case, without building as_tuple()
+    if trimmed.is_finite() and -_TEN < trimmed < _TEN:  # the common case, no as_tuple()
         return trimmed
     exponent = trimmed.as_tuple().exponent
     # normalize() writes whole dollars as 1E+2: keep those as plain integers

@@ -72,13 +72,16 @@ def resolve(
 
 def _same_package(value: Any, client: Any) -> bool:
     """Sub-objects of the client's own library are resources to wrap (``client.chat``);
-    anything else (an httpx URL, a config object) is handed back as is. The client's
-    library is that of every class it is built from: a client subclassed in the
-    application's own module (``class MyClient(openai.AsyncOpenAI)``) still has the
-    SDK's resources."""
+    anything else (an httpx URL, a config object) is handed back as is. An official
+    SDK's client subclassed in the application's own module (``class
+    MyClient(openai.AsyncOpenAI)``) still has the SDK's resources; other base classes
+    (httpx, pydantic) do not make their objects resources."""
     package = _top_package(type(value))
-    return package not in ("builtins", "typing") and any(
-        _top_package(c) == package for c in type(client).__mro__
+    client_class = type(client)
+    if package == _top_package(client_class):
+        return True
+    return package in _PINNABLE_PACKAGES and any(
+        _top_package(c) == package for c in client_class.__mro__
     )
 
 

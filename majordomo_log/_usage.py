@@ -141,7 +141,7 @@ def field_of(obj: Any, name: str) -> Any:
     """Read ``name`` from a pydantic model, plain object or mapping; None if absent."""
     if obj is None:
         return None
-    if type(obj) is dict:
+    if isinstance(obj, dict):  # subclasses too: attribute-style dicts answer any name
         return obj.get(name)
     # Attributes before the Mapping ABC check, which costs a microsecond per call: SDK
     # usage objects are pydantic models.

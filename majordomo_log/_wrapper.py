@@ -75,15 +75,16 @@ def default_prices() -> PriceTable:
 
 
 def _detect_provider(client: Any) -> str:
+    sdks = ("openai", "anthropic")
+    provider = getattr(client, "provider", None)
+    if isinstance(provider, str) and _package(type(client)) not in sdks:
+        return provider  # majordomo-llm style clients, or a subclass, name their provider
     # By the classes the client is built from: an application may subclass the SDK's.
-    sdk_classes = [c for c in type(client).__mro__ if _package(c) in ("openai", "anthropic")]
+    sdk_classes = [c for c in type(client).__mro__ if _package(c) in sdks]
     if sdk_classes:
         if any("azure" in c.__name__.lower() for c in sdk_classes):
             return "azure"
         return _package(sdk_classes[0])
-    provider = getattr(client, "provider", None)
-    if isinstance(provider, str):
-        return provider  # majordomo-llm style clients name their provider
     return _package(type(client))
 
 

@@ -396,3 +396,12 @@ def test_datetime_effective_is_rejected_or_used_as_date(tmp_path: Path, effectiv
     cost = cost_of(table, "acme-bad", Usage(input=1_000_000), WHEN)
     assert cost.price_version == "acme-bad@2026-01-01+custom"
     assert cost.total == Decimal("1.00")
+
+
+def test_plain_decimal_keeps_every_form() -> None:
+    from majordomo_log._pricing import plain_decimal
+
+    cases = {"0.004077000": "0.004077", "5.50": "5.5", "-120.00": "-120", "100": "100"}
+    for given, expected in cases.items():
+        assert str(plain_decimal(Decimal(given))) == expected
+    assert plain_decimal(Decimal("NaN")).is_nan()  # a NUMERIC 'NaN' read back by a report

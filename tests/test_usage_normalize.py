@@ -681,3 +681,19 @@ def test_property_junk_never_raises() -> None:
             ):
                 assert isinstance(bucket, int) and not isinstance(bucket, bool), raw
                 assert 0 <= bucket <= 2 * MAX_SANE_TOKENS, raw
+
+
+class AttrDict(dict):  # type: ignore[type-arg]
+    """addict/DotMap style: any missing attribute is a new empty child."""
+
+    def __getattr__(self, name: str) -> Any:
+        return self.setdefault(name, AttrDict())
+
+
+def test_attribute_style_dict_usage_is_read_as_a_mapping() -> None:
+    from majordomo_log._usage import normalize_anthropic
+
+    raw = AttrDict(input_tokens=10, output_tokens=5)
+    usage = normalize_anthropic(raw)
+    assert (usage.input, usage.output, usage.flags) == (10, 5, ())
+    assert dict(raw) == {"input_tokens": 10, "output_tokens": 5}  # not written to

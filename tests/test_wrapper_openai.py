@@ -181,6 +181,38 @@ async def test_client_subclassed_outside_the_sdk_is_logged(
     await llm.close()
 
 
+class GroqViaOpenAI(openai.AsyncOpenAI):
+    provider = "groq"  # an OpenAI-compatible endpoint, named by the application
+
+
+class ApplicationHttpClient(httpx2.AsyncClient):
+    """Not an LLM SDK: its base class's objects are not resources to wrap."""
+
+
+async def test_subclass_names_its_provider_and_other_bases_pass_through(
+    provider: FakeProvider, stores: Any
+) -> None:
+    sdk_client = fake_openai_client(provider)
+    client = GroqViaOpenAI(
+        api_key=sdk_client.api_key,
+        base_url=sdk_client.base_url,
+        http_client=httpx2.AsyncClient(transport=provider.transport),
+        max_retries=0,
+    )
+    llm = ml.LoggingLLM(client, stores.db, stores.storage, close_stores=False)
+    await llm.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    await llm.flush()
+    assert stores.one_row()["provider"] == "groq"
+    await llm.close()
+
+    http = ApplicationHttpClient(base_url="http://example.test")
+    wrapped = ml.LoggingLLM(http, stores.db, close_stores=False)
+    assert isinstance(wrapped.base_url, httpx2.URL)
+    assert wrapped.base_url == httpx2.URL("http://example.test")
+    await wrapped.close()
+    await http.aclose()
+
+
 # -- chat streaming ------------------------------------------------------------------------
 
 
@@ -778,6 +810,19 @@ async def test_written_records_are_freed_and_call_info_outlives_the_write(
     assert info.provider_request_id == request_id
     assert info.total_cost == GPT4O_COST
     assert stores.rows("request_id = ?", (info.request_id,))[0]["body_ref"]
+    await llm.close()
+
+
+async def test_dropped_records_are_freed(provider: FakeProvider, stores: Any) -> None:
+    """Records dropped over budget (no spool) never reach the writer's release: they
+    must let go of their responses when dropped, or they leak the same way."""
+    llm = new_llm(provider, stores, spool=False, max_queue_records=10)
+    before = live_records()
+    for _ in range(100):  # never yields to the writer: 90 are over budget
+        await llm.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    stats = await llm.flush()
+    assert (stats.written, stats.dropped) == (10, 90)
+    assert live_records() - before == 0
     await llm.close()
 
 
