@@ -155,6 +155,17 @@ async def test_azure_client_provider_column(provider: FakeProvider, stores: Any)
     await llm.close()
 
 
+def sdk_subclass(cls: type[openai.AsyncOpenAI], provider: FakeProvider) -> openai.AsyncOpenAI:
+    """An application's subclass of the SDK client, wired to the fake provider."""
+    sdk_client = fake_openai_client(provider)
+    return cls(
+        api_key=sdk_client.api_key,
+        base_url=sdk_client.base_url,
+        http_client=httpx2.AsyncClient(transport=provider.transport),
+        max_retries=0,
+    )
+
+
 class ApplicationOpenAI(openai.AsyncOpenAI):
     """A client subclassed in the application's own module (here, this test module)."""
 
@@ -162,13 +173,7 @@ class ApplicationOpenAI(openai.AsyncOpenAI):
 async def test_client_subclassed_outside_the_sdk_is_logged(
     provider: FakeProvider, stores: Any
 ) -> None:
-    sdk_client = fake_openai_client(provider)
-    client = ApplicationOpenAI(
-        api_key=sdk_client.api_key,
-        base_url=sdk_client.base_url,
-        http_client=httpx2.AsyncClient(transport=provider.transport),
-        max_retries=0,
-    )
+    client = sdk_subclass(ApplicationOpenAI, provider)
     llm = ml.LoggingLLM(client, stores.db, stores.storage)
     assert repr(llm.chat).startswith("<logged")  # a view that wraps, not the SDK's object
     resp = await llm.chat.completions.create(model="gpt-4o", messages=MESSAGES)
@@ -192,13 +197,7 @@ class ApplicationHttpClient(httpx2.AsyncClient):
 async def test_subclass_names_its_provider_and_other_bases_pass_through(
     provider: FakeProvider, stores: Any
 ) -> None:
-    sdk_client = fake_openai_client(provider)
-    client = GroqViaOpenAI(
-        api_key=sdk_client.api_key,
-        base_url=sdk_client.base_url,
-        http_client=httpx2.AsyncClient(transport=provider.transport),
-        max_retries=0,
-    )
+    client = sdk_subclass(GroqViaOpenAI, provider)
     llm = ml.LoggingLLM(client, stores.db, stores.storage, close_stores=False)
     await llm.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     await llm.flush()
