@@ -22,18 +22,15 @@ import asyncio
 import datetime as dt
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
 import time
 import timeit
-import uuid
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
@@ -42,10 +39,7 @@ import majordomo_log as ml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # servers.py, s3server.py
 
-POSTGRES_URL = os.environ.get(
-    "MAJORDOMO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
-MYSQL_URL = os.environ.get("MAJORDOMO_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+from servers import MYSQL_URL, POSTGRES_URL, answers, isolated_db  # noqa: E402
 
 USAGE = {
     "prompt_tokens": 1200,
@@ -323,52 +317,13 @@ def machine() -> dict[str, Any]:
 
 def server_answers(dialect: str) -> bool:
     """True for sqlite, or when the PostgreSQL / MariaDB server accepts a connection."""
-    if dialect == "sqlite":
-        return True
-    parts = urlsplit(POSTGRES_URL if dialect == "postgresql" else MYSQL_URL)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), 1):
-            return True
-    except OSError:
-        return False
+    return dialect == "sqlite" or answers(POSTGRES_URL if dialect == "postgresql" else MYSQL_URL)
 
 
-@asynccontextmanager
-async def metadata_store(dialect: str, tmp: Path) -> AsyncIterator[ml.MetadataStore]:
+def metadata_store(dialect: str, tmp: Path) -> AbstractAsyncContextManager[ml.MetadataStore]:
     """A migrated, empty store of its own (SQLite file, PostgreSQL schema or MariaDB
-    database), closed and dropped afterwards. Without the secret scan of tests/servers.py."""
-    name = f"mdl_bench_{uuid.uuid4().hex[:10]}"
-    if dialect == "sqlite":
-        db: ml.MetadataStore = await ml.SqliteAdapter.create(tmp / f"{name}.db")
-        try:
-            yield db
-        finally:
-            await db.close()
-        return
-    if dialect == "postgresql":
-        import asyncpg
-
-        db = await ml.PostgresAdapter.create(POSTGRES_URL, schema=name)
-        try:
-            yield db
-        finally:
-            await db.close()
-            conn = await asyncpg.connect(POSTGRES_URL)
-            try:
-                await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-            finally:
-                await conn.close()
-        return
-    from servers import mysql_admin
-
-    charset = "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
-    await mysql_admin(MYSQL_URL, f"CREATE DATABASE {name} {charset}")
-    db = await ml.MySQLAdapter.create(urlsplit(MYSQL_URL)._replace(path=f"/{name}").geturl())
-    try:
-        yield db
-    finally:
-        await db.close()
-        await mysql_admin(MYSQL_URL, f"DROP DATABASE IF EXISTS {name}")
+    database), closed and dropped afterwards: the tests' one, without the secret scan."""
+    return isolated_db(dialect, tmp, scan=False)
 
 
 async def count_rows(db: ml.MetadataStore) -> tuple[int, int]:

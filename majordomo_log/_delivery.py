@@ -304,7 +304,7 @@ class Delivery:
         lost = 0
         for item in items:
             if isinstance(item, CallRecord):
-                _release(item)
+                release(item)
                 lost += 1
         if lost:
             self.dropped[reason] += lost
@@ -332,7 +332,7 @@ def _prepare(records: Sequence[CallRecord], with_bodies: bool) -> list[Body | No
     turns = LoopTurns()
     for record in records:
         turns.maybe_yield()
-        _read_request_id(record)
+        read_request_id(record)
         try:
             record.priced()
         except Exception as exc:  # a pricing bug must not lose the row
@@ -346,11 +346,11 @@ def _prepare(records: Sequence[CallRecord], with_bodies: bool) -> list[Body | No
             except Exception as exc:
                 logger.warning("body of %s not serializable: %s", record.request_id, exc)
         bodies.append(body)
-        record.response = None  # everything needed from it is read: see _release()
+        record.response = None  # everything needed from it is read: see release()
     return bodies
 
 
-def _read_request_id(record: CallRecord) -> None:
+def read_request_id(record: CallRecord) -> None:
     # Read here, not on the caller's path: a missing private attribute on a pydantic
     # model costs microseconds.
     if record.provider_request_id is None and record.response is not None:
@@ -358,11 +358,11 @@ def _read_request_id(record: CallRecord) -> None:
         record.provider_request_id = request_id if isinstance(request_id, str) else None
 
 
-def _release(record: CallRecord) -> None:
-    """Let go of a record's response and bodies once it will not be written. Kept, the
-    response would never be freed: call_info()'s map holds the record for as long as
-    the response lives, and the record would hold the response."""
-    _read_request_id(record)
+def release(record: CallRecord) -> None:
+    """Let go of a record's response and bodies once it is written, spooled or dropped.
+    Kept, the response would never be freed: call_info()'s map holds the record for as
+    long as the response lives, and the record would hold the response."""
+    read_request_id(record)
     record.response = None
     record.request_json = None
     record.envelope = None

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._wrapper import LoggingLLM
 
-# Packages whose client resources never change once built (cached properties).
-_PINNABLE_PACKAGES = frozenset({"openai", "anthropic"})
+# The official SDKs: their client resources never change once built (cached properties).
+SDK_PACKAGES = frozenset({"openai", "anthropic"})
 _SCALARS = (str, bytes, int, float, bool, type(None), list, tuple, dict, set, frozenset)
 
 
@@ -27,7 +27,7 @@ class _Namespace:
         self._target = target
         self._path = path
         self._children: dict[str, Any] = {}
-        self._pinnable = type(target).__module__.split(".", 1)[0] in _PINNABLE_PACKAGES
+        self._pinnable = top_package(type(target)) in SDK_PACKAGES
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
@@ -76,14 +76,12 @@ def _same_package(value: Any, client: Any) -> bool:
     SDK's client subclassed in the application's own module (``class
     MyClient(openai.AsyncOpenAI)``) still has the SDK's resources; other base classes
     (httpx, pydantic) do not make their objects resources."""
-    package = _top_package(type(value))
+    package = top_package(type(value))
     client_class = type(client)
-    if package == _top_package(client_class):
+    if package == top_package(client_class):
         return True
-    return package in _PINNABLE_PACKAGES and any(
-        _top_package(c) == package for c in client_class.__mro__
-    )
+    return package in SDK_PACKAGES and any(top_package(c) == package for c in client_class.__mro__)
 
 
-def _top_package(cls: type) -> str:
+def top_package(cls: type) -> str:
     return cls.__module__.split(".", 1)[0]

@@ -27,7 +27,7 @@ from ._ids import uuid7
 from ._keys import hash_api_key, resolve_key_secret
 from ._log import warn_once
 from ._pricing import PriceTable
-from ._proxy import resolve
+from ._proxy import SDK_PACKAGES, resolve, top_package
 from ._record import OUTCOMES, CallContext, CallRecord, UsageExtractor
 from ._redact import DEFAULT_MAX_BODY_BYTES, MIN_MAX_BODY_BYTES, RedactHook
 from ._serialize import snapshot_request
@@ -75,21 +75,16 @@ def default_prices() -> PriceTable:
 
 
 def _detect_provider(client: Any) -> str:
-    sdks = ("openai", "anthropic")
     provider = getattr(client, "provider", None)
-    if isinstance(provider, str) and _package(type(client)) not in sdks:
+    if isinstance(provider, str) and top_package(type(client)) not in SDK_PACKAGES:
         return provider  # majordomo-llm style clients, or a subclass, name their provider
     # By the classes the client is built from: an application may subclass the SDK's.
-    sdk_classes = [c for c in type(client).__mro__ if _package(c) in sdks]
+    sdk_classes = [c for c in type(client).__mro__ if top_package(c) in SDK_PACKAGES]
     if sdk_classes:
         if any("azure" in c.__name__.lower() for c in sdk_classes):
             return "azure"
-        return _package(sdk_classes[0])
-    return _package(type(client))
-
-
-def _package(cls: type) -> str:
-    return cls.__module__.split(".", 1)[0]
+        return top_package(sdk_classes[0])
+    return top_package(type(client))
 
 
 class LoggingLLM(Generic[ClientT]):

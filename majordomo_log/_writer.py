@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from . import _shutdown
-from ._delivery import Delivery
+from ._delivery import Delivery, read_request_id, release
 from ._log import logger
 from ._record import CallRecord
 from ._spool import Spool
@@ -399,7 +399,7 @@ class BatchWriter:
                 continue
             for item in batch:  # written or spooled: only call_info() may still see it
                 if isinstance(item, CallRecord):
-                    item.envelope = None
+                    release(item)
             self._done += count
             self._queue_bytes -= sum(size for _, size in taken)
             self._resolve_waiters()
@@ -474,9 +474,7 @@ def _drop_body(record: CallRecord) -> bool:
     The response is read first for what the row needs from it."""
     if record.request_json is None and record.response is None:
         return False
-    if record.provider_request_id is None and record.response is not None:
-        request_id = getattr(record.response, "_request_id", None)
-        record.provider_request_id = request_id if isinstance(request_id, str) else None
+    read_request_id(record)
     if record.stream_chunks is None:
         record.priced()  # usage is read from the response: price it while we have it
         record.response = None

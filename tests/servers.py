@@ -32,7 +32,7 @@ REQUIRED = os.environ.get("MAJORDOMO_TEST_REQUIRE_SERVERS") == "1"
 DIALECTS = ("sqlite", "postgresql", "mysql")
 
 
-def _answers(url: str) -> bool:
+def answers(url: str) -> bool:
     parts = urlsplit(url)
     try:
         with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), timeout=1):
@@ -44,7 +44,7 @@ def _answers(url: str) -> bool:
 def require(dialect: str) -> str:
     """The server URL for a dialect, or skip (fail in CI) when it does not answer."""
     url = POSTGRES_URL if dialect == "postgresql" else MYSQL_URL
-    if not _answers(url):
+    if not answers(url):
         variable = (
             "MAJORDOMO_TEST_POSTGRES_URL" if dialect == "postgresql" else "MAJORDOMO_TEST_MYSQL_URL"
         )
@@ -60,8 +60,12 @@ def _unique(prefix: str) -> str:
 
 
 @asynccontextmanager
-async def isolated_db(dialect: str, tmp_path: Path) -> AsyncIterator[ml.MetadataStore]:
-    """A migrated, empty store in a namespace no other test uses; dropped afterwards."""
+async def isolated_db(
+    dialect: str, tmp_path: Path, *, scan: bool = True
+) -> AsyncIterator[ml.MetadataStore]:
+    """A migrated, empty store in a namespace no other test uses; dropped afterwards,
+    after the secret scan has read it (``scan=False``: the benchmarks, whose rows are
+    made up, skip that)."""
     if dialect == "sqlite":
         db: ml.MetadataStore = await ml.SqliteAdapter.create(tmp_path / f"{_unique('t')}.db")
         try:
@@ -81,7 +85,8 @@ async def isolated_db(dialect: str, tmp_path: Path) -> AsyncIterator[ml.Metadata
             await db.close()
             conn = await asyncpg.connect(url)
             try:
-                await scan_postgres_schema(conn, schema)  # the secret scan, before it is gone
+                if scan:
+                    await scan_postgres_schema(conn, schema)  # before it is gone
                 await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
             finally:
                 await conn.close()
@@ -94,7 +99,8 @@ async def isolated_db(dialect: str, tmp_path: Path) -> AsyncIterator[ml.Metadata
         yield db
     finally:
         await db.close()
-        await scan_mysql_database(url, database)  # the secret scan, before it is gone
+        if scan:
+            await scan_mysql_database(url, database)  # before it is gone
         await mysql_admin(url, f"DROP DATABASE IF EXISTS {database}")
 
 
