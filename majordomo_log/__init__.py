@@ -29,7 +29,7 @@ from ._exceptions import (
 from ._pricing import Cost, PriceTable
 from ._replay import ReplayResult, replay_spool
 from ._spool import Spool
-from ._tags import tags
+from ._tags import hash_tag, tags
 from ._urls import open_db, open_storage
 from ._usage import Usage
 from ._wrapper import LoggingLLM
@@ -63,6 +63,7 @@ __all__ = [
     "Usage",
     "WriterStats",
     "call_info",
+    "hash_tag",
     "open_db",
     "open_storage",
     "replay_spool",

@@ -20,9 +20,11 @@ from typing import Any
 from ._exceptions import SpoolCorrupt, SpoolFull
 from ._gil import LoopTurns
 from ._log import logger
-from ._record import CallRecord, build_envelope, build_row
+from ._record import MAX_ERROR_CHARS, CallRecord, build_envelope, build_row, salvage_row
+from ._redact import scrub_text
 from ._replay import Refused, is_transient, keep_rejected, replay_batch, write_isolating
 from ._spool import Spool, SpoolEntry
+from ._values import safe_text
 from .adapters.base import Body, BodyStore, MetadataStore, OutcomeUpdate, Row
 
 QueueItem = CallRecord | OutcomeUpdate
@@ -57,17 +59,23 @@ class Delivery:
         # The spool may hold rows not yet in the store (an earlier process's, or ours).
         self.spool_backlog = spool is not None and bool(spool.pending())
         self._last_error_log: dict[str, float] = {}  # per message: a drop is never muted
-        self._lock = asyncio.Lock()
+        self._locks: dict[str, asyncio.Lock] = {}
         self._lock_loop: asyncio.AbstractEventLoop | None = None
+
+    def _loop_lock(self, name: str) -> asyncio.Lock:
+        """One lock per event loop: a lock is bound to the loop it first waited on."""
+        loop = asyncio.get_running_loop()
+        if self._lock_loop is not loop:
+            self._locks, self._lock_loop = {}, loop
+        lock = self._locks.get(name)
+        if lock is None:
+            lock = self._locks[name] = asyncio.Lock()
+        return lock
 
     def _write_lock(self) -> asyncio.Lock:
         """One write at a time: ``replay_spool()`` runs in the caller's task, next to the
-        worker, and a store on one connection (SQLite) cannot interleave transactions.
-        One lock per event loop: a lock is bound to the loop it first waited on."""
-        loop = asyncio.get_running_loop()
-        if self._lock_loop is not loop:
-            self._lock, self._lock_loop = asyncio.Lock(), loop
-        return self._lock
+        worker, and a store on one connection (SQLite) cannot interleave transactions."""
+        return self._loop_lock("write")
 
     def is_down(self) -> bool:
         return bool(self.down_for) and time.monotonic() < self.down_until
@@ -102,7 +110,7 @@ class Delivery:
         refs: list[str | None] | None = None
         try:
             refs = await self._store_bodies(records, bodies)
-            rows = await asyncio.to_thread(_rows, records, refs)
+            rows, unbuildable = await asyncio.to_thread(_rows, records, refs)
             refused = await write_isolating(self._write_with_retries, rows, outcomes)
         except Exception as exc:
             if not is_transient(exc):
@@ -115,7 +123,8 @@ class Delivery:
                 self._spill_prepared, records, bodies, refs, outcomes, error
             )
         self.mark_up()
-        self._count_written(len(rows), len(outcomes), refused)
+        refused = unbuildable + refused
+        self._count_written(len(records), len(outcomes), refused)
         if refused and self.spool is not None:
             await asyncio.to_thread(keep_rejected, self.spool, refused, None, self.db, self.storage)
         elif refused:
@@ -197,6 +206,12 @@ class Delivery:
             self.replay_due = 0.0
 
     async def replay(self, max_files: int | None) -> None:
+        # One replay at a time (the worker's, flush()'s, replay_spool()'s): a file another
+        # replay holds would be skipped, and flush() would return before it is written.
+        async with self._loop_lock("replay"):
+            await self._replay(max_files)
+
+    async def _replay(self, max_files: int | None) -> None:
         assert self.spool is not None
         spool, done, stuck = self.spool, 0, False
         for path in await asyncio.to_thread(spool.pending):
@@ -271,14 +286,22 @@ class Delivery:
         assert self.spool is not None
         refs = refs or [None] * len(records)
         entries = []
+        unbuildable: list[Refused] = []
         for record, body, ref in zip(records, bodies, refs, strict=True):
             try:
                 row = build_row(record, ref)
             except Exception as exc:
-                logger.exception("building the row of %s failed", record.request_id, exc_info=exc)
-                self.drop([record], "internal_error")
+                unbuildable.append((salvage_row(record, ref), _build_error(record, exc)))
                 continue
             entries.append(SpoolEntry(row, body[2] if body is not None and ref is None else None))
+        if unbuildable:
+            self.failed += len(unbuildable)
+            unstored = {
+                r.request_id: body[2]
+                for r, body, ref in zip(records, bodies, refs, strict=True)
+                if body is not None and ref is None
+            }
+            keep_rejected(self.spool, unbuildable, None, self.db, self.storage, unstored)
         try:
             self.spool.append(
                 entries,
@@ -297,7 +320,10 @@ class Delivery:
             return False
         self.spilled += len(entries)
         self.spool_backlog = True
-        self.replay_due = min(self.replay_due, time.monotonic() + _REPLAY_CHECK_SECONDS)
+        if reason == "overflow":  # the stores are up: written back as soon as there is room
+            self.replay_due = 0.0
+        else:
+            self.replay_due = min(self.replay_due, time.monotonic() + _REPLAY_CHECK_SECONDS)
         return True
 
     def drop(self, items: Sequence[QueueItem], reason: str) -> None:
@@ -337,14 +363,17 @@ def _prepare(records: Sequence[CallRecord], with_bodies: bool) -> list[Body | No
             record.priced()
         except Exception as exc:  # a pricing bug must not lose the row
             logger.exception("pricing %s failed", record.request_id, exc_info=exc)
-            record._priced = (None, None, "missing_usage")
+            record.price_failed()
         body: Body | None = None
         if with_bodies and record.ctx.capture_bodies and not record.body_dropped:
             try:
                 started = dt.datetime.fromtimestamp(record.started_at, dt.timezone.utc)
                 body = (record.request_id, started, build_envelope(record))
-            except Exception as exc:
-                logger.warning("body of %s not serializable: %s", record.request_id, exc)
+            except Exception as exc:  # the row is kept, flagged
+                record.body_flags = (*record.body_flags, "body_unserializable")
+                logger.warning(
+                    "body of %s not serializable: %s", record.request_id, type(exc).__name__
+                )
         bodies.append(body)
         record.response = None  # everything needed from it is read: see release()
     return bodies
@@ -368,10 +397,28 @@ def release(record: CallRecord) -> None:
     record.envelope = None
 
 
-def _rows(records: Sequence[CallRecord], refs: Sequence[str | None]) -> list[Row]:
+def _rows(
+    records: Sequence[CallRecord], refs: Sequence[str | None]
+) -> tuple[list[Row], list[Refused]]:
+    """(rows, refused): a record whose row cannot be built costs only itself, kept as
+    a salvaged row with the error."""
     turns = LoopTurns()
-    rows = []
+    rows: list[Row] = []
+    unbuildable: list[Refused] = []
     for record, ref in zip(records, refs, strict=True):
         turns.maybe_yield()
-        rows.append(build_row(record, ref))
-    return rows
+        try:
+            rows.append(build_row(record, ref))
+        except Exception as exc:
+            unbuildable.append((salvage_row(record, ref), _build_error(record, exc)))
+    return rows, unbuildable
+
+
+def _build_error(record: CallRecord, exc: Exception) -> str:
+    logger.error(
+        "building the row of %s failed (%s); kept in the spool's rejected/",
+        record.request_id,
+        type(exc).__name__,
+    )
+    error = f"cannot build the row: {type(exc).__name__}: {safe_text(exc)}"
+    return scrub_text(error[:MAX_ERROR_CHARS], record.ctx.secrets)

@@ -13,7 +13,7 @@ import datetime as dt
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,7 @@ from ._redact import (
 )
 from ._serialize import dumps_body
 from ._usage import Usage, normalize_any
+from ._values import hash_value, safe_text, storable_mapping, value_text
 
 if TYPE_CHECKING:
     from ._pricing import Cost, PriceTable
@@ -48,6 +49,7 @@ PROMOTED_TAGS = (
     "prompt_version",
 )
 OUTCOMES = frozenset({"accepted", "edited", "rejected", "escalated"})
+STATUSES = frozenset({"ok", "error", "incomplete", "blocked"})
 MAX_TAG_CHARS = 255  # fits an indexed VARCHAR(255) in every dialect
 _pricing_lock = threading.RLock()  # re-entrant: a SIGTERM rescue may interrupt its holder
 MAX_ERROR_CHARS = 4000
@@ -112,6 +114,9 @@ class CallContext:
     redact_hooks: tuple[RedactHook, ...] = ()
     # a body envelope larger than this is stored truncated (see build_envelope)
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # tags stored as an HMAC of their value (hash_value) under tag_secret, never in clear
+    hash_tags: frozenset[str] = frozenset()
+    tag_secret: bytes = field(default=b"", repr=False)
 
 
 class CallRecord:
@@ -224,6 +229,8 @@ class CallRecord:
             if self.status in ("error", "incomplete"):
                 return None, None, self.status
             return None, None, "missing_usage"
+        if "unreadable_usage" in usage.flags:  # could not read is not zero: never $0
+            return usage, None, "invalid_usage"
         prices = self.ctx.prices
         entry = prices.resolve(self.served_model) or prices.resolve(self.model)
         if entry is None:
@@ -242,6 +249,18 @@ class CallRecord:
         cost = prices.cost(entry, usage, started)
         return usage, cost, "incomplete" if self.status == "incomplete" else "computed"
 
+    def price_failed(self) -> None:
+        """Pricing raised (a bug, or a price entry it cannot use): the cost is unknown,
+        never zero, and the tokens are kept."""
+        try:
+            usage = self.normalized_usage()
+        except Exception:
+            usage = None
+        flags = (*(usage.flags if usage is not None else ()), "pricing_failed")
+        self._priced = (Usage(flags=("unreadable_usage", *flags)), None, "invalid_usage")
+        if usage is not None:
+            self._priced = (replace(usage, flags=flags), None, "invalid_usage")
+
     def normalized_usage(self) -> Usage | None:
         raw = self.usage
         if raw is None or isinstance(raw, Usage):
@@ -252,6 +271,10 @@ class CallRecord:
             return Usage(flags=("unreadable_usage",))
 
 
+def _text(value: Any) -> str | None:
+    return None if value is None else safe_text(value)
+
+
 def _utc(ts: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc)
 
@@ -259,21 +282,8 @@ def _utc(ts: float) -> dt.datetime:
 def _clip(value: Any, limit: int) -> str | None:
     if value is None:
         return None
-    text = _no_nul(value if isinstance(value, str) else str(value))
+    text = safe_text(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _no_nul(text: str) -> str:
-    """Text every store can hold, the same in each: NUL (PostgreSQL refuses it) and
-    lone surrogates (no UTF-8 encoding exists) become U+FFFD."""
-    if "\x00" in text:
-        text = text.replace("\x00", "\ufffd")
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return text
 
 
 TOKEN_COLUMNS = (
@@ -297,7 +307,7 @@ COST_COLUMNS = (
 
 def token_values(usage: Usage | None) -> tuple[int | None, ...]:
     """The TOKEN_COLUMNS of a usage, in order (NULLs without usage)."""
-    if usage is None:
+    if usage is None or "unreadable_usage" in usage.flags:  # unknown, not zero
         return (None,) * len(TOKEN_COLUMNS)
     return (
         usage.input,
@@ -318,10 +328,17 @@ def cost_values(cost: Cost | None) -> tuple[Decimal | None, ...]:
 
 
 def merged_tags(record: CallRecord) -> dict[str, Any]:
-    tags = dict(record.ctx.tags)
+    """The wrapper's tags under the call's ``ml.tags()``, as storable values (see
+    ``_values.py``), with the ``hash_tags`` replaced by their HMAC."""
+    ctx = record.ctx
+    tags = dict(ctx.tags)  # made storable once, when the wrapper was built
     if record.context_tags:
-        tags.update(record.context_tags)
-    return {_no_nul(str(k)): _no_nul(v) if isinstance(v, str) else v for k, v in tags.items()}
+        tags.update(storable_mapping(record.context_tags))
+    for name in ctx.hash_tags:
+        value = tags.get(name)
+        if value is not None:
+            tags[name] = hash_value(value, ctx.tag_secret)
+    return tags
 
 
 def build_row(record: CallRecord, body_ref: str | None) -> tuple[Any, ...]:
@@ -330,7 +347,7 @@ def build_row(record: CallRecord, body_ref: str | None) -> tuple[Any, ...]:
     usage, cost, cost_status = record.priced()
     latency = record.elapsed_ms(record.t_end) or 0.0
     tags = merged_tags(record)
-    promoted = [_clip(tags.get(name), MAX_TAG_CHARS) for name in PROMOTED_TAGS]
+    promoted = [_clip(value_text(tags.get(name)), MAX_TAG_CHARS) for name in PROMOTED_TAGS]
     error_message = record.error_message
     if error_message is not None:
         error_message = scrub_text(error_message, record.ctx.secrets)
@@ -346,7 +363,7 @@ def build_row(record: CallRecord, body_ref: str | None) -> tuple[Any, ...]:
         _clip(record.served_model, MAX_TAG_CHARS),
         _clip(record.operation, MAX_TAG_CHARS),
         record.stream,
-        record.status,
+        _clip(record.status, MAX_TAG_CHARS),
         _clip(record.error_type, MAX_TAG_CHARS),
         _clip(error_message, MAX_ERROR_CHARS),
         _clip(record.provider_request_id, MAX_TAG_CHARS),
@@ -356,15 +373,42 @@ def build_row(record: CallRecord, body_ref: str | None) -> tuple[Any, ...]:
         cost_status,
         None if cost is None else cost.price_version,
         ",".join(flags) if flags else None,
-        record.api_key_hash,
+        _clip(record.api_key_hash, MAX_TAG_CHARS),
         _clip(record.ctx.api_key_alias, MAX_TAG_CHARS),
         *promoted,
-        orjson.dumps(tags, default=str, option=orjson.OPT_NON_STR_KEYS).decode(),
+        orjson.dumps(tags).decode(),
         None if record.outcome is None else record.outcome[0],
         None if record.outcome is None else record.outcome[1],
         body_ref,
         None if cost is None else cost.cache_savings,
     )
+
+
+def salvage_row(record: CallRecord, body_ref: str | None) -> tuple[Any, ...]:
+    """A row for a record whose ``build_row`` failed, from the few values the library
+    made itself, so that the record can be kept in the spool's rejected/ folder for a
+    person to look at (a bug here, not a bad value: those are made storable)."""
+    values: dict[str, Any] = dict.fromkeys(COLUMNS)
+    try:
+        started = float(record.started_at)
+        values["started_at"] = values["ended_at"] = _utc(started)
+    except Exception:
+        values["started_at"] = values["ended_at"] = dt.datetime.now(dt.timezone.utc)
+    values.update(
+        request_id=str(record.request_id),
+        latency_ms=0.0,
+        provider=_clip(record.provider, MAX_TAG_CHARS),
+        model=_clip(record.model, MAX_TAG_CHARS),
+        operation=_clip(record.operation, MAX_TAG_CHARS),
+        stream=bool(record.stream),
+        status=record.status if record.status in STATUSES else "error",
+        currency="USD",
+        cost_status="invalid_usage",
+        usage_flags="row_unbuildable",
+        tags="{}",
+        body_ref=body_ref,
+    )
+    return tuple(values[column] for column in COLUMNS)
 
 
 def build_envelope(record: CallRecord) -> bytes:
@@ -388,19 +432,19 @@ def build_envelope(record: CallRecord) -> bytes:
     error = (
         None
         if record.error_type is None
-        else {"type": record.error_type, "message": record.error_message}
+        else {"type": _text(record.error_type), "message": _text(record.error_message)}
     )
     head = orjson.dumps(
         {
             "format": "majordomo-log/body@1",
             "request_id": record.request_id,
             "started_at": _utc(record.started_at).isoformat(),
-            "provider": record.provider,
-            "operation": record.operation,
-            "model": record.model,
-            "served_model": record.served_model,
-            "stream": record.stream,
-            "status": record.status,
+            "provider": _text(record.provider),
+            "operation": _text(record.operation),
+            "model": _text(record.model),
+            "served_model": _text(record.served_model),
+            "stream": bool(record.stream),
+            "status": _text(record.status),
             "error": error,
         }
     )[:-1]

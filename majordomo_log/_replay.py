@@ -11,7 +11,7 @@ decides whether to retry, wait or spool.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ._exceptions import ConfigError, SpoolCorrupt, StoreError, StoreUnavailable
@@ -110,11 +110,14 @@ def keep_rejected(
     batch: SpoolBatch | None,
     db: MetadataStore,
     storage: BodyStore | None,
+    bodies: Mapping[str, bytes | None] | None = None,
 ) -> None:
-    """Keep refused rows in rejected/ with the store's error, for a person to look at."""
+    """Keep refused rows in rejected/ with the store's error, for a person to look at,
+    with the bodies not stored yet (from ``batch``, or ``bodies`` by request id)."""
     if not refused:
         return
-    bodies = {e.request_id: e.body for e in batch.entries} if batch is not None else {}
+    if bodies is None:
+        bodies = {e.request_id: e.body for e in batch.entries} if batch is not None else {}
     entries = [
         SpoolEntry(row, bodies.get(str(row[0])), row[BODY_REF], error)
         for row, error in refused

@@ -13,6 +13,9 @@ from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any
 
+from ._keys import resolve_key_secret
+from ._values import hash_value
+
 _current: ContextVar[Mapping[str, Any] | None] = ContextVar("majordomo_log_tags", default=None)
 
 
@@ -32,3 +35,11 @@ def tags(**values: Any) -> Iterator[Mapping[str, Any]]:
 
 def current_tags() -> Mapping[str, Any] | None:
     return _current.get()
+
+
+def hash_tag(value: Any, key_hash_secret: str | bytes | None = None) -> str:
+    """What a tag named in ``LoggingLLM(hash_tags=...)`` stores for ``value``: an
+    HMAC-SHA256 (hex) under the key-hash secret (``key_hash_secret``, else
+    ``MAJORDOMO_LOG_KEY_SECRET``, else the documented default), so a known value can be
+    looked up: ``WHERE user_id = :hash_tag("u-42")``."""
+    return hash_value(value, resolve_key_secret(key_hash_secret))

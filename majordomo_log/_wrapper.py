@@ -22,10 +22,10 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from ._callinfo import remember
-from ._exceptions import StoreError
+from ._exceptions import ConfigError, StoreError
 from ._ids import uuid7
 from ._keys import hash_api_key, resolve_key_secret
-from ._log import warn_once
+from ._log import logger, warn_once
 from ._pricing import PriceTable
 from ._proxy import SDK_PACKAGES, resolve, top_package
 from ._record import OUTCOMES, CallContext, CallRecord, UsageExtractor
@@ -36,7 +36,8 @@ from ._spool import Spool, default_spool_dir
 from ._streams import LoggedStream, LoggedStreamManager
 from ._tags import current_tags
 from ._usage import Usage
-from ._writer import BatchWriter, OnFull, WriterStats, shared_writer
+from ._values import storable_mapping
+from ._writer import DEFAULT_CLOSE_TIMEOUT, BatchWriter, OnFull, WriterStats, shared_writer
 from .adapters.base import BodyStore, MetadataStore
 
 ClientT = TypeVar("ClientT")
@@ -122,6 +123,7 @@ class LoggingLLM(Generic[ClientT]):
         handle_sigterm: bool = True,
         redact: Sequence[RedactHook] = (),
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        hash_tags: Iterable[str] = (),
     ) -> None:
         if not isinstance(db, MetadataStore):
             raise TypeError(
@@ -144,12 +146,14 @@ class LoggingLLM(Generic[ClientT]):
         self._ctx = CallContext(
             prices=_price_table(prices),
             api_key_alias=api_key_alias,
-            tags=dict(tags or {}),
+            tags=storable_mapping(tags or {}),
             secrets=(),
             extractor=usage_extractor,
             capture_bodies=capture_bodies,
             redact_hooks=_redact_hooks(redact),
             max_body_bytes=_max_body_bytes(max_body_bytes),
+            hash_tags=_tag_names(hash_tags),
+            tag_secret=self._secret,
         )
         options: dict[str, Any] = {
             k: v
@@ -225,23 +229,26 @@ class LoggingLLM(Generic[ClientT]):
             record.outcome = (outcome, when)  # inserted with the row when the stream ends
         self._writer.submit((str(request_id), outcome, when))
 
-    async def close(self, timeout: float | None = None) -> WriterStats:
+    async def close(self, timeout: float | None = DEFAULT_CLOSE_TIMEOUT) -> WriterStats:
         """Flush and detach; the last wrapper on a pair of stores stops the writer and
-        closes the stores (unless ``close_stores=False``). Idempotent."""
+        closes the stores (unless ``close_stores=False``). Idempotent. Waits at most
+        ``timeout`` seconds (10 by default, ``None``: as long as it takes); what is not
+        written by then is spooled (without a spool: counted as dropped)."""
         if self._closed:
             return self._writer.stats()
         if self._derived:  # a with_options() copy: its parent owns the writer
             return await self._writer.flush(timeout)
         self._closed = True
+        deadline = None if timeout is None else time.monotonic() + timeout
         writer = self._writer
         writer._users -= 1
         if writer._users > 0:
             return await writer.flush(timeout)
         stats = await writer.close(timeout)
         if self._close_stores:
-            await writer.db.close()
-            if writer.storage is not None:
-                await writer.storage.close()
+            for store in (writer.db, writer.storage):
+                if store is not None:
+                    await _close_store(store, deadline)
         return stats
 
     async def __aenter__(self) -> LoggingLLM[ClientT]:
@@ -409,7 +416,7 @@ class LoggingLLM(Generic[ClientT]):
             return LoggedStream(result, record, self._submit, hide_usage_chunk)
         record.t_end = t_end
         if known:
-            record.usage = getattr(response, "usage", None)
+            record.usage = _read_usage(response)
         else:
             usage = self._extract_usage(response)
             if usage is None:
@@ -501,6 +508,19 @@ class LoggingLLM(Generic[ClientT]):
         return derived
 
 
+# A store's close() waits for its last statement (SQLite's busy wait is 5 s): allowed
+# this long past close()'s deadline before the store is left behind, logged.
+_STORE_CLOSE_GRACE = 6.0
+
+
+async def _close_store(store: MetadataStore | BodyStore, deadline: float | None) -> None:
+    left = None if deadline is None else max(0.0, deadline - time.monotonic())
+    try:
+        await asyncio.wait_for(store.close(), None if left is None else left + _STORE_CLOSE_GRACE)
+    except asyncio.TimeoutError:
+        logger.error("closing %r timed out: left open", store)
+
+
 def _with_stream_usage(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Ask an OpenAI chat stream for usage; without it the stream looks free."""
     options = kwargs.get("stream_options")
@@ -530,9 +550,29 @@ def _snapshot(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes:
         return b'{"$unserializable": "request"}'
 
 
+def _read_usage(response: Any) -> Any:
+    try:
+        return getattr(response, "usage", None)
+    except Exception:  # a property that raises: logged as unreadable, never as free
+        return Usage(flags=("unreadable_usage",))
+
+
 def _served_model(result: Any) -> str | None:
-    model = getattr(result, "model", None)
+    try:
+        model = getattr(result, "model", None)
+    except Exception:
+        return None
     return model if isinstance(model, str) else None
+
+
+def _tag_names(names: Iterable[str]) -> frozenset[str]:
+    if isinstance(names, str):  # hash_tags="user_id": forgiven, it is one name
+        names = (names,)
+    names = frozenset(names)
+    for name in names:
+        if not isinstance(name, str):
+            raise ConfigError(f"hash_tags must be tag names, got {type(name).__name__}")
+    return names
 
 
 def _spool_for(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import random
 import time
 import weakref
@@ -24,7 +25,7 @@ from typing import Any, Literal
 
 from . import _shutdown
 from ._delivery import Delivery, read_request_id, release
-from ._log import logger
+from ._log import logger, warn_once
 from ._record import CallRecord
 from ._spool import Spool
 from .adapters.base import BodyStore, MetadataStore, OutcomeUpdate
@@ -45,7 +46,10 @@ _CHUNK_BYTES = 512  # a stream chunk object, roughly
 _RESPONSE_BYTES = 8 * 1024
 _RETRY_BASE, _RETRY_CAP = 0.1, 5.0  # seconds: full-jitter exponential backoff
 _SPILL_CHUNK = 250  # records over budget spilled by the caller when the worker cannot run
-_CLOSE_REPLAY_SECONDS = 30.0  # the most close() spends replaying the spool
+# The most close() waits by default, all of it: flushing, stopping, replaying the spool.
+# Within a container's usual grace period (30 s after SIGTERM), with room for the rest
+# of the application's shutdown; what is not written by then is spooled, not lost.
+DEFAULT_CLOSE_TIMEOUT = 10.0
 _EXIT_DRAIN_SECONDS = 10.0  # how long a cancelled worker keeps writing at loop shutdown
 
 
@@ -113,6 +117,9 @@ class BatchWriter:
         self._queue: collections.deque[tuple[QueueItem, int]] = collections.deque()  # (item, bytes)
         self._queue_bytes = 0
         self._overflow: list[QueueItem] = []  # over budget, on its way to the spool
+        # Overflow being written to the spool right now, by id of its list: still the
+        # rescue's to save until the spool has it (a SIGTERM may come mid-write).
+        self._spilling: dict[int, list[QueueItem]] = {}
         self._inflight: list[QueueItem] = []  # the batch being written
         self._enqueued = 0  # items ever accepted
         self._done = 0  # items ever finished (written, spooled, refused or dropped)
@@ -122,7 +129,8 @@ class BatchWriter:
         self._wake: asyncio.Event | None = None
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._room_waiters: list[asyncio.Future[None]] = []
-        self._closing = False
+        self._closing = False  # close() has begun: new records go to the spool
+        self._closed = False  # close() has ended
         self._exit_drain_seconds = _EXIT_DRAIN_SECONDS
         self._reopen = False  # set in a forked child: stores must reconnect first
         self._held = False  # the last batch could go nowhere: wait for the stores
@@ -192,7 +200,19 @@ class BatchWriter:
         # never yields to the loop), so memory stays bounded either way.
         self._overflow.append(item)
         self._enqueued += 1
-        if len(self._overflow) >= _SPILL_CHUNK or self._task is None or self._task.done():
+        if self._closed:
+            # A call after close(): kept, cheaply. Spooled 250 at a time and at exit, for
+            # the next start or `majordomo-log spool replay` (a file and an fsync per call
+            # would cost the caller milliseconds each).
+            warn_once(
+                "call_after_close",
+                self.db.url,
+                "a call was made through a closed LoggingLLM: its record goes to the spool "
+                "(replayed on the next start, or with `majordomo-log spool replay`)",
+            )
+            if len(self._overflow) >= _SPILL_CHUNK:
+                self._spill_overflow()
+        elif len(self._overflow) >= _SPILL_CHUNK or self._task is None or self._task.done():
             self._spill_overflow()
         elif self._wake is not None:
             self._wake.set()
@@ -233,8 +253,23 @@ class BatchWriter:
         self._internal_errors += 1
 
     async def flush(self, timeout: float | None = None) -> WriterStats:
-        """Return once everything queued before the call is written, spooled or refused,
-        or after ``timeout`` seconds with what is still pending in the stats."""
+        """Return once everything queued before the call is written or refused (or, while
+        a store is down, spooled), or after ``timeout`` seconds with what is still pending
+        in the stats. Records spilled to the spool while the stores were healthy (the
+        queue was over its budget) are written back first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        await self._flush_queue(timeout)
+        delivery = self._delivery
+        if self.spool is not None and delivery.spool_backlog and not delivery.down_for:
+            try:
+                await asyncio.wait_for(delivery.replay(max_files=None), _remaining(deadline))
+            except asyncio.TimeoutError:
+                pass
+            except Exception as exc:
+                logger.error("replaying the spool failed: %s: %s", type(exc).__name__, exc)
+        return self.stats()
+
+    async def _flush_queue(self, timeout: float | None) -> None:
         target = self._enqueued
         if self._done < target:
             if self._task is None or self._task.done():
@@ -247,16 +282,16 @@ class BatchWriter:
                 await asyncio.wait_for(asyncio.shield(future), timeout)
             except asyncio.TimeoutError:
                 pass
-        return self.stats()
 
-    async def close(self, timeout: float | None = None) -> WriterStats:
+    async def close(self, timeout: float | None = DEFAULT_CLOSE_TIMEOUT) -> WriterStats:
         """Flush, then stop the worker; waits for it, so the stores can be closed next.
-        What is still held after ``timeout`` seconds goes to the spool (or, without one,
-        is counted as dropped). Then what an outage left in the spool is replayed, if the
-        stores are back, for up to 30 s (or what is left of ``timeout``): a one-off script must
-        not leave its records behind in a cache directory."""
+        What is still held after ``timeout`` seconds (10 by default; None waits as long
+        as it takes) goes to the spool (or, without one, is counted as dropped). Then what
+        an outage left in the spool is replayed, if the stores are back, for what is left
+        of ``timeout``: a one-off script must not leave its records behind in a cache
+        directory."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        await self.flush(timeout)
+        await self._flush_queue(timeout)
         timeout = _remaining(deadline)
         self._closing = True
         task = self._task
@@ -275,16 +310,13 @@ class BatchWriter:
         self.rescue("closed")
         self._wake_room_waiters()
         if self.spool is not None:  # a store still down fails its one try, and that is all
-            left = _remaining(deadline)
             try:
-                await asyncio.wait_for(
-                    self._delivery.replay(max_files=None),
-                    _CLOSE_REPLAY_SECONDS if left is None else min(left, _CLOSE_REPLAY_SECONDS),
-                )
+                await asyncio.wait_for(self._delivery.replay(max_files=None), _remaining(deadline))
             except asyncio.TimeoutError:
                 pass  # the rest waits for the next start, or `majordomo-log spool replay`
             except Exception as exc:
                 logger.error("replaying the spool at close failed: %s: %s", type(exc).__name__, exc)
+        self._closed = True
         return self.stats()
 
     async def replay(self) -> int:
@@ -297,16 +329,24 @@ class BatchWriter:
 
     def rescue(self, reason: str) -> None:
         """Synchronously move everything still held to the spool (or count it dropped):
-        for exit, a fatal signal, or a close() that ran out of time. Safe with no loop."""
-        items = list(self._inflight)  # may also have reached the store: replay is a no-op
-        items += [item for item, _ in self._queue]
-        items += self._overflow
+        for exit, a fatal signal, or a close() that ran out of time. Safe with no loop,
+        and from a signal handler that interrupted the writer anywhere: every record is
+        in one of the lists read here until the store or the spool has it. A record
+        seen twice (in flight and still queued, say) is spooled once; one that reaches
+        both the store and the spool is harmless, as replay skips existing rows."""
+        seen: set[int] = set()
+        inflight = _unseen(self._inflight, seen)  # may also reach the store
+        spilling = _unseen([i for items in list(self._spilling.values()) for i in items], seen)
+        queued = _unseen([item for item, _ in list(self._queue)], seen)
+        overflow = _unseen(self._overflow, seen)
         self._queue.clear()
         self._overflow = []
         self._queue_bytes = 0
+        items = inflight + spilling + queued + overflow
         if not items:
             return
-        self._done += len(items) - len(self._inflight)
+        # The interrupted spill and the interrupted batch count their own when they end.
+        self._done += len(queued) + len(overflow)
         self._inflight = []
         self._delivery.spill_items(items, reason)
         self._resolve_waiters()
@@ -359,7 +399,7 @@ class BatchWriter:
                     await asyncio.wait_for(self._drain(), self._exit_drain_seconds)
                 except (asyncio.TimeoutError, asyncio.CancelledError):
                     pass
-            self.rescue("exit")
+            self.rescue("closed" if self._closing else "exit")
             raise
 
     async def _drain(self) -> None:
@@ -373,9 +413,11 @@ class BatchWriter:
                 await self._sleep_until(self._delivery.down_until)
                 continue
             count = min(self.batch_size, len(self._queue))
-            taken = [self._queue.popleft() for _ in range(count)]
+            taken = list(itertools.islice(self._queue, count))
             batch = [item for item, _ in taken]
-            self._inflight = batch
+            self._inflight = batch  # before leaving the queue: always within rescue's reach
+            for _ in range(count):
+                self._queue.popleft()
             try:
                 if self._reopen:
                     self._reopen = False
@@ -392,11 +434,12 @@ class BatchWriter:
                 self._delivery.failed += sum(isinstance(i, CallRecord) for i in batch)
                 self._internal_errors += 1
                 logger.exception("writing a batch failed", exc_info=exc)
-            self._inflight = []
             self._held = not finished
             if not finished:  # store down, and no spool to take it: keep it, in order
                 self._queue.extendleft(reversed(taken))
+                self._inflight = []  # after: always within rescue's reach
                 continue
+            self._inflight = []
             for item in batch:  # written or spooled: only call_info() may still see it
                 if isinstance(item, CallRecord):
                     release(item)
@@ -418,11 +461,17 @@ class BatchWriter:
     # -- spooling -------------------------------------------------------------------
 
     def _spill_overflow(self) -> None:
-        items, self._overflow = self._overflow, []
-        if items:
+        items = self._overflow
+        if not items:
+            return
+        self._spilling[id(items)] = items  # first: rescue must see them until spooled
+        self._overflow = []
+        try:
             self._delivery.spill_items(items, "overflow")
-            self._done += len(items)
-            self._resolve_waiters()
+        finally:
+            del self._spilling[id(items)]
+        self._done += len(items)
+        self._resolve_waiters()
 
     # -- waiters ---------------------------------------------------------------------
 
@@ -444,6 +493,15 @@ class BatchWriter:
             for future in waiters:
                 if not future.done():
                     future.set_result(None)
+
+
+def _unseen(items: list[QueueItem], seen: set[int]) -> list[QueueItem]:
+    fresh = []
+    for item in items:
+        if id(item) not in seen:
+            seen.add(id(item))
+            fresh.append(item)
+    return fresh
 
 
 def _remaining(deadline: float | None) -> float | None:
@@ -491,6 +549,8 @@ _writers: weakref.WeakValueDictionary[tuple[int, int], BatchWriter] = weakref.We
 def shared_writer(db: MetadataStore, storage: BodyStore | None, **options: Any) -> BatchWriter:
     key = (id(db), id(storage))
     writer = _writers.get(key)
+    if writer is not None and writer._closed:
+        writer.rescue("closed")  # calls made since its close(): spooled, for the new one
     if writer is None or writer.db is not db or writer.storage is not storage or writer._closing:
         writer = BatchWriter(db, storage, **options)
         _writers[key] = writer

@@ -31,6 +31,7 @@ PUBLIC = {
     "Usage",
     "WriterStats",
     "call_info",
+    "hash_tag",
     "open_db",
     "open_storage",
     "replay_spool",
