@@ -263,8 +263,10 @@ class CallRecord:
 
     def normalized_usage(self) -> Usage | None:
         raw = self.usage
-        if raw is None or isinstance(raw, Usage):
-            return raw
+        if raw is None:
+            return None
+        if isinstance(raw, Usage):
+            return raw.checked()
         try:
             return normalize_any(raw, self.provider)
         except Exception:  # a malformed payload must not lose the record

@@ -54,6 +54,24 @@ class Usage:
         """All input tokens, cached or not: what long-context tiers count."""
         return self.input + self.cache_read + self.cache_write_5m + self.cache_write_1h
 
+    def checked(self) -> Usage:
+        """This usage if every count is a sane int; otherwise each bad count as 0 with
+        its flag (a Usage built by an application's extractor may hold anything)."""
+        counts = (
+            self.input,
+            self.cache_read,
+            self.cache_write_5m,
+            self.cache_write_1h,
+            self.output,
+            self.reasoning,
+        )
+        flags_ok = isinstance(self.flags, tuple) and all(isinstance(f, str) for f in self.flags)
+        if flags_ok and all(type(c) is int and 0 <= c <= MAX_SANE_TOKENS for c in counts):
+            return self
+        flags: list[str] = list(self.flags) if flags_ok else ["unreadable_flags"]
+        fixed = [_count(c, flags) for c in counts]
+        return Usage(*fixed, flags=tuple(flags))
+
     @classmethod
     def inclusive(
         cls,

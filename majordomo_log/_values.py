@@ -103,7 +103,7 @@ def storable_mapping(values: Mapping[Any, Any]) -> dict[str, JSONValue]:
         items = list(values.items())
     except Exception:
         return {}
-    return {coercion.key(k): coercion.convert(v, 1) for k, v in items}
+    return {coercion.key(k): coercion.convert(v, 0) for k, v in items}
 
 
 def value_text(value: JSONValue) -> str | None:

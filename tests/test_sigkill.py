@@ -213,6 +213,53 @@ def test_sigterm_spools_queued_records_and_dies_by_sigterm(tmp_path: Path) -> No
     _check_sqlite(tmp_path, [*queued["ids"], done["new_id"]])
 
 
+# A burst over the queue's budget, spilled to a spool on a slow disk, and SIGTERM in the
+# middle of that spill: the records being written are still the rescue's to save.
+SPILL_INTERRUPTED = PRELUDE + textwrap.dedent(
+    """
+    LLM = None
+
+    class SlowDiskSpool(ml.Spool):
+        def append(self, entries, outcomes=(), **kwargs):
+            if kwargs["reason"] == "overflow":
+                say(event="spilling", records=len(entries), pending=LLM.stats().pending)
+                time.sleep(30)  # a slow disk: SIGTERM comes now
+            return super().append(entries, outcomes, **kwargs)
+
+    async def main():
+        global LLM
+        db, storage = await open_stores()
+        LLM = ml.LoggingLLM(
+            fake_openai_client(FakeProvider()), db, storage, spool=SlowDiskSpool(SPOOL),
+            max_queue_records=10, flush_interval=3600,
+        )
+        await asyncio.gather(*(call(LLM, k) for k in range(400)))
+        say(event="finished")
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_sigterm_during_an_overflow_spill_keeps_the_records_being_spilled(
+    tmp_path: Path,
+) -> None:
+    args = [f"sqlite:{tmp_path / 'log.db'}", "", str(tmp_path / "bodies"), str(tmp_path / "spool")]
+    proc = _child(SPILL_INTERRUPTED, tmp_path, args)
+    try:
+        spilling = _read_event(proc, "spilling")
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGTERM, stderr
+    assert spilling["records"] >= 1
+    in_spool = spooled_ids(tmp_path / "spool")
+    # Every record accepted by then is in the spool, the ones being spilled included.
+    assert len(set(in_spool)) == spilling["pending"], (len(set(in_spool)), spilling)
+
+
 # A program that runs its loop by hand and never shuts it down: asyncio.run() is what
 # cancels (and so drains) the writer; without it, the atexit hook spools what is held.
 ABANDONED = PRELUDE + textwrap.dedent(
