@@ -216,11 +216,22 @@ class CallRecord:
         if self._priced is None:
             with _pricing_lock:
                 if self._priced is None:
-                    if self.stream_chunks is not None:
-                        from ._streams import assemble_stream
+                    try:
+                        if self.stream_chunks is not None:
+                            from ._streams import assemble_stream
 
-                        assemble_stream(self)
-                    self._priced = self._price()
+                            assemble_stream(self)
+                        self._priced = self._price()
+                    except Exception as exc:  # odd chunks or usage: flagged, never $0
+                        warn_once(
+                            "pricing_failed",
+                            type(exc).__name__,
+                            "pricing a call failed (%s): its cost is NULL with usage_flags "
+                            "'pricing_failed'",
+                            type(exc).__name__,
+                        )
+                        self.price_failed()
+        assert self._priced is not None
         return self._priced
 
     def _price(self) -> tuple[Usage | None, Cost | None, str]:

@@ -70,7 +70,15 @@ class Usage:
             return self
         flags: list[str] = list(self.flags) if flags_ok else ["unreadable_flags"]
         fixed = [_count(c, flags) for c in counts]
-        return Usage(*fixed, flags=tuple(flags))
+        return Usage(
+            input=fixed[0],
+            cache_read=fixed[1],
+            cache_write_5m=fixed[2],
+            cache_write_1h=fixed[3],
+            output=fixed[4],
+            reasoning=fixed[5],
+            flags=tuple(flags),
+        )
 
     @classmethod
     def inclusive(
