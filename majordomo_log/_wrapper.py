@@ -36,7 +36,7 @@ from ._spool import Spool, default_spool_dir
 from ._streams import LoggedStream, LoggedStreamManager
 from ._tags import current_tags
 from ._usage import Usage
-from ._values import storable_mapping
+from ._values import safe_text, storable_mapping
 from ._writer import DEFAULT_CLOSE_TIMEOUT, BatchWriter, OnFull, WriterStats, shared_writer
 from .adapters.base import BodyStore, MetadataStore
 
@@ -294,7 +294,7 @@ class LoggingLLM(Generic[ClientT]):
             time.perf_counter(),
             self._provider,
             operation,
-            model if isinstance(model, str) or model is None else str(model),
+            model if isinstance(model, str) or model is None else safe_text(model),
             stream,
             current_tags(),
             self._api_key_hash(),
