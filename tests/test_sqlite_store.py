@@ -151,3 +151,36 @@ async def test_sum_of_costs_is_plain_sql(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "a.db") as conn:
         (total,) = conn.execute("SELECT SUM(total_cost) FROM llm_requests").fetchone()
     assert as_decimal(total) == expected
+
+
+async def test_read_only_creates_nothing_and_writes_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "absent.db"
+    with pytest.raises(ml.StoreError, match="no SQLite database"):
+        await ml.SqliteAdapter.create(missing, read_only=True)
+    assert not missing.exists()
+
+    unrelated = tmp_path / "notes.db"
+    with sqlite3.connect(unrelated) as conn:
+        conn.execute("CREATE TABLE notes (text TEXT)")
+    conn.close()
+    before = unrelated.read_bytes()
+    with pytest.raises(ml.StoreError, match=r"no llm_requests table.*majordomo-log migrate"):
+        await ml.open_db(f"sqlite:///{unrelated}", read_only=True)
+    assert unrelated.read_bytes() == before
+
+    log = tmp_path / "log.db"
+    await (await ml.SqliteAdapter.create(log)).close()
+    before = log.read_bytes()
+    db = await ml.SqliteAdapter.create(log, read_only=True)
+    try:
+        assert await db.fetch("SELECT COUNT(*) AS n FROM llm_requests") == [{"n": 0}]
+        now = dt.datetime.now(dt.timezone.utc)
+        for _ in range(2):  # opened read-only, and reopened read-only
+            with pytest.raises(ml.StoreError, match="readonly"):
+                await db.write_batch([], [("01a20000-0000-7000-8000-000000000001", "ok", now)])
+            with pytest.raises(ml.StoreError, match="read-only"):
+                await db.migrate()
+            await db.reopen()
+    finally:
+        await db.close()
+    assert log.read_bytes() == before

@@ -85,3 +85,62 @@ def decompress(data: bytes, ref: str) -> bytes:
         return gzip.decompress(data)
     except (OSError, EOFError) as exc:
         raise BodyNotFound(f"the body at {ref!r} is not a gzip member: {exc}") from exc
+
+
+# -- the store boundary: what a store accepts to write, and to read ------------------------
+
+# S3's limit on a key's length; no key of this layout comes near it.
+MAX_KEY_BYTES = 1024
+# S3's limit on an object's size: no byte range of a real reference reaches past it.
+MAX_OBJECT_BYTES = 5 * 2**40
+
+
+def body_problem(body: Body) -> str | None:
+    """Why a body cannot be stored, or None. Its request id and time make its key, and a
+    tampered spool could carry anything: a key is only made from a real request id (a
+    lower-case UUIDv7) and a datetime."""
+    request_id, started_at, payload = body
+    if not isinstance(request_id, str) or not is_request_id(request_id):
+        return "its request id is not a UUIDv7"
+    if not isinstance(started_at, dt.datetime):
+        return "its started_at is not a datetime"
+    try:
+        day_prefix(started_at)
+    except (OverflowError, ValueError):
+        return "its started_at is out of range"
+    if not isinstance(payload, (bytes, bytearray)):
+        return "it is not bytes"
+    return None
+
+
+def shown_ref(ref: object) -> str:
+    """A reference as put in a message: it comes from a row, which may hold anything."""
+    return f"{str(ref)!r:.80}"
+
+
+def parse_ref(ref: str) -> tuple[str, tuple[int, int] | None]:
+    """(key, byte range or None) of a reference, or ``BodyNotFound`` for one that cannot
+    name a body: empty, an impossible range, a key with an empty, '.' or '..' segment,
+    a leading '/', a backslash or a control character, or longer than any key."""
+    if not isinstance(ref, str) or not ref:
+        raise BodyNotFound("an empty body reference names no body")
+    try:
+        key, span = split_ref(ref)
+    except ValueError:  # an offset of thousands of digits
+        raise BodyNotFound(f"{shown_ref(ref)} is not a body reference") from None
+    if span is not None and (span[1] == 0 or span[0] + span[1] > MAX_OBJECT_BYTES):
+        raise BodyNotFound(f"{shown_ref(ref)} names an impossible byte range")
+    check_key(key, ref)
+    return key, span
+
+
+def check_key(key: str, ref: str) -> None:
+    """``BodyNotFound`` unless ``key`` is a plain relative key that stays where it is put."""
+    if (
+        not key
+        or key.startswith("/")
+        or any(segment in ("", ".", "..") for segment in key.split("/"))
+        or any(ch < " " or ch in "\\\x7f" for ch in key)
+        or len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES
+    ):
+        raise BodyNotFound(f"{shown_ref(ref)} is not a body reference")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -40,10 +40,22 @@ def format_placeholders(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
+# A row when the log's table (or a view of that name) exists in the store's namespace.
+_TABLE_EXISTS = {
+    "sqlite": "SELECT 1 AS present FROM sqlite_master"
+    " WHERE type IN ('table', 'view') AND name = 'llm_requests'",
+    "postgresql": "SELECT 1 AS present WHERE to_regclass('llm_requests') IS NOT NULL",
+    "mysql": "SELECT 1 AS present FROM information_schema.tables"
+    " WHERE table_schema = DATABASE() AND table_name = 'llm_requests'",
+}
+
+
 class SqlStoreBase:
     """What every SQL metadata store shares: its display URL (never a password),
-    closed state, and opening as "connect, then migrate, or close again"."""
+    closed state, and opening as "connect, then migrate (or, read-only, check the
+    table is there), or close again"."""
 
+    dialect: str
     url: str
     _closed: bool = False
 
@@ -60,14 +72,26 @@ class SqlStoreBase:
     async def close(self) -> None:
         raise NotImplementedError
 
-    async def _opened(self, migrate: bool) -> Self:
-        if migrate:
-            try:
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    async def _opened(self, migrate: bool, read_only: bool = False) -> Self:
+        try:
+            if read_only:
+                await self._require_table()
+            elif migrate:
                 await self.migrate()
-            except BaseException:
-                await self.close()
-                raise
+        except BaseException:
+            await self.close()
+            raise
         return self
+
+    async def _require_table(self) -> None:
+        """A reader opens a log, never makes one: no table is an error, not a migration."""
+        if not await self.fetch(_TABLE_EXISTS[self.dialect]):
+            raise StoreError(
+                f"{self.url} has no llm_requests table: create it with `majordomo-log migrate`"
+            )
 
 
 class PooledStoreBase(SqlStoreBase):

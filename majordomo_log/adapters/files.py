@@ -3,6 +3,10 @@
 Every file is written to a temporary name and renamed, so a reader never sees half
 a body, and a whole batch is written in one worker-thread hop: a thread hop per
 file would cap throughput near 3k bodies/s.
+
+Bodies hold prompts and answers: files are created 0600 and folders 0700 whatever
+the umask, as the spool is (``group_read=True``: 0640 and 0750, for a group that
+reads them; see FileStorageAdapter).
 """
 
 from __future__ import annotations
@@ -20,13 +24,15 @@ from .._exceptions import BodyNotFound, StoreError, StoreUnavailable
 from .._log import warn_once
 from ._bodies import (
     body_key,
+    body_problem,
     build_segment,
     check_mode,
     compress,
     decompress,
     is_request_id,
     key_for_request_id,
-    split_ref,
+    parse_ref,
+    shown_ref,
 )
 from .base import Body
 
@@ -47,15 +53,33 @@ _TRANSIENT_ERRNOS = frozenset(
 
 
 class FileStorageAdapter:
-    """``await FileStorageAdapter.create("./request_logs", mode="object" | "segment")``."""
+    """``await FileStorageAdapter.create("./request_logs", mode="object" | "segment")``.
 
-    def __init__(self, root: Path, *, compresslevel: int = 1, mode: str = "object") -> None:
+    Files are created 0600 and folders 0700 whatever the umask. ``group_read=True``
+    makes them 0640 and 0750: give the root folder to the reading group with the
+    setgid bit (``install -d -m 2750 -g llm-readers /var/log/llm``) and every folder
+    made under it inherits the group. A root folder that already exists keeps its mode.
+    ``read_only=True`` (readers such as ``majordomo-log show``) creates nothing: the
+    folder must exist."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        compresslevel: int = 1,
+        mode: str = "object",
+        group_read: bool = False,
+        read_only: bool = False,
+    ) -> None:
         if not 0 <= compresslevel <= 9:
             raise ValueError("compresslevel must be between 0 and 9")
         self.root = root
         self.url = f"file://{root}"
         self.compresslevel = compresslevel
         self.mode = check_mode(mode)
+        self.file_mode = 0o640 if group_read else 0o600
+        self.folder_mode = 0o750 if group_read else 0o700
+        self.read_only = read_only
         self.closed = False
 
     @classmethod
@@ -63,8 +87,13 @@ class FileStorageAdapter:
         cls, root: str | os.PathLike[str] = "request_logs", **options: Any
     ) -> FileStorageAdapter:
         path = Path(root).expanduser().resolve()
+        if options.get("read_only"):
+            if not path.is_dir():
+                raise StoreError(f"no body folder at {path}")
+            return cls(path, **options)
+        folder_mode = 0o750 if options.get("group_read") else 0o700
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            make_folders(path, folder_mode)
         except OSError as exc:
             raise StoreError(f"cannot create body folder {path}: {exc.strerror}") from exc
         if not os.access(path, os.W_OK):
@@ -75,18 +104,46 @@ class FileStorageAdapter:
         return f"<FileStorageAdapter {str(self.root)!r} {self.mode}>"
 
     async def put_many(self, bodies: Sequence[Body]) -> list[str | None]:
+        """See ``base.BodyStore.put_many``. A body whose request id or time cannot make
+        a key (a tampered spool) is refused alone: None in its place."""
         if not bodies:
             return []
-        if self.mode == "segment":
-            return await asyncio.to_thread(self._write_segment, bodies)
-        return await asyncio.to_thread(self._write_objects, bodies)
+        if self.read_only:
+            raise StoreError(f"{self.url}: the store was opened read-only")
+        refs: list[str | None] = [None] * len(bodies)
+        valid = []
+        for index, body in enumerate(bodies):
+            problem = body_problem(body)
+            if problem is None:
+                valid.append(index)
+            else:
+                warn_once(
+                    "body-refused",
+                    f"{self.root}:{problem}",
+                    "body store %s refused a body: %s (such bodies are not stored)",
+                    self.root,
+                    problem,
+                )
+        if not valid:
+            return refs
+        batch = [bodies[i] for i in valid]
+        write = self._write_segment if self.mode == "segment" else self._write_objects
+        for index, ref in zip(valid, await asyncio.to_thread(write, batch), strict=True):
+            refs[index] = ref
+        return refs
 
     def _write_file(self, key: str, data: bytes) -> None:
         path = self.root / key
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folders(path.parent, self.folder_mode)
         tmp = path.with_name(f".{path.name}.tmp")
         try:
-            tmp.write_bytes(data)
+            # Created with its final mode, never readable by others for a moment: the
+            # umask can only take bits away, and fchmod gives back any it took.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.file_mode)
+            with open(fd, "wb") as handle:
+                if os.fstat(fd).st_mode & 0o777 != self.file_mode:
+                    os.fchmod(fd, self.file_mode)
+                handle.write(data)
             os.replace(tmp, path)
         except OSError:
             # A half-written file on a full disk holds the space the retry needs.
@@ -139,36 +196,58 @@ class FileStorageAdapter:
             return [None] * len(bodies)
         return [key + suffix for suffix in suffixes]
 
-    def _path_for(self, key: str, ref: str) -> Path:
-        if key.startswith("file://"):
-            key = key[len("file://") :]
-        path = (self.root / key).resolve()
+    def _path_for(self, ref: str) -> tuple[Path, tuple[int, int] | None]:
+        """The file and byte range a reference names, or ``BodyNotFound``: a reference
+        never leads outside the root, whatever a row holds."""
+        if is_request_id(ref):
+            if self.mode == "segment":
+                raise BodyNotFound(
+                    "in segment mode a body is found by the reference stored on its row (body_ref)"
+                )
+            ref = key_for_request_id(ref)
+        relative = ref.removeprefix("file://")
+        if relative.startswith("/"):  # a file:// reference with this root's absolute path
+            if not relative.startswith(f"{self.root}/"):
+                raise BodyNotFound(f"body reference {shown_ref(ref)} points outside {self.root}")
+            relative = relative[len(f"{self.root}/") :]
+        key, span = parse_ref(relative)
+        path = (self.root / key).resolve()  # a symlink may still point elsewhere
         if not path.is_relative_to(self.root):
-            raise BodyNotFound(f"body reference {ref!r} points outside {self.root}")
-        return path
+            raise BodyNotFound(f"body reference {shown_ref(ref)} points outside {self.root}")
+        return path, span
 
     async def get(self, ref: str) -> dict[str, Any]:
-        if is_request_id(ref) and self.mode == "segment":
-            raise BodyNotFound(
-                "in segment mode a body is found by the reference stored on its row (body_ref)"
-            )
-        key, span = split_ref(key_for_request_id(ref) if is_request_id(ref) else ref)
-        path = self._path_for(key, ref)
+        """The envelope for a reference (or, in object mode, a bare request id).
+        ``BodyNotFound`` for any reference that names no body here: empty, a folder,
+        outside the root, a range past the end of its file, not a gzipped envelope."""
+        path, span = self._path_for(ref)
         try:
             data = await asyncio.to_thread(_read, path, span)
-        except FileNotFoundError as exc:
-            raise BodyNotFound(f"no body at {path}") from exc
+        except OSError as exc:
+            if exc.errno in _NOT_A_BODY_ERRNOS:
+                raise BodyNotFound(f"no body at {shown_ref(ref)} in {self.root}") from None
+            raise StoreError(
+                f"cannot read body {shown_ref(ref)} in {self.root}: "
+                f"{exc.strerror or type(exc).__name__}"
+            ) from None
+        if data is None:
+            raise BodyNotFound(f"{shown_ref(ref)} reaches past the end of its file")
         try:
-            result: dict[str, Any] = orjson.loads(decompress(data, ref))
+            result = orjson.loads(decompress(data, ref))
         except orjson.JSONDecodeError as exc:  # e.g. a range spanning two members
-            raise BodyNotFound(f"the body at {ref!r} is not one JSON envelope") from exc
+            raise BodyNotFound(f"the body at {shown_ref(ref)} is not one JSON envelope") from exc
+        if not isinstance(result, dict):
+            raise BodyNotFound(f"the body at {shown_ref(ref)} is not one JSON envelope")
         return result
 
     async def reopen(self) -> None:
         """Nothing is held open between batches, so nothing is inherited across a fork:
         reopening makes sure the folder is still there and marks the store open."""
+        if self.read_only:
+            self.closed = False
+            return
         try:
-            await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+            await asyncio.to_thread(make_folders, self.root, self.folder_mode)
         except OSError as exc:
             raise StoreError(f"cannot create body folder {self.root}: {exc.strerror}") from exc
         self.closed = False
@@ -177,10 +256,42 @@ class FileStorageAdapter:
         self.closed = True  # nothing to release; recorded so a closed store is not reused
 
 
-def _read(path: Path, span: tuple[int, int] | None) -> bytes:
+# Reading one of these found no body: nothing there, a folder, a path through a file,
+# a name too long or a symlink loop.
+_NOT_A_BODY_ERRNOS = frozenset(
+    {errno.ENOENT, errno.EISDIR, errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP}
+)
+
+
+def make_folders(path: Path, mode: int) -> None:
+    """``mkdir -p`` in which every folder made gets ``mode`` whatever the umask (a
+    folder that exists is left as it is). ``os.makedirs`` gives the parents it makes
+    the umask's mode."""
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode)
+        except FileExistsError:  # another writer made it first, or a file is in the way
+            if not folder.is_dir():
+                raise
+            continue
+        # Not chmod(mode): that would clear a setgid bit inherited from the parent.
+        if folder.stat().st_mode & 0o777 != mode:
+            folder.chmod(mode | (folder.stat().st_mode & 0o7000))
+
+
+def _read(path: Path, span: tuple[int, int] | None) -> bytes | None:
+    """The file's bytes, or the span's; None if the span reaches past the end."""
     if span is None:
         return path.read_bytes()
     offset, length = span
     with path.open("rb") as f:
+        if offset + length > os.fstat(f.fileno()).st_size:
+            return None
         f.seek(offset)
         return f.read(length)

@@ -66,6 +66,7 @@ class MySQLAdapter(PooledStoreBase):
         open_pool: Callable[[], Awaitable[aiomysql.Pool]] | None = None,
         scrub: Callable[[str], str] = str,
         tls: bool = False,
+        read_only: bool = False,
     ) -> None:
         self._pool = pool
         self.url = url
@@ -76,6 +77,7 @@ class MySQLAdapter(PooledStoreBase):
         self._scrub = scrub
         self._tls = tls
         self._fork = ForkGuard()
+        self.read_only = read_only
 
     async def _require_tls(self) -> None:
         """aiomysql falls back to plain text when the server offers no TLS: refuse."""
@@ -100,7 +102,11 @@ class MySQLAdapter(PooledStoreBase):
         connect_timeout: float = 10.0,
         command_timeout: float = 60.0,
         migrate: bool = True,
+        read_only: bool = False,
     ) -> MySQLAdapter:
+        """``read_only=True``: for reading an existing log. Nothing is created, every
+        query runs in a read-only transaction, and a database without ``llm_requests``
+        is a ``StoreError``."""
         if dsn is not None:
             check_url(dsn)
             parts = urlsplit(dsn)
@@ -145,10 +151,12 @@ class MySQLAdapter(PooledStoreBase):
             pool = await open_pool()
         except Exception as exc:
             raise _error(f"cannot connect to MySQL {shown}", exc, scrub) from exc
-        adapter = cls(pool, shown, command_timeout, open_pool, scrub, tls=bool(ssl))
+        adapter = cls(
+            pool, shown, command_timeout, open_pool, scrub, tls=bool(ssl), read_only=read_only
+        )
         if ssl:
             await adapter._require_tls()
-        return await adapter._opened(migrate)
+        return await adapter._opened(migrate, read_only)
 
     async def reopen(self) -> None:
         """Fresh connections (see ``PooledStoreBase._reopen_pool``)."""
@@ -160,6 +168,7 @@ class MySQLAdapter(PooledStoreBase):
         """MySQL commits each DDL statement at once, so a migration cannot be one
         transaction: each file is written to be safe to run again (IF NOT EXISTS), and
         a named lock keeps two processes from migrating at the same time."""
+        self._check_writable()
         applied = []
         try:
             async with self._pool.acquire() as conn, conn.cursor() as cur:
@@ -208,6 +217,7 @@ class MySQLAdapter(PooledStoreBase):
 
     async def write_batch(self, rows: Sequence[Row], outcomes: Sequence[OutcomeUpdate]) -> None:
         self._check_open()
+        self._check_writable()
         statements = await asyncio.to_thread(_insert_statements, rows) if rows else []
         try:
             # aiomysql has no read timeout, and its connect timeout stops at the TCP open:
@@ -248,6 +258,8 @@ class MySQLAdapter(PooledStoreBase):
         self._check_open()
         try:
             async with self._pool.acquire() as conn, conn.cursor(aiomysql.DictCursor) as cur:
+                if self.read_only:  # the session's next transaction only: set per query
+                    await cur.execute("START TRANSACTION READ ONLY")
                 if params:  # PyMySQL only %-formats (and so only unescapes %%) with params
                     await cur.execute(format_placeholders(sql), tuple(_param(p) for p in params))
                 else:
@@ -261,6 +273,12 @@ class MySQLAdapter(PooledStoreBase):
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError(f"MySQL {self.url}: the store is closed")
+
+    def _check_writable(self) -> None:
+        # PostgreSQL and SQLite refuse writes on a read-only session themselves; a
+        # MySQL session here is read-only one query at a time (see fetch).
+        if self.read_only:
+            raise StoreError(f"MySQL {self.url}: the store was opened read-only")
 
     async def close(self) -> None:
         if self._closed:

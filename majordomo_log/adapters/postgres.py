@@ -24,7 +24,7 @@ from .._exceptions import MigrationError, StoreError
 from .._gil import LoopTurns
 from .._migrations import MIGRATIONS_TABLE, migrations_for, split_statements
 from .._record import COLUMNS
-from .._urls import check_url, redact_url
+from .._urls import check_url, redact_url, url_secrets
 from ._fork import ForkGuard, abandon
 from ._sql import PooledStoreBase, check_identifier, classify, numbered_placeholders, scrubber
 from .base import OutcomeUpdate, Row
@@ -61,10 +61,12 @@ class PostgresAdapter(PooledStoreBase):
         schema: str | None,
         open_pool: Callable[[], Awaitable[asyncpg.Pool]] | None = None,
         scrub: Callable[[str], str] = str,
+        read_only: bool = False,
     ) -> None:
         self._pool = pool
         self.url = url
         self.schema = schema
+        self.read_only = read_only  # every transaction too: default_transaction_read_only
         self._closed = False
         # The connection arguments (password included) live only in this closure.
         self._open_pool = open_pool
@@ -88,7 +90,12 @@ class PostgresAdapter(PooledStoreBase):
         command_timeout: float = 60.0,
         connect_timeout: float = 10.0,
         migrate: bool = True,
+        read_only: bool = False,
     ) -> PostgresAdapter:
+        """``read_only=True``: for reading an existing log. Nothing is created (not the
+        schema, not the tables), every transaction is read-only, and a database without
+        ``llm_requests`` is a ``StoreError``."""
+        secrets = url_secrets(dsn) if dsn is not None else []
         if dsn is not None:
             check_url(dsn)
             dsn, url_schema = _split_schema(dsn)
@@ -101,7 +108,11 @@ class PostgresAdapter(PooledStoreBase):
         connect: dict[str, Any] = dict(
             dsn=dsn, host=host, port=port, database=database, user=user, password=password, ssl=ssl
         )
-        scrub = scrubber(password, urlsplit(dsn).password if dsn else None)
+        scrub = scrubber(password, *secrets)
+
+        settings = {"search_path": f'"{schema}"'} if schema else {}
+        if read_only:
+            settings["default_transaction_read_only"] = "on"
 
         async def open_pool() -> asyncpg.Pool:
             return await asyncpg.create_pool(
@@ -112,11 +123,11 @@ class PostgresAdapter(PooledStoreBase):
                 # asyncpg waits 60 s for a server that accepts TCP and never answers: a
                 # retry series would take minutes before the writer spools.
                 timeout=connect_timeout,
-                server_settings={"search_path": f'"{schema}"'} if schema else None,
+                server_settings=settings or None,
             )
 
         try:
-            if schema is not None:
+            if schema is not None and not read_only:
                 conn = await asyncpg.connect(**connect, timeout=connect_timeout)
                 try:
                     await _ensure_schema(conn, schema)
@@ -126,15 +137,22 @@ class PostgresAdapter(PooledStoreBase):
         except Exception as exc:
             raise _error(f"cannot connect to PostgreSQL {shown}", exc, scrub) from exc
         adapter = cls(
-            pool, shown + (f" (schema {schema})" if schema else ""), schema, open_pool, scrub
+            pool,
+            shown + (f" (schema {schema})" if schema else ""),
+            schema,
+            open_pool,
+            scrub,
+            read_only=read_only,
         )
-        return await adapter._opened(migrate)
+        return await adapter._opened(migrate, read_only)
 
     async def reopen(self) -> None:
         """Fresh connections (see ``PooledStoreBase._reopen_pool``)."""
         await self._reopen_pool("PostgreSQL", _transports, _error)
 
     async def migrate(self) -> list[str]:
+        if self.read_only:
+            raise StoreError(f"PostgreSQL {self.url}: the store was opened read-only")
         applied = []
         try:
             async with self._pool.acquire() as conn:

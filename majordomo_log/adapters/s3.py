@@ -19,25 +19,33 @@ import aioboto3
 import aiohttp
 import orjson
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, HTTPClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    HTTPClientError,
+    ParamValidationError,
+)
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from .._exceptions import BodyNotFound, ConfigError, StoreError, StoreUnavailable
 from .._log import warn_once
+from .._urls import TRUE_WORDS, parse_compresslevel, redact_url
 from ._bodies import (
     body_key,
+    body_problem,
     build_segment,
     check_mode,
     compress,
     decompress,
     is_request_id,
     key_for_request_id,
-    split_ref,
+    parse_ref,
+    shown_ref,
 )
 from ._fork import ForkGuard, abandon
 from .base import Body
 
-_TRUE = ("1", "true", "yes", "on")
 # Error codes that say "not now": throttling, timeouts, the service's own failures.
 # Any 5xx or 429 status counts too. Refusals (AccessDenied, NoSuchBucket,
 # InvalidAccessKeyId, ...) are the configuration's and stay until someone fixes it.
@@ -79,7 +87,8 @@ class S3Adapter:
         self._put_args = put_args
         self._concurrency = concurrency
         self._limit = asyncio.Semaphore(concurrency)
-        self.url = f"s3://{bucket}/{self.prefix}" + (f" at {endpoint_url}" if endpoint_url else "")
+        shown = f" at {redact_url(endpoint_url)}" if endpoint_url else ""
+        self.url = f"s3://{bucket}/{self.prefix}{shown}"
         self.closed = False
         # The session (credentials included) lives only in this closure.
         self._open_client = open_client
@@ -110,6 +119,8 @@ class S3Adapter:
         check_mode(mode)
         if not bucket:
             raise ConfigError("S3Adapter needs a bucket name")
+        if endpoint_url is not None:
+            check_endpoint(endpoint_url)
         put_args = {}
         if server_side_encryption:
             put_args["ServerSideEncryption"] = server_side_encryption
@@ -132,7 +143,7 @@ class S3Adapter:
             read_timeout=read_timeout,
             retries={"max_attempts": 3, "mode": "standard"},
         )
-        where = f"s3://{bucket}" + (f" at {endpoint_url}" if endpoint_url else "")
+        where = f"s3://{bucket}" + (f" at {redact_url(endpoint_url)}" if endpoint_url else "")
 
         async def open_client() -> tuple[Any, contextlib.AsyncExitStack]:
             stack = contextlib.AsyncExitStack()
@@ -204,9 +215,9 @@ class S3Adapter:
         }
         for name, value in query.items():
             if name == "path_style":
-                options.setdefault("path_style", value.lower() in _TRUE)
+                options.setdefault("path_style", value.lower() in TRUE_WORDS)
             elif name == "compresslevel":
-                options.setdefault("compresslevel", int(value))
+                options.setdefault("compresslevel", parse_compresslevel(value))
             elif name in known:
                 options.setdefault(known[name], value)
             else:
@@ -233,11 +244,27 @@ class S3Adapter:
     async def put_many(self, bodies: Sequence[Body]) -> list[str | None]:
         """See ``base.BodyStore.put_many``: raises ``StoreUnavailable`` if any body met a
         transient failure (the writer puts the whole batch again: a PUT to the same key
-        is idempotent), None for a body refused for good."""
+        is idempotent), None for a body refused for good, or one whose request id or
+        time cannot make a key (a tampered spool): that body alone."""
         if not bodies:
             return []
         if self.closed:
             raise StoreError(f"{self.url}: the store is closed")
+        refs: list[str | None] = [None] * len(bodies)
+        valid = []
+        for index, body in enumerate(bodies):
+            problem = body_problem(body)
+            if problem is None:
+                valid.append(index)
+            else:
+                self._refused(f"({problem})", None)
+        if valid:
+            stored = await self._put_valid([bodies[i] for i in valid])
+            for index, ref in zip(valid, stored, strict=True):
+                refs[index] = ref
+        return refs
+
+    async def _put_valid(self, bodies: Sequence[Body]) -> list[str | None]:
         if self.mode == "segment":
             key, data, suffixes = await asyncio.to_thread(build_segment, bodies, self.compresslevel)
             full = self._key(key)
@@ -275,8 +302,8 @@ class S3Adapter:
                 refs.append(f"s3://{self.bucket}/{key}")
         return refs
 
-    def _refused(self, what: str, exc: BaseException) -> None:
-        code = _code(exc) or type(exc).__name__
+    def _refused(self, what: str, exc: BaseException | None) -> None:
+        code = "invalid body" if exc is None else _code(exc) or type(exc).__name__
         warn_once(
             "body-store-refused",
             f"{self.url}:{code}",
@@ -286,22 +313,33 @@ class S3Adapter:
             code,
         )
 
-    async def get(self, ref: str) -> dict[str, Any]:
-        """The envelope for a stored reference (``s3://bucket/key[#offset+length]``), a
-        key under this prefix, or, in object mode, a bare request id."""
-        bucket = self.bucket
+    def _key_for(self, ref: str) -> tuple[str, tuple[int, int] | None]:
+        """The key (under this store's prefix) and byte range a reference names, or
+        ``BodyNotFound``: a reference never leads to another bucket or prefix, nor to a
+        key some servers would normalize elsewhere ('..'), whatever a row holds."""
         if ref.startswith("s3://"):
-            bucket, _, rest = ref[len("s3://") :].partition("/")
+            home = f"s3://{self.bucket}/{self.prefix}/" if self.prefix else f"s3://{self.bucket}/"
+            if not ref.startswith(home):
+                raise BodyNotFound(f"body reference {shown_ref(ref)} points outside {self.url}")
+            ref = ref[len(home) :]
         elif is_request_id(ref):
             if self.mode == "segment":
                 raise BodyNotFound(
                     "in segment mode a body is found by the reference on its row (body_ref)"
                 )
-            rest = self._key(key_for_request_id(ref))
-        else:
-            rest = self._key(ref)
-        key, span = split_ref(rest)
-        args: dict[str, Any] = {"Bucket": bucket, "Key": key}
+            ref = key_for_request_id(ref)
+        key, span = parse_ref(ref)
+        return self._key(key), span
+
+    async def get(self, ref: str) -> dict[str, Any]:
+        """The envelope for a stored reference (``s3://bucket/prefix/key[#offset+length]``),
+        a key under this prefix, or, in object mode, a bare request id. ``BodyNotFound``
+        for any reference that names no body here."""
+        if self.closed:
+            raise StoreError(f"{self.url}: the store is closed")
+        key, span = self._key_for(ref)
+        where = f"s3://{self.bucket}/{key}"
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if span is not None:
             args["Range"] = f"bytes={span[0]}-{span[0] + span[1] - 1}"
         try:
@@ -310,17 +348,23 @@ class S3Adapter:
                 data = await stream.read()
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in ("NoSuchKey", "404", "InvalidRange"):
-                raise BodyNotFound(f"no body at s3://{bucket}/{key}") from None
-            raise StoreError(f"reading s3://{bucket}/{key} failed: {code}") from None
+            if code in ("NoSuchKey", "404", "InvalidRange", "KeyTooLongError"):
+                raise BodyNotFound(f"no body at {shown_ref(where)}") from None
+            raise StoreError(f"reading {shown_ref(where)} failed: {code}") from None
+        except ParamValidationError:
+            raise BodyNotFound(f"{shown_ref(ref)} is not a body reference") from None
         except (BotoCoreError, OSError) as exc:
             raise StoreUnavailable(
-                f"reading s3://{bucket}/{key} failed: {type(exc).__name__}"
+                f"reading {shown_ref(where)} failed: {type(exc).__name__}"
             ) from None
+        if span is not None and len(data) != span[1]:  # the range reached past the end
+            raise BodyNotFound(f"{shown_ref(ref)} reaches past the end of its object")
         try:
-            result: dict[str, Any] = orjson.loads(decompress(data, ref))
+            result = orjson.loads(decompress(data, ref))
         except orjson.JSONDecodeError as exc:  # e.g. a range spanning two members
-            raise BodyNotFound(f"the body at {ref!r} is not one JSON envelope") from exc
+            raise BodyNotFound(f"the body at {shown_ref(ref)} is not one JSON envelope") from exc
+        if not isinstance(result, dict):
+            raise BodyNotFound(f"the body at {shown_ref(ref)} is not one JSON envelope")
         return result
 
     async def reopen(self) -> None:
@@ -349,6 +393,28 @@ class S3Adapter:
             abandon((self._client, self._stack), lambda: _transports(self._client))
             return
         await self._stack.aclose()
+
+
+def check_endpoint(endpoint_url: str) -> None:
+    """An endpoint is ``http(s)://host[:port][/path]``. A user or password in it would
+    be shown wherever the endpoint is (this store's url, errors, log lines, spool
+    headers, botocore's debug log): refused, and never repeated in the error. Any '@'
+    counts: an unencoded '#', '?' or '/' in a password moves it out of the user part."""
+    if "@" in endpoint_url:
+        raise ConfigError(
+            "the S3 endpoint_url must not contain a user or password: credentials come "
+            "from the AWS chain (environment, profile, role) or aws_access_key_id / "
+            "aws_secret_access_key"
+        )
+    try:
+        parts = urlsplit(endpoint_url)
+        parts.port  # noqa: B018 - raises ValueError on a garbled netloc
+    except ValueError:
+        raise ConfigError(
+            "the S3 endpoint_url cannot be parsed: use http(s)://host[:port]"
+        ) from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ConfigError("the S3 endpoint_url must be http(s)://host[:port]")
 
 
 def _code(exc: BaseException) -> str | None:

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiosqlite
 
@@ -80,10 +81,14 @@ def _busy(exc: sqlite3.Error) -> bool:
     return any(word in text for word in ("locked", "busy", "disk is full", "disk i/o error"))
 
 
-async def _connect(path: str) -> aiosqlite.Connection:
+async def _connect(path: str, read_only: bool = False) -> aiosqlite.Connection:
     # check_same_thread=False: a forked child closes the inherited connection from its
     # own thread (reopen()); aiosqlite otherwise uses it from its worker thread only.
-    connector = aiosqlite.connect(path, isolation_level=None, check_same_thread=False)
+    # Read-only is SQLite's own mode=ro: nothing can write the file, not even by mistake.
+    target = f"file:{quote(path)}?mode=ro" if read_only else path
+    connector = aiosqlite.connect(
+        target, isolation_level=None, check_same_thread=False, uri=read_only
+    )
     # aiosqlite's worker thread is not a daemon: a program that never closed the
     # connection would hang at exit. The writer drains before the loop closes, and
     # an interrupted SQLite transaction rolls back, so a daemon thread loses nothing.
@@ -93,8 +98,9 @@ async def _connect(path: str) -> aiosqlite.Connection:
     conn = await connector
     try:
         await conn.execute("PRAGMA busy_timeout=5000")
-        await _enable_wal(conn)
-        await conn.execute("PRAGMA synchronous=NORMAL")
+        if not read_only:  # both are settings of a writer; journal_mode writes the file
+            await _enable_wal(conn)
+            await conn.execute("PRAGMA synchronous=NORMAL")
     except BaseException:
         await conn.close()
         raise
@@ -147,13 +153,17 @@ async def _enable_wal(conn: aiosqlite.Connection) -> None:
 
 
 class SqliteAdapter(SqlStoreBase):
-    """``await SqliteAdapter.create("llm_logs.db")`` creates the file and migrates it."""
+    """``await SqliteAdapter.create("llm_logs.db")`` creates the file and migrates it;
+    ``read_only=True`` opens an existing log for reading and creates nothing."""
 
     dialect = "sqlite"
 
-    def __init__(self, connection: aiosqlite.Connection, path: str) -> None:
+    def __init__(
+        self, connection: aiosqlite.Connection, path: str, *, read_only: bool = False
+    ) -> None:
         self._conn = connection
         self.path = path
+        self.read_only = read_only
         self.url = f"sqlite:///{path}"
         self._closed = False
         self._fork = ForkGuard()
@@ -164,17 +174,22 @@ class SqliteAdapter(SqlStoreBase):
 
     @classmethod
     async def create(
-        cls, path: str | Path = "llm_logs.db", *, migrate: bool = True
+        cls, path: str | Path = "llm_logs.db", *, migrate: bool = True, read_only: bool = False
     ) -> SqliteAdapter:
+        """``read_only=True``: the file must exist and hold ``llm_requests``; it is
+        opened read-only (SQLite's ``mode=ro``) and never migrated."""
         path = str(path)
-        if path != ":memory:":
+        if read_only:
+            if path == ":memory:" or not Path(path).is_file():
+                raise StoreError(f"no SQLite database at {path}")
+        elif path != ":memory:":
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
         try:
-            conn = await _connect(path)
+            conn = await _connect(path, read_only)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite database {path}: {exc}") from exc
-        adapter = cls(conn, path)
-        return await adapter._opened(migrate)
+        adapter = cls(conn, path, read_only=read_only)
+        return await adapter._opened(migrate, read_only)
 
     async def reopen(self) -> None:
         """A fresh connection to the same file (see ``base.Reopenable``): in a forked
@@ -191,7 +206,7 @@ class SqliteAdapter(SqlStoreBase):
         elif not self._closed:
             await self._conn.close()
         try:
-            self._conn = await _connect(self.path)
+            self._conn = await _connect(self.path, self.read_only)
         except sqlite3.Error as exc:
             kind = StoreUnavailable if _busy(exc) else StoreError
             raise kind(f"cannot reopen SQLite database {self.path}: {exc}") from exc
@@ -199,6 +214,8 @@ class SqliteAdapter(SqlStoreBase):
         self._closed = False
 
     async def migrate(self) -> list[str]:
+        if self.read_only:
+            raise StoreError(f"SQLite {self.path}: the store was opened read-only")
         await self._conn.execute(
             f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
             "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
