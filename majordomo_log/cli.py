@@ -1,6 +1,8 @@
 """The ``majordomo-log`` command: thin wiring over ``_reports`` and the stores.
 
-Errors a user can fix (a bad URL, a missing database) print one line and exit 2.
+Errors a user can fix (a bad URL, a missing database, a bad argument) print one line
+and exit 2. The read commands (report, tail, show, prices, spool status|inspect) never
+write: databases are opened read-only and never migrated, body folders never created.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -49,32 +51,50 @@ def storage_url(value: str) -> str:
     return value if "://" in value else f"file://{value}"
 
 
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a positive whole number")
-    return number
+def whole_number(maximum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from 1 to ``maximum``."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = 0
+        if not 1 <= number <= maximum:
+            raise argparse.ArgumentTypeError(
+                f"{value!r:.40} is not a whole number from 1 to {maximum:,}"
+            )
+        return number
+
+    return parse
+
+
+# A LIMIT every dialect binds (SQLite's integers are 64-bit); far beyond any real tail.
+MAX_ROWS = 2**63 - 1
+# The demo holds its plan and every record in memory.
+MAX_DEMO_CALLS = 100_000
 
 
 def parse_when(value: str) -> dt.datetime:
-    """``7d``, ``24h``, ``30m`` ago, or an ISO date/datetime (UTC if no zone)."""
+    """``7d``, ``24h``, ``30m`` ago, or an ISO date/datetime (UTC if no zone), in UTC."""
+    problem = f"{value!r:.40} is not a time: use 7d, 24h, 30m or 2026-11-01[T12:00]"
     match = re.fullmatch(r"(\d+)([dhm])", value.strip())
-    if match:
-        amount, unit = int(match[1]), match[2]
-        delta = {"d": dt.timedelta(days=amount), "h": dt.timedelta(hours=amount)}.get(
-            unit, dt.timedelta(minutes=amount)
-        )
-        return dt.datetime.now(dt.timezone.utc) - delta
     try:
+        if match:
+            amount, unit = int(match[1]), match[2]
+            delta = {"d": dt.timedelta(days=amount), "h": dt.timedelta(hours=amount)}.get(
+                unit, dt.timedelta(minutes=amount)
+            )
+            return dt.datetime.now(dt.timezone.utc) - delta
         when = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        if when.tzinfo is None:
+            return when.replace(tzinfo=dt.timezone.utc)
+        return when.astimezone(dt.timezone.utc)
     except ValueError:
+        raise argparse.ArgumentTypeError(problem) from None
+    except OverflowError:  # 99999999d ago, or a zone that moves 0001-01-01 before year 1
         raise argparse.ArgumentTypeError(
-            f"{value!r} is not a time: use 7d, 24h, 30m or 2026-11-01[T12:00]"
+            f"{value!r:.40} is out of range: a time between the years 1 and 9999"
         ) from None
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
 
 
 @contextlib.asynccontextmanager
@@ -88,13 +108,14 @@ async def _existing_db(url: str) -> AsyncIterator[MetadataStore]:
 
 
 async def _open_existing_db(url: str) -> MetadataStore:
+    """Read-only: a read command creates no file, no schema and no table."""
     if urlsplit(url).scheme == "sqlite":
         path = sqlite_path(url)
         if not Path(path).exists():
             raise UsageError(
                 f"no database at {path}: pass --db, set {DB_ENV_VAR}, or run `majordomo-log demo`"
             )
-    return await open_db(url)
+    return await open_db(url, read_only=True)
 
 
 def _cell(value: Any) -> str:
@@ -174,22 +195,43 @@ async def cmd_show(args: argparse.Namespace) -> int:
     async with _existing_db(args.db) as db:
         row = await _reports.get_call(db, args.request_id)
     if row is None:
-        raise UsageError(f"no call {args.request_id!r} in {redact_url(args.db)}")
+        raise UsageError(f"no call {args.request_id!r:.60} in {redact_url(args.db)}")
     body: Any = None
     if not args.no_body and row.get("body_ref"):
-        storage = await open_storage(args.storage)
         try:
-            body = await storage.get(row["body_ref"])
-        except MajordomoLogError as exc:
+            storage = await open_storage(args.storage, read_only=True)
+        except MajordomoLogError as exc:  # the row is still worth showing
             body = {"$error": str(exc)}
-        finally:
-            await storage.close()
+        else:
+            try:
+                body = await storage.get(row["body_ref"])
+            except MajordomoLogError as exc:
+                body = {"$error": str(exc)}
+            finally:
+                await storage.close()
     print(json.dumps({"row": row, "body": body}, default=str, indent=2, ensure_ascii=False))
     return 0
 
 
 async def cmd_prices(args: argparse.Namespace) -> int:
     table = PriceTable.load(args.prices)
+    # The price table needs no database; the unpriced models do, when there is one
+    # (a SQLite file that is not there is no log yet, not an error). Opened before
+    # anything is printed, so a database that fails is one line, not half a report.
+    db = None
+    if urlsplit(args.db).scheme != "sqlite" or Path(sqlite_path(args.db)).exists():
+        db = await open_db(args.db, read_only=True)
+    try:
+        await _print_prices(table, args, db)
+    finally:
+        if db is not None:
+            await db.close()
+    return 0
+
+
+async def _print_prices(
+    table: PriceTable, args: argparse.Namespace, db: MetadataStore | None
+) -> None:
     rows = []
     for entry in sorted(table.models, key=lambda m: (m.provider, m.id)):
         version = entry.versions[0]
@@ -211,15 +253,10 @@ async def cmd_prices(args: argparse.Namespace) -> int:
     print(render(rows, args.format))
     for source in table.sources:
         print(f"# {source.path}: {source.source} (checked {source.checked})", file=sys.stderr)
-    if urlsplit(args.db).scheme != "sqlite" or Path(sqlite_path(args.db)).exists():
-        db = await open_db(args.db)
-        try:
-            missing = await _reports.unpriced_models(db, table)
-        finally:
-            await db.close()
+    if db is not None:
+        missing = await _reports.unpriced_models(db, table)
         print(f"\nmodels in {redact_url(args.db)} with no price:")
         print(render(missing, args.format) if missing else "(none)")
-    return 0
 
 
 def _spool_dirs(args: argparse.Namespace) -> list[Path]:
@@ -245,8 +282,10 @@ async def cmd_spool_status(args: argparse.Namespace) -> int:
         rows.append(
             {
                 "spool": str(folder),
-                "db": batch.db if batch else None,
-                "storage": batch.storage if batch else None,
+                # Written by the stores, without secrets; redacted again in case an
+                # older version or another store wrote them.
+                "db": redact_url(batch.db) if batch and batch.db else None,
+                "storage": redact_url(batch.storage) if batch and batch.storage else None,
                 "files": status.files,
                 "records": status.records,
                 "bytes": status.bytes,
@@ -341,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until", type=parse_when)
     p.set_defaults(run=cmd_report)
     p = sub.add_parser("tail", parents=[stores, fmt], help="the latest calls")
-    p.add_argument("-n", type=_positive_int, default=20)
+    p.add_argument("-n", type=whole_number(MAX_ROWS), default=20)
     p.set_defaults(run=cmd_tail)
     p = sub.add_parser("show", parents=[stores], help="one call: its row and its body")
     p.add_argument("request_id")
@@ -366,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--any-store", action="store_true", help="also files spooled for other URLs")
     q.set_defaults(run=cmd_spool_replay)
     p = sub.add_parser("demo", help="log a few hundred calls through the real SDKs, offline")
-    p.add_argument("--calls", type=_positive_int, default=300)
+    p.add_argument("--calls", type=whole_number(MAX_DEMO_CALLS), default=300)
     p.add_argument("--out", default="demo-output", help="folder for the demo DB and bodies")
     p.set_defaults(run=cmd_demo)
     return parser
