@@ -84,11 +84,19 @@ class BodyStore(Protocol):
 
         Returns None in place of a reference for a body the store refused for good
         (access denied, no such bucket, a key it will never accept), logged once per
-        kind: its row is still written, without a body reference."""
+        kind: its row is still written, without a body reference. A body's request id
+        and time come from a spool file, which may have been tampered with: a key is
+        made only from a lower-case UUIDv7 and a datetime, and any other body gets None
+        (``_bodies.body_problem``)."""
         ...
 
     async def get(self, ref: str) -> dict[str, Any]:
-        """The envelope for a reference (or a bare request id where the layout allows)."""
+        """The envelope for a reference (or a bare request id where the layout allows).
+
+        Raises ``BodyNotFound`` for any reference that names no body in this store:
+        empty, a folder, a byte range past the end, not one envelope, or pointing
+        outside the store's folder, bucket or prefix (a row may hold anything): a
+        reference is never followed out of the store."""
         ...
 
     async def close(self) -> None:
