@@ -8,10 +8,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import majordomo_log as ml
+from majordomo_log import _redact
 from majordomo_log._record import CallContext, CallRecord, build_envelope
+from majordomo_log._redact import redact_bytes, redact_text
 from majordomo_log._wrapper import default_prices
 from majordomo_log.testing import FakeProvider, fake_openai_client
 
@@ -121,3 +126,100 @@ def test_an_envelope_is_built_once_so_hooks_run_once() -> None:
     first = build_envelope(record)
     assert build_envelope(record) is first and calls == [1]
     assert b"hunter2" not in first and record.request_json is None
+
+
+# -- long text: searched in windows, the same result as one search -----------------------
+
+LONG_KEY = "sk-" + "a1B2" * 50_000  # 200 KB: longer than a window, than any bound
+
+
+class NoTurns:
+    def maybe_yield(self) -> None:
+        pass
+
+
+def test_a_key_longer_than_a_window_is_redacted_whole() -> None:
+    text = "x " * 40_000 + LONG_KEY + " y"
+    assert len(text) > 3 * _redact._WINDOW
+    assert redact_text(text) == "x " * 40_000 + "sk-[REDACTED] y"
+    assert redact_bytes(text.encode()) == ("x " * 40_000 + "sk-[REDACTED] y").encode()
+
+
+def test_a_json_value_cut_by_a_window_inside_an_escape_is_redacted_whole() -> None:
+    for shift in range(6):  # one of these puts a window's end between '\' and 'n'
+        value = "." * shift + "ab\\ncd" * 40_000
+        envelope = b'{"note":"see","password":"' + value.encode() + b'","n":1}'
+        assert redact_bytes(envelope) == b'{"note":"see","password":"[REDACTED]","n":1}'
+
+
+def test_a_pem_key_is_redacted_with_or_without_its_end_line() -> None:
+    body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC\\nBKcwggSjAgEAAoIBAQC7"
+    block = f"-----BEGIN PRIVATE KEY-----\\n{body}\\n-----END PRIVATE KEY-----"
+    assert redact_text(f"key: {block}.") == (
+        "key: -----BEGIN PRIVATE KEY-----[REDACTED]-----END PRIVATE KEY-----."
+    )
+    lines = body.replace("\\n", "\n")
+    head = f"-----BEGIN RSA PRIVATE KEY-----\n{lines}"  # a truncated body's kept head
+    assert redact_bytes(orjson.dumps({"head": head})) == (
+        b'{"head":"-----BEGIN RSA PRIVATE KEY-----[REDACTED]"}'
+    )
+
+
+# What a rule starts at, then runs its secret may be made of, some far longer than a window
+RULE_STARTS = [
+    "sk-",
+    "sk-proj-" + "Zq7" * 10,
+    "eyJhbGciOi.eyJzdWIiOi.c2ln",
+    " eyJhbGciOi.eyJ",
+    " eyJ",
+    '"password":"',
+    '\\"api_key\\":\\"',
+    "password=",
+    "Authorization: Bearer ",
+    "://u:",
+    "@",
+    "-----BEGIN PRIVATE KEY-----",
+    "-----END PRIVATE KEY-----",
+    "AKIA",
+    "ghp_",
+]
+RUN_UNITS = ["a", "7", "ab\\n", " ", "\\", "eyJ", "=", ".", '\\"', "-"]
+# a run longer than the windows' overlap (_REACH) is cut off and continued
+counts = st.one_of(st.integers(1, 100), st.integers(_redact._REACH // 2, 3 * _redact._REACH))
+long_runs = st.tuples(st.sampled_from(RUN_UNITS), counts).map(
+    lambda unit_count: unit_count[0] * unit_count[1]
+)
+PIECES = st.one_of(
+    st.sampled_from([*RULE_STARTS, "\\n", '\\"', '"', " ", ","]),
+    long_runs,
+    st.tuples(st.sampled_from(RULE_STARTS), long_runs).map("".join),
+)
+
+
+def assert_windows_find_what_one_search_finds(text: str, window: int) -> None:
+    original = _redact._WINDOW
+    _redact._WINDOW = window
+    try:
+        for passes, data in ((_redact._TEXT_PASSES, text), (_redact._BYTES_PASSES, text.encode())):
+            for rules in passes:
+                expected = rules.pattern.sub(rules._replace, data)  # type: ignore[arg-type]
+                assert rules._in_windows(data, NoTurns()) == expected  # type: ignore[arg-type]
+                data = expected
+    finally:
+        _redact._WINDOW = original
+
+
+@settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(PIECES, min_size=1, max_size=40), st.integers(min_value=64, max_value=5000))
+def test_windows_find_what_one_search_finds(pieces: list[str], window: int) -> None:
+    """Every pass over text split in windows (small ones here, so that runs and matches
+    cross their ends) gives what one ``sub`` over the whole text gives."""
+    assert_windows_find_what_one_search_finds("".join(pieces), window)
+
+
+@pytest.mark.parametrize("start", RULE_STARTS)
+def test_a_secret_cut_off_by_the_windows_overlap_is_continued(start: str) -> None:
+    window = 1000
+    for unit in RUN_UNITS:
+        run = unit * ((_redact._REACH + 2 * window) // len(unit))  # past where a search stops
+        assert_windows_find_what_one_search_finds(f"{start}{run} {start}{run}.", window)
