@@ -184,8 +184,9 @@ RULE_STARTS = [
     "ghp_",
 ]
 RUN_UNITS = ["a", "7", "ab\\n", " ", "\\", "eyJ", "=", ".", '\\"', "-"]
-# a run longer than the windows' overlap (_REACH) is cut off and continued
-counts = st.one_of(st.integers(1, 100), st.integers(_redact._REACH // 2, 3 * _redact._REACH))
+# a run longer than the windows' overlap (the widest reach) is cut off and continued
+REACH = max(rules.reach for rules in _redact._TEXT_PASSES)
+counts = st.one_of(st.integers(1, 100), st.integers(REACH // 2, 3 * REACH))
 long_runs = st.tuples(st.sampled_from(RUN_UNITS), counts).map(
     lambda unit_count: unit_count[0] * unit_count[1]
 )
@@ -221,5 +222,5 @@ def test_windows_find_what_one_search_finds(pieces: list[str], window: int) -> N
 def test_a_secret_cut_off_by_the_windows_overlap_is_continued(start: str) -> None:
     window = 1000
     for unit in RUN_UNITS:
-        run = unit * ((_redact._REACH + 2 * window) // len(unit))  # past where a search stops
+        run = unit * ((REACH + 2 * window) // len(unit))  # past where any search stops
         assert_windows_find_what_one_search_finds(f"{start}{run} {start}{run}.", window)
