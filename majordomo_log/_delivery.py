@@ -421,4 +421,5 @@ def _build_error(record: CallRecord, exc: Exception) -> str:
         type(exc).__name__,
     )
     error = f"cannot build the row: {type(exc).__name__}: {safe_text(exc)}"
-    return scrub_text(error[:MAX_ERROR_CHARS], record.ctx.secrets)
+    # Scrubbed whole, then cut: a key cut in half would pass both kinds of scrubbing.
+    return scrub_text(error, record.ctx.secrets)[:MAX_ERROR_CHARS]
