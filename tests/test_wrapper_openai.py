@@ -32,6 +32,32 @@ def new_llm(provider: FakeProvider, stores: Any, **kwargs: Any) -> ml.LoggingLLM
     return ml.LoggingLLM(client, stores.db, stores.storage, **kwargs)
 
 
+def hold_answers(provider: FakeProvider) -> tuple[asyncio.Event, asyncio.Event]:
+    """``(arrived, release)``: a client made from ``provider`` after this call sets
+    ``arrived`` when its request reaches the provider, and gets no answer until
+    ``release`` is set. The call is in flight for exactly as long as the test says,
+    however slow the machine."""
+    arrived, release = asyncio.Event(), asyncio.Event()
+    answer = provider.transport
+
+    async def held(request: httpx2.Request) -> httpx2.Response:
+        arrived.set()
+        await release.wait()
+        return await answer.handle_async_request(request)
+
+    provider.transport = httpx2.MockTransport(held)
+    return arrived, release
+
+
+async def until_set(event: asyncio.Event, what: str) -> None:
+    """Wait for ``event``. The deadline is only a safety net, far beyond any machine's
+    slowness, so that a bug fails naming what never happened instead of hanging."""
+    try:
+        await asyncio.wait_for(event.wait(), 120)
+    except asyncio.TimeoutError:
+        pytest.fail(f"hang: {what} never happened")
+
+
 def assert_gpt4o_buckets(row: dict[str, Any]) -> None:
     assert row["input_tokens"] == 600
     assert row["cache_read_tokens"] == 400
@@ -591,12 +617,13 @@ async def test_request_captured_as_sent_when_mutated_during_call(
 ) -> None:
     """The stored request is the one that went over the wire, even if the caller's
     list changes while the call is in flight (a chat history shared between tasks)."""
-    provider.first_chunk_delay = 0.1
+    arrived, release = hold_answers(provider)
     llm = new_llm(provider, stores)
     messages: list[dict[str, Any]] = [{"role": "user", "content": "first"}]
     task = asyncio.create_task(llm.chat.completions.create(model="gpt-4o", messages=messages))
-    await asyncio.sleep(0.05)  # the request is on the wire now
+    await until_set(arrived, "the request reaching the provider")
     messages.append({"role": "user", "content": "added while in flight"})
+    release.set()
     await task
     assert provider.requests[-1].body["messages"] == [{"role": "user", "content": "first"}]
     await llm.flush()
@@ -908,10 +935,10 @@ async def test_missing_usage(stores: Any) -> None:
 
 
 async def test_cancelled_call_is_incomplete(provider: FakeProvider, stores: Any) -> None:
-    provider.first_chunk_delay = 1.0
+    arrived, _ = hold_answers(provider)  # never released: the answer never comes
     llm = new_llm(provider, stores)
     task = asyncio.create_task(llm.chat.completions.create(model="gpt-4o", messages=MESSAGES))
-    await asyncio.sleep(0.05)
+    await until_set(arrived, "the request reaching the provider")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -924,17 +951,21 @@ async def test_cancelled_call_is_incomplete(provider: FakeProvider, stores: Any)
 
 
 async def test_cancelled_stream_consumer_is_incomplete(provider: FakeProvider, stores: Any) -> None:
-    provider.chunk_delay = 1.0
+    # The later content chunks are a minute away: the consumer is cancelled between the
+    # first and the second on any machine (closing the stream ends the wait).
+    provider.chunk_delay = 60.0
     llm = new_llm(provider, stores)
     stream = await llm.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)
     seen: list[Any] = []
+    first_chunk = asyncio.Event()
 
     async def consume() -> None:
         async for chunk in stream:
             seen.append(chunk)
+            first_chunk.set()
 
     task = asyncio.create_task(consume())
-    await asyncio.sleep(0.1)
+    await until_set(first_chunk, "the first chunk reaching the consumer")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
