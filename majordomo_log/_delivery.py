@@ -51,6 +51,7 @@ class Delivery:
         self.max_retries = max_retries
         self.backoff = backoff
         self.written = self.failed = self.spilled = self.replayed = 0
+        self.spill_files = 0  # batch files this writer added to the spool
         self.bodies_written = self.bodies_failed = self.outcomes_written = 0
         self.dropped: collections.Counter[str] = collections.Counter()
         self.down_for = 0.0  # current wait between tries; 0 while the stores are up
@@ -214,12 +215,14 @@ class Delivery:
     async def _replay(self, max_files: int | None) -> None:
         assert self.spool is not None
         spool, done, stuck = self.spool, 0, False
+        spills_before = self.spill_files
         for path in await asyncio.to_thread(spool.pending):
             if max_files is not None and done >= max_files:
                 self.replay_due = 0.0  # more waiting: come back on the next idle turn
                 return
             with spool.claim(path) as mine:
                 if not mine:
+                    stuck = True  # another process has it: not known to be written yet
                     continue
                 try:
                     batch = await asyncio.to_thread(spool.read, path)
@@ -247,7 +250,8 @@ class Delivery:
             done += 1
             self.replayed += written
             self.failed += refused
-        self.spool_backlog = stuck
+        # Files spilled while this replay ran were not in its listing: still waiting.
+        self.spool_backlog = stuck or self.spill_files != spills_before
 
     async def reopen(self) -> None:
         """In a forked child: new connections before the first write."""
@@ -294,14 +298,6 @@ class Delivery:
                 unbuildable.append((salvage_row(record, ref), _build_error(record, exc)))
                 continue
             entries.append(SpoolEntry(row, body[2] if body is not None and ref is None else None))
-        if unbuildable:
-            self.failed += len(unbuildable)
-            unstored = {
-                r.request_id: body[2]
-                for r, body, ref in zip(records, bodies, refs, strict=True)
-                if body is not None and ref is None
-            }
-            keep_rejected(self.spool, unbuildable, None, self.db, self.storage, unstored)
         try:
             self.spool.append(
                 entries,
@@ -313,12 +309,22 @@ class Delivery:
             )
         except SpoolFull as exc:
             if drop_on_failure:
-                self.dropped[exc.reason] += len(entries)
-                self.log_error("%s: %d records dropped", exc, len(entries))
+                lost = len(entries) + len(unbuildable)
+                self.dropped[exc.reason] += lost
+                self.log_error("%s: %d records dropped", exc, lost)
             else:
                 self.log_error("%s: the batch waits in memory", exc)
             return False
+        if unbuildable:  # once the batch is spooled: a batch left waiting is built again
+            self.failed += len(unbuildable)
+            unstored = {
+                r.request_id: body[2]
+                for r, body, ref in zip(records, bodies, refs, strict=True)
+                if body is not None and ref is None
+            }
+            keep_rejected(self.spool, unbuildable, None, self.db, self.storage, unstored)
         self.spilled += len(entries)
+        self.spill_files += 1
         self.spool_backlog = True
         if reason == "overflow":  # the stores are up: written back as soon as there is room
             self.replay_due = 0.0
@@ -383,8 +389,11 @@ def read_request_id(record: CallRecord) -> None:
     # Read here, not on the caller's path: a missing private attribute on a pydantic
     # model costs microseconds.
     if record.provider_request_id is None and record.response is not None:
-        request_id = getattr(record.response, "_request_id", None)
-        record.provider_request_id = request_id if isinstance(request_id, str) else None
+        try:
+            request_id = getattr(record.response, "_request_id", None)
+        except Exception:  # e.g. an attribute-style dict: __getattr__ raises KeyError
+            request_id = None
+        record.provider_request_id = request_id if type(request_id) is str else None
 
 
 def release(record: CallRecord) -> None:

@@ -32,7 +32,7 @@ from ._redact import (
 )
 from ._serialize import dumps_body
 from ._usage import Usage, normalize_any
-from ._values import hash_value, safe_text, storable_mapping, value_text
+from ._values import clean_text, hash_value, safe_text, storable_mapping, value_text
 
 if TYPE_CHECKING:
     from ._pricing import Cost, PriceTable
@@ -400,28 +400,35 @@ def build_row(record: CallRecord, body_ref: str | None) -> tuple[Any, ...]:
 def salvage_row(record: CallRecord, body_ref: str | None) -> tuple[Any, ...]:
     """A row for a record whose ``build_row`` failed, from the few values the library
     made itself, so that the record can be kept in the spool's rejected/ folder for a
-    person to look at (a bug here, not a bad value: those are made storable)."""
+    person to look at (a bug here, not a bad value: those are made storable). Never
+    raises: each value that cannot be read is NULL."""
     values: dict[str, Any] = dict.fromkeys(COLUMNS)
-    try:
-        started = float(record.started_at)
-        values["started_at"] = values["ended_at"] = _utc(started)
-    except Exception:
-        values["started_at"] = values["ended_at"] = dt.datetime.now(dt.timezone.utc)
+    started = _salvaged(lambda: _utc(float(record.started_at)))
     values.update(
-        request_id=str(record.request_id),
+        request_id=_salvaged(lambda: clean_text(record.request_id)) or "unknown",
+        started_at=started or dt.datetime.now(dt.timezone.utc),
+        ended_at=started or dt.datetime.now(dt.timezone.utc),
         latency_ms=0.0,
-        provider=_clip(record.provider, MAX_TAG_CHARS),
-        model=_clip(record.model, MAX_TAG_CHARS),
-        operation=_clip(record.operation, MAX_TAG_CHARS),
-        stream=bool(record.stream),
-        status=record.status if record.status in STATUSES else "error",
+        provider=_salvaged(lambda: _clip(record.provider, MAX_TAG_CHARS)),
+        model=_salvaged(lambda: _clip(record.model, MAX_TAG_CHARS)),
+        operation=_salvaged(lambda: _clip(record.operation, MAX_TAG_CHARS)),
+        stream=record.stream is True,
+        status=record.status if type(record.status) is str and record.status in STATUSES
+        else "error",
         currency="USD",
         cost_status="invalid_usage",
         usage_flags="row_unbuildable",
         tags="{}",
-        body_ref=body_ref,
+        body_ref=body_ref if type(body_ref) is str else None,
     )
     return tuple(values[column] for column in COLUMNS)
+
+
+def _salvaged(read: Callable[[], Any]) -> Any:
+    try:
+        return read()
+    except Exception:
+        return None
 
 
 def build_envelope(record: CallRecord) -> bytes:

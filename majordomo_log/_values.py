@@ -21,18 +21,23 @@ other enums                                    their ``value``, coerced
 ``Decimal``, ``UUID``                          their text
 ``datetime``, ``date``, ``time``               ISO 8601 text
 ``bytes``                                      decoded as UTF-8, invalid bytes as U+FFFD
-mappings                                       objects with text keys (``1`` -> ``"1"``)
+mappings                                       objects with text keys (``1`` -> ``"1"``,
+                                               ``(1, 2)`` -> ``"[1,2]"``; the later of two
+                                               keys with one text wins)
 lists, tuples, sets                            arrays
 anything else                                  ``str(value)``
 a value whose ``str()`` raises                 ``"<unprintable TypeName>"``
 a container inside itself                      ``"<cycle>"``
 nesting deeper than 32 levels                  ``"<too deep>"``
-more than 10,000 values in one tag             ``"<truncated>"`` for the rest
+more than 10,000 values in one tag             one ``"<truncated>"`` in place of the rest
+more than 65,536 characters of text in a tag   cut, ending in ``…``
+an object that claims a type it cannot act as  ``str(value)`` (a mock with ``spec=str``)
 =============================================  ==========================================
 
 Every step is linear in the size of the value: each node is visited at most once
 (the node budget also bounds a structure that shares one list many times over, which
-would otherwise be walked once per path to it).
+would otherwise be walked once per path to it), and each tag value has its own
+budgets, so one large tag does not cut the others.
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ import orjson
 
 MAX_DEPTH = 32
 MAX_NODES = 10_000
+MAX_CHARS = 65_536  # of text in one tag value: attribution, not content
+MAX_KEY_CHARS = 1024
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _MAX_INT_TEXT_BITS = 1024  # about 310 digits: int-to-decimal conversion is quadratic
 
@@ -59,9 +66,9 @@ JSONValue = Any  # None | bool | int | float | str | list[JSONValue] | dict[str,
 def clean_text(text: str) -> str:
     """``text`` as a plain ``str`` every store holds, the same in each: NUL (PostgreSQL
     refuses it) and lone surrogates (no UTF-8 encoding exists) become U+FFFD, and a
-    ``str`` subclass becomes its plain value."""
+    ``str`` subclass becomes its plain value. Never raises."""
     if type(text) is not str:
-        text = str.__str__(text)
+        text = _plain_str(text)
     if "\x00" in text:
         text = text.replace("\x00", "\ufffd")
     if not text.isascii():
@@ -72,12 +79,26 @@ def clean_text(text: str) -> str:
     return text
 
 
+def _plain_str(value: Any) -> str:
+    """The plain ``str`` of a ``str`` subclass, or of an object that only claims to be
+    one (a mock or a proxy whose ``__class__`` says ``str``)."""
+    try:
+        return str.__str__(value)
+    except Exception:
+        pass
+    try:
+        text = str(value)
+        return text if type(text) is str else str.__str__(text)
+    except Exception:
+        return f"<unprintable {type_name(value)}>"
+
+
 def type_name(value: Any) -> str:
     try:
         name = type(value).__qualname__
     except Exception:  # a metaclass may do anything
         return "object"
-    return clean_text(name) if isinstance(name, str) else "object"
+    return clean_text(name) if type(name) is str else "object"
 
 
 def safe_text(value: Any) -> str:
@@ -97,13 +118,22 @@ def storable(value: Any) -> JSONValue:
 
 
 def storable_mapping(values: Mapping[Any, Any]) -> dict[str, JSONValue]:
-    """A mapping of tags as a dict of text keys to storable values; never raises."""
-    coercion = _Coercion()
+    """A mapping of tags as a dict of text keys to storable values, each value within
+    its own budget; never raises."""
     try:
         items = list(values.items())
     except Exception:
         return {}
-    return {coercion.key(k): coercion.convert(v, 0) for k, v in items}
+    stored: dict[str, JSONValue] = {}
+    for item in items:
+        coercion = _Coercion()  # per tag: a large tag must not starve the others
+        try:
+            key, value = item
+        except Exception:
+            continue
+        name = coercion.key(key)  # first: the value must not spend the key's budget
+        stored[name] = coercion.convert(value, 0)
+    return stored
 
 
 def value_text(value: JSONValue) -> str | None:
@@ -125,55 +155,67 @@ def hash_value(value: Any, secret: bytes) -> str:
 
 
 class _Coercion:
-    __slots__ = ("nodes", "path")
+    """One tag value's conversion, with its budgets (nodes, characters)."""
+
+    __slots__ = ("chars", "nodes", "path")
 
     def __init__(self) -> None:
         self.nodes = 0
+        self.chars = 0
         self.path: set[int] = set()  # ids of the containers being converted
 
     def key(self, key: Any) -> str:
-        if isinstance(key, str):
-            return clean_text(key)
-        if isinstance(key, (tuple, frozenset)):  # hashable containers: their text
-            return safe_text(key)
-        return value_text(self.convert(key, MAX_DEPTH)) or "null"
+        if type(key) is not str:
+            key = value_text(self.convert(key, 0)) or "null"
+        text = self.text(key)
+        return text if len(text) <= MAX_KEY_CHARS else text[: MAX_KEY_CHARS - 1] + "…"
+
+    def text(self, value: Any) -> str:
+        text = clean_text(value)
+        left = MAX_CHARS - self.chars
+        if len(text) > left:
+            text = text[: max(left - 1, 0)] + "…"
+        self.chars += len(text)
+        return text
 
     def convert(self, value: Any, depth: int) -> JSONValue:
         self.nodes += 1
         if self.nodes > MAX_NODES:
             return "<truncated>"
-        if value is None or value is True or value is False:
+        kind = type(value)
+        if value is None or kind is bool:
             return value
-        if isinstance(value, str):
-            return clean_text(value)
-        if isinstance(value, int):
+        if kind is str:
+            return self.text(value)
+        if kind is int:
             return _int(value)
-        if isinstance(value, float):
-            number = float.__float__(value)
-            if number != number or number in (float("inf"), float("-inf")):
-                return str(number)
-            return number
+        if kind is float:
+            return _float(value)
+        try:
+            return self._convert_other(value, depth)
+        except Exception:  # an object that claims a type it cannot act as
+            return self.text(safe_text(value))
+
+    def _convert_other(self, value: Any, depth: int) -> JSONValue:
+        if isinstance(value, str):  # subclasses, str enums: the plain string value
+            return self.text(str.__str__(value))
         if isinstance(value, enum.Enum):
-            try:
-                inner = value.value
-            except Exception:
-                return f"<unprintable {type_name(value)}>"
-            return self.convert(inner, depth)
+            if depth >= MAX_DEPTH:
+                return "<too deep>"
+            return self.convert(value.value, depth + 1)
+        if isinstance(value, int):  # IntEnum, other subclasses: the plain value
+            return _int(int.__int__(value))
+        if isinstance(value, float):
+            return _float(float.__float__(value))
         if isinstance(value, (Decimal, uuid.UUID)):
-            return safe_text(value)
+            return self.text(safe_text(value))
         if isinstance(value, (dt.datetime, dt.date, dt.time)):
-            try:
-                return clean_text(value.isoformat())
-            except Exception:
-                return f"<unprintable {type_name(value)}>"
+            return self.text(value.isoformat())
         if isinstance(value, (bytes, bytearray, memoryview)):
-            try:
-                return clean_text(bytes(value).decode("utf-8", "replace"))
-            except Exception:
-                return f"<unprintable {type_name(value)}>"
+            return self.text(bytes(value).decode("utf-8", "replace"))
         if isinstance(value, (Mapping, list, tuple, Set)):
             return self._container(value, depth)
-        return safe_text(value)
+        return self.text(safe_text(value))
 
     def _container(self, value: Any, depth: int) -> JSONValue:
         if depth >= MAX_DEPTH:
@@ -184,19 +226,37 @@ class _Coercion:
         self.path.add(marker)
         try:
             if isinstance(value, Mapping):
-                return {self.key(k): self.convert(v, depth + 1) for k, v in list(value.items())}
-            return [self.convert(item, depth + 1) for item in list(value)]
+                mapping: dict[str, JSONValue] = {}
+                for k, v in list(value.items()):
+                    if self.nodes >= MAX_NODES:
+                        mapping["<truncated>"] = True
+                        break
+                    name = self.key(k)
+                    mapping[name] = self.convert(v, depth + 1)
+                return mapping
+            items: list[JSONValue] = []
+            for item in list(value):
+                if self.nodes >= MAX_NODES:
+                    items.append("<truncated>")  # one marker for the rest, not one each
+                    break
+                items.append(self.convert(item, depth + 1))
+            return items
         except Exception:  # a container whose iteration raises, or that changed meanwhile
             return f"<unprintable {type_name(value)}>"
         finally:
             self.path.discard(marker)
 
 
-def _int(value: int) -> int | str:
-    number = int.__int__(value)  # an IntEnum or other subclass: its plain value
+def _int(number: int) -> int | str:
     if _INT64_MIN <= number <= _INT64_MAX:
         return number
     bits = number.bit_length()
     if bits > _MAX_INT_TEXT_BITS:
         return f"<int of {bits} bits>"
     return str(number)
+
+
+def _float(number: float) -> float | str:
+    if number != number or number in (float("inf"), float("-inf")):
+        return str(number)
+    return number

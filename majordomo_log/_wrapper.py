@@ -294,7 +294,7 @@ class LoggingLLM(Generic[ClientT]):
             time.perf_counter(),
             self._provider,
             operation,
-            model if isinstance(model, str) or model is None else safe_text(model),
+            model if type(model) is str or model is None else safe_text(model),
             stream,
             current_tags(),
             self._api_key_hash(),
@@ -418,7 +418,11 @@ class LoggingLLM(Generic[ClientT]):
         if known:
             record.usage = _read_usage(response)
         else:
-            usage = self._extract_usage(response)
+            try:
+                usage = self._extract_usage(response)
+            except Exception:  # logged as unreadable if this method is known to bill
+                known_to_bill = record.operation in self._methods_with_usage
+                usage = Usage(flags=("unreadable_usage",)) if known_to_bill else None
             if usage is None:
                 return result  # not an LLM call: pass through unlogged
             self._methods_with_usage.add(record.operation)

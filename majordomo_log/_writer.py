@@ -18,6 +18,7 @@ import asyncio
 import collections
 import itertools
 import random
+import threading
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -46,6 +47,8 @@ _CHUNK_BYTES = 512  # a stream chunk object, roughly
 _RESPONSE_BYTES = 8 * 1024
 _RETRY_BASE, _RETRY_CAP = 0.1, 5.0  # seconds: full-jitter exponential backoff
 _SPILL_CHUNK = 250  # records over budget spilled by the caller when the worker cannot run
+_CLOSED_SPILL_BYTES = 8 * 1024 * 1024  # held after close() before they are spooled
+_CANCEL_GRACE = 1.0  # how long close() waits for a cancelled worker or spill to let go
 # The most close() waits by default, all of it: flushing, stopping, replaying the spool.
 # Within a container's usual grace period (30 s after SIGTERM), with room for the rest
 # of the application's shutdown; what is not written by then is spooled, not lost.
@@ -120,6 +123,9 @@ class BatchWriter:
         # Overflow being written to the spool right now, by id of its list: still the
         # rescue's to save until the spool has it (a SIGTERM may come mid-write).
         self._spilling: dict[int, list[QueueItem]] = {}
+        # Taken by whoever appends to or takes the overflow list; never by rescue(), which
+        # may run in a signal handler that interrupted its holder.
+        self._overflow_lock = threading.Lock()
         self._inflight: list[QueueItem] = []  # the batch being written
         self._enqueued = 0  # items ever accepted
         self._done = 0  # items ever finished (written, spooled, refused or dropped)
@@ -131,6 +137,7 @@ class BatchWriter:
         self._room_waiters: list[asyncio.Future[None]] = []
         self._closing = False  # close() has begun: new records go to the spool
         self._closed = False  # close() has ended
+        self._overflow_bytes = 0  # held since close(), for the spool
         self._exit_drain_seconds = _EXIT_DRAIN_SECONDS
         self._reopen = False  # set in a forked child: stores must reconnect first
         self._held = False  # the last batch could go nowhere: wait for the stores
@@ -198,7 +205,8 @@ class BatchWriter:
             return False
         # Spilled by the worker when it runs; by this caller when it cannot (a burst that
         # never yields to the loop), so memory stays bounded either way.
-        self._overflow.append(item)
+        with self._overflow_lock:
+            self._overflow.append(item)
         self._enqueued += 1
         if self._closed:
             # A call after close(): kept, cheaply. Spooled 250 at a time and at exit, for
@@ -210,13 +218,26 @@ class BatchWriter:
                 "a call was made through a closed LoggingLLM: its record goes to the spool "
                 "(replayed on the next start, or with `majordomo-log spool replay`)",
             )
-            if len(self._overflow) >= _SPILL_CHUNK:
-                self._spill_overflow()
+            _closed_holding.add(self)  # held by no wrapper maybe: kept until spooled
+            self._overflow_bytes += size
+            if len(self._overflow) >= _SPILL_CHUNK or self._overflow_bytes >= _CLOSED_SPILL_BYTES:
+                self._overflow_bytes = 0
+                self._spill_soon()
         elif len(self._overflow) >= _SPILL_CHUNK or self._task is None or self._task.done():
             self._spill_overflow()
         elif self._wake is not None:
             self._wake.set()
         return True
+
+    def _spill_soon(self) -> None:
+        """Spool the overflow in a thread when a loop runs here (pricing and an fsync
+        would stall it), else now."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._spill_overflow()
+            return
+        loop.run_in_executor(None, self._spill_overflow)
 
     def _start(self) -> None:
         try:
@@ -303,10 +324,14 @@ class BatchWriter:
             except asyncio.TimeoutError:
                 self._exit_drain_seconds = 0.0  # out of time: stop, do not drain again
                 task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
+                # The store may take its time to give up the statement it is in (SQLite's
+                # busy wait): not past the deadline. What it holds, rescue spools.
+                await asyncio.wait({task}, timeout=_CANCEL_GRACE)
+        # A spill running in a thread is the one to spool its records: wait for it a
+        # little, rather than spool them twice.
+        grace = time.monotonic() + _CANCEL_GRACE
+        while self._spilling and time.monotonic() < grace:
+            await asyncio.sleep(0.01)
         self.rescue("closed")
         self._wake_room_waiters()
         if self.spool is not None:  # a store still down fails its one try, and that is all
@@ -343,12 +368,18 @@ class BatchWriter:
         self._overflow = []
         self._queue_bytes = 0
         items = inflight + spilling + queued + overflow
+        _closed_holding.discard(self)
         if not items:
             return
-        # The interrupted spill and the interrupted batch count their own when they end.
-        self._done += len(queued) + len(overflow)
+        self._spilling[id(items)] = items  # a SIGTERM during this rescue saves them again
+        # An interrupted spill counts its own when it ends; an interrupted batch sees that
+        # it was rescued (_inflight is no longer it) and leaves the count to this.
+        self._done += len(queued) + len(overflow) + len(inflight)
         self._inflight = []
-        self._delivery.spill_items(items, reason)
+        try:
+            self._delivery.spill_items(items, reason)
+        finally:
+            self._spilling.pop(id(items), None)
         self._resolve_waiters()
 
     def reset_after_fork(self) -> None:
@@ -356,6 +387,8 @@ class BatchWriter:
         connections and event loop are not ours. Start empty; reconnect before writing."""
         self._queue.clear()
         self._overflow = []
+        self._overflow_lock = threading.Lock()  # a thread of the parent's may have held it
+        self._spilling = {}
         self._inflight = []
         self._queue_bytes = 0
         self._enqueued = self._done = 0
@@ -377,7 +410,8 @@ class BatchWriter:
                         return
                     self._resolve_waiters()
                     await self._delivery.replay_when_idle()
-                if (
+                idle = not self._queue and not self._overflow
+                if idle or (
                     len(self._queue) < self.batch_size
                     and not self._overflow
                     and not self._waiters
@@ -424,16 +458,23 @@ class BatchWriter:
                     await self._delivery.reopen()
                 finished = await self._delivery.deliver(batch)
             except asyncio.CancelledError:
-                # Interrupted mid-batch: put it back. Stores roll back an interrupted
-                # transaction and skip rows they already have, so rewriting it is safe.
-                self._queue.extendleft(reversed(taken))
-                self._inflight = []
+                # Interrupted mid-batch: put it back, unless a rescue has spooled it. Stores
+                # roll back an interrupted transaction and skip rows they already have, so
+                # rewriting it is safe.
+                if self._inflight is batch:
+                    self._queue.extendleft(reversed(taken))
+                    self._inflight = []
                 raise
             except Exception as exc:  # a bug here: never let the worker die
                 finished = True
                 self._delivery.failed += sum(isinstance(i, CallRecord) for i in batch)
                 self._internal_errors += 1
-                logger.exception("writing a batch failed", exc_info=exc)
+                try:
+                    logger.exception("writing a batch failed", exc_info=exc)
+                except Exception:
+                    pass
+            if self._inflight is not batch:
+                continue  # rescued meanwhile (close() ran out of time): spooled and counted
             self._held = not finished
             if not finished:  # store down, and no spool to take it: keep it, in order
                 self._queue.extendleft(reversed(taken))
@@ -461,16 +502,24 @@ class BatchWriter:
     # -- spooling -------------------------------------------------------------------
 
     def _spill_overflow(self) -> None:
-        items = self._overflow
-        if not items:
-            return
-        self._spilling[id(items)] = items  # first: rescue must see them until spooled
-        self._overflow = []
+        # Any thread: callers append while a worker thread takes the list.
+        with self._overflow_lock:
+            items = self._overflow
+            if not items:
+                return
+            self._spilling[id(items)] = items  # first: rescue must see them until spooled
+            self._overflow = []
         try:
             self._delivery.spill_items(items, "overflow")
+        except Exception as exc:  # a bug here: counted, and the writer goes on
+            self._internal_errors += 1
+            self._delivery.drop(items, "internal_error")
+            logger.error("spooling %d records failed: %s", len(items), type(exc).__name__)
         finally:
-            del self._spilling[id(items)]
-        self._done += len(items)
+            self._spilling.pop(id(items), None)
+            self._done += len(items)
+        if not self._overflow:
+            _closed_holding.discard(self)
         self._resolve_waiters()
 
     # -- waiters ---------------------------------------------------------------------
@@ -540,6 +589,10 @@ def _drop_body(record: CallRecord) -> bool:
     record.body_dropped = True
     return True
 
+
+# Writers closed with records still held for the spool (calls made after close()): kept
+# alive until those are spooled, though no wrapper may hold them any more.
+_closed_holding: set[BatchWriter] = set()
 
 # Wrappers that share a pair of stores share one writer. Weak values: the writer
 # lives as long as some LoggingLLM uses it, and a forgotten one is collectable.

@@ -3,6 +3,7 @@ the body's head, and the tags stored as an HMAC (``hash_tags``)."""
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import gzip
 import json
@@ -10,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from servers import DIALECTS, isolated_db
@@ -295,3 +297,63 @@ async def test_hashed_tags_are_stored_as_an_hmac_and_never_in_clear(
     everything += "".join(p.read_text() for p in (tmp_path / "spool").rglob("*.jsonl"))
     for clear in ("alice@example.com", "bob@example.com", "ACME Corp"):
         assert clear not in everything
+
+
+# -- objects that are not what they claim ----------------------------------------------
+
+
+class AttrDict(dict[str, Any]):
+    """The attribute-style dict idiom: a missing attribute raises KeyError."""
+
+    __getattr__ = dict.__getitem__
+
+
+class AttrDictClient:
+    provider = "openai"
+
+    async def complete(self, prompt: str) -> AttrDict:
+        usage = {"prompt_tokens": 10, "completion_tokens": 5}
+        return AttrDict(model="gpt-4o-mini", usage=usage)
+
+
+async def test_a_response_whose_getattr_raises_is_logged_and_flush_returns(
+    stores: Any, tmp_path: Path
+) -> None:
+    llm = ml.LoggingLLM(
+        AttrDictClient(), stores.db, stores.storage, methods=["complete"], spool=tmp_path / "s"
+    )
+    for _ in range(5):
+        await llm.complete("hi")
+    stats = await asyncio.wait_for(llm.flush(), 60)  # the net of a hang, not a timing
+    assert (stats.written, stats.failed, stats.pending, stats.internal_errors) == (5, 0, 0, 0)
+    await llm.close()
+    assert {r["cost_status"] for r in stores.rows()} == {"computed"}
+
+
+async def test_objects_that_only_claim_to_be_text_cost_nothing(stores: Any) -> None:
+    """A mock with spec=str (or a lazy proxy) passes isinstance(x, str) but is no str."""
+    fake = mock.Mock(spec=str)
+    llm = ml.LoggingLLM(Acme(), stores.db, stores.storage, tags={"team": fake})
+    for k in range(5):
+        with ml.tags(user_id=mock.Mock(spec=int), score=mock.Mock(spec=float)):
+            await llm.complete(f"call {k}", model=fake if k == 3 else "gpt-4o-mini")
+    stats = await llm.close()
+    assert (stats.written, stats.failed, stats.internal_errors) == (5, 0, 0)
+    rows = stores.rows()
+    assert sum(r["model"].startswith("<Mock spec='str'") for r in rows) == 1
+    tags = json.loads(rows[0]["tags"])
+    assert tags["team"].startswith("<Mock spec='str'")
+    assert tags["user_id"].startswith("<Mock spec='int'")
+    assert isinstance(ml.hash_tag(fake), str)
+
+
+async def test_each_tag_has_its_own_budget(stores: Any) -> None:
+    llm = ml.LoggingLLM(Acme(), stores.db, stores.storage, hash_tags=("user_id",))
+    with ml.tags(items=list(range(20_000)), blob="x" * 100_000, user_id="u-42", feature="chat"):
+        await llm.complete("hi")
+    await llm.close()
+    row = stores.one_row()
+    assert (row["feature"], row["user_id"]) == ("chat", ml.hash_tag("u-42"))
+    tags = json.loads(row["tags"])
+    assert tags["items"][-1] == "<truncated>" and len(tags["items"]) < 10_002
+    assert len(tags["blob"]) <= 65_536 and tags["blob"].endswith("…")
