@@ -360,6 +360,12 @@ def build_row(record: CallRecord, body_ref: str | None) -> tuple[Any, ...]:
     usage, cost, cost_status = record.priced()
     latency = record.elapsed_ms(record.t_end) or 0.0
     tags = merged_tags(record)
+    # Tags pass the same secret rules as bodies ({"db_password": "..."}, a key's shape),
+    # over their JSON in one pass; the text is read back only when something was found.
+    tags_json = orjson.dumps(tags)
+    scrubbed = scrub(tags_json, record.ctx.secrets)
+    if scrubbed != tags_json:
+        tags_json, tags = scrubbed, orjson.loads(scrubbed)
     promoted = [_clip(value_text(tags.get(name)), MAX_TAG_CHARS) for name in PROMOTED_TAGS]
     error_message = record.error_message
     if error_message is not None:
@@ -389,7 +395,7 @@ def build_row(record: CallRecord, body_ref: str | None) -> tuple[Any, ...]:
         _clip(record.api_key_hash, MAX_TAG_CHARS),
         _clip(record.ctx.api_key_alias, MAX_TAG_CHARS),
         *promoted,
-        orjson.dumps(tags).decode(),
+        tags_json.decode(),
         None if record.outcome is None else record.outcome[0],
         None if record.outcome is None else record.outcome[1],
         body_ref,

@@ -28,7 +28,7 @@ lists, tuples, sets                            arrays
 anything else                                  ``str(value)``
 a value whose ``str()`` raises                 ``"<unprintable TypeName>"``
 a container inside itself                      ``"<cycle>"``
-nesting deeper than 32 levels                  ``"<too deep>"``
+nesting deeper than 16 levels                  ``"<too deep>"``
 more than 10,000 values in one tag             one ``"<truncated>"`` in place of the rest
 more than 65,536 characters of text in a tag   cut, ending in ``…``
 an object that claims a type it cannot act as  ``str(value)`` (a mock with ``spec=str``)
@@ -53,7 +53,7 @@ from typing import Any
 
 import orjson
 
-MAX_DEPTH = 32
+MAX_DEPTH = 16  # MariaDB refuses JSON nested deeper than 32 levels
 MAX_NODES = 10_000
 MAX_CHARS = 65_536  # of text in one tag value: attribution, not content
 MAX_KEY_CHARS = 1024

@@ -138,6 +138,7 @@ class BatchWriter:
         self._closing = False  # close() has begun: new records go to the spool
         self._closed = False  # close() has ended
         self._overflow_bytes = 0  # held since close(), for the spool
+        self._spill_scheduled = False
         self._exit_drain_seconds = _EXIT_DRAIN_SECONDS
         self._reopen = False  # set in a forked child: stores must reconnect first
         self._held = False  # the last batch could go nowhere: wait for the stores
@@ -237,7 +238,13 @@ class BatchWriter:
         except RuntimeError:
             self._spill_overflow()
             return
-        loop.run_in_executor(None, self._spill_overflow)
+        if not self._spill_scheduled:  # one at a time: it takes whatever has piled up
+            self._spill_scheduled = True
+            loop.run_in_executor(None, self._scheduled_spill)
+
+    def _scheduled_spill(self) -> None:
+        self._spill_scheduled = False
+        self._spill_overflow()
 
     def _start(self) -> None:
         try:

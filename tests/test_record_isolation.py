@@ -127,7 +127,7 @@ def test_how_values_that_cannot_be_shown_are_stored() -> None:
     assert storable("a\x00b\udc80") == "a\ufffdb\ufffd"
     assert storable(float("inf")) == "inf"
     flat = storable(_nested(40))
-    for _ in range(31):
+    for _ in range(15):
         flat = flat[0]
     assert flat == ["<too deep>"]
     # A structure that shares one list along every path is walked within a node budget.
@@ -357,3 +357,19 @@ async def test_each_tag_has_its_own_budget(stores: Any) -> None:
     tags = json.loads(row["tags"])
     assert tags["items"][-1] == "<truncated>" and len(tags["items"]) < 10_002
     assert len(tags["blob"]) <= 65_536 and tags["blob"].endswith("…")
+
+
+async def test_tags_pass_the_secret_rules(stores: Any) -> None:
+    key = "sk-proj-" + "TagSecretTest0123456789abcdef"
+    llm = ml.LoggingLLM(Acme(), stores.db, stores.storage)
+    with ml.tags(db_password="pw-tag-secret-0123", feature=key, detail={"api_key": "abc123xyz"}):
+        await llm.complete("hi")
+    await llm.close()
+    row = stores.one_row()
+    tags = json.loads(row["tags"])
+    assert tags == {
+        "db_password": "[REDACTED]",
+        "feature": "sk-[REDACTED]",
+        "detail": {"api_key": "[REDACTED]"},
+    }
+    assert row["feature"] == "sk-[REDACTED]"
