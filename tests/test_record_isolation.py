@@ -8,35 +8,18 @@ import enum
 import gzip
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
 import pytest
+from duck_client import Acme, Reply
 from servers import DIALECTS, isolated_db
 
 import majordomo_log as ml
 from majordomo_log import _delivery
 from majordomo_log._record import COLUMNS
 from majordomo_log._values import storable
-
-# -- a duck-typed client: every call returns usage ------------------------------------
-
-
-@dataclass
-class Reply:
-    content: str
-    model: str
-    input_tokens: int = 1000
-    output_tokens: int = 500
-
-
-class Acme:
-    provider = "acme"
-
-    async def complete(self, prompt: str, *, model: str = "gpt-4o-mini") -> Reply:
-        return Reply(prompt, model)
 
 
 class Unprintable:

@@ -6,28 +6,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import sqlite3
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from duck_client import Acme
 from faultlib import wait_for_stats
 
 import majordomo_log as ml
-
-
-@dataclass
-class Reply:
-    content: str
-    model: str
-    input_tokens: int = 1000
-    output_tokens: int = 500
-
-
-class Acme:
-    provider = "acme"
-
-    async def complete(self, prompt: str, *, model: str = "gpt-4o-mini") -> Reply:
-        return Reply(prompt, model)
 
 
 async def test_flush_writes_what_the_budget_spilled_while_the_stores_were_healthy(
