@@ -466,12 +466,20 @@ class LoggingLLM(Generic[ClientT]):
         return None
 
     def _log_error(self, record: CallRecord, request: bytes, exc: BaseException) -> None:
-        record.fail(exc)
-        if record.api_key_hash is None:
-            record.api_key_hash = self._api_key_hash()
-        request_id = getattr(exc, "request_id", None)
-        record.provider_request_id = request_id if isinstance(request_id, str) else None
-        record.request_json = request
+        """Log a failed call; never raises (the caller must get the client's exception)."""
+        try:
+            record.fail(exc)
+            if record.api_key_hash is None:
+                record.api_key_hash = self._api_key_hash()
+            try:
+                request_id = getattr(exc, "request_id", None)
+            except Exception:  # an exception whose attributes raise
+                request_id = None
+            record.provider_request_id = request_id if type(request_id) is str else None
+            record.request_json = request
+        except Exception as error:
+            self._internal_error(error)
+            return
         self._submit(record)
 
     def _wrap_stream_helper(self, target: Any, attr: str, operation: str) -> Callable[..., Any]:
