@@ -284,6 +284,11 @@ class CallRecord:
             return Usage(flags=("unreadable_usage",))
 
 
+def _scrubbed(value: Any, secrets: tuple[bytes, ...]) -> str | None:
+    """Text the provider (or an exception) handed over, through the secret rules."""
+    return None if value is None else scrub_text(safe_text(value), secrets)
+
+
 def _text(value: Any) -> str | None:
     return None if value is None else safe_text(value)
 
@@ -385,7 +390,7 @@ def build_row(record: CallRecord, body_ref: str | None) -> tuple[Any, ...]:
         _clip(record.status, MAX_TAG_CHARS),
         _clip(record.error_type, MAX_TAG_CHARS),
         _clip(error_message, MAX_ERROR_CHARS),
-        _clip(record.provider_request_id, MAX_TAG_CHARS),
+        _clip(_scrubbed(record.provider_request_id, record.ctx.secrets), MAX_TAG_CHARS),
         *token_values(usage),
         *cost_values(cost),
         "USD",

@@ -3,7 +3,9 @@ in the background, and scrubbing of secrets.
 
 orjson does the work (about 1.7 µs for a 4 KB request). Values JSON cannot hold
 are stored in a readable form instead of failing the record: bytes as base64,
-pydantic models and dataclasses as their fields, anything else as its repr.
+pydantic models and dataclasses as their fields, anything else as its repr; a body
+orjson refuses whole (a cycle, an int past 64 bits, a lone surrogate, nesting past its
+limit) is made storable by ``_values.storable_body`` and marked ``$unserializable``.
 
 The GIL: orjson, and pydantic's ``model_dump_json``, walk Python objects, so they hold
 the GIL for the whole of a call, and neither can stop halfway and resume. Measured on
@@ -29,6 +31,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+
+from ._values import storable_body
 
 SENSITIVE_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "proxy-authorization"})
 REDACTED = "[REDACTED]"
@@ -56,12 +60,10 @@ def _safe_dumps(value: Any) -> bytes:
         return orjson.dumps(value, default=json_default, option=_OPTIONS)
     except (TypeError, ValueError, RecursionError):
         # Circular references, integers beyond 64 bits, nesting deeper than orjson
-        # allows, invalid UTF-8 in str: keep a readable trace instead of losing the body.
-        try:
-            text = repr(value)
-        except Exception:  # a repr that raises must not lose the record
-            text = f"<unrepresentable {type(value).__name__}>"
-        return orjson.dumps({"$unserializable": text[:100_000]})
+        # allows, invalid UTF-8 in str: the same data made storable, marked, instead of
+        # losing the body. Still JSON, so the redaction rules read its keys and values
+        # (a repr would hide a "password" member behind escaped quotes).
+        return orjson.dumps({"$unserializable": storable_body(value, json_default)})
 
 
 def snapshot_request(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes:

@@ -47,7 +47,7 @@ import enum
 import hashlib
 import hmac
 import uuid
-from collections.abc import Mapping, Set
+from collections.abc import Callable, Mapping, Set
 from decimal import Decimal
 from typing import Any
 
@@ -154,25 +154,54 @@ def hash_value(value: Any, secret: bytes) -> str:
     return hmac.new(secret, text.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
+def storable_body(value: Any, default: Callable[[Any], Any]) -> JSONValue:
+    """A request or response that JSON could not hold as it was (a cycle, an int past
+    64 bits, a lone surrogate, nesting orjson refuses) as JSON data, by the same rules
+    as tags but with a body's budgets: ``default`` turns other objects into data first
+    (a pydantic model into its fields), and every string stays whole (the body's size
+    cap applies later)."""
+    coercion = _Coercion(
+        max_depth=_BODY_MAX_DEPTH, max_nodes=_BODY_MAX_NODES, max_chars=None, default=default
+    )
+    return coercion.convert(value, 0)
+
+
+_BODY_MAX_DEPTH = 200  # orjson refuses more than 254 levels
+_BODY_MAX_NODES = 1_000_000
+
+
 class _Coercion:
-    """One tag value's conversion, with its budgets (nodes, characters)."""
+    """One value's conversion, with its budgets (depth, nodes, characters)."""
 
-    __slots__ = ("chars", "nodes", "path")
+    __slots__ = ("chars", "default", "max_chars", "max_depth", "max_nodes", "nodes", "path")
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        max_depth: int = MAX_DEPTH,
+        max_nodes: int = MAX_NODES,
+        max_chars: int | None = MAX_CHARS,
+        default: Callable[[Any], Any] | None = None,
+    ) -> None:
+        self.max_depth = max_depth
+        self.max_nodes = max_nodes
+        self.max_chars = max_chars
+        self.default = default  # other objects to data, converted in turn (bodies)
         self.nodes = 0
         self.chars = 0
         self.path: set[int] = set()  # ids of the containers being converted
 
     def key(self, key: Any) -> str:
         if type(key) is not str:
-            key = value_text(self.convert(key, 0)) or "null"
+            key = value_text(_Coercion().convert(key, 0)) or "null"
         text = self.text(key)
         return text if len(text) <= MAX_KEY_CHARS else text[: MAX_KEY_CHARS - 1] + "…"
 
     def text(self, value: Any) -> str:
         text = clean_text(value)
-        left = MAX_CHARS - self.chars
+        if self.max_chars is None:
+            return text
+        left = self.max_chars - self.chars
         if len(text) > left:
             text = text[: max(left - 1, 0)] + "…"
         self.chars += len(text)
@@ -180,7 +209,7 @@ class _Coercion:
 
     def convert(self, value: Any, depth: int) -> JSONValue:
         self.nodes += 1
-        if self.nodes > MAX_NODES:
+        if self.nodes > self.max_nodes:
             return "<truncated>"
         kind = type(value)
         if value is None or kind is bool:
@@ -200,7 +229,7 @@ class _Coercion:
         if isinstance(value, str):  # subclasses, str enums: the plain string value
             return self.text(str.__str__(value))
         if isinstance(value, enum.Enum):
-            if depth >= MAX_DEPTH:
+            if depth >= self.max_depth:
                 return "<too deep>"
             return self.convert(value.value, depth + 1)
         if isinstance(value, int):  # IntEnum, other subclasses: the plain value
@@ -215,10 +244,12 @@ class _Coercion:
             return self.text(bytes(value).decode("utf-8", "replace"))
         if isinstance(value, (Mapping, list, tuple, Set)):
             return self._container(value, depth)
+        if self.default is not None and depth < self.max_depth:
+            return self.convert(self.default(value), depth + 1)
         return self.text(safe_text(value))
 
     def _container(self, value: Any, depth: int) -> JSONValue:
-        if depth >= MAX_DEPTH:
+        if depth >= self.max_depth:
             return "<too deep>"
         marker = id(value)
         if marker in self.path:
@@ -228,7 +259,7 @@ class _Coercion:
             if isinstance(value, Mapping):
                 mapping: dict[str, JSONValue] = {}
                 for k, v in list(value.items()):
-                    if self.nodes >= MAX_NODES:
+                    if self.nodes >= self.max_nodes:
                         mapping["<truncated>"] = True
                         break
                     name = self.key(k)
@@ -236,7 +267,7 @@ class _Coercion:
                 return mapping
             items: list[JSONValue] = []
             for item in list(value):
-                if self.nodes >= MAX_NODES:
+                if self.nodes >= self.max_nodes:
                     items.append("<truncated>")  # one marker for the rest, not one each
                     break
                 items.append(self.convert(item, depth + 1))

@@ -418,12 +418,17 @@ class BatchWriter:
                     self._resolve_waiters()
                     await self._delivery.replay_when_idle()
                 idle = not self._queue and not self._overflow
-                if idle or (
-                    len(self._queue) < self.batch_size
-                    and not self._overflow
-                    and not self._waiters
-                    and not self._room_waiters
-                    and not self._closing
+                # Wait when there is nothing to drain (never spin, whatever waits on us) or
+                # no full batch yet; never once close() has begun: it set the wake flag,
+                # and clearing it now would cost close() a whole flush interval.
+                if not self._closing and (
+                    idle
+                    or (
+                        len(self._queue) < self.batch_size
+                        and not self._overflow
+                        and not self._waiters
+                        and not self._room_waiters
+                    )
                 ):
                     self._wake.clear()
                     try:
