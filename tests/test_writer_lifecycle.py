@@ -78,3 +78,12 @@ async def test_calls_after_close_are_spooled_in_chunks_not_one_file_each(
     assert await again.replay_spool() == 300
     await again.close()
     assert len(stores.rows()) == 300
+
+
+async def test_close_after_flush_does_not_wait_for_the_flush_timer(stores: Any) -> None:
+    # An hour-long timer: a close() that waited for it would trip the net below.
+    llm = ml.LoggingLLM(Acme(), stores.db, stores.storage, flush_interval=3600)
+    await llm.complete("hi")
+    await llm.flush()
+    stats = await asyncio.wait_for(llm.close(), 60)  # the net of a hang, not a timing
+    assert (stats.written, stats.pending) == (1, 0)
