@@ -4,6 +4,7 @@ budget, close() against a store that never answers, calls made after close()."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import sqlite3
 from pathlib import Path
@@ -87,3 +88,19 @@ async def test_close_after_flush_does_not_wait_for_the_flush_timer(stores: Any) 
     await llm.flush()
     stats = await asyncio.wait_for(llm.close(), 60)  # the net of a hang, not a timing
     assert (stats.written, stats.pending) == (1, 0)
+
+
+async def test_calls_after_close_survive_the_wrapper_being_collected(
+    stores: Any, tmp_path: Path
+) -> None:
+    spool_dir = tmp_path / "spool"
+    llm = ml.LoggingLLM(Acme(), stores.db, stores.storage, close_stores=False, spool=spool_dir)
+    await llm.close()
+    for k in range(10):
+        await llm.complete(f"late {k}")
+    del llm
+    gc.collect()  # nothing of the application's holds the writer any more
+    again = ml.LoggingLLM(Acme(), stores.db, stores.storage, spool=spool_dir)
+    assert await again.replay_spool() == 10
+    await again.close()
+    assert len(stores.rows()) == 10
