@@ -292,12 +292,10 @@ class Delivery:
         entries = []
         unbuildable: list[Refused] = []
         for record, body, ref in zip(records, bodies, refs, strict=True):
-            try:
-                row = build_row(record, ref)
-            except Exception as exc:
-                unbuildable.append((salvage_row(record, ref), _build_error(record, exc)))
-                continue
-            entries.append(SpoolEntry(row, body[2] if body is not None and ref is None else None))
+            row = _row_or_refusal(record, ref, unbuildable)
+            if row is not None:
+                envelope = body[2] if body is not None and ref is None else None
+                entries.append(SpoolEntry(row, envelope))
         try:
             self.spool.append(
                 entries,
@@ -365,11 +363,7 @@ def _prepare(records: Sequence[CallRecord], with_bodies: bool) -> list[Body | No
     for record in records:
         turns.maybe_yield()
         read_request_id(record)
-        try:
-            record.priced()
-        except Exception as exc:  # a pricing bug must not lose the row
-            logger.exception("pricing %s failed", record.request_id, exc_info=exc)
-            record.price_failed()
+        record.priced()  # never raises: a failure is flagged pricing_failed
         body: Body | None = None
         if with_bodies and record.ctx.capture_bodies and not record.body_dropped:
             try:
@@ -416,11 +410,20 @@ def _rows(
     unbuildable: list[Refused] = []
     for record, ref in zip(records, refs, strict=True):
         turns.maybe_yield()
-        try:
-            rows.append(build_row(record, ref))
-        except Exception as exc:
-            unbuildable.append((salvage_row(record, ref), _build_error(record, exc)))
+        row = _row_or_refusal(record, ref, unbuildable)
+        if row is not None:
+            rows.append(row)
     return rows, unbuildable
+
+
+def _row_or_refusal(record: CallRecord, ref: str | None, refused: list[Refused]) -> Row | None:
+    """The record's row; None when it cannot be built, its salvaged row and the error
+    then added to ``refused``."""
+    try:
+        return build_row(record, ref)
+    except Exception as exc:
+        refused.append((salvage_row(record, ref), _build_error(record, exc)))
+        return None
 
 
 def _build_error(record: CallRecord, exc: Exception) -> str:

@@ -267,10 +267,10 @@ class CallRecord:
             usage = self.normalized_usage()
         except Exception:
             usage = None
-        flags = (*(usage.flags if usage is not None else ()), "pricing_failed")
-        self._priced = (Usage(flags=("unreadable_usage", *flags)), None, "invalid_usage")
-        if usage is not None:
-            self._priced = (replace(usage, flags=flags), None, "invalid_usage")
+        if usage is None:
+            usage = Usage(flags=("unreadable_usage",))
+        flagged = replace(usage, flags=(*usage.flags, "pricing_failed"))
+        self._priced = (flagged, None, "invalid_usage")
 
     def normalized_usage(self) -> Usage | None:
         raw = self.usage

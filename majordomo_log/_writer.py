@@ -481,10 +481,7 @@ class BatchWriter:
                 finished = True
                 self._delivery.failed += sum(isinstance(i, CallRecord) for i in batch)
                 self._internal_errors += 1
-                try:
-                    logger.exception("writing a batch failed", exc_info=exc)
-                except Exception:
-                    pass
+                logger.exception("writing a batch failed", exc_info=exc)
             if self._inflight is not batch:
                 continue  # rescued meanwhile (close() ran out of time): spooled and counted
             self._held = not finished

@@ -133,6 +133,19 @@ def _read_event(proc: subprocess.Popen[str], name: str) -> dict[str, Any]:
             return event
 
 
+def _sigterm_at(proc: subprocess.Popen[str], event: str) -> dict[str, Any]:
+    """Send SIGTERM once the child says ``event``; check that it died of it."""
+    try:
+        said = _read_event(proc, event)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGTERM, stderr
+    return said
+
+
 def _run(script: str, tmp_path: Path, args: list[str]) -> dict[str, Any]:
     proc = _child(script, tmp_path, args)
     try:
@@ -196,15 +209,7 @@ TERMINATED = PRELUDE + textwrap.dedent(
 
 def test_sigterm_spools_queued_records_and_dies_by_sigterm(tmp_path: Path) -> None:
     args = [f"sqlite:{tmp_path / 'log.db'}", "", str(tmp_path / "bodies"), str(tmp_path / "spool")]
-    proc = _child(TERMINATED, tmp_path, args)
-    try:
-        queued = _read_event(proc, "queued")
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGTERM, stderr
+    queued = _sigterm_at(_child(TERMINATED, tmp_path, args), "queued")
     assert queued["pending"] == 50
     assert sorted(spooled_ids(tmp_path / "spool")) == sorted(queued["ids"])
     done = _run(RESTART, tmp_path, args)
@@ -245,15 +250,7 @@ def test_sigterm_during_an_overflow_spill_keeps_the_records_being_spilled(
     tmp_path: Path,
 ) -> None:
     args = [f"sqlite:{tmp_path / 'log.db'}", "", str(tmp_path / "bodies"), str(tmp_path / "spool")]
-    proc = _child(SPILL_INTERRUPTED, tmp_path, args)
-    try:
-        spilling = _read_event(proc, "spilling")
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGTERM, stderr
+    spilling = _sigterm_at(_child(SPILL_INTERRUPTED, tmp_path, args), "spilling")
     assert spilling["records"] >= 1
     in_spool = spooled_ids(tmp_path / "spool")
     # Every record accepted by then is in the spool, the ones being spilled included.

@@ -18,7 +18,7 @@ import datetime as dt
 import gzip
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from .._exceptions import BodyNotFound, ConfigError
 from .._gil import LoopTurns
@@ -120,6 +120,28 @@ def decompress(data: bytes, ref: str) -> bytes:
 MAX_KEY_BYTES = 1024
 # S3's limit on an object's size: no byte range of a real reference reaches past it.
 MAX_OBJECT_BYTES = 5 * 2**40
+
+
+async def put_checked(
+    bodies: Sequence[Body],
+    put: Callable[[list[Body]], Awaitable[list[str | None]]],
+    refused: Callable[[str], None],
+) -> list[str | None]:
+    """``put_many`` for a store: each body checked (``body_problem``), a bad one refused
+    alone (``refused(problem)``, None in its place), the rest stored by ``put``."""
+    refs: list[str | None] = [None] * len(bodies)
+    valid = []
+    for index, body in enumerate(bodies):
+        problem = body_problem(body)
+        if problem is None:
+            valid.append(index)
+        else:
+            refused(problem)
+    if valid:
+        stored = await put([bodies[i] for i in valid])
+        for index, ref in zip(valid, stored, strict=True):
+            refs[index] = ref
+    return refs
 
 
 def body_problem(body: Body) -> str | None:

@@ -24,7 +24,6 @@ from .._exceptions import BodyNotFound, StoreError, StoreUnavailable
 from .._log import warn_once
 from ._bodies import (
     body_key,
-    body_problem,
     build_segment,
     check_mode,
     compress,
@@ -32,6 +31,7 @@ from ._bodies import (
     is_request_id,
     key_for_request_id,
     parse_ref,
+    put_checked,
     shown_ref,
 )
 from .base import Body
@@ -110,27 +110,21 @@ class FileStorageAdapter:
             return []
         if self.read_only:
             raise StoreError(f"{self.url}: the store was opened read-only")
-        refs: list[str | None] = [None] * len(bodies)
-        valid = []
-        for index, body in enumerate(bodies):
-            problem = body_problem(body)
-            if problem is None:
-                valid.append(index)
-            else:
-                warn_once(
-                    "body-refused",
-                    f"{self.root}:{problem}",
-                    "body store %s refused a body: %s (such bodies are not stored)",
-                    self.root,
-                    problem,
-                )
-        if not valid:
-            return refs
-        batch = [bodies[i] for i in valid]
         write = self._write_segment if self.mode == "segment" else self._write_objects
-        for index, ref in zip(valid, await asyncio.to_thread(write, batch), strict=True):
-            refs[index] = ref
-        return refs
+
+        async def put(batch: list[Body]) -> list[str | None]:
+            return await asyncio.to_thread(write, batch)
+
+        def refused(problem: str) -> None:
+            warn_once(
+                "body-refused",
+                f"{self.root}:{problem}",
+                "body store %s refused a body: %s (such bodies are not stored)",
+                self.root,
+                problem,
+            )
+
+        return await put_checked(bodies, put, refused)
 
     def _write_file(self, key: str, data: bytes) -> None:
         path = self.root / key

@@ -33,7 +33,6 @@ from .._log import warn_once
 from .._urls import TRUE_WORDS, parse_compresslevel, redact_url
 from ._bodies import (
     body_key,
-    body_problem,
     build_segment,
     check_mode,
     compress,
@@ -41,6 +40,7 @@ from ._bodies import (
     is_request_id,
     key_for_request_id,
     parse_ref,
+    put_checked,
     shown_ref,
 )
 from ._fork import ForkGuard, abandon
@@ -250,19 +250,9 @@ class S3Adapter:
             return []
         if self.closed:
             raise StoreError(f"{self.url}: the store is closed")
-        refs: list[str | None] = [None] * len(bodies)
-        valid = []
-        for index, body in enumerate(bodies):
-            problem = body_problem(body)
-            if problem is None:
-                valid.append(index)
-            else:
-                self._refused(f"({problem})", None)
-        if valid:
-            stored = await self._put_valid([bodies[i] for i in valid])
-            for index, ref in zip(valid, stored, strict=True):
-                refs[index] = ref
-        return refs
+        return await put_checked(
+            bodies, self._put_valid, lambda problem: self._refused(f"({problem})", None)
+        )
 
     async def _put_valid(self, bodies: Sequence[Body]) -> list[str | None]:
         if self.mode == "segment":
