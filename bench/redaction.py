@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import orjson
 
-from majordomo_log._redact import redact_bytes
+from majordomo_log.record.redact import redact_bytes
 
 _WORDS = (
     "the of and to in is you that it he was for on are as with his they at be this have "

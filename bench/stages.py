@@ -37,9 +37,9 @@ from _common import MESSAGES, FakeOpenAI, median, result
 
 import majordomo_log as ml
 from majordomo_log import _gil
-from majordomo_log._delivery import _prepare
-from majordomo_log._record import CallRecord, build_row
-from majordomo_log.adapters._bodies import build_segment
+from majordomo_log.delivery.delivery import _prepare
+from majordomo_log.record.call import CallRecord, build_row
+from majordomo_log.stores.bodies.layout import build_segment
 
 SCENARIO = "stages"
 N = 5000

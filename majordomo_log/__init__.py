@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._callinfo import CallInfo, call_info
 from ._exceptions import (
     BodyNotFound,
     ConfigError,
@@ -26,17 +25,18 @@ from ._exceptions import (
     StoreError,
     StoreUnavailable,
 )
-from ._pricing import Cost, PriceTable
-from ._replay import ReplayResult, replay_spool
-from ._spool import Spool
-from ._tags import hash_tag, tags
-from ._urls import open_db, open_storage
-from ._usage import Usage
-from ._wrapper import LoggingLLM
-from ._writer import WriterStats
-from .adapters.base import BodyStore, MetadataStore
-from .adapters.files import FileStorageAdapter
-from .adapters.sqlite import SqliteAdapter
+from .capture.tags import hash_tag, tags
+from .capture.wrapper import LoggingLLM
+from .delivery.replay import ReplayResult, replay_spool
+from .delivery.spool import Spool
+from .delivery.writer import WriterStats
+from .record.callinfo import CallInfo, call_info
+from .record.pricing import Cost, PriceTable
+from .record.usage import Usage
+from .stores.base import BodyStore, MetadataStore
+from .stores.bodies.files import FileStorageAdapter
+from .stores.open import open_db, open_storage
+from .stores.sql.sqlite import SqliteAdapter
 
 __version__ = "0.1.0"
 
@@ -73,7 +73,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     # PostgresAdapter, MySQLAdapter, S3Adapter: their drivers are optional extras.
-    from ._lazy import OPTIONAL_ADAPTERS, load
+    from .stores.optional import OPTIONAL_ADAPTERS, load
 
     if name in OPTIONAL_ADAPTERS:
         return load(name)

@@ -45,7 +45,7 @@ ANTHROPIC_USAGE: Any = {
 @pytest.fixture(scope="session", autouse=True)
 def _spool_under_basetemp(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Default spools of the whole suite go under pytest's basetemp, never the user's cache."""
-    from majordomo_log._spool import SPOOL_DIR_ENV
+    from majordomo_log.delivery.spool import SPOOL_DIR_ENV
 
     os.environ[SPOOL_DIR_ENV] = str(tmp_path_factory.mktemp("default-spool"))
 

@@ -44,14 +44,14 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from linear_time import GROWTH, MAX_RATIO, RULE_CHARS, growth, repeated
 from secret_scan import Scanner, register_secret
 from servers import DIALECTS, isolated_db, require
-from test_linear_time import GROWTH, MAX_RATIO, RULE_CHARS, growth, repeated
 
 import majordomo_log as ml
-from majordomo_log import _wrapper
 from majordomo_log._log import reset_warnings
-from majordomo_log._redact import redact_bytes, redact_text
+from majordomo_log.capture import wrapper as _wrapper
+from majordomo_log.record.redact import redact_bytes, redact_text
 from majordomo_log.testing import FakeProvider, fake_openai_client
 
 SQLITE_EXAMPLES = 100

@@ -33,11 +33,9 @@ def test_wheel_contains_prices_migrations_and_type_marker(tmp_path: Path) -> Non
     assert "majordomo_log/llm_config.yaml" in names
     assert "majordomo_log/py.typed" in names
     for dialect in ("sqlite", "postgresql", "mysql"):
-        shipped = {n for n in names if n.startswith(f"majordomo_log/migrations/{dialect}/")}
-        in_repo = {
-            f"majordomo_log/migrations/{dialect}/{p.name}"
-            for p in (ROOT / "majordomo_log" / "migrations" / dialect).glob("*.sql")
-        }
+        folder = f"majordomo_log/stores/sql/migrations/{dialect}"
+        shipped = {n for n in names if n.startswith(f"{folder}/")}
+        in_repo = {f"{folder}/{p.name}" for p in (ROOT / folder).glob("*.sql")}
         assert shipped == in_repo and in_repo
     packaged = zipfile.ZipFile(wheel).read("majordomo_log/llm_config.yaml")
     assert packaged == (ROOT / "llm_config.yaml").read_bytes()

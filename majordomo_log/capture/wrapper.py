@@ -1,0 +1,631 @@
+"""``LoggingLLM``: wraps a client so every call is logged.
+
+Attribute access is passed through to the client; methods are wrapped. A call
+takes two clocks, snapshots the request, builds a ``CallRecord`` and hands it
+to the shared ``BatchWriter`` (``_writer.py``); nothing else happens on the
+caller's path. Known SDK methods (OpenAI chat/responses/embeddings, Anthropic
+messages) are always logged; any other awaited method is logged when its result
+carries usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import inspect
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from os import PathLike
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from .._exceptions import ConfigError, StoreError
+from .._log import logger, warn_once
+from ..delivery.spool import DEFAULT_MAX_BYTES as DEFAULT_SPOOL_BYTES
+from ..delivery.spool import Spool, default_spool_dir
+from ..delivery.writer import DEFAULT_CLOSE_TIMEOUT, BatchWriter, OnFull, WriterStats, shared_writer
+from ..record.call import OUTCOMES, CallContext, CallRecord, UsageExtractor
+from ..record.callinfo import remember
+from ..record.pricing import PriceTable
+from ..record.redact import DEFAULT_MAX_BODY_BYTES, MIN_MAX_BODY_BYTES, RedactHook
+from ..record.serialize import snapshot_request
+from ..record.usage import Usage
+from ..record.values import safe_text, storable_mapping
+from ..stores.base import BodyStore, MetadataStore
+from .ids import uuid7
+from .keys import hash_api_key, resolve_key_secret
+from .resolve import SDK_PACKAGES, resolve, top_package
+from .streams import LoggedStream, LoggedStreamManager
+from .tags import current_tags
+
+ClientT = TypeVar("ClientT")
+
+# Method paths of the official SDKs -> the ``operation`` column.
+KNOWN_OPERATIONS: dict[tuple[str, ...], str] = {
+    ("chat", "completions", "create"): "chat.completions",
+    ("responses", "create"): "responses",
+    ("embeddings", "create"): "embeddings",
+    ("messages", "create"): "messages",
+    ("chat", "completions", "parse"): "chat.completions",
+    ("responses", "parse"): "responses",
+}
+# SDK stream helpers: they return an async context manager, not an awaitable.
+STREAM_HELPERS: dict[tuple[str, ...], str] = {
+    ("chat", "completions", "stream"): "chat.completions",
+    ("responses", "stream"): "responses",
+    ("messages", "stream"): "messages",
+}
+# `client.chat.completions.with_raw_response.create(...)`: same call, raw HTTP wrapper
+# (logged); `with_streaming_response`: the caller reads the HTTP body itself (not logged).
+_RAW_RESPONSE = "with_raw_response"
+_STREAMING_RESPONSE = "with_streaming_response"
+# Methods that return a reconfigured copy of the client: the copy is wrapped too.
+_CLIENT_COPIES = frozenset({"with_options", "copy"})
+
+_default_prices: PriceTable | None = None
+
+
+def default_prices() -> PriceTable:
+    """The built-in table merged with ``MAJORDOMO_LOG_PRICES``, loaded once."""
+    global _default_prices
+    if _default_prices is None:
+        _default_prices = PriceTable.load()
+    return _default_prices
+
+
+def _detect_provider(client: Any) -> str:
+    provider = getattr(client, "provider", None)
+    if isinstance(provider, str) and top_package(type(client)) not in SDK_PACKAGES:
+        return provider  # majordomo-llm style clients, or a subclass, name their provider
+    # By the classes the client is built from: an application may subclass the SDK's.
+    sdk_classes = [c for c in type(client).__mro__ if top_package(c) in SDK_PACKAGES]
+    if sdk_classes:
+        if any("azure" in c.__name__.lower() for c in sdk_classes):
+            return "azure"
+        return top_package(sdk_classes[0])
+    return top_package(type(client))
+
+
+class LoggingLLM(Generic[ClientT]):
+    """Wrap ``client`` so that every call is logged to ``db`` (rows) and ``storage`` (bodies).
+
+    Stores: wrappers given the same ``db`` and ``storage`` objects share one background
+    writer. ``close()`` flushes; when the last wrapper sharing the stores closes, the
+    writer stops and the stores are closed too (``close_stores=False`` keeps them open).
+    """
+
+    def __init__(
+        self,
+        client: ClientT,
+        db: MetadataStore,
+        storage: BodyStore | None = None,
+        *,
+        api_key_alias: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        provider: str | None = None,
+        prices: PriceTable | str | PathLike[str] | Sequence[str | PathLike[str]] | None = None,
+        key_hash_secret: str | bytes | None = None,
+        usage_extractor: UsageExtractor | None = None,
+        methods: Iterable[str] = (),
+        capture_bodies: bool = True,
+        close_stores: bool = True,
+        batch_size: int | None = None,
+        flush_interval: float | None = None,
+        max_queue_bytes: int | None = None,
+        max_queue_records: int | None = None,
+        on_full: OnFull = "spill",
+        spool: Spool | str | PathLike[str] | bool | None = None,
+        spool_max_bytes: int = DEFAULT_SPOOL_BYTES,
+        spool_fsync: bool = True,
+        max_retries: int | None = None,
+        handle_sigterm: bool = True,
+        redact: Sequence[RedactHook] = (),
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        hash_tags: Iterable[str] = (),
+    ) -> None:
+        if not isinstance(db, MetadataStore):
+            raise TypeError(
+                f"db must be a metadata store (e.g. SqliteAdapter), got {type(db).__name__}"
+            )
+        if storage is not None and not isinstance(storage, BodyStore):
+            raise TypeError(
+                "storage must be a body store (e.g. FileStorageAdapter), "
+                f"got {type(storage).__name__}"
+            )
+        for store in (db, storage):
+            if getattr(store, "closed", False):
+                # e.g. closed by the last wrapper of an earlier `async with` block
+                raise StoreError(f"{store!r} is closed: open a new one for this wrapper")
+        self._client = client
+        self._provider = provider or _detect_provider(client)
+        self._secret = resolve_key_secret(key_hash_secret)
+        self._key_seen: int | None = None
+        self._key_hash: str | None = None
+        self._ctx = CallContext(
+            prices=_price_table(prices),
+            api_key_alias=api_key_alias,
+            tags=storable_mapping(tags or {}),
+            secrets=(),
+            extractor=usage_extractor,
+            capture_bodies=capture_bodies,
+            redact_hooks=_redact_hooks(redact),
+            max_body_bytes=_max_body_bytes(max_body_bytes),
+            hash_tags=_tag_names(hash_tags),
+            tag_secret=self._secret,
+        )
+        options: dict[str, Any] = {
+            k: v
+            for k, v in (
+                ("batch_size", batch_size),
+                ("flush_interval", flush_interval),
+                ("max_queue_bytes", max_queue_bytes),
+                ("max_queue_records", max_queue_records),
+                ("max_retries", max_retries),
+            )
+            if v is not None
+        }
+        options["on_full"] = on_full
+        options["handle_sigterm"] = handle_sigterm
+        options["spool"] = _spool_for(spool, db, storage, spool_max_bytes, spool_fsync)
+        self._writer: BatchWriter = shared_writer(db, storage, **options)
+        self._writer._users += 1
+        self._close_stores = close_stores
+        self._closed = False
+        self._derived = False
+        self._children: dict[str, Any] = {}
+        # Other clients' methods that are LLM calls: named by the user, or learned when
+        # they first return usage. Their failures are logged; other methods' are not.
+        self._methods = frozenset(methods)
+        self._methods_with_usage: set[str] = set()
+        # Streams still being read: an outcome recorded now rides on their row.
+        self._open_streams: weakref.WeakValueDictionary[str, CallRecord] = (
+            weakref.WeakValueDictionary()
+        )
+        self._api_key_hash()  # read the key once now: a bad key object fails here, not per call
+
+    # -- passthrough ---------------------------------------------------------------
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return resolve(self, self._client, (name,), self._children, self)
+
+    def __repr__(self) -> str:
+        return (
+            f"<LoggingLLM {self._provider} {type(self._client).__name__} -> {self._writer.db.url}>"
+        )
+
+    @property
+    def client(self) -> ClientT:
+        """The wrapped client, unwrapped (calls made on it are not logged)."""
+        return self._client
+
+    # -- control -------------------------------------------------------------------
+
+    async def flush(self, timeout: float | None = None) -> WriterStats:
+        """Wait until every record queued before this call is written (or, while a store
+        is down, spooled); after ``timeout`` seconds, return with the rest pending."""
+        return await self._writer.flush(timeout)
+
+    def stats(self) -> WriterStats:
+        """Counts since the writer started: written, spooled, replayed, dropped by reason."""
+        return self._writer.stats()
+
+    async def replay_spool(self) -> int:
+        """Write the spooled records of these stores now (the writer also does this in the
+        background once the stores are back); returns how many were written."""
+        return await self._writer.replay()
+
+    async def record_outcome(self, request_id: str, outcome: str) -> None:
+        """Set the outcome (accepted, edited, rejected, escalated) of a logged call. May be
+        called while the call's record still waits in the queue: it lands either way."""
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}, got {outcome!r}")
+        when = dt.datetime.now(dt.timezone.utc)
+        record = self._open_streams.get(request_id)
+        if record is not None and record.t_end is None:
+            record.outcome = (outcome, when)  # inserted with the row when the stream ends
+        self._writer.submit((str(request_id), outcome, when))
+
+    async def close(self, timeout: float | None = DEFAULT_CLOSE_TIMEOUT) -> WriterStats:
+        """Flush and detach; the last wrapper on a pair of stores stops the writer and
+        closes the stores (unless ``close_stores=False``). Idempotent. Waits at most
+        ``timeout`` seconds (10 by default, ``None``: as long as it takes); what is not
+        written by then is spooled (without a spool: counted as dropped)."""
+        if self._closed:
+            return self._writer.stats()
+        if self._derived:  # a with_options() copy: its parent owns the writer
+            return await self._writer.flush(timeout)
+        self._closed = True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        writer = self._writer
+        writer._users -= 1
+        if writer._users > 0:
+            return await writer.flush(timeout)
+        stats = await writer.close(timeout)
+        if self._close_stores:
+            for store in (writer.db, writer.storage):
+                if store is not None:
+                    await _close_store(store, deadline)
+        return stats
+
+    async def __aenter__(self) -> LoggingLLM[ClientT]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- the hot path ----------------------------------------------------------------
+
+    def _api_key_hash(self) -> str | None:
+        client = self._client
+        key = getattr(client, "api_key", None) or getattr(client, "auth_token", None)
+        # A fingerprint, not the key: this object holds no copy of the key to leak.
+        # (str caches its hash, so this costs one attribute read per call.)
+        seen = hash(key) if isinstance(key, str) else id(key)
+        if seen == self._key_seen:
+            return self._key_hash
+        self._key_seen = seen
+        # SDKs put a placeholder such as "<missing API key>" where a token provider or
+        # Azure AD authenticates instead: that is no key, and must not group spend.
+        if isinstance(key, str) and key and not key.startswith("<"):
+            self._key_hash = hash_api_key(key, self._secret)
+            secret = key.encode("utf-8", "surrogatepass")
+            # Added, never replaced: records still queued may carry the previous key
+            # (rotation, a refreshing key provider) in an error message or body.
+            if secret not in self._ctx.secrets:
+                self._ctx.secrets = (*self._ctx.secrets[-7:], secret)
+        else:
+            self._key_hash = None
+        return self._key_hash
+
+    def _new_record(self, operation: str, model: Any, stream: bool) -> CallRecord:
+        started = time.time()
+        return CallRecord(
+            uuid7(int(started * 1000)),
+            started,
+            time.perf_counter(),
+            self._provider,
+            operation,
+            model if type(model) is str or model is None else safe_text(model),
+            stream,
+            current_tags(),
+            self._api_key_hash(),
+            self._ctx,
+        )
+
+    def _submit(self, record: CallRecord) -> None:
+        try:
+            self._writer.submit(record)
+        except Exception as exc:  # the logging path never raises into the caller
+            self._internal_error(exc)
+
+    def _operation(self, path: tuple[str, ...]) -> tuple[str | None, bool]:
+        """(operation, is a stream helper) for a method path; None if not an SDK call."""
+        clean = tuple(p for p in path if p != _RAW_RESPONSE)
+        for table, helper in ((KNOWN_OPERATIONS, False), (STREAM_HELPERS, True)):
+            for size in (3, 2):
+                operation = table.get(clean[-size:])
+                if operation is not None:
+                    return operation, helper
+        return None, False
+
+    def _wrap(self, target: Any, attr: str, path: tuple[str, ...]) -> Callable[..., Any]:
+        """A logging version of ``target.<attr>``. The method is looked up on every call,
+        so a test that patches the client's method after wrapping is still obeyed."""
+        if len(path) == 1 and path[0] in _CLIENT_COPIES:
+            return self._wrap_client_copy(target, attr)
+        operation, helper = self._operation(path)
+        if helper and operation is not None:
+            return self._wrap_stream_helper(target, attr, operation)
+        if _STREAMING_RESPONSE in path:  # the caller reads raw bytes: not ours to parse
+            return getattr(target, attr)  # type: ignore[no-any-return]
+        known = operation is not None or path[-1] in self._methods
+        name = operation or path[-1]
+        is_chat = name == "chat.completions"
+        raw = _RAW_RESPONSE in path
+        methods_with_usage = self._methods_with_usage
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            stream = kwargs.get("stream") is True
+            if raw and stream:  # a raw HTTP stream: chunks are the caller's to parse
+                return getattr(target, attr)(*args, **kwargs)
+            sent = _with_stream_usage(kwargs) if is_chat and stream else kwargs
+            try:
+                record = self._new_record(name, kwargs.get("model"), stream)
+            except Exception as exc:
+                self._internal_error(exc)
+                return getattr(target, attr)(*args, **kwargs)
+            try:
+                result = getattr(target, attr)(*args, **sent)
+            except BaseException as exc:
+                if known:
+                    self._log_error(record, _snapshot(args, kwargs), exc)
+                raise
+            if not inspect.iscoroutine(result) and (
+                not inspect.isawaitable(result) or hasattr(result, "__aiter__")
+            ):
+                return result  # a plain value, or an SDK paginator: nothing to time
+            # Frozen before the request goes out: callers mutate `messages` freely.
+            request = _snapshot(args, kwargs)
+            logs_errors = known or name in methods_with_usage
+            return self._await(result, record, request, known, logs_errors, sent is not kwargs)
+
+        call.__name__ = path[-1]
+        call.__qualname__ = ".".join(path)
+        call.__doc__ = getattr(getattr(target, attr, None), "__doc__", None)
+        return call
+
+    async def _await(
+        self,
+        awaitable: Awaitable[Any],
+        record: CallRecord,
+        request: bytes,
+        known: bool,
+        logs_errors: bool,
+        hide: bool,
+    ) -> Any:
+        try:
+            result = await awaitable
+        except BaseException as exc:
+            if logs_errors:
+                self._log_error(record, request, exc)
+            raise
+        t_end = time.perf_counter()
+        writer = self._writer
+        if writer.on_full == "block" and writer.is_full():
+            try:
+                await writer.wait_for_room()
+            except asyncio.CancelledError:  # queued over budget (spilled), never lost
+                self._log_result(result, result, record, request, t_end, known, hide)
+                raise
+        try:
+            response = result
+            if _is_raw_response(result) and not record.stream:
+                record.provider_request_id = getattr(result, "request_id", None)
+                response = result.parse()  # cached by the SDK: the caller's parse() reuses it
+                if inspect.isawaitable(response):
+                    response = await response
+            return self._log_result(result, response, record, request, t_end, known, hide)
+        except Exception as exc:  # a logging bug costs the record, never the caller's result
+            self._internal_error(exc)
+            return result
+
+    def _log_result(
+        self,
+        result: Any,
+        response: Any,
+        record: CallRecord,
+        request: bytes,
+        t_end: float,
+        known: bool,
+        hide_usage_chunk: bool,
+    ) -> Any:
+        record.request_json = request
+        if record.api_key_hash is None:  # a key provider may only set the key during the call
+            record.api_key_hash = self._api_key_hash()
+        if record.stream and hasattr(result, "__anext__"):  # ends when the stream does
+            self._open_streams[record.request_id] = record
+            return LoggedStream(result, record, self._submit, hide_usage_chunk)
+        record.t_end = t_end
+        if known:
+            record.usage = _read_usage(response)
+        else:
+            try:
+                usage = self._extract_usage(response)
+            except Exception:  # logged as unreadable if this method is known to bill
+                known_to_bill = record.operation in self._methods_with_usage
+                usage = Usage(flags=("unreadable_usage",)) if known_to_bill else None
+            if usage is None:
+                return result  # not an LLM call: pass through unlogged
+            self._methods_with_usage.add(record.operation)
+            record.usage = usage
+        record.response = response
+        record.served_model = _served_model(response)
+        remember(result, record)
+        if response is not result:  # with_raw_response: the parsed object too
+            remember(response, record)
+        self._submit(record)
+        return result
+
+    def _internal_error(self, exc: Exception) -> None:
+        self._writer.count_internal_error()
+        warn_once(
+            "internal_error",
+            type(exc).__name__,
+            "majordomo-log could not log a call (%s: %s); the call itself went through",
+            type(exc).__name__,
+            exc,
+        )
+
+    def _extract_usage(self, result: Any) -> Any:
+        extractor = self._ctx.extractor
+        if extractor is not None:
+            try:
+                usage = extractor(result)
+            except Exception:
+                usage = None
+            if usage is not None:
+                return usage
+        usage = getattr(result, "usage", None)
+        if usage is not None and not callable(usage):
+            return usage
+        if getattr(result, "usage_metadata", None) is not None:  # google-genai
+            return result.usage_metadata
+        inp, out = getattr(result, "input_tokens", None), getattr(result, "output_tokens", None)
+        if isinstance(inp, int) and isinstance(out, int):  # majordomo-llm style results
+            cached = getattr(result, "cached_tokens", 0)
+            return Usage.inclusive(inp, out, cached_tokens=cached if isinstance(cached, int) else 0)
+        return None
+
+    def _log_error(self, record: CallRecord, request: bytes, exc: BaseException) -> None:
+        """Log a failed call; never raises (the caller must get the client's exception)."""
+        try:
+            record.fail(exc)
+            if record.api_key_hash is None:
+                record.api_key_hash = self._api_key_hash()
+            try:
+                request_id = getattr(exc, "request_id", None)
+            except Exception:  # an exception whose attributes raise
+                request_id = None
+            record.provider_request_id = request_id if type(request_id) is str else None
+            record.request_json = request
+        except Exception as error:
+            self._internal_error(error)
+            return
+        self._submit(record)
+
+    def _wrap_stream_helper(self, target: Any, attr: str, operation: str) -> Callable[..., Any]:
+        def stream(*args: Any, **kwargs: Any) -> Any:
+            sent = _with_stream_usage(kwargs) if operation == "chat.completions" else kwargs
+            record = self._new_record(operation, kwargs.get("model"), True)
+            try:
+                manager = getattr(target, attr)(*args, **sent)
+            except BaseException as exc:
+                self._log_error(record, _snapshot(args, kwargs), exc)
+                raise
+            record.request_json = _snapshot(args, kwargs)
+            self._open_streams[record.request_id] = record
+            return LoggedStreamManager(manager, record, self._submit, sent is not kwargs)
+
+        stream.__name__ = "stream"
+        return stream
+
+    def _wrap_client_copy(self, target: Any, attr: str) -> Callable[..., Any]:
+        def copy(*args: Any, **kwargs: Any) -> Any:
+            client = getattr(target, attr)(*args, **kwargs)
+            return self._derive(client) if type(client) is type(self._client) else client
+
+        return copy
+
+    def _derive(self, client: Any) -> LoggingLLM[Any]:
+        """A wrapper for a reconfigured copy of the client, sharing this one's writer,
+        prices and tags. It needs no close(): closing this wrapper covers it."""
+        derived: LoggingLLM[Any] = object.__new__(LoggingLLM)
+        # Private state only: the public names are views pinned to the parent's client.
+        derived.__dict__.update({k: v for k, v in self.__dict__.items() if k.startswith("_")})
+        derived._client = client
+        derived._children = {}
+        derived._key_seen = None
+        derived._ctx = dataclasses.replace(self._ctx)
+        derived._derived = True
+        derived._api_key_hash()
+        return derived
+
+
+# A store's close() waits for its last statement (SQLite's busy wait is 5 s): allowed
+# this long past close()'s deadline before the store is left behind, logged.
+_STORE_CLOSE_GRACE = 6.0
+
+
+async def _close_store(store: MetadataStore | BodyStore, deadline: float | None) -> None:
+    left = None if deadline is None else max(0.0, deadline - time.monotonic())
+    try:
+        await asyncio.wait_for(store.close(), None if left is None else left + _STORE_CLOSE_GRACE)
+    except asyncio.TimeoutError:
+        logger.error("closing %r timed out: left open", store)
+
+
+def _with_stream_usage(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Ask an OpenAI chat stream for usage; without it the stream looks free."""
+    options = kwargs.get("stream_options")
+    if isinstance(options, Mapping) and options.get("include_usage"):
+        return kwargs
+    return {**kwargs, "stream_options": {**(options or {}), "include_usage": True}}
+
+
+_raw_response_types: dict[type, bool] = {}
+
+
+def _is_raw_response(result: Any) -> bool:
+    """``with_raw_response`` results; decided once per type (a missing attribute on a
+    pydantic model costs a slow ``__getattr__`` on every call)."""
+    kind = type(result)
+    known = _raw_response_types.get(kind)
+    if known is None:
+        known = callable(getattr(kind, "parse", None)) and hasattr(kind, "headers")
+        _raw_response_types[kind] = known
+    return known
+
+
+def _snapshot(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes:
+    try:
+        return snapshot_request(args, kwargs)
+    except Exception:
+        return b'{"$unserializable": "request"}'
+
+
+def _read_usage(response: Any) -> Any:
+    try:
+        return getattr(response, "usage", None)
+    except Exception:  # a property that raises: logged as unreadable, never as free
+        return Usage(flags=("unreadable_usage",))
+
+
+def _served_model(result: Any) -> str | None:
+    try:
+        model = getattr(result, "model", None)
+    except Exception:
+        return None
+    return model if isinstance(model, str) else None
+
+
+def _tag_names(names: Iterable[str]) -> frozenset[str]:
+    if isinstance(names, str):  # hash_tags="user_id": forgiven, it is one name
+        names = (names,)
+    names = frozenset(names)
+    for name in names:
+        if not isinstance(name, str):
+            raise ConfigError(f"hash_tags must be tag names, got {type(name).__name__}")
+    return names
+
+
+def _spool_for(
+    spool: Spool | str | PathLike[str] | bool | None,
+    db: MetadataStore,
+    storage: BodyStore | None,
+    max_bytes: int,
+    fsync: bool,
+) -> Spool | None:
+    if spool is False:
+        return None
+    if isinstance(spool, Spool):
+        return spool
+    if spool is None or spool is True:
+        spool = default_spool_dir(db.url, None if storage is None else storage.url)
+    return Spool(spool, max_bytes=max_bytes, fsync=fsync)
+
+
+def _price_table(
+    prices: PriceTable | str | PathLike[str] | Sequence[str | PathLike[str]] | None,
+) -> PriceTable:
+    if prices is None:
+        return default_prices()
+    if isinstance(prices, PriceTable):
+        return prices
+    if isinstance(prices, (str, PathLike)):
+        return PriceTable.load([prices])
+    return PriceTable.load(prices)
+
+
+def _redact_hooks(hooks: Sequence[RedactHook]) -> tuple[RedactHook, ...]:
+    if callable(hooks):  # redact=fn: forgiven, it is one hook
+        return (hooks,)
+    hooks = tuple(hooks)
+    for hook in hooks:
+        if not callable(hook):
+            raise TypeError(f"redact hooks must be callables, got {type(hook).__name__}")
+    return hooks
+
+
+def _max_body_bytes(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < MIN_MAX_BODY_BYTES:
+        raise ValueError(f"max_body_bytes must be an int of at least {MIN_MAX_BODY_BYTES}")
+    return value

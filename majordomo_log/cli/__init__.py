@@ -1,0 +1,5 @@
+"""The ``majordomo-log`` command."""
+
+from .main import main
+
+__all__ = ["main"]

@@ -1,0 +1,428 @@
+"""The ``majordomo-log`` command: thin wiring over ``_reports`` and the stores.
+
+Errors a user can fix (a bad URL, a missing database, a bad argument) print one line
+and exit 2. The read commands (report, tail, show, prices, spool status|inspect) never
+write: databases are opened read-only and never migrated, body folders never created.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import datetime as dt
+import io
+import json
+import os
+import re
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .._exceptions import MajordomoLogError, SpoolCorrupt
+from ..delivery.replay import replay_spool
+from ..delivery.spool import SPOOL_DIR_ENV, Spool, default_spool_dir, spool_root
+from ..record.call import COLUMNS
+from ..record.pricing import PriceTable
+from ..stores.base import MetadataStore
+from ..stores.open import open_db, open_storage, redact_url, sqlite_path
+from . import reports
+
+DB_ENV_VAR = "MAJORDOMO_LOG_DB"
+STORAGE_ENV_VAR = "MAJORDOMO_LOG_STORAGE"
+DEFAULT_DB = "sqlite:///llm_logs.db"
+DEFAULT_STORAGE = "file://request_logs"
+
+
+class UsageError(Exception):
+    """A mistake in how the command was called: one line, exit 2."""
+
+
+def db_url(value: str) -> str:
+    """Accept a URL or a bare SQLite file path."""
+    return value if "://" in value else f"sqlite:///{value}"
+
+
+def storage_url(value: str) -> str:
+    return value if "://" in value else f"file://{value}"
+
+
+def whole_number(maximum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from 1 to ``maximum``."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = 0
+        if not 1 <= number <= maximum:
+            raise argparse.ArgumentTypeError(
+                f"{value!r:.40} is not a whole number from 1 to {maximum:,}"
+            )
+        return number
+
+    return parse
+
+
+# A LIMIT every dialect binds (SQLite's integers are 64-bit); far beyond any real tail.
+MAX_ROWS = 2**63 - 1
+# The demo holds its plan and every record in memory.
+MAX_DEMO_CALLS = 100_000
+
+
+def parse_when(value: str) -> dt.datetime:
+    """``7d``, ``24h``, ``30m`` ago, or an ISO date/datetime (UTC if no zone), in UTC."""
+    problem = f"{value!r:.40} is not a time: use 7d, 24h, 30m or 2026-11-01[T12:00]"
+    match = re.fullmatch(r"(\d+)([dhm])", value.strip())
+    try:
+        if match:
+            amount, unit = int(match[1]), match[2]
+            delta = {"d": dt.timedelta(days=amount), "h": dt.timedelta(hours=amount)}.get(
+                unit, dt.timedelta(minutes=amount)
+            )
+            return dt.datetime.now(dt.timezone.utc) - delta
+        when = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        if when.tzinfo is None:
+            return when.replace(tzinfo=dt.timezone.utc)
+        return when.astimezone(dt.timezone.utc)
+    except ValueError:
+        raise argparse.ArgumentTypeError(problem) from None
+    except OverflowError:  # 99999999d ago, or a zone that moves 0001-01-01 before year 1
+        raise argparse.ArgumentTypeError(
+            f"{value!r:.40} is out of range: a time between the years 1 and 9999"
+        ) from None
+
+
+@contextlib.asynccontextmanager
+async def _existing_db(url: str) -> AsyncIterator[MetadataStore]:
+    """The store a read command queries, closed afterwards."""
+    db = await _open_existing_db(url)
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+async def _open_existing_db(url: str) -> MetadataStore:
+    """Read-only: a read command creates no file, no schema and no table."""
+    if urlsplit(url).scheme == "sqlite":
+        path = sqlite_path(url)
+        if not Path(path).exists():
+            raise UsageError(
+                f"no database at {path}: pass --db, set {DB_ENV_VAR}, or run `majordomo-log demo`"
+            )
+    return await open_db(url, read_only=True)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return f"{value:.6f}" if abs(value) < 1000 else f"{value:,.2f}"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def render(rows: Sequence[dict[str, Any]], fmt: str, columns: Sequence[str] | None = None) -> str:
+    columns = list(columns or (rows[0].keys() if rows else ()))
+    if fmt == "json":
+        return json.dumps([{c: r.get(c) for c in columns} for r in rows], default=str, indent=2)
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([["" if r.get(c) is None else r.get(c) for c in columns] for r in rows])
+        return out.getvalue().rstrip("\n")
+    if not rows:
+        return "(no calls)"
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    numeric = [all(_is_number(r.get(c)) for r in rows) for c in columns]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(
+            v.rjust(w) if num else v.ljust(w)
+            for v, w, num in zip(values, widths, numeric, strict=True)
+        ).rstrip()
+
+    return "\n".join([line(columns), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+
+
+def _is_number(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)
+    )
+
+
+# -- commands --------------------------------------------------------------------------
+
+
+async def cmd_migrate(args: argparse.Namespace) -> int:
+    db = await open_db(args.db, migrate=False)
+    try:
+        applied = await db.migrate()
+    finally:
+        await db.close()
+    print(
+        f"{redact_url(args.db)}: " + (f"applied {', '.join(applied)}" if applied else "up to date")
+    )
+    return 0
+
+
+async def cmd_report(args: argparse.Namespace) -> int:
+    async with _existing_db(args.db) as db:
+        rows = await reports.spend_report(db, args.by, since=args.since, until=args.until)
+        calls, cost = await reports.total_spend(db, since=args.since, until=args.until)
+    print(render(rows, args.format))
+    if args.format == "table":
+        print(f"\n{calls} calls, total ${cost:.6f}")
+    return 0
+
+
+async def cmd_tail(args: argparse.Namespace) -> int:
+    async with _existing_db(args.db) as db:
+        rows = await reports.latest_calls(db, args.n)
+    print(render(rows, args.format, reports.TAIL_COLUMNS))
+    return 0
+
+
+async def cmd_show(args: argparse.Namespace) -> int:
+    async with _existing_db(args.db) as db:
+        row = await reports.get_call(db, args.request_id)
+    if row is None:
+        raise UsageError(f"no call {args.request_id!r:.60} in {redact_url(args.db)}")
+    body: Any = None
+    if not args.no_body and row.get("body_ref"):
+        try:
+            storage = await open_storage(args.storage, read_only=True)
+        except MajordomoLogError as exc:  # the row is still worth showing
+            body = {"$error": str(exc)}
+        else:
+            try:
+                body = await storage.get(row["body_ref"])
+            except MajordomoLogError as exc:
+                body = {"$error": str(exc)}
+            finally:
+                await storage.close()
+    print(json.dumps({"row": row, "body": body}, default=str, indent=2, ensure_ascii=False))
+    return 0
+
+
+async def cmd_prices(args: argparse.Namespace) -> int:
+    table = PriceTable.load(args.prices)
+    # The price table needs no database; the unpriced models do, when there is one
+    # (a SQLite file that is not there is no log yet, not an error). Opened before
+    # anything is printed, so a database that fails is one line, not half a report.
+    db = None
+    if urlsplit(args.db).scheme != "sqlite" or Path(sqlite_path(args.db)).exists():
+        db = await open_db(args.db, read_only=True)
+    try:
+        await _print_prices(table, args, db)
+    finally:
+        if db is not None:
+            await db.close()
+    return 0
+
+
+async def _print_prices(
+    table: PriceTable, args: argparse.Namespace, db: MetadataStore | None
+) -> None:
+    rows = []
+    for entry in sorted(table.models, key=lambda m: (m.provider, m.id)):
+        version = entry.versions[0]
+        rates = version.rates
+        rows.append(
+            {
+                "provider": entry.provider,
+                "model": entry.id,
+                "effective": version.effective.isoformat(),
+                "input": rates.input,
+                "output": rates.output,
+                "cache_read": rates.cache_read,
+                "cache_write_5m": rates.cache_write_5m,
+                "cache_write_1h": rates.cache_write_1h,
+                "tiers": ", ".join(f">{t.above_input_tokens:,}" for t in version.tiers),
+                "origin": entry.origin,
+            }
+        )
+    print(render(rows, args.format))
+    for source in table.sources:
+        print(f"# {source.path}: {source.source} (checked {source.checked})", file=sys.stderr)
+    if db is not None:
+        missing = await reports.unpriced_models(db, table)
+        print(f"\nmodels in {redact_url(args.db)} with no price:")
+        print(render(missing, args.format) if missing else "(none)")
+
+
+def _spool_dirs(args: argparse.Namespace) -> list[Path]:
+    """The spool named by --spool-dir, or every spool under the spool root."""
+    if args.spool_dir:
+        return [Path(args.spool_dir)]
+    root = spool_root()
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir())
+
+
+async def cmd_spool_status(args: argparse.Namespace) -> int:
+    rows = []
+    for folder in _spool_dirs(args):
+        spool = Spool(folder)
+        status = spool.status()
+        first = next(iter(spool.pending() or spool.rejected()), None)
+        try:
+            batch = spool.read(first) if first is not None else None
+        except (SpoolCorrupt, OSError):
+            batch = None
+        rows.append(
+            {
+                "spool": str(folder),
+                # Written by the stores, without secrets; redacted again in case an
+                # older version or another store wrote them.
+                "db": redact_url(batch.db) if batch and batch.db else None,
+                "storage": redact_url(batch.storage) if batch and batch.storage else None,
+                "files": status.files,
+                "records": status.records,
+                "bytes": status.bytes,
+                "oldest": status.oldest.isoformat(timespec="seconds") if status.oldest else None,
+                "rejected": status.rejected_records,
+            }
+        )
+    print(render(rows, args.format) if rows else f"no spooled records under {spool_root()}")
+    return 0
+
+
+async def cmd_spool_inspect(args: argparse.Namespace) -> int:
+    rows = []
+    for folder in _spool_dirs(args):
+        spool = Spool(folder)
+        files = spool.rejected() if args.rejected else spool.pending()
+        for path in files:
+            batch = spool.read(path)
+            for entry in batch.entries:
+                row = dict(zip(COLUMNS, entry.row, strict=True))
+                rows.append(
+                    {
+                        "file": path.name,
+                        "reason": batch.reason,
+                        "request_id": entry.request_id,
+                        "started_at": row["started_at"],
+                        "model": row["model"],
+                        "status": row["status"],
+                        "total_cost": row["total_cost"],
+                        "body": "stored" if entry.body_ref else ("spooled" if entry.body else ""),
+                        "error": entry.error or batch.error,
+                    }
+                )
+    print(render(rows, args.format) if rows else "(empty)")
+    return 0
+
+
+async def cmd_spool_replay(args: argparse.Namespace) -> int:
+    db = await open_db(args.db)
+    try:
+        storage = await open_storage(args.storage)
+        try:
+            folder = args.spool_dir or default_spool_dir(db.url, storage.url)
+            result = await replay_spool(Spool(folder), db, storage, any_store=args.any_store)
+        finally:
+            await storage.close()
+    finally:
+        await db.close()
+    print(
+        f"replayed {result.records} records from {result.files} files in {folder}; "
+        f"{result.rejected} rejected, {result.skipped} files skipped, {result.corrupt} unreadable"
+    )
+    if result.skipped and not args.any_store:
+        print(
+            "skipped files were spooled for other stores: pass --spool-dir and --any-store "
+            "to write them here",
+            file=sys.stderr,
+        )
+    return 1 if result.rejected or result.corrupt else 0
+
+
+async def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return await run_demo(Path(args.out), calls=args.calls)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    stores = argparse.ArgumentParser(add_help=False)
+    stores.add_argument(
+        "--db",
+        type=db_url,
+        default=os.environ.get(DB_ENV_VAR, DEFAULT_DB),
+        help=f"metadata database URL or SQLite file (default: ${DB_ENV_VAR} or {DEFAULT_DB})",
+    )
+    stores.add_argument(
+        "--storage",
+        type=storage_url,
+        default=os.environ.get(STORAGE_ENV_VAR, DEFAULT_STORAGE),
+        help=f"body store URL or folder (default: ${STORAGE_ENV_VAR} or {DEFAULT_STORAGE})",
+    )
+    fmt = argparse.ArgumentParser(add_help=False)
+    fmt.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+    parser = argparse.ArgumentParser(prog="majordomo-log", description="Query the LLM call log.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("migrate", parents=[stores], help="create or upgrade the schema")
+    p.set_defaults(run=cmd_migrate)
+    p = sub.add_parser("report", parents=[stores, fmt], help="spend and tokens by a dimension")
+    p.add_argument("--by", choices=reports.GROUPINGS, default="model")
+    p.add_argument("--since", type=parse_when, help="7d, 24h, 30m or an ISO date/time")
+    p.add_argument("--until", type=parse_when)
+    p.set_defaults(run=cmd_report)
+    p = sub.add_parser("tail", parents=[stores, fmt], help="the latest calls")
+    p.add_argument("-n", type=whole_number(MAX_ROWS), default=20)
+    p.set_defaults(run=cmd_tail)
+    p = sub.add_parser("show", parents=[stores], help="one call: its row and its body")
+    p.add_argument("request_id")
+    p.add_argument("--no-body", action="store_true")
+    p.set_defaults(run=cmd_show)
+    p = sub.add_parser("prices", parents=[stores, fmt], help="the price table, and unpriced models")
+    p.add_argument("--prices", action="append", default=[], help="extra price file (repeatable)")
+    p.set_defaults(run=cmd_prices)
+    p = sub.add_parser("spool", help="records waiting on local disk for a store")
+    spool_cmds = p.add_subparsers(dest="spool_command", required=True)
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument(
+        "--spool-dir", help=f"one spool (default: every spool under ${SPOOL_DIR_ENV})"
+    )
+    q = spool_cmds.add_parser("status", parents=[where, fmt], help="files, records, oldest")
+    q.set_defaults(run=cmd_spool_status)
+    q = spool_cmds.add_parser("inspect", parents=[where, fmt], help="the spooled records")
+    q.add_argument("--rejected", action="store_true", help="rows a store refused, with errors")
+    q.set_defaults(run=cmd_spool_inspect)
+    q = spool_cmds.add_parser("replay", parents=[stores], help="write the spool to the stores")
+    q.add_argument("--spool-dir", help="the spool (default: the one for --db and --storage)")
+    q.add_argument("--any-store", action="store_true", help="also files spooled for other URLs")
+    q.set_defaults(run=cmd_spool_replay)
+    p = sub.add_parser("demo", help="log a few hundred calls through the real SDKs, offline")
+    p.add_argument("--calls", type=whole_number(MAX_DEMO_CALLS), default=300)
+    p.add_argument("--out", default="demo-output", help="folder for the demo DB and bodies")
+    p.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = asyncio.run(args.run(args))
+        return code
+    except (UsageError, MajordomoLogError, ImportError, OSError, ValueError) as exc:
+        print(f"majordomo-log: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

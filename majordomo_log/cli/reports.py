@@ -1,0 +1,177 @@
+"""Read side: the queries behind ``majordomo-log report|tail|show|prices``.
+
+Plain SQL over ``llm_requests``, written once with ``?`` placeholders; the only
+per-dialect piece is how a timestamp becomes a day. The CLI formats what these
+return, so the same functions serve code that wants the numbers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal
+from typing import Any
+
+from ..record.call import MONEY_COLUMNS
+from ..record.pricing import PriceTable, plain_decimal
+from ..stores.base import MetadataStore
+
+GROUPINGS = (
+    "model",
+    "served_model",
+    "provider",
+    "operation",
+    "feature",
+    "workflow",
+    "user_id",
+    "api_key_alias",
+    "environment",
+    "day",
+)
+_DAY_SQL = {
+    "sqlite": "substr(started_at, 1, 10)",
+    "postgresql": "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+    "mysql": "DATE_FORMAT(started_at, '%Y-%m-%d')",
+}
+TAIL_COLUMNS = (
+    "request_id",
+    "started_at",
+    "provider",
+    "model",
+    "operation",
+    "status",
+    "total_tokens",
+    "total_cost",
+    "cost_status",
+    "latency_ms",
+    "feature",
+    "user_id",
+)
+
+
+_COST_QUANTUM = Decimal("1e-10")  # the scale of the cost columns on PostgreSQL and MySQL
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def as_decimal(value: Any) -> Decimal | None:
+    """A cost as read from any dialect: SQLite returns floats, servers Decimals.
+    repr() of a float is its shortest round-trip form, so one row's cost comes back
+    exactly; a float SUM() is rounded to the 10 places every cost column holds."""
+    if value is None:
+        return None
+    if not isinstance(value, Decimal):
+        value = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -10:
+        value = value.quantize(_COST_QUANTUM)
+    return plain_decimal(value)
+
+
+def as_timestamp(value: Any) -> str | None:
+    """A timestamp as read from any dialect, as UTC ISO 8601 text with 'Z'."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return str(value.isoformat(timespec="microseconds")) + "Z"
+    return str(value)
+
+
+def normalize_row(row: dict[str, Any]) -> dict[str, Any]:
+    """One llm_requests row with the same Python values whichever store it came from."""
+    out = dict(row)
+    for name, value in row.items():
+        if name in MONEY_COLUMNS:
+            out[name] = as_decimal(value)
+        elif name in ("started_at", "ended_at", "outcome_at"):
+            out[name] = as_timestamp(value)
+        elif name == "stream" and value is not None:
+            out[name] = bool(value)
+        elif name == "request_id" and value is not None:
+            out[name] = str(value)
+    return out
+
+
+async def spend_report(
+    db: MetadataStore,
+    by: str = "model",
+    *,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Calls, tokens and spend grouped by one dimension, most expensive first."""
+    if by not in GROUPINGS:
+        raise ValueError(f"cannot group by {by!r}: choose one of {', '.join(GROUPINGS)}")
+    key = _DAY_SQL[db.dialect] if by == "day" else by
+    where, params = _window(since, until)
+    rows = await db.fetch(
+        f"SELECT {key} AS {by}, COUNT(*) AS calls,"
+        " SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS errors,"
+        " SUM(input_tokens) AS input_tokens,"
+        " SUM(cache_read_tokens) AS cache_read_tokens,"
+        " SUM(cache_write_5m_tokens + cache_write_1h_tokens) AS cache_write_tokens,"
+        " SUM(output_tokens) AS output_tokens,"
+        " SUM(reasoning_tokens) AS reasoning_tokens,"
+        " SUM(total_cost) AS total_cost,"
+        " SUM(CASE WHEN total_cost IS NULL AND status <> 'error' THEN 1 ELSE 0 END) AS unpriced"
+        f" FROM llm_requests{where} GROUP BY {key}",
+        params,
+    )
+    for row in rows:
+        row["total_cost"] = as_decimal(row["total_cost"])
+        counts = [k for k in row if k.endswith("_tokens")]
+        for name in ("calls", "errors", "unpriced", *counts):
+            row[name] = int(row[name] or 0)
+    rows.sort(key=lambda r: (-(r["total_cost"] or 0), str(r[by])))
+    return rows
+
+
+async def total_spend(
+    db: MetadataStore, *, since: dt.datetime | None = None, until: dt.datetime | None = None
+) -> tuple[int, Decimal]:
+    where, params = _window(since, until)
+    rows = await db.fetch(
+        f"SELECT COUNT(*) AS calls, SUM(total_cost) AS cost FROM llm_requests{where}", params
+    )
+    return int(rows[0]["calls"]), as_decimal(rows[0]["cost"]) or Decimal(0)
+
+
+async def latest_calls(db: MetadataStore, limit: int = 20) -> list[dict[str, Any]]:
+    rows = await db.fetch(
+        f"SELECT {', '.join(TAIL_COLUMNS)} FROM llm_requests"
+        " ORDER BY started_at DESC, request_id DESC LIMIT ?",
+        (int(limit),),
+    )
+    return [normalize_row(row) for row in rows]
+
+
+async def get_call(db: MetadataStore, request_id: str) -> dict[str, Any] | None:
+    if not _UUID.fullmatch(request_id):
+        return None  # every id the log holds is a lower-case UUID
+    rows = await db.fetch("SELECT * FROM llm_requests WHERE request_id = ?", (request_id,))
+    return normalize_row(rows[0]) if rows else None
+
+
+async def unpriced_models(db: MetadataStore, prices: PriceTable) -> list[dict[str, Any]]:
+    """Models seen in the log that the price table cannot price."""
+    rows = await db.fetch(
+        "SELECT provider, model, served_model, COUNT(*) AS calls FROM llm_requests"
+        " WHERE status <> 'error' GROUP BY provider, model, served_model"
+    )
+    return [
+        {**row, "calls": int(row["calls"])}
+        for row in rows
+        if prices.resolve(row["served_model"]) is None and prices.resolve(row["model"]) is None
+    ]
+
+
+def _window(since: dt.datetime | None, until: dt.datetime | None) -> tuple[str, list[Any]]:
+    clauses, params = [], []
+    if since is not None:
+        clauses.append("started_at >= ?")
+        params.append(since)
+    if until is not None:
+        clauses.append("started_at < ?")
+        params.append(until)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params

@@ -1,0 +1,619 @@
+"""Where a record waits: a bounded queue and the one background task that drains it.
+
+The wrapper appends to a deque (no await, no lock) and wakes the worker only
+when a full batch is waiting; otherwise the worker wakes on its timer. Each batch
+is handed to ``Delivery`` (``_delivery.py``), which writes it to the stores or,
+when they cannot take it, to the spool.
+
+Memory is held to two budgets: records waiting, and the memory their bodies hold
+(request snapshots, and an estimate for the response objects they keep alive).
+Over budget, ``on_full`` decides: ``spill`` to the spool, ``drop_bodies_first``
+(the row is kept), or ``block`` (the caller waits for room). Every loss is
+counted per reason in ``stats()``. Exit, SIGTERM and fork are in ``_shutdown.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import random
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .._log import logger, warn_once
+from ..record.call import CallRecord
+from ..stores.base import BodyStore, MetadataStore, OutcomeUpdate
+from . import lifecycle
+from .delivery import Delivery, read_request_id, release
+from .spool import Spool
+
+QueueItem = CallRecord | OutcomeUpdate
+OnFull = Literal["spill", "drop_bodies_first", "block"]
+ON_FULL_POLICIES: tuple[OnFull, ...] = ("spill", "drop_bodies_first", "block")
+
+DEFAULT_BATCH_SIZE = 1000
+DEFAULT_FLUSH_INTERVAL = 1.0
+DEFAULT_MAX_QUEUE_RECORDS = 10_000
+DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_RETRIES = 5
+_MIN_QUEUE_BYTES = 1024
+_CHUNK_BYTES = 512  # a stream chunk object, roughly
+# An SDK response object: 9 KB for a short chat completion from the openai SDK
+# (tracemalloc), more than its JSON (1 KB).
+_RESPONSE_BYTES = 8 * 1024
+_RETRY_BASE, _RETRY_CAP = 0.1, 5.0  # seconds: full-jitter exponential backoff
+_SPILL_CHUNK = 250  # records over budget spilled by the caller when the worker cannot run
+_CLOSED_SPILL_BYTES = 8 * 1024 * 1024  # held after close() before they are spooled
+_CANCEL_GRACE = 1.0  # how long close() waits for a cancelled worker or spill to let go
+# The most close() waits by default, all of it: flushing, stopping, replaying the spool.
+# Within a container's usual grace period (30 s after SIGTERM), with room for the rest
+# of the application's shutdown; what is not written by then is spooled, not lost.
+DEFAULT_CLOSE_TIMEOUT = 10.0
+_EXIT_DRAIN_SECONDS = 10.0  # how long a cancelled worker keeps writing at loop shutdown
+
+
+@dataclass(frozen=True, slots=True)
+class WriterStats:
+    """Counts since the writer started. ``pending`` is queued or being written."""
+
+    written: int  # rows committed (including re-writes of an existing request_id)
+    failed: int  # rows the store refused (kept in the spool's rejected/ folder)
+    dropped: int  # records lost: see dropped_by_reason
+    pending: int
+    bodies_written: int
+    bodies_failed: int
+    outcomes_written: int
+    queue_bytes: int
+    internal_errors: int = 0  # calls that could not be logged because of a bug here
+    dropped_by_reason: dict[str, int] = field(default_factory=dict)
+    spilled: int = 0  # records written to the spool
+    replayed: int = 0  # spooled records since written to the store
+    bodies_dropped: int = 0  # bodies left out by on_full="drop_bodies_first"
+    queue_records: int = 0
+    spool_files: int = 0
+    store_down: bool = False  # a store is unavailable: batches go to the spool
+
+
+class BatchWriter:
+    """Batches records into a metadata store and a body store. Normally created and
+    shared by ``LoggingLLM``: wrappers given the same pair of stores share one writer."""
+
+    def __init__(
+        self,
+        db: MetadataStore,
+        storage: BodyStore | None,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        max_queue_records: int = DEFAULT_MAX_QUEUE_RECORDS,
+        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
+        on_full: OnFull = "spill",
+        spool: Spool | None = None,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        handle_sigterm: bool = True,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if flush_interval <= 0:
+            raise ValueError("flush_interval must be positive")
+        if max_queue_records < 1:
+            raise ValueError("max_queue_records must be at least 1")
+        if max_queue_bytes < _MIN_QUEUE_BYTES:
+            raise ValueError(f"max_queue_bytes must be at least {_MIN_QUEUE_BYTES}")
+        if on_full not in ON_FULL_POLICIES:
+            raise ValueError(f"on_full must be one of {', '.join(ON_FULL_POLICIES)}")
+        if max_retries < 0:
+            raise ValueError("max_retries must not be negative")
+        self.db = db
+        self.storage = storage
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.max_queue_records = max_queue_records
+        self.max_queue_bytes = max_queue_bytes
+        self.on_full = on_full
+        self.spool = spool
+        self.max_retries = max_retries
+        self._queue: collections.deque[tuple[QueueItem, int]] = collections.deque()  # (item, bytes)
+        self._queue_bytes = 0
+        self._overflow: list[QueueItem] = []  # over budget, on its way to the spool
+        # Overflow being written to the spool right now, by id of its list: still the
+        # rescue's to save until the spool has it (a SIGTERM may come mid-write).
+        self._spilling: dict[int, list[QueueItem]] = {}
+        # Taken by whoever appends to or takes the overflow list; never by rescue(), which
+        # may run in a signal handler that interrupted its holder.
+        self._overflow_lock = threading.Lock()
+        self._inflight: list[QueueItem] = []  # the batch being written
+        self._enqueued = 0  # items ever accepted
+        self._done = 0  # items ever finished (written, spooled, refused or dropped)
+        self._delivery = Delivery(db, storage, spool, max_retries, lambda a: _backoff(a))
+        self._bodies_dropped = self._internal_errors = 0
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._room_waiters: list[asyncio.Future[None]] = []
+        self._closing = False  # close() has begun: new records go to the spool
+        self._closed = False  # close() has ended
+        self._overflow_bytes = 0  # held since close(), for the spool
+        self._spill_scheduled = False
+        self._exit_drain_seconds = _EXIT_DRAIN_SECONDS
+        self._reopen = False  # set in a forked child: stores must reconnect first
+        self._held = False  # the last batch could go nowhere: wait for the stores
+        self._users = 0  # LoggingLLM instances attached (see acquire/release)
+        lifecycle.register(self, handle_sigterm)
+
+    def __repr__(self) -> str:
+        return f"<BatchWriter db={self.db.url!r} pending={self._enqueued - self._done}>"
+
+    # -- producer side: called on the caller's hot path ---------------------------
+
+    def submit(self, item: QueueItem) -> bool:
+        """Queue a record or outcome update; False if it was dropped."""
+        size = _size(item)
+        if (
+            self._queue_bytes + size > self.max_queue_bytes
+            or len(self._queue) >= self.max_queue_records
+            or self._closing
+        ):
+            return self._over_budget(item, size)
+        self._queue.append((item, size))
+        self._queue_bytes += size
+        self._enqueued += 1
+        task = self._task
+        if task is None or task.done():
+            self._start()
+        elif len(self._queue) >= self.batch_size and self._wake is not None:
+            self._wake.set()
+        return True
+
+    def is_full(self) -> bool:
+        return (
+            len(self._queue) >= self.max_queue_records or self._queue_bytes >= self.max_queue_bytes
+        )
+
+    async def wait_for_room(self) -> None:
+        """For ``on_full="block"``: wait until the queue is under both budgets. Room is
+        made by writing, or by spooling while a store is down."""
+        while self.is_full() and not self._closing:
+            if self._task is None or self._task.done():
+                self._start()
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._room_waiters.append(future)
+            if self._wake is not None:
+                self._wake.set()
+            await future
+
+    def _over_budget(self, item: QueueItem, size: int) -> bool:
+        if (
+            self.on_full == "drop_bodies_first"
+            and isinstance(item, CallRecord)
+            and not self._closing
+            and len(self._queue) < self.max_queue_records
+            and _drop_body(item)
+        ):
+            self._bodies_dropped += 1
+            size = _size(item)
+            if self._queue_bytes + size <= self.max_queue_bytes:
+                self._queue.append((item, size))
+                self._queue_bytes += size
+                self._enqueued += 1
+                return True
+        if self.spool is None:
+            self._delivery.drop([item], "closed" if self._closing else "queue_full")
+            return False
+        # Spilled by the worker when it runs; by this caller when it cannot (a burst that
+        # never yields to the loop), so memory stays bounded either way.
+        with self._overflow_lock:
+            self._overflow.append(item)
+        self._enqueued += 1
+        if self._closed:
+            # A call after close(): kept, cheaply. Spooled 250 at a time and at exit, for
+            # the next start or `majordomo-log spool replay` (a file and an fsync per call
+            # would cost the caller milliseconds each).
+            warn_once(
+                "call_after_close",
+                self.db.url,
+                "a call was made through a closed LoggingLLM: its record goes to the spool "
+                "(replayed on the next start, or with `majordomo-log spool replay`)",
+            )
+            _closed_holding.add(self)  # held by no wrapper maybe: kept until spooled
+            self._overflow_bytes += size
+            if len(self._overflow) >= _SPILL_CHUNK or self._overflow_bytes >= _CLOSED_SPILL_BYTES:
+                self._overflow_bytes = 0
+                self._spill_soon()
+        elif len(self._overflow) >= _SPILL_CHUNK or self._task is None or self._task.done():
+            self._spill_overflow()
+        elif self._wake is not None:
+            self._wake.set()
+        return True
+
+    def _spill_soon(self) -> None:
+        """Spool the overflow in a thread when a loop runs here (pricing and an fsync
+        would stall it), else now."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._spill_overflow()
+            return
+        if not self._spill_scheduled:  # one at a time: it takes whatever has piled up
+            self._spill_scheduled = True
+            loop.run_in_executor(None, self._scheduled_spill)
+
+    def _scheduled_spill(self) -> None:
+        self._spill_scheduled = False
+        self._spill_overflow()
+
+    def _start(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop in this thread: the next flush() or submit() from a loop starts it
+        self._wake = asyncio.Event()
+        self._task = loop.create_task(self._run(), name="majordomo-log-writer")
+
+    # -- control ------------------------------------------------------------------
+
+    def stats(self) -> WriterStats:
+        delivery = self._delivery
+        return WriterStats(
+            written=delivery.written,
+            failed=delivery.failed,
+            dropped=sum(delivery.dropped.values()),
+            pending=self._enqueued - self._done,
+            bodies_written=delivery.bodies_written,
+            bodies_failed=delivery.bodies_failed,
+            outcomes_written=delivery.outcomes_written,
+            queue_bytes=self._queue_bytes,
+            internal_errors=self._internal_errors,
+            dropped_by_reason=dict(delivery.dropped),
+            spilled=delivery.spilled,
+            replayed=delivery.replayed,
+            bodies_dropped=self._bodies_dropped,
+            queue_records=len(self._queue),
+            spool_files=len(self.spool.pending()) if self.spool is not None else 0,
+            store_down=delivery.down_for > 0,
+        )
+
+    def count_internal_error(self) -> None:
+        self._internal_errors += 1
+
+    async def flush(self, timeout: float | None = None) -> WriterStats:
+        """Return once everything queued before the call is written or refused (or, while
+        a store is down, spooled), or after ``timeout`` seconds with what is still pending
+        in the stats. Records spilled to the spool while the stores were healthy (the
+        queue was over its budget) are written back first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        await self._flush_queue(timeout)
+        delivery = self._delivery
+        if self.spool is not None and delivery.spool_backlog and not delivery.down_for:
+            try:
+                await asyncio.wait_for(delivery.replay(max_files=None), _remaining(deadline))
+            except asyncio.TimeoutError:
+                pass
+            except Exception as exc:
+                logger.error("replaying the spool failed: %s: %s", type(exc).__name__, exc)
+        return self.stats()
+
+    async def _flush_queue(self, timeout: float | None) -> None:
+        target = self._enqueued
+        if self._done < target:
+            if self._task is None or self._task.done():
+                self._start()
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append((target, future))
+            if self._wake is not None:
+                self._wake.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(future), timeout)
+            except asyncio.TimeoutError:
+                pass
+
+    async def close(self, timeout: float | None = DEFAULT_CLOSE_TIMEOUT) -> WriterStats:
+        """Flush, then stop the worker; waits for it, so the stores can be closed next.
+        What is still held after ``timeout`` seconds (10 by default; None waits as long
+        as it takes) goes to the spool (or, without one, is counted as dropped). Then what
+        an outage left in the spool is replayed, if the stores are back, for what is left
+        of ``timeout``: a one-off script must not leave its records behind in a cache
+        directory."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        await self._flush_queue(timeout)
+        timeout = _remaining(deadline)
+        self._closing = True
+        task = self._task
+        if task is not None and not task.done():
+            if self._wake is not None:
+                self._wake.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout)
+            except asyncio.TimeoutError:
+                self._exit_drain_seconds = 0.0  # out of time: stop, do not drain again
+                task.cancel()
+                # The store may take its time to give up the statement it is in (SQLite's
+                # busy wait): not past the deadline. What it holds, rescue spools.
+                await asyncio.wait({task}, timeout=_CANCEL_GRACE)
+        # A spill running in a thread is the one to spool its records: wait for it a
+        # little, rather than spool them twice.
+        grace = time.monotonic() + _CANCEL_GRACE
+        while self._spilling and time.monotonic() < grace:
+            await asyncio.sleep(0.01)
+        self.rescue("closed")
+        self._wake_room_waiters()
+        if self.spool is not None:  # a store still down fails its one try, and that is all
+            try:
+                await asyncio.wait_for(self._delivery.replay(max_files=None), _remaining(deadline))
+            except asyncio.TimeoutError:
+                pass  # the rest waits for the next start, or `majordomo-log spool replay`
+            except Exception as exc:
+                logger.error("replaying the spool at close failed: %s: %s", type(exc).__name__, exc)
+        self._closed = True
+        return self.stats()
+
+    async def replay(self) -> int:
+        """Replay this writer's spooled files now; the number of records written."""
+        if self.spool is None:
+            return 0
+        before = self._delivery.replayed
+        await self._delivery.replay(max_files=None)
+        return self._delivery.replayed - before
+
+    def rescue(self, reason: str) -> None:
+        """Synchronously move everything still held to the spool (or count it dropped):
+        for exit, a fatal signal, or a close() that ran out of time. Safe with no loop,
+        and from a signal handler that interrupted the writer anywhere: every record is
+        in one of the lists read here until the store or the spool has it. A record
+        seen twice (in flight and still queued, say) is spooled once; one that reaches
+        both the store and the spool is harmless, as replay skips existing rows."""
+        seen: set[int] = set()
+        inflight = _unseen(self._inflight, seen)  # may also reach the store
+        spilling = _unseen([i for items in list(self._spilling.values()) for i in items], seen)
+        queued = _unseen([item for item, _ in list(self._queue)], seen)
+        overflow = _unseen(self._overflow, seen)
+        self._queue.clear()
+        self._overflow = []
+        self._queue_bytes = 0
+        items = inflight + spilling + queued + overflow
+        _closed_holding.discard(self)
+        if not items:
+            return
+        self._spilling[id(items)] = items  # a SIGTERM during this rescue saves them again
+        # An interrupted spill counts its own when it ends; an interrupted batch sees that
+        # it was rescued (_inflight is no longer it) and leaves the count to this.
+        self._done += len(queued) + len(overflow) + len(inflight)
+        self._inflight = []
+        try:
+            self._delivery.spill_items(items, reason)
+        finally:
+            self._spilling.pop(id(items), None)
+        self._resolve_waiters()
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: the parent's records are the parent's to write, and its
+        connections and event loop are not ours. Start empty; reconnect before writing."""
+        self._queue.clear()
+        self._overflow = []
+        self._overflow_lock = threading.Lock()  # a thread of the parent's may have held it
+        self._spilling = {}
+        self._inflight = []
+        self._queue_bytes = 0
+        self._enqueued = self._done = 0
+        self._task = None
+        self._wake = None
+        self._waiters = []
+        self._room_waiters = []
+        self._reopen = True
+        self._delivery.replay_due = 0.0
+
+    # -- consumer side: the background task -----------------------------------------
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        try:
+            while True:
+                if not self._queue and not self._overflow:
+                    if self._closing:
+                        return
+                    self._resolve_waiters()
+                    await self._delivery.replay_when_idle()
+                idle = not self._queue and not self._overflow
+                # Wait when there is nothing to drain (never spin, whatever waits on us) or
+                # no full batch yet; never once close() has begun: it set the wake flag,
+                # and clearing it now would cost close() a whole flush interval.
+                if not self._closing and (
+                    idle
+                    or (
+                        len(self._queue) < self.batch_size
+                        and not self._overflow
+                        and not self._waiters
+                        and not self._room_waiters
+                    )
+                ):
+                    self._wake.clear()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), self.flush_interval)
+                    except asyncio.TimeoutError:
+                        pass
+                await self._drain()
+        except asyncio.CancelledError:
+            # asyncio.run() cancels leftover tasks and then waits for them: a program that
+            # forgot close() still gets its records written here. wait_for runs the drain
+            # in a new task, which that one-time cancellation does not reach.
+            if self._exit_drain_seconds > 0:
+                try:
+                    await asyncio.wait_for(self._drain(), self._exit_drain_seconds)
+                except (asyncio.TimeoutError, asyncio.CancelledError):
+                    pass
+            self.rescue("closed" if self._closing else "exit")
+            raise
+
+    async def _drain(self) -> None:
+        while self._queue or self._overflow:
+            if self._overflow:
+                await asyncio.to_thread(self._spill_overflow)
+            if not self._queue:
+                continue
+            if self._held and self._delivery.is_down():
+                # The last batch found nowhere to go: keep it, wait for the next try.
+                await self._sleep_until(self._delivery.down_until)
+                continue
+            count = min(self.batch_size, len(self._queue))
+            taken = list(itertools.islice(self._queue, count))
+            batch = [item for item, _ in taken]
+            self._inflight = batch  # before leaving the queue: always within rescue's reach
+            for _ in range(count):
+                self._queue.popleft()
+            try:
+                if self._reopen:
+                    self._reopen = False
+                    await self._delivery.reopen()
+                finished = await self._delivery.deliver(batch)
+            except asyncio.CancelledError:
+                # Interrupted mid-batch: put it back, unless a rescue has spooled it. Stores
+                # roll back an interrupted transaction and skip rows they already have, so
+                # rewriting it is safe.
+                if self._inflight is batch:
+                    self._queue.extendleft(reversed(taken))
+                    self._inflight = []
+                raise
+            except Exception as exc:  # a bug here: never let the worker die
+                finished = True
+                self._delivery.failed += sum(isinstance(i, CallRecord) for i in batch)
+                self._internal_errors += 1
+                logger.exception("writing a batch failed", exc_info=exc)
+            if self._inflight is not batch:
+                continue  # rescued meanwhile (close() ran out of time): spooled and counted
+            self._held = not finished
+            if not finished:  # store down, and no spool to take it: keep it, in order
+                self._queue.extendleft(reversed(taken))
+                self._inflight = []  # after: always within rescue's reach
+                continue
+            self._inflight = []
+            for item in batch:  # written or spooled: only call_info() may still see it
+                if isinstance(item, CallRecord):
+                    release(item)
+            self._done += count
+            self._queue_bytes -= sum(size for _, size in taken)
+            self._resolve_waiters()
+            self._wake_room_waiters()
+
+    # -- stores down and back --------------------------------------------------------
+
+    async def _sleep_until(self, deadline: float) -> None:
+        assert self._wake is not None
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), max(0.0, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            pass
+
+    # -- spooling -------------------------------------------------------------------
+
+    def _spill_overflow(self) -> None:
+        # Any thread: callers append while a worker thread takes the list.
+        with self._overflow_lock:
+            items = self._overflow
+            if not items:
+                return
+            self._spilling[id(items)] = items  # first: rescue must see them until spooled
+            self._overflow = []
+        try:
+            self._delivery.spill_items(items, "overflow")
+        except Exception as exc:  # a bug here: counted, and the writer goes on
+            self._internal_errors += 1
+            self._delivery.drop(items, "internal_error")
+            logger.error("spooling %d records failed: %s", len(items), type(exc).__name__)
+        finally:
+            self._spilling.pop(id(items), None)
+            self._done += len(items)
+        if not self._overflow:
+            _closed_holding.discard(self)
+        self._resolve_waiters()
+
+    # -- waiters ---------------------------------------------------------------------
+
+    def _resolve_waiters(self) -> None:
+        if not self._waiters:
+            return
+        still = []
+        for target, future in self._waiters:
+            if self._done >= target:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                still.append((target, future))
+        self._waiters = still
+
+    def _wake_room_waiters(self) -> None:
+        if self._room_waiters and (not self.is_full() or self._closing):
+            waiters, self._room_waiters = self._room_waiters, []
+            for future in waiters:
+                if not future.done():
+                    future.set_result(None)
+
+
+def _unseen(items: list[QueueItem], seen: set[int]) -> list[QueueItem]:
+    fresh = []
+    for item in items:
+        if id(item) not in seen:
+            seen.add(id(item))
+            fresh.append(item)
+    return fresh
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def _backoff(attempt: int) -> float:
+    """Full jitter: writers that failed together do not retry together."""
+    return random.uniform(0.0, min(_RETRY_CAP, _RETRY_BASE * 2**attempt))
+
+
+def _size(item: QueueItem) -> int:
+    """Memory a queued item holds for its body, roughly: the request snapshot, plus an
+    estimate for the response object or stream chunks it keeps alive until written
+    (the records budget covers the record itself)."""
+    if isinstance(item, CallRecord):
+        size = len(item.request_json or b"")
+        if item.response is not None:
+            size += _RESPONSE_BYTES
+        if item.stream_chunks is not None:
+            size += _CHUNK_BYTES * len(item.stream_chunks)
+        return size
+    return 0
+
+
+def _drop_body(record: CallRecord) -> bool:
+    """Free a record's body (request snapshot, response object); True if there was one.
+    The response is read first for what the row needs from it."""
+    if record.request_json is None and record.response is None:
+        return False
+    read_request_id(record)
+    if record.stream_chunks is None:
+        record.priced()  # usage is read from the response: price it while we have it
+        record.response = None
+    record.request_json = None
+    record.body_dropped = True
+    return True
+
+
+# Writers closed with records still held for the spool (calls made after close()): kept
+# alive until those are spooled, though no wrapper may hold them any more.
+_closed_holding: set[BatchWriter] = set()
+
+# Wrappers that share a pair of stores share one writer. Weak values: the writer
+# lives as long as some LoggingLLM uses it, and a forgotten one is collectable.
+_writers: weakref.WeakValueDictionary[tuple[int, int], BatchWriter] = weakref.WeakValueDictionary()
+
+
+def shared_writer(db: MetadataStore, storage: BodyStore | None, **options: Any) -> BatchWriter:
+    key = (id(db), id(storage))
+    writer = _writers.get(key)
+    if writer is not None and writer._closed:
+        writer.rescue("closed")  # calls made since its close(): spooled, for the new one
+    if writer is None or writer.db is not db or writer.storage is not storage or writer._closing:
+        writer = BatchWriter(db, storage, **options)
+        _writers[key] = writer
+    return writer

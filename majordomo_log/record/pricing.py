@@ -1,0 +1,303 @@
+"""Prices from ``llm_config.yaml`` and exact costs from normalized usage.
+
+The built-in table ships inside the package; users merge their own files over
+it (``PriceTable.load(paths)`` or ``MAJORDOMO_LOG_PRICES=a.yaml:b.yaml``). A
+user entry with the same id replaces the built-in entry whole, and user entries
+are matched before built-in ones, so a negotiated rate always wins.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .._exceptions import ConfigError
+from .usage import Usage
+
+PRICES_ENV_VAR = "MAJORDOMO_LOG_PRICES"
+_MILLION = Decimal(1_000_000)
+_ONE = Decimal(1)
+_ZERO = Decimal(0)
+_TEN = Decimal(10)
+_RATE_FIELDS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h", "reasoning")
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """USD per 1M tokens for each bucket; None means "fall back" (see ``for_bucket``)."""
+
+    input: Decimal
+    output: Decimal
+    cache_read: Decimal | None = None
+    cache_write_5m: Decimal | None = None
+    cache_write_1h: Decimal | None = None
+    reasoning: Decimal | None = None
+
+    def effective(self) -> tuple[Decimal, Decimal, Decimal, Decimal, Decimal, Decimal]:
+        """Rates per bucket with fallbacks applied: a missing cache rate is billed as
+        plain input (never as free), a missing 1h write as a 5m write, reasoning as output."""
+        write_5m = self.cache_write_5m if self.cache_write_5m is not None else self.input
+        return (
+            self.input,
+            self.cache_read if self.cache_read is not None else self.input,
+            write_5m,
+            self.cache_write_1h if self.cache_write_1h is not None else write_5m,
+            self.output,
+            self.reasoning if self.reasoning is not None else self.output,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    above_input_tokens: int
+    rates: Rates
+
+
+@dataclass(frozen=True, slots=True)
+class PriceVersion:
+    effective: dt.date
+    rates: Rates
+    tiers: tuple[Tier, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrice:
+    id: str
+    provider: str
+    versions: tuple[PriceVersion, ...]  # newest first
+    pattern: re.Pattern[str] | None = None
+    origin: str = "built-in"
+
+    def version_at(self, when: dt.datetime) -> PriceVersion:
+        """The price in force on the call's UTC date (a naive datetime is taken as UTC)."""
+        day = (when.astimezone(dt.timezone.utc) if when.tzinfo else when).date()
+        for version in self.versions:
+            if version.effective <= day:
+                return version
+        return self.versions[-1]  # a call older than the oldest known price
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """The cost of one call, per bucket, in USD."""
+
+    input: Decimal
+    cache_read: Decimal
+    cache_write: Decimal
+    output: Decimal
+    reasoning: Decimal
+    total: Decimal
+    model_id: str
+    price_version: str
+    # What the cached tokens would have cost as plain input, minus what reading and
+    # writing the cache cost: negative when cache writes were not paid back by reads.
+    cache_savings: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class PriceSource:
+    path: str
+    source: str
+    checked: str
+
+
+class PriceTable:
+    """Model prices, looked up by the model name a call used or was served."""
+
+    def __init__(self, models: Sequence[ModelPrice], sources: Sequence[PriceSource] = ()) -> None:
+        self.models: tuple[ModelPrice, ...] = tuple(models)
+        self.sources: tuple[PriceSource, ...] = tuple(sources)
+        self._by_id = {m.id: m for m in self.models}
+        self._resolved: dict[str, ModelPrice | None] = {}
+
+    @classmethod
+    def load(
+        cls, paths: Iterable[str | os.PathLike[str]] | None = None, *, builtin: bool = True
+    ) -> PriceTable:
+        """The built-in table, then each file in ``MAJORDOMO_LOG_PRICES``, then ``paths``;
+        later files override earlier ones by model id."""
+        files: list[Path] = [builtin_config_path()] if builtin else []
+        env = os.environ.get(PRICES_ENV_VAR, "")
+        files += [Path(p) for p in env.split(os.pathsep) if p]
+        files += [Path(p) for p in paths or ()]
+        merged: dict[str, tuple[int, ModelPrice]] = {}
+        sources: list[PriceSource] = []
+        for index, path in enumerate(files):
+            origin = "built-in" if builtin and index == 0 else str(path)
+            models, source = _parse_file(path, origin)
+            sources.append(source)
+            for m in models:
+                merged[m.id] = (index, m)
+        # Regexes are tried in this order: the last file's entries first, so that a
+        # user's entry wins over a built-in one that matches the same name.
+        ordered = sorted(merged.values(), key=lambda pair: -pair[0])
+        return cls([m for _, m in ordered], sources)
+
+    def resolve(self, model: str | None) -> ModelPrice | None:
+        """The price entry for a model name, by exact id then by ``match`` regex."""
+        if not model:
+            return None
+        try:
+            return self._resolved[model]
+        except KeyError:
+            pass
+        found = self._resolve_uncached(model)
+        if len(self._resolved) < 10_000:  # a caller inventing names must not grow this forever
+            self._resolved[model] = found
+        return found
+
+    def _resolve_uncached(self, model: str) -> ModelPrice | None:
+        name = model.strip().lower()
+        candidates = [name]
+        if "/" in name:  # "openai/gpt-4o", "models/gemini-2.5-pro"
+            candidates.append(name.rsplit("/", 1)[1])
+        for candidate in candidates:
+            if candidate in self._by_id:
+                return self._by_id[candidate]
+        for entry in self.models:
+            if entry.pattern is not None and entry.pattern.fullmatch(name):
+                return entry
+        return None
+
+    def cost(self, entry: ModelPrice, usage: Usage, when: dt.datetime) -> Cost:
+        """Price each bucket once; a long-context tier reprices the whole request."""
+        version = entry.version_at(when)
+        rates = version.rates
+        for tier in version.tiers:  # ascending thresholds: the highest one crossed applies
+            if usage.total_input > tier.above_input_tokens:
+                rates = tier.rates
+        r_in, r_read, r_w5, r_w1, r_out, r_reason = rates.effective()
+        c_in = _cents(usage.input * r_in)
+        c_read = _cents(usage.cache_read * r_read)
+        c_write = _cents(usage.cache_write_5m * r_w5 + usage.cache_write_1h * r_w1)
+        c_out = _cents(usage.output * r_out)
+        c_reason = _cents(usage.reasoning * r_reason)
+        cached = usage.cache_read + usage.cache_write_5m + usage.cache_write_1h
+        savings = _cents(cached * r_in) - c_read - c_write
+        suffix = "" if entry.origin == "built-in" else "+custom"
+        return Cost(
+            input=c_in,
+            cache_read=c_read,
+            cache_write=c_write,
+            output=c_out,
+            reasoning=c_reason,
+            total=c_in + c_read + c_write + c_out + c_reason,
+            model_id=entry.id,
+            price_version=f"{entry.id}@{version.effective.isoformat()}{suffix}",
+            cache_savings=savings,
+        )
+
+
+COST_PLACES = Decimal("1e-10")  # the scale of every cost column (NUMERIC(20,10))
+
+
+def _cents(tokens_times_rate: Decimal) -> Decimal:
+    """USD for (tokens x USD per 1M tokens), to the 10 decimal places every store keeps,
+    so a cost reads back identically from SQLite, PostgreSQL and MySQL."""
+    if not tokens_times_rate:  # most buckets of most calls are empty
+        return _ZERO
+    return plain_decimal((tokens_times_rate / _MILLION).quantize(COST_PLACES))
+
+
+def plain_decimal(value: Decimal) -> Decimal:
+    """Without trailing zeros, so one amount looks the same from every store
+    (PostgreSQL returns 0.0040770000, SQLite 0.004077)."""
+    trimmed = value.normalize()
+    if trimmed.is_finite() and -_TEN < trimmed < _TEN:  # the common case, no as_tuple()
+        return trimmed
+    exponent = trimmed.as_tuple().exponent
+    # normalize() writes whole dollars as 1E+2: keep those as plain integers
+    return trimmed.quantize(_ONE) if isinstance(exponent, int) and exponent > 0 else trimmed
+
+
+def builtin_config_path() -> Path:
+    """``llm_config.yaml`` inside the installed wheel, or at the repository root when
+    running from a source checkout (the root file is the single source of truth)."""
+    packaged = resources.files("majordomo_log").joinpath("llm_config.yaml")
+    if packaged.is_file():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parents[2] / "llm_config.yaml"
+
+
+def _parse_file(path: Path, origin: str) -> tuple[list[ModelPrice], PriceSource]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read price file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"price file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, Mapping) or not isinstance(data.get("models"), list):
+        raise ConfigError(f"price file {path} must be a mapping with a 'models' list")
+    models = [_parse_model(path, origin, raw) for raw in data["models"]]
+    source = PriceSource(str(path), str(data.get("source", "")), str(data.get("checked", "")))
+    return models, source
+
+
+def _parse_model(path: Path, origin: str, raw: Any) -> ModelPrice:
+    if not isinstance(raw, Mapping) or not raw.get("id"):
+        raise ConfigError(f"{path}: every model needs an 'id' (got {raw!r:.80})")
+    model_id = str(raw["id"]).lower()
+    where = f"{path}: model {model_id!r}"
+    prices = raw.get("prices")
+    if not isinstance(prices, list) or not prices:
+        raise ConfigError(f"{where}: 'prices' must be a non-empty list")
+    versions = sorted(
+        (_parse_version(where, p) for p in prices), key=lambda v: v.effective, reverse=True
+    )
+    pattern = None
+    if raw.get("match"):
+        try:
+            pattern = re.compile(str(raw["match"]), re.IGNORECASE)
+        except re.error as exc:
+            raise ConfigError(f"{where}: bad 'match' regex: {exc}") from exc
+    return ModelPrice(model_id, str(raw.get("provider", "")), tuple(versions), pattern, origin)
+
+
+def _parse_version(where: str, raw: Any) -> PriceVersion:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: each price must be a mapping")
+    effective = raw.get("effective", "1970-01-01")
+    if isinstance(effective, dt.datetime):  # YAML reads an unquoted timestamp as datetime
+        raise ConfigError(f"{where}: 'effective' must be a date (YYYY-MM-DD), got {effective}")
+    try:
+        day = effective if isinstance(effective, dt.date) else dt.date.fromisoformat(str(effective))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: bad 'effective' date {effective!r}") from exc
+    base = _parse_rates(where, raw, None)
+    tiers = []
+    for tier in raw.get("tiers") or ():
+        try:
+            threshold = int(tier["above_input_tokens"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: each tier needs an integer 'above_input_tokens'") from exc
+        tiers.append(Tier(threshold, _parse_rates(where, tier, base)))
+    tiers.sort(key=lambda t: t.above_input_tokens)
+    return PriceVersion(day, base, tuple(tiers))
+
+
+def _parse_rates(where: str, raw: Mapping[str, Any], base: Rates | None) -> Rates:
+    values: dict[str, Decimal | None] = {}
+    for name in _RATE_FIELDS:
+        value = raw.get(name)
+        if value is None:
+            values[name] = getattr(base, name) if base is not None else None
+            continue
+        try:
+            rate = Decimal(str(value))
+        except InvalidOperation as exc:
+            raise ConfigError(f"{where}: {name} price {value!r} is not a number") from exc
+        if not rate.is_finite() or rate < 0:
+            raise ConfigError(f"{where}: {name} price {value!r} must be a finite number >= 0")
+        values[name] = rate
+    if values["input"] is None or values["output"] is None:
+        raise ConfigError(f"{where}: 'input' and 'output' prices are required")
+    return Rates(**values)  # type: ignore[arg-type]

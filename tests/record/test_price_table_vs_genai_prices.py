@@ -1,0 +1,641 @@
+"""The built-in price table (``llm_config.yaml``) against the data of genai-prices.
+
+Two kinds of checks, both offline:
+
+* the file itself: required keys, exact (quoted) Decimal prices >= 0, dates strictly
+  descending, unique ids, ``match`` regexes that admit their own id (plus the dated and
+  provider-prefixed forms) and never another entry's id;
+* every entry against genai-prices' bundled data (``genai_prices.data``; no network, no
+  auto-update), on every date where either side's price changes: base rates, cache writes,
+  long-context tiers, and any rate genai-prices has that the table cannot hold.
+
+A difference is allowed only when the entry lists it under ``genai_prices.differences`` with a
+non-empty reason, and a listed difference that no longer differs fails as stale.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import importlib.metadata
+import re
+import sys
+from collections.abc import Iterator, Mapping
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+if sys.version_info < (3, 11):  # genai-prices 0.2.3 (pinned) needs Python 3.11+; CI runs 3.11
+    pytest.skip("genai-prices 0.2.3 requires Python 3.11+", allow_module_level=True)
+
+from genai_prices.data import providers as GENAI_PROVIDERS
+from genai_prices.types import (
+    ModelInfo,
+    ModelPrice,
+    StartDateConstraint,
+    TieredPrices,
+    TimeOfDateConstraint,
+)
+
+CONFIG_PATH = Path(__file__).parents[2] / "llm_config.yaml"
+
+PROVIDERS = ("openai", "anthropic", "google", "mistral", "deepseek")
+RATE_FIELDS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h", "reasoning")
+ENTRY_KEYS = {"id", "provider", "match", "prices", "genai_prices"}
+PRICE_KEYS = {"effective", "tiers", *RATE_FIELDS}
+TIER_KEYS = {"above_input_tokens", *RATE_FIELDS}
+MIN_MODELS = 35
+# The demo and the other tests price calls with these ids.
+REQUIRED_IDS = (
+    "gpt-4o",
+    "gpt-4o-mini",
+    "o4-mini",
+    "text-embedding-3-small",
+    "claude-sonnet-4-5",
+    "claude-haiku-4-5",
+)
+
+# Our bucket -> genai-prices price keys (the first one present wins). genai-prices'
+# `cache_write_mtok` is the TTL-less / 5-minute write; `cache_write_1h_mtok` the 1-hour one.
+GENAI_KEYS: dict[str, tuple[str, ...]] = {
+    "input": ("input_mtok",),
+    "output": ("output_mtok",),
+    "cache_read": ("cache_read_mtok",),
+    "cache_write_5m": ("cache_write_5m_mtok", "cache_write_mtok"),
+    "cache_write_1h": ("cache_write_1h_mtok",),
+    "reasoning": ("output_reasoning_mtok",),
+}
+MAPPED_GENAI_KEYS = {key for keys in GENAI_KEYS.values() for key in keys}
+# Per-call tool fees are out of scope for the whole table (its header says so), so they need
+# no per-entry explanation. Any other genai-prices rate the table cannot hold (audio, image,
+# ...) must be listed under `differences` by its genai-prices key, e.g. `input_audio_mtok`.
+GENAI_IGNORED_KEYS = {"web_searches_kcount", "storage_searches_kcount"}
+
+# Names a call may use or be served under -> the entry that must price it.
+ALIASES = (
+    ("gpt-4o", "gpt-4o"),
+    ("GPT-4o", "gpt-4o"),
+    ("openai/gpt-4o", "gpt-4o"),
+    ("gpt-4o-2024-08-06", "gpt-4o"),
+    ("gpt-4o-2024-11-20", "gpt-4o"),
+    ("gpt-4o-2024-05-13", "gpt-4o-2024-05-13"),
+    ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
+    ("openai/gpt-4o-mini", "gpt-4o-mini"),
+    ("o4-mini-2025-04-16", "o4-mini"),
+    ("o3-2025-04-16", "o3"),
+    ("gpt-4.1-2025-04-14", "gpt-4.1"),
+    ("gpt-4.1-mini-2025-04-14", "gpt-4.1-mini"),
+    ("gpt-5-2025-08-07", "gpt-5"),
+    ("gpt-5-chat-latest", "gpt-5"),
+    ("gpt-5-mini-2025-08-07", "gpt-5-mini"),
+    ("gpt-5.1-codex-max", "gpt-5.1"),
+    ("gpt-5-2-2025-12-11", "gpt-5.2"),
+    ("gpt-5.6", "gpt-5.6-sol"),
+    ("openai/text-embedding-3-small", "text-embedding-3-small"),
+    ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"),
+    ("anthropic/claude-sonnet-4-5", "claude-sonnet-4-5"),
+    ("claude-sonnet-4-5@20250929", "claude-sonnet-4-5"),
+    ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", "claude-sonnet-4-5"),
+    ("claude-sonnet-4-20250514", "claude-sonnet-4"),
+    ("claude-haiku-4-5-20251001", "claude-haiku-4-5"),
+    ("anthropic/claude-haiku-4-5-20251001", "claude-haiku-4-5"),
+    ("claude-3-5-haiku-20241022", "claude-3-5-haiku"),
+    ("claude-3-5-haiku-latest", "claude-3-5-haiku"),
+    ("claude-opus-4-1-20250805", "claude-opus-4-1"),
+    ("claude-opus-5", "claude-opus-5"),
+    ("claude-opus-5-5", "claude-opus-5-5"),
+    ("gemini-2.5-pro", "gemini-2.5-pro"),
+    ("models/gemini-2.5-pro", "gemini-2.5-pro"),
+    ("google/gemini-2.5-flash", "gemini-2.5-flash"),
+    ("gemini-2.5-flash-lite", "gemini-2.5-flash-lite"),
+    ("gemini-2.5-flash-lite-preview-06-2025", "gemini-2.5-flash-lite"),
+    ("gemini-3.5-flash-lite", "gemini-3.5-flash-lite"),
+    ("mistral-large-4-0", "mistral-large-4"),
+    ("mistralai/mistral-small-2603", "mistral-small-2603"),
+    ("mistral-medium-3.5", "mistral-medium-3-5"),
+    ("mistral-medium-2508", "mistral-medium-2508"),
+    ("deepseek/deepseek-chat", "deepseek-chat"),
+    ("deepseek-reasoner", "deepseek-reasoner"),
+    ("deepseek-v4-flash-0731", "deepseek-v4-flash"),
+)
+# Names that must resolve to nothing: a near miss must not be priced as a different model.
+NON_MODELS = ("gpt-4o-mini-search-preview", "gpt-5.1-codex-mini", "gemini-2.5-pro-tts", "gpt-4")
+
+
+def _load_config() -> dict[str, Any]:
+    with CONFIG_PATH.open(encoding="utf-8") as fh:
+        data = yaml.safe_load(fh)
+    assert isinstance(data, dict), f"{CONFIG_PATH} must be a YAML mapping"
+    return data
+
+
+CONFIG = _load_config()
+ENTRIES: list[dict[str, Any]] = [e for e in CONFIG.get("models") or [] if isinstance(e, dict)]
+ENTRY_IDS = [str(e.get("id")) for e in ENTRIES]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _rate(value: object, where: str, errors: list[str]) -> Decimal | None:
+    if not isinstance(value, str):
+        errors.append(
+            f"{where}: price must be a quoted string, got {type(value).__name__} {value!r}"
+        )
+        return None
+    try:
+        rate = Decimal(value)
+    except InvalidOperation:
+        errors.append(f"{where}: {value!r} is not a decimal number")
+        return None
+    if not rate.is_finite() or rate < 0:
+        errors.append(f"{where}: {value!r} must be a finite number >= 0")
+        return None
+    return rate
+
+
+def _date(value: object, where: str, errors: list[str]) -> dt.date | None:
+    if not isinstance(value, str):
+        errors.append(f"{where}: must be a quoted 'YYYY-MM-DD' string, got {value!r}")
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        errors.append(f"{where}: {value!r} is not a YYYY-MM-DD date")
+        return None
+
+
+def _pattern(entry: Mapping[str, Any]) -> re.Pattern[str] | None:
+    match = entry.get("match")
+    return re.compile(match, re.IGNORECASE) if isinstance(match, str) else None
+
+
+def _probes(entry: Mapping[str, Any]) -> list[str]:
+    """Names the entry's regex must admit: its id, provider-prefixed and dated forms."""
+    mid, provider = str(entry["id"]), str(entry["provider"])
+    names = [mid, f"{provider}/{mid}"]
+    if provider == "anthropic":
+        names += [f"{mid}-20991231", f"{provider}/{mid}-20991231"]
+    elif (
+        provider == "openai" and "embedding" not in mid and not re.search(r"\d{4}-\d\d-\d\d$", mid)
+    ):
+        names += [f"{mid}-2099-12-31", f"{provider}/{mid}-2099-12-31"]
+    return names
+
+
+def _matching_ids(name: str) -> list[str]:
+    return [str(e["id"]) for e in ENTRIES if (p := _pattern(e)) is not None and p.fullmatch(name)]
+
+
+def _genai_model(entry: Mapping[str, Any]) -> tuple[str, str, ModelInfo | None]:
+    mapping = entry.get("genai_prices") or {}
+    provider_id = str(mapping.get("provider") or entry["provider"])
+    model_id = str(mapping.get("model") or entry["id"])
+    provider = next((p for p in GENAI_PROVIDERS if p.id == provider_id), None)
+    model = None
+    if provider is not None:
+        model = next((m for m in provider.models if m.id == model_id), None)
+    return provider_id, model_id, model
+
+
+def _genai_price_at(model: ModelInfo, day: dt.date) -> ModelPrice:
+    """genai-prices' standard price on ``day``.
+
+    The last conditional price that is unconstrained or has started by ``day`` (the order
+    genai-prices itself resolves them in). Time-of-day windows (DeepSeek peak / off-peak) are
+    ignored, so the unconstrained price of such a model is its answer; request variants (batch,
+    flex, priority, fast mode) are never applied.
+    """
+    if isinstance(model.prices, ModelPrice):
+        return model.prices
+    chosen = model.prices[0].prices
+    for conditional in model.prices:
+        constraint = conditional.constraint
+        if constraint is None or (
+            isinstance(constraint, StartDateConstraint) and constraint.start_date <= day
+        ):
+            chosen = conditional.prices
+    return chosen
+
+
+def _genai_change_dates(model: ModelInfo) -> set[dt.date]:
+    if isinstance(model.prices, ModelPrice):
+        return set()
+    return {
+        c.constraint.start_date
+        for c in model.prices
+        if isinstance(c.constraint, StartDateConstraint)
+    }
+
+
+def _genai_values(price: ModelPrice) -> dict[str, Decimal | TieredPrices]:
+    return {
+        key: value
+        for key, value in vars(price).items()
+        if not key.startswith("_") and value is not None
+    }
+
+
+def _genai_raw(values: Mapping[str, Decimal | TieredPrices], field: str) -> Any:
+    return next((values[key] for key in GENAI_KEYS[field] if key in values), None)
+
+
+def _base(value: Decimal | TieredPrices | None) -> Decimal | None:
+    return value.base if isinstance(value, TieredPrices) else value
+
+
+def _at_threshold(value: Decimal | TieredPrices | None, threshold: int) -> Decimal | None:
+    """genai-prices' rate for a request whose input just exceeds ``threshold``."""
+    if not isinstance(value, TieredPrices):
+        return value
+    rate = value.base
+    for tier in sorted(value.tiers, key=lambda t: t.start):
+        if tier.start <= threshold:
+            rate = tier.price
+    return rate
+
+
+def _ours_at(entry: Mapping[str, Any], day: dt.date) -> Mapping[str, Any]:
+    """Our price in force on ``day`` (a day before the oldest price gets the oldest)."""
+    prices: list[Mapping[str, Any]] = entry["prices"]
+    for price in prices:  # newest first
+        if dt.date.fromisoformat(price["effective"]) <= day:
+            return price
+    return prices[-1]
+
+
+def _dec(value: object) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def _ours_tier_rate(price: Mapping[str, Any], field: str, threshold: int) -> Decimal | None:
+    """Our rate for a request whose input just exceeds ``threshold``: the highest tier crossed,
+    a bucket omitted in that tier falling back to the base rate."""
+    crossed = [t for t in price.get("tiers") or () if int(t["above_input_tokens"]) <= threshold]
+    if crossed:
+        top = max(crossed, key=lambda t: int(t["above_input_tokens"]))
+        if field in top:
+            return _dec(top[field])
+    return _dec(price.get(field))
+
+
+Difference = tuple[str, str, object, object]  # field, date, ours, theirs
+
+
+def _raw_differences(entry: Mapping[str, Any]) -> Iterator[Difference]:
+    """Every difference between the entry and genai-prices, explained or not."""
+    provider_id, model_id, model = _genai_model(entry)
+    if model is None:
+        yield "model", "-", entry["id"], f"no model {model_id!r} in genai-prices {provider_id!r}"
+        return
+    our_dates = {dt.date.fromisoformat(p["effective"]) for p in entry["prices"]}
+    oldest = min(our_dates)
+    check_dates = our_dates | {d for d in _genai_change_dates(model) if d >= oldest}
+    for day in sorted(check_dates):
+        ours = _ours_at(entry, day)
+        values = _genai_values(_genai_price_at(model, day))
+        when = day.isoformat()
+
+        theirs_output = _base(_genai_raw(values, "output"))
+        if theirs_output is None:  # genai-prices bills nothing for output it has no price for
+            theirs_output = Decimal(0)
+        for field in RATE_FIELDS:
+            mine = _dec(ours.get(field))
+            theirs = _base(_genai_raw(values, field))
+            if field == "output":
+                theirs = theirs_output
+            elif field == "reasoning":  # both sides: no reasoning price = the output price
+                if mine is None and theirs is None:
+                    continue  # follows output on both sides, compared there
+                mine = mine if mine is not None else _dec(ours["output"])
+                theirs = theirs if theirs is not None else theirs_output
+            if mine != theirs:
+                yield field, when, mine, theirs
+
+        our_thresholds = {int(t["above_input_tokens"]) for t in ours.get("tiers") or ()}
+        their_thresholds = {
+            tier.start
+            for field in GENAI_KEYS
+            if isinstance(raw := _genai_raw(values, field), TieredPrices)
+            for tier in raw.tiers
+        }
+        if our_thresholds != their_thresholds:
+            yield "tiers", when, sorted(our_thresholds), sorted(their_thresholds)
+        for threshold in sorted(our_thresholds | their_thresholds):
+            for field in RATE_FIELDS:
+                mine = _ours_tier_rate(ours, field, threshold)
+                theirs = _at_threshold(_genai_raw(values, field), threshold)
+                if field == "output" and theirs is None:
+                    theirs = Decimal(0)
+                if field == "reasoning":
+                    if mine is None and theirs is None:
+                        continue
+                    if mine is None:
+                        mine = _ours_tier_rate(ours, "output", threshold)
+                    if theirs is None:
+                        theirs = _at_threshold(_genai_raw(values, "output"), threshold)
+                if mine != theirs:
+                    yield f"tiers[{threshold}].{field}", when, mine, theirs
+
+        for key in sorted(set(values) - MAPPED_GENAI_KEYS - GENAI_IGNORED_KEYS):
+            yield key, when, None, values[key]
+
+
+def _explaining_fields(field: str) -> set[str]:
+    """A listed field explains itself and everything under it: `tiers` covers
+    `tiers[200000]` and `tiers[200000].input`."""
+    names = {field}
+    for marker in ("[", "."):
+        index = field.find(marker)
+        while index != -1:
+            names.add(field[:index])
+            index = field.find(marker, index + 1)
+    return names
+
+
+def _listed(entry: Mapping[str, Any]) -> dict[str, str]:
+    differences = (entry.get("genai_prices") or {}).get("differences") or []
+    return {str(d.get("field")): str(d.get("reason") or "").strip() for d in differences}
+
+
+def _is_checkable(field: str) -> bool:
+    """Fields the cross-check compares; anything else under `differences` is a note."""
+    head = re.split(r"[\[.]", field, maxsplit=1)[0]
+    return head in RATE_FIELDS or head in {"tiers", "model"} or field.endswith(("_mtok", "_kcount"))
+
+
+def _problems(entry: Mapping[str, Any]) -> list[str]:
+    """Unexplained and stale differences of one entry, as readable lines."""
+    listed = _listed(entry)
+    explained = {field for field, reason in listed.items() if reason}
+    used: set[str] = set()
+    lines = []
+    provider_id, model_id, _ = _genai_model(entry)
+    for field, when, mine, theirs in _raw_differences(entry):
+        covering = _explaining_fields(field) & explained
+        if covering:
+            used |= covering
+            continue
+        lines.append(
+            f"{entry['id']}: {field} @ {when}: ours={mine} theirs={theirs} "
+            f"(genai-prices {provider_id}/{model_id})"
+        )
+    for field, reason in listed.items():
+        if not reason:
+            lines.append(f"{entry['id']}: difference {field!r} has no reason")
+        elif _is_checkable(field) and field not in used:
+            lines.append(
+                f"{entry['id']}: difference {field!r} is listed but no longer differs from "
+                f"genai-prices {provider_id}/{model_id}: remove it"
+            )
+    return lines
+
+
+# --------------------------------------------------------------------------- the file
+
+
+def test_top_level_keys() -> None:
+    assert CONFIG.get("version") == 1
+    assert CONFIG.get("currency") == "USD"
+    assert CONFIG.get("unit") == "per_1m_tokens"
+    assert isinstance(CONFIG.get("source"), str) and CONFIG["source"].strip()
+    errors: list[str] = []
+    _date(CONFIG.get("checked"), "checked", errors)
+    assert not errors, errors
+    assert isinstance(CONFIG.get("models"), list)
+    assert len(ENTRIES) == len(CONFIG["models"]), "every model must be a mapping"
+
+
+def test_source_names_the_installed_genai_prices() -> None:
+    installed = importlib.metadata.version("genai-prices")
+    assert f"genai-prices {installed}" in CONFIG["source"], (
+        f"genai-prices {installed} is installed but `source` says {CONFIG['source']!r}: "
+        "re-check the table against it and update `source` and `checked`"
+    )
+
+
+def test_coverage() -> None:
+    assert len(ENTRIES) >= MIN_MODELS, f"only {len(ENTRIES)} models"
+    duplicates = sorted({i for i in ENTRY_IDS if ENTRY_IDS.count(i) > 1})
+    assert not duplicates, f"duplicate ids: {duplicates}"
+    missing = [i for i in REQUIRED_IDS if i not in ENTRY_IDS]
+    assert not missing, f"required ids missing: {missing}"
+    providers = {e.get("provider") for e in ENTRIES}
+    assert providers == set(PROVIDERS), f"providers present: {sorted(map(str, providers))}"
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=ENTRY_IDS)
+def test_entry_schema(entry: dict[str, Any]) -> None:
+    errors: list[str] = []
+    mid = entry.get("id")
+    where = f"model {mid!r}"
+    if extra := set(entry) - ENTRY_KEYS:
+        errors.append(f"{where}: unknown keys {sorted(extra)}")
+    if not isinstance(mid, str) or not mid or mid != mid.strip().lower():
+        errors.append(f"{where}: id must be a non-empty lower-case string")
+    if entry.get("provider") not in PROVIDERS:
+        errors.append(f"{where}: provider must be one of {PROVIDERS}")
+
+    prices = entry.get("prices")
+    if not isinstance(prices, list) or not prices:
+        errors.append(f"{where}: prices must be a non-empty list")
+        prices = []
+    dates: list[dt.date] = []
+    for index, price in enumerate(prices):
+        at = f"{where} prices[{index}]"
+        if not isinstance(price, dict):
+            errors.append(f"{at}: must be a mapping")
+            continue
+        if extra := set(price) - PRICE_KEYS:
+            errors.append(f"{at}: unknown keys {sorted(extra)}")
+        if (day := _date(price.get("effective"), f"{at}.effective", errors)) is not None:
+            dates.append(day)
+        for field in ("input", "output"):
+            if field not in price:
+                errors.append(f"{at}: {field} is required")
+        for field in RATE_FIELDS:
+            if field in price:
+                _rate(price[field], f"{at}.{field}", errors)
+        tiers = price.get("tiers")
+        if tiers is None:
+            continue
+        if not isinstance(tiers, list) or not tiers:
+            errors.append(f"{at}.tiers: must be a non-empty list")
+            continue
+        thresholds = []
+        for t_index, tier in enumerate(tiers):
+            t_at = f"{at}.tiers[{t_index}]"
+            if not isinstance(tier, dict):
+                errors.append(f"{t_at}: must be a mapping")
+                continue
+            if extra := set(tier) - TIER_KEYS:
+                errors.append(f"{t_at}: unknown keys {sorted(extra)}")
+            threshold = tier.get("above_input_tokens")
+            if type(threshold) is not int or threshold <= 0:
+                errors.append(f"{t_at}.above_input_tokens: must be a positive integer")
+            else:
+                thresholds.append(threshold)
+            rates = [f for f in RATE_FIELDS if f in tier]
+            if not rates:
+                errors.append(f"{t_at}: names no rate")
+            for field in rates:
+                _rate(tier[field], f"{t_at}.{field}", errors)
+        if thresholds != sorted(set(thresholds)):
+            errors.append(f"{at}.tiers: thresholds must be strictly ascending")
+    if dates != sorted(set(dates), reverse=True):
+        errors.append(f"{where}: effective dates must be strictly descending (newest first)")
+    checked = dt.date.fromisoformat(CONFIG["checked"])
+    if dates and min(dates) > checked:
+        errors.append(f"{where}: no price in force on the `checked` date {checked}")
+
+    if "match" in entry:
+        if not isinstance(entry["match"], str) or not entry["match"]:
+            errors.append(f"{where}: match must be a non-empty string")
+        else:
+            try:
+                pattern = re.compile(entry["match"], re.IGNORECASE)
+            except re.error as exc:
+                errors.append(f"{where}: match does not compile: {exc}")
+            else:
+                if isinstance(mid, str) and not pattern.fullmatch(mid):
+                    errors.append(f"{where}: match does not full-match its own id")
+
+    mapping = entry.get("genai_prices")
+    if mapping is not None:
+        if not isinstance(mapping, dict):
+            errors.append(f"{where}: genai_prices must be a mapping")
+        else:
+            if extra := set(mapping) - {"provider", "model", "differences"}:
+                errors.append(f"{where}: genai_prices has unknown keys {sorted(extra)}")
+            for key in ("provider", "model"):
+                if key in mapping and (not isinstance(mapping[key], str) or not mapping[key]):
+                    errors.append(f"{where}: genai_prices.{key} must be a non-empty string")
+            differences = mapping.get("differences", [])
+            if not isinstance(differences, list):
+                errors.append(f"{where}: genai_prices.differences must be a list")
+                differences = []
+            fields = []
+            for diff in differences:
+                ok = (
+                    isinstance(diff, dict)
+                    and set(diff) == {"field", "reason"}
+                    and all(isinstance(diff[k], str) and diff[k].strip() for k in diff)
+                )
+                if not ok:
+                    errors.append(f"{where}: each difference needs a non-empty field and reason")
+                else:
+                    fields.append(diff["field"])
+            if len(fields) != len(set(fields)):
+                errors.append(f"{where}: a difference field is listed twice")
+    assert not errors, "\n".join(errors)
+
+
+# --------------------------------------------------------------------------- match regexes
+
+
+def test_no_regex_matches_another_entrys_id() -> None:
+    clashes = [
+        f"{e['id']}'s match {e['match']!r} full-matches the id {other!r}"
+        for e in ENTRIES
+        if (pattern := _pattern(e)) is not None
+        for other in ENTRY_IDS
+        if other != e["id"] and pattern.fullmatch(other)
+    ]
+    assert not clashes, "\n".join(clashes)
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=ENTRY_IDS)
+def test_regex_admits_dated_and_prefixed_names_only_for_itself(entry: dict[str, Any]) -> None:
+    assert "match" in entry, f"{entry['id']} has no match regex"
+    problems = []
+    for name in _probes(entry):
+        matched = _matching_ids(name)
+        if matched != [entry["id"]]:
+            problems.append(f"{name!r} is matched by {matched}, expected only {entry['id']!r}")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(("name", "expected"), ALIASES)
+def test_alias_resolves_to_one_entry(name: str, expected: str) -> None:
+    assert _matching_ids(name) == [expected]
+
+
+@pytest.mark.parametrize("name", NON_MODELS)
+def test_near_miss_names_match_nothing(name: str) -> None:
+    assert _matching_ids(name) == []
+
+
+# --------------------------------------------------------------------------- vs genai-prices
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=ENTRY_IDS)
+def test_matches_genai_prices(entry: dict[str, Any]) -> None:
+    problems = _problems(entry)
+    assert not problems, (
+        "llm_config.yaml differs from genai-prices; fix the price, or list the field under "
+        "`genai_prices.differences` with a reason if the difference is deliberate:\n"
+        + "\n".join(problems)
+    )
+
+
+def _unconditionally_priced(entry: dict[str, Any]) -> bool:
+    _, _, model = _genai_model(entry)
+    return model is not None and (
+        isinstance(model.prices, ModelPrice)
+        or not any(isinstance(c.constraint, TimeOfDateConstraint) for c in model.prices)
+    )
+
+
+RESOLVABLE = [e for e in ENTRIES if _unconditionally_priced(e)]
+
+
+@pytest.mark.parametrize("entry", RESOLVABLE, ids=[e["id"] for e in RESOLVABLE])
+def test_resolver_agrees_with_genai_prices(entry: dict[str, Any]) -> None:
+    """Our reading of genai-prices' conditional prices is the one genai-prices uses itself
+    (time-of-day models are left out: there we deliberately read the unconstrained price)."""
+    _, _, model = _genai_model(entry)
+    assert model is not None
+    days = {dt.date.fromisoformat(p["effective"]) for p in entry["prices"]}
+    for day in days | _genai_change_dates(model):
+        noon = dt.datetime.combine(day, dt.time(12), tzinfo=dt.timezone.utc)
+        assert _genai_price_at(model, day) == model.get_prices(noon), (entry["id"], day)
+
+
+# --------------------------------------------------------------------------- the check bites
+
+
+def _entry(model_id: str) -> dict[str, Any]:
+    return copy.deepcopy(next(e for e in ENTRIES if e["id"] == model_id))
+
+
+def test_check_catches_a_changed_price() -> None:
+    entry = _entry("gpt-4o")
+    entry["prices"][0]["input"] = str(Decimal(entry["prices"][0]["input"]) + Decimal("0.01"))
+    assert any(": input @ " in line for line in _problems(entry))
+
+
+def test_check_catches_a_changed_tier_and_a_dropped_cache_write() -> None:
+    entry = _entry("claude-sonnet-4-5")
+    entry["prices"][0]["tiers"][0]["output"] = "99"
+    del entry["prices"][0]["cache_write_1h"]
+    problems = "\n".join(_problems(entry))
+    assert "tiers[200000].output" in problems
+    assert ": cache_write_1h @ " in problems
+
+
+def test_check_catches_a_missing_announced_price() -> None:
+    entry = _entry("gemini-3.6-flash")
+    entry["prices"] = [p for p in entry["prices"] if p["effective"] != "2027-01-01"]
+    assert any("@ 2027-01-01" in line for line in _problems(entry))
+
+
+def test_check_catches_an_unknown_model_and_a_stale_difference() -> None:
+    entry = _entry("gpt-4o")
+    entry["genai_prices"] = {"model": "no-such-model"}
+    assert any(": model @ " in line for line in _problems(entry))
+    entry = _entry("gpt-4o")
+    entry["genai_prices"] = {"differences": [{"field": "output", "reason": "because"}]}
+    assert any("no longer differs" in line for line in _problems(entry))

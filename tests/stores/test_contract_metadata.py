@@ -1,0 +1,327 @@
+"""The metadata-store contract: every store (SQLite, PostgreSQL, MySQL/MariaDB) passes
+the same cases, and the same data gives the same reports from each."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from servers import DIALECTS, isolated_db
+
+import majordomo_log as ml
+from majordomo_log.cli import reports as _reports
+from majordomo_log.record.call import COLUMNS, CallContext, CallRecord, build_row
+from majordomo_log.record.pricing import PriceTable
+from majordomo_log.record.usage import Usage
+from majordomo_log.stores.sql.migrate import migrations_for
+from majordomo_log.testing import FakeProvider, fake_anthropic_client, fake_openai_client
+
+PRICES = PriceTable.load()
+BASE = dt.datetime(2026, 3, 4, 23, 59, 58, 123456, tzinfo=dt.timezone.utc)
+
+
+def record(
+    i: int,
+    *,
+    model: str = "claude-haiku-4-5",
+    usage: Usage | None = None,
+    tags: dict[str, Any] | None = None,
+    error: str | None = None,
+    day: int = 0,
+) -> CallRecord:
+    ctx = CallContext(prices=PRICES, api_key_alias="alias-☃", tags={"feature": "chat"}, secrets=())
+    started = BASE + dt.timedelta(days=day, seconds=i)
+    rec = CallRecord(
+        f"01a20000-0000-7000-8000-{i:012d}",
+        started.timestamp(),
+        100.0,
+        "anthropic",
+        "messages",
+        model,
+        bool(i % 2),
+        tags or {},
+        "ab" * 32,
+        ctx,
+    )
+    rec.t_end = 100.0 + 0.001 * (i + 1)
+    rec.served_model = model
+    rec.usage = (
+        usage
+        if usage is not None
+        else Usage.additive(
+            1000 + i,
+            500,
+            cache_read_tokens=2000,
+            cache_write_5m_tokens=300,
+            cache_write_1h_tokens=1,
+        )
+    )
+    if error is not None:
+        rec.status, rec.error_type, rec.error_message = "error", "APIError", error
+    return rec
+
+
+def sample_rows() -> list[tuple[Any, ...]]:
+    users = ["üser-😀", "u-2", None]
+    rows = [
+        build_row(
+            record(
+                i,
+                tags={
+                    "user_id": users[i % 3],
+                    "note": "x'); DROP TABLE llm_requests; --\\",
+                    "lone": "\ud800 surrogate",  # no UTF-8 for it: stored as U+FFFD
+                },
+                day=i % 3,
+                model=["claude-haiku-4-5", "gpt-4o", "no-such-model"][i % 3],
+            ),
+            f"2026/03/0{4 + i % 3}/{i}.json.gz" if i % 4 else None,
+        )
+        for i in range(30)
+    ]
+    rows.append(build_row(record(99, error="boom ✨ ünïcode \U0001f680\x00 nul"), None))
+    return rows
+
+
+def expected(row: tuple[Any, ...]) -> dict[str, Any]:
+    return _reports.normalize_row(dict(zip(COLUMNS, row, strict=True)))
+
+
+def comparable(row: dict[str, Any]) -> dict[str, Any]:
+    out = _reports.normalize_row(row)
+    out["tags"] = json.loads(out["tags"])
+    return out
+
+
+@pytest.fixture(params=DIALECTS)
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    async with isolated_db(request.param, tmp_path) as store:
+        yield store
+
+
+async def test_migrations_blank_to_latest_then_rerun(db: ml.MetadataStore) -> None:
+    names = [m.name for m in migrations_for(db.dialect)]
+    assert names and names[0] == "0001_create_llm_requests"
+    assert await db.migrate() == []  # create() already applied them all
+    rows = await db.fetch("SELECT name FROM majordomo_migrations ORDER BY name")
+    assert [r["name"] for r in rows] == names
+    (count,) = await db.fetch("SELECT COUNT(*) AS n FROM llm_requests")
+    assert count["n"] == 0
+
+
+async def test_every_column_reads_back_exactly(db: ml.MetadataStore) -> None:
+    rows = sample_rows()
+    await db.write_batch(rows, [])
+    stored = await db.fetch(f"SELECT {', '.join(COLUMNS)} FROM llm_requests ORDER BY request_id")
+    assert len(stored) == len(rows)
+    for row, got in zip(rows, stored, strict=True):
+        want = expected(row)
+        want["tags"] = json.loads(want["tags"])
+        assert comparable(got) == want
+    by_id = {r["request_id"]: comparable(r) for r in stored}
+    unknown = by_id["01a20000-0000-7000-8000-000000000002"]
+    assert unknown["total_cost"] is None and unknown["cost_status"] == "unknown_model"
+    # NUL cannot be stored by PostgreSQL: every store gets U+FFFD instead
+    assert by_id["01a20000-0000-7000-8000-000000000099"]["error_message"].endswith(
+        "\U0001f680\ufffd nul"
+    )
+    # claude-haiku-4-5: 300 tokens x $1.25 (5m write) + 1 token x $2.00 (1h write) per 1M:
+    # the single 1h token's $0.000002 survives the round trip in every dialect
+    cache_write = by_id["01a20000-0000-7000-8000-000000000000"]["cache_write_cost"]
+    assert cache_write == Decimal("0.000375") + Decimal("0.000002")
+
+
+async def test_rewriting_a_batch_adds_nothing(db: ml.MetadataStore) -> None:
+    rows = sample_rows()
+    await db.write_batch(rows, [])
+    await db.write_batch(rows[5:], [])
+    (count,) = await db.fetch("SELECT COUNT(*) AS n FROM llm_requests")
+    assert count["n"] == len(rows)
+
+
+async def test_outcome_update(db: ml.MetadataStore) -> None:
+    rows = sample_rows()
+    when = dt.datetime(2026, 3, 5, 1, 2, 3, 456789, tzinfo=dt.timezone.utc)
+    await db.write_batch(
+        rows,
+        [
+            (rows[3][0], "escalated", when),
+            ("not-a-uuid", "accepted", when),
+            (rows[4][0].upper(), "accepted", when),  # another spelling matches nothing
+        ],
+    )
+    got = await db.fetch(
+        "SELECT request_id, outcome, outcome_at FROM llm_requests WHERE outcome IS NOT NULL"
+    )
+    assert [_reports.normalize_row(r) for r in got] == [
+        {
+            "request_id": rows[3][0],
+            "outcome": "escalated",
+            "outcome_at": "2026-03-05T01:02:03.456789Z",
+        }
+    ]
+
+
+async def test_get_call_of_an_id_not_in_the_log_is_none(db: ml.MetadataStore) -> None:
+    await db.write_batch(sample_rows(), [])
+    assert await _reports.get_call(db, "not-a-uuid") is None
+    assert await _reports.get_call(db, "01a20000-0000-7000-8000-000000000003".upper()) is None
+    assert (await _reports.get_call(db, "01a20000-0000-7000-8000-000000000003")) is not None
+
+
+async def test_sum_of_costs_is_exact(db: ml.MetadataStore) -> None:
+    rows = sample_rows()
+    await db.write_batch(rows, [])
+    (total,) = await db.fetch("SELECT SUM(total_cost) AS cost FROM llm_requests")
+    want = sum(r[COLUMNS.index("total_cost")] or Decimal(0) for r in rows)
+    assert _reports.as_decimal(total["cost"]) == want
+
+
+async def test_time_window_parameters(db: ml.MetadataStore) -> None:
+    await db.write_batch(sample_rows(), [])
+    calls, _ = await _reports.total_spend(
+        db, since=BASE + dt.timedelta(days=1), until=BASE + dt.timedelta(days=2)
+    )
+    assert calls == 10
+
+
+async def test_wrapped_calls_end_to_end(db: ml.MetadataStore, tmp_path: Path) -> None:
+    storage = await ml.FileStorageAdapter.create(tmp_path / "bodies")
+    provider = FakeProvider(
+        openai_usage={"prompt_tokens": 100, "cached_tokens": 40, "completion_tokens": 9}
+    )
+    openai_llm = ml.LoggingLLM(fake_openai_client(provider), db, storage, close_stores=False)
+    claude = ml.LoggingLLM(fake_anthropic_client(provider), db, storage, close_stores=False)
+    infos = []
+    with ml.tags(feature="contract", user_id="ü-1"):
+        for _ in range(5):
+            infos.append(
+                ml.call_info(await openai_llm.chat.completions.create(model="gpt-4o", messages=[]))
+            )
+            infos.append(
+                ml.call_info(
+                    await claude.messages.create(
+                        model="claude-haiku-4-5", max_tokens=5, messages=[]
+                    )
+                )
+            )
+    await openai_llm.record_outcome(infos[0].request_id, "accepted")
+    await openai_llm.close()
+    stats = await claude.close()
+    assert stats.failed == 0 and stats.dropped == 0
+    rows = await db.fetch("SELECT request_id, total_cost, user_id, outcome FROM llm_requests")
+    got = {r["request_id"]: _reports.normalize_row(r) for r in rows}
+    assert set(got) == {i.request_id for i in infos}
+    assert all(got[i.request_id]["total_cost"] == i.total_cost for i in infos)
+    assert got[infos[0].request_id]["outcome"] == "accepted"
+    assert {r["user_id"] for r in rows} == {"ü-1"}
+
+
+VIEWS = (
+    "llm_daily_spend",
+    "llm_spend_by_attribution",
+    "llm_cache_savings",
+    "llm_error_rate",
+    "llm_most_expensive_calls",
+)
+
+
+def _canonical(value: Any) -> Any:
+    """Numbers as Decimals and times as UTC text: what each driver returns differs
+    (SQLite floats, MySQL Decimal sums of integers), what they mean must not."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float, Decimal)):
+        return _reports.as_decimal(value)
+    return _reports.as_timestamp(value)
+
+
+async def _view(store: ml.MetadataStore, view: str) -> list[dict[str, Any]]:
+    rows = await store.fetch(f"SELECT * FROM {view}")
+    canonical = [{k: _canonical(v) for k, v in row.items()} for row in rows]
+    return sorted(canonical, key=lambda r: json.dumps(r, default=str, sort_keys=True))
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
+async def test_reports_match_sqlite_on_the_same_data(dialect: str, tmp_path: Path) -> None:
+    rows = sample_rows()
+    outputs = {}
+    for name in ("sqlite", dialect):
+        async with isolated_db(name, tmp_path) as store:
+            await store.write_batch(rows, [(rows[7][0], "edited", BASE)])
+            outputs[name] = {
+                **{
+                    f"report:{by}": await _reports.spend_report(store, by)
+                    for by in _reports.GROUPINGS
+                },
+                "window": await _reports.spend_report(
+                    store,
+                    "model",
+                    since=BASE + dt.timedelta(days=1),
+                    until=BASE + dt.timedelta(days=3),
+                ),
+                "total": await _reports.total_spend(store),
+                "tail": await _reports.latest_calls(store, 7),
+                "show": await _reports.get_call(store, rows[7][0]),
+                "unpriced": await _reports.unpriced_models(store, PRICES),
+                **{f"view:{view}": await _view(store, view) for view in VIEWS},
+            }
+    sqlite, other = outputs["sqlite"], outputs[dialect]
+    assert all(sqlite[f"view:{view}"] for view in VIEWS)  # every view has rows to compare
+    savings = sum(r["cache_savings"] or 0 for r in sqlite["view:llm_cache_savings"])
+    assert savings > 0  # cache reads (2000 tokens per call) outweigh the writes here
+    for key in sqlite:
+        if key == "show":
+            assert comparable(other[key]) == comparable(sqlite[key]), key
+        else:
+            assert other[key] == sqlite[key], key
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
+async def test_a_migration_reruns_after_failing_halfway(dialect: str, tmp_path: Path) -> None:
+    """MySQL commits DDL as it goes: a migration interrupted after some statements
+    must complete when run again (simulated: its record gone, its effects kept)."""
+    async with isolated_db(dialect, tmp_path) as store:
+        await store.write_batch(sample_rows(), [])
+        delete = "DELETE FROM majordomo_migrations WHERE name = ?"
+        if dialect == "postgresql":
+            await store._pool.execute(delete.replace("?", "$1"), "0002_cache_savings_and_views")  # type: ignore[attr-defined]
+        else:
+            async with store._pool.acquire() as conn, conn.cursor() as cur:  # type: ignore[attr-defined]
+                await cur.execute(delete.replace("?", "%s"), ("0002_cache_savings_and_views",))
+                await conn.commit()
+        assert await store.migrate() == ["0002_cache_savings_and_views"]
+        (count,) = await store.fetch("SELECT COUNT(*) AS n FROM llm_daily_spend")
+        assert count["n"] > 0
+
+
+async def test_sqlite_file_at_0001_upgrades_keeping_its_rows(tmp_path: Path) -> None:
+    import sqlite3
+
+    from majordomo_log.stores.sql.migrate import split_statements
+
+    path = tmp_path / "old.db"
+    first = migrations_for("sqlite")[0]
+    with sqlite3.connect(path) as conn:
+        for statement in split_statements(first.sql):
+            conn.execute(statement)
+        conn.execute(
+            "CREATE TABLE majordomo_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+        )
+        conn.execute("INSERT INTO majordomo_migrations VALUES (?, '2026-01-01')", (first.name,))
+        conn.execute(
+            "INSERT INTO llm_requests (request_id, started_at, ended_at, latency_ms, provider,"
+            " operation, status, cost_status) VALUES ('old', '2026-01-01T00:00:00.000000Z',"
+            " '2026-01-01T00:00:01.000000Z', 1000, 'openai', 'chat.completions', 'ok', 'computed')"
+        )
+    db = await ml.SqliteAdapter.create(path)
+    try:
+        rows = await db.fetch("SELECT request_id, cache_savings FROM llm_requests")
+        assert rows == [{"request_id": "old", "cache_savings": None}]
+        assert await db.migrate() == []
+    finally:
+        await db.close()

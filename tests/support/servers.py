@@ -1,0 +1,122 @@
+"""Where the test suite finds PostgreSQL and MySQL/MariaDB, and how each test gets a
+namespace of its own.
+
+``MAJORDOMO_TEST_POSTGRES_URL`` / ``MAJORDOMO_TEST_MYSQL_URL`` name the servers (a
+database the test user may create schemas/databases from). Unset, the local defaults
+below are tried; a server that does not answer makes its tests skip with the reason,
+unless ``MAJORDOMO_TEST_REQUIRE_SERVERS=1`` (set by .ci/run), which turns the skip
+into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from secret_scan import scan_mysql_database, scan_postgres_schema
+
+import majordomo_log as ml
+from majordomo_log.stores.open import redact_url
+
+POSTGRES_URL = os.environ.get(
+    "MAJORDOMO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+MYSQL_URL = os.environ.get("MAJORDOMO_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+REQUIRED = os.environ.get("MAJORDOMO_TEST_REQUIRE_SERVERS") == "1"
+DIALECTS = ("sqlite", "postgresql", "mysql")
+
+
+def answers(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require(dialect: str) -> str:
+    """The server URL for a dialect, or skip (fail in CI) when it does not answer."""
+    url = POSTGRES_URL if dialect == "postgresql" else MYSQL_URL
+    if not answers(url):
+        variable = (
+            "MAJORDOMO_TEST_POSTGRES_URL" if dialect == "postgresql" else "MAJORDOMO_TEST_MYSQL_URL"
+        )
+        reason = f"no {dialect} server answers at {redact_url(url)}; set {variable}"
+        if REQUIRED:
+            pytest.fail(reason + " (MAJORDOMO_TEST_REQUIRE_SERVERS=1: servers are required)")
+        pytest.skip(reason)
+    return url
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+@asynccontextmanager
+async def isolated_db(
+    dialect: str, tmp_path: Path, *, scan: bool = True
+) -> AsyncIterator[ml.MetadataStore]:
+    """A migrated, empty store in a namespace no other test uses; dropped afterwards,
+    after the secret scan has read it (``scan=False``: the benchmarks, whose rows are
+    made up, skip that)."""
+    if dialect == "sqlite":
+        db: ml.MetadataStore = await ml.SqliteAdapter.create(tmp_path / f"{_unique('t')}.db")
+        try:
+            yield db
+        finally:
+            await db.close()
+        return
+    url = require(dialect)
+    if dialect == "postgresql":
+        import asyncpg
+
+        schema = _unique("mdl_test")
+        db = await ml.PostgresAdapter.create(url, schema=schema)
+        try:
+            yield db
+        finally:
+            await db.close()
+            conn = await asyncpg.connect(url)
+            try:
+                if scan:
+                    await scan_postgres_schema(conn, schema)  # before it is gone
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            finally:
+                await conn.close()
+        return
+    database = _unique("mdl_test")
+    await mysql_admin(url, f"CREATE DATABASE {database} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    parts = urlsplit(url)
+    db = await ml.MySQLAdapter.create(parts._replace(path=f"/{database}").geturl())
+    try:
+        yield db
+    finally:
+        await db.close()
+        if scan:
+            await scan_mysql_database(url, database)  # before it is gone
+        await mysql_admin(url, f"DROP DATABASE IF EXISTS {database}")
+
+
+async def mysql_admin(url: str, statement: str) -> None:
+    import aiomysql
+
+    parts = urlsplit(url)
+    conn = await aiomysql.connect(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 3306,
+        user=parts.username or "root",
+        password=parts.password or "",
+        autocommit=True,
+    )
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute(statement)
+    finally:
+        conn.close()
