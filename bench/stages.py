@@ -38,7 +38,8 @@ from _common import MESSAGES, FakeOpenAI, median, result
 import majordomo_log as ml
 from majordomo_log import _gil
 from majordomo_log.delivery.delivery import _prepare
-from majordomo_log.record.call import CallRecord, build_row
+from majordomo_log.record.call import CallRecord
+from majordomo_log.record.rows import build_row
 from majordomo_log.stores.bodies.layout import build_segment
 
 SCENARIO = "stages"

@@ -52,7 +52,7 @@ from _common import (
 
 import majordomo_log as ml
 from majordomo_log.capture.ids import uuid7
-from majordomo_log.record.call import build_row
+from majordomo_log.record.rows import build_row
 
 SCENARIO = "throughput"
 CALLERS = 64

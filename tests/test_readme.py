@@ -9,7 +9,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from majordomo_log.record.call import COLUMNS
+from majordomo_log.schema import COLUMNS
 from majordomo_log.testing import FakeProvider, fake_openai_client
 
 README = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")

@@ -22,7 +22,7 @@ from openai.types.chat import ChatCompletion
 import majordomo_log as ml
 from majordomo_log import cli
 from majordomo_log.capture.ids import uuid7
-from majordomo_log.record.call import COLUMNS
+from majordomo_log.schema import COLUMNS
 from majordomo_log.testing import (
     AZURE_API_VERSION,
     AZURE_ENDPOINT,

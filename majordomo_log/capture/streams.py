@@ -4,7 +4,7 @@ and log the call once when the stream ends, fails or is abandoned.
 On the hot path a chunk costs one list append (and, for OpenAI chat streams
 where the wrapper asked for usage on the caller's behalf, one check to hide the
 usage-only chunk). Assembling the final response and finding the usage happens
-in the background (``assemble_stream``).
+in the background (``record/assemble.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..record.callinfo import remember
-from ..record.usage import field_of
 
 if TYPE_CHECKING:
     from ..record.call import CallRecord
@@ -214,153 +213,3 @@ class LoggedStreamManager:
 
     def __repr__(self) -> str:
         return f"<LoggedStreamManager of {self._manager!r}>"
-
-
-# -- background: turn the chunks into one response and one usage -------------------
-
-
-def assemble_stream(record: CallRecord) -> None:
-    """Worker thread: set ``response``, ``usage`` and ``served_model`` from the chunks."""
-    chunks = record.stream_chunks
-    if chunks is None:
-        return
-    record.stream_chunks = None
-    if record.operation == "chat.completions":
-        _assemble_chat(record, chunks)
-    elif record.operation == "responses":
-        _assemble_responses(record, chunks)
-    elif record.operation == "messages":
-        _assemble_messages(record, chunks)
-    else:
-        record.response = {"chunks": [_dump(c) for c in chunks]}
-        for chunk in chunks:
-            record.usage = getattr(chunk, "usage", None) or record.usage
-
-
-def _dump(value: Any) -> Any:
-    dump = getattr(value, "model_dump", None)
-    return dump(mode="json", warnings=False) if callable(dump) else value
-
-
-def _assemble_chat(record: CallRecord, chunks: list[Any]) -> None:
-    choices: dict[int, dict[str, Any]] = {}
-    head: Any = None
-    for chunk in chunks:
-        head = head or chunk
-        record.served_model = getattr(chunk, "model", None) or record.served_model
-        if getattr(chunk, "usage", None) is not None:
-            record.usage = chunk.usage
-        for choice in getattr(chunk, "choices", None) or ():
-            slot = choices.setdefault(
-                choice.index,
-                {
-                    "index": choice.index,
-                    "role": None,
-                    "content": [],
-                    "tool_calls": {},
-                    "finish_reason": None,
-                },
-            )
-            delta = choice.delta
-            if delta is not None:
-                slot["role"] = delta.role or slot["role"]
-                if delta.content:
-                    slot["content"].append(delta.content)
-                for call in delta.tool_calls or ():
-                    tool = slot["tool_calls"].setdefault(
-                        call.index, {"id": None, "type": "function", "name": "", "arguments": ""}
-                    )
-                    tool["id"] = call.id or tool["id"]
-                    if call.function is not None:
-                        tool["name"] += call.function.name or ""
-                        tool["arguments"] += call.function.arguments or ""
-            slot["finish_reason"] = choice.finish_reason or slot["finish_reason"]
-    record.response = {
-        "id": getattr(head, "id", None),
-        "object": "chat.completion",
-        "model": record.served_model,
-        "choices": [
-            {
-                "index": slot["index"],
-                "message": {
-                    "role": slot["role"] or "assistant",
-                    "content": "".join(slot["content"]),
-                    **(
-                        {
-                            "tool_calls": [
-                                {
-                                    "id": t["id"],
-                                    "type": t["type"],
-                                    "function": {"name": t["name"], "arguments": t["arguments"]},
-                                }
-                                for _, t in sorted(slot["tool_calls"].items())
-                            ]
-                        }
-                        if slot["tool_calls"]
-                        else {}
-                    ),
-                },
-                "finish_reason": slot["finish_reason"],
-            }
-            for _, slot in sorted(choices.items())
-        ],
-        "usage": _dump(record.usage),
-        "stream_chunks": len(chunks),
-    }
-
-
-def _assemble_responses(record: CallRecord, chunks: list[Any]) -> None:
-    final: Any = None
-    for event in chunks:
-        response = getattr(event, "response", None)
-        if response is not None:  # created / in_progress / completed / incomplete / failed
-            final = response
-    if final is not None:
-        record.response = final
-        record.usage = getattr(final, "usage", None)
-        record.served_model = getattr(final, "model", None)
-        outcome = getattr(final, "status", None)
-        if record.status == "ok" and outcome in ("failed", "incomplete"):
-            # The stream ended normally but the response did not (response.failed or
-            # response.incomplete events): say so instead of "ok".
-            record.status = "error" if outcome == "failed" else "incomplete"
-            error = getattr(final, "error", None)
-            record.error_type = "response." + outcome
-            record.error_message = None if error is None else str(getattr(error, "message", error))
-    else:
-        record.response = {"events": [_dump(e) for e in chunks]}
-
-
-def _assemble_messages(record: CallRecord, chunks: list[Any]) -> None:
-    usage: dict[str, Any] = {}
-    message: dict[str, Any] = {}
-    texts: dict[int, list[str]] = {}
-    for event in chunks:
-        kind = getattr(event, "type", None)
-        if kind == "message_start":
-            message = _dump(event.message)
-            _merge_usage(usage, message.get("usage"))
-            record.served_model = message.get("model")
-        elif kind == "content_block_delta":
-            text = field_of(event.delta, "text")
-            if text:
-                texts.setdefault(event.index, []).append(text)
-        elif kind == "message_delta":
-            _merge_usage(usage, _dump(getattr(event, "usage", None)))
-            message["stop_reason"] = field_of(event.delta, "stop_reason")
-    if texts:
-        message["content"] = [
-            {"type": "text", "text": "".join(parts)} for _, parts in sorted(texts.items())
-        ]
-    message["usage"] = usage or None
-    message["stream_events"] = len(chunks)
-    record.response = message
-    record.usage = usage or None
-
-
-def _merge_usage(into: dict[str, Any], update: Any) -> None:
-    """Anthropic stream usage is cumulative: the latest non-null value of each field wins."""
-    if isinstance(update, dict):
-        for key, value in update.items():
-            if value is not None:
-                into[key] = value

@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 from .._exceptions import MajordomoLogError, SpoolCorrupt
 from ..delivery.replay import replay_spool
 from ..delivery.spool import SPOOL_DIR_ENV, Spool, default_spool_dir, spool_root
-from ..record.call import COLUMNS
 from ..record.pricing import PriceTable
+from ..schema import COLUMNS
 from ..stores.base import MetadataStore
 from ..stores.open import open_db, open_storage, redact_url, sqlite_path
 from . import reports

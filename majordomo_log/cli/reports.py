@@ -12,8 +12,8 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from ..record.call import MONEY_COLUMNS
 from ..record.pricing import PriceTable, plain_decimal
+from ..schema import MONEY_COLUMNS
 from ..stores.base import MetadataStore
 
 GROUPINGS = (

@@ -20,10 +20,13 @@ from typing import Any
 from .._exceptions import SpoolCorrupt, SpoolFull
 from .._gil import LoopTurns
 from .._log import logger
-from ..record.call import MAX_ERROR_CHARS, CallRecord, build_envelope, build_row, salvage_row
+from ..record.call import CallRecord
+from ..record.envelope import build_envelope
 from ..record.redact import scrub_text
+from ..record.rows import build_row, salvage_row
 from ..record.values import safe_text
-from ..stores.base import Body, BodyStore, MetadataStore, OutcomeUpdate, Row
+from ..schema import MAX_ERROR_CHARS, Body, OutcomeUpdate, Row
+from ..stores.base import BodyStore, MetadataStore
 from .replay import Refused, is_transient, keep_rejected, replay_batch, write_isolating
 from .spool import Spool, SpoolEntry
 
@@ -353,7 +356,7 @@ def _url(store: BodyStore | None) -> str | None:
 
 
 def _what(row: Row | None) -> str:
-    return "outcome updates" if row is None else f"row {row[0]}"
+    return "outcome updates" if row is None else f"row {row.request_id}"
 
 
 def _prepare(records: Sequence[CallRecord], with_bodies: bool) -> list[Body | None]:

@@ -39,9 +39,7 @@ def register(writer: BatchWriter, handle_sigterm: bool) -> None:
         _installed = True
         atexit.register(rescue_all, "exit")
         if hasattr(os, "register_at_fork"):
-            os.register_at_fork(
-                before=_before_fork, after_in_parent=_after_fork, after_in_child=_in_child
-            )
+            os.register_at_fork(after_in_child=_in_child)
     if handle_sigterm:
         install_sigterm_handler()
 
@@ -88,19 +86,6 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     os.kill(os.getpid(), signum)
 
 
-def _before_fork() -> None:
-    from ..record.call import _pricing_lock as pricing_lock
-
-    pricing_lock.acquire()  # a child must not inherit it held by a thread it lacks
-
-
-def _after_fork() -> None:
-    from ..record.call import _pricing_lock as pricing_lock
-
-    pricing_lock.release()
-
-
 def _in_child() -> None:
-    _after_fork()
     for writer in list(_live):
         writer.reset_after_fork()

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 
 from .._exceptions import ConfigError, SpoolCorrupt, StoreError, StoreUnavailable
 from .._log import logger
-from ..record.call import COLUMNS
-from ..stores.base import BodyStore, MetadataStore, OutcomeUpdate, Row
+from ..schema import OutcomeUpdate, Row
+from ..stores.base import BodyStore, MetadataStore
 from .spool import Spool, SpoolBatch, SpoolEntry
 
-BODY_REF = COLUMNS.index("body_ref")
 WriteBatch = Callable[[Sequence[Row], Sequence[OutcomeUpdate]], Awaitable[None]]
 Refused = tuple[Row | None, str]  # (row, or None for outcome updates; the store's error)
 
@@ -89,15 +88,15 @@ async def replay_batch(
                 f"{batch.path.name} holds {len(unstored)} bodies: give the body store to replay it"
             )
         stored = await storage.put_many(
-            [(e.request_id, e.row[1], e.body) for e in unstored if e.body is not None]
+            [(e.request_id, e.row.started_at, e.body) for e in unstored if e.body is not None]
         )
         refs = {e.request_id: ref for e, ref in zip(unstored, stored, strict=True)}
     rows = []
     for entry in entries:
         ref = refs.get(entry.request_id, entry.body_ref)
         row = entry.row
-        if ref is not None and row[BODY_REF] != ref:
-            row = (*row[:BODY_REF], ref, *row[BODY_REF + 1 :])
+        if ref is not None and row.body_ref != ref:
+            row = row._replace(body_ref=ref)
         rows.append(row)
     refused = await write_isolating(write or db.write_batch, rows, batch.outcomes)
     keep_rejected(spool, refused, batch, db, storage)
@@ -119,7 +118,7 @@ def keep_rejected(
     if bodies is None:
         bodies = {e.request_id: e.body for e in batch.entries} if batch is not None else {}
     entries = [
-        SpoolEntry(row, bodies.get(str(row[0])), row[BODY_REF], error)
+        SpoolEntry(row, bodies.get(row.request_id), row.body_ref, error)
         for row, error in refused
         if row is not None
     ]
@@ -127,7 +126,7 @@ def keep_rejected(
         logger.error(
             "metadata store %s refused %s: %s",
             db.url,
-            "outcome updates" if row is None else f"row {row[0]}",
+            "outcome updates" if row is None else f"row {row.request_id}",
             error,
         )
     try:

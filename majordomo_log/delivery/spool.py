@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 
 from .._exceptions import SpoolCorrupt, SpoolFull
-from ..stores.base import OutcomeUpdate, Row
+from ..schema import OutcomeUpdate, Row
 
 SPOOL_FORMAT = "majordomo-log/spool@1"
 DEFAULT_MAX_BYTES = 1 << 30
@@ -57,7 +57,7 @@ class SpoolEntry:
 
     @property
     def request_id(self) -> str:
-        return str(self.row[0])
+        return str(self.row.request_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +146,7 @@ class Spool:
         }
         lines = [orjson.dumps(header)]
         for entry in entries:
-            line: dict[str, Any] = {"row": entry.row}
+            line: dict[str, Any] = {"row": list(entry.row)}
             if entry.body is not None:
                 line["body"] = entry.body.decode("utf-8", "replace")
             if entry.body_ref is not None:
@@ -223,7 +223,7 @@ class Spool:
                 body = item.get("body")
                 entries.append(
                     SpoolEntry(
-                        tuple(_decode(v) for v in item["row"]),
+                        Row(*(_decode(v) for v in item["row"])),
                         None if body is None else body.encode("utf-8"),
                         item.get("body_ref"),
                         item.get("error"),

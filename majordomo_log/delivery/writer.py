@@ -26,7 +26,8 @@ from typing import Any, Literal
 
 from .._log import logger, warn_once
 from ..record.call import CallRecord
-from ..stores.base import BodyStore, MetadataStore, OutcomeUpdate
+from ..schema import OutcomeUpdate
+from ..stores.base import BodyStore, MetadataStore
 from . import lifecycle
 from .delivery import Delivery, read_request_id, release
 from .spool import Spool

@@ -11,12 +11,10 @@ import collections
 import weakref
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .call import COST_COLUMNS, TOKEN_COLUMNS, cost_values, token_values
-
-if TYPE_CHECKING:
-    from .call import CallRecord
+from .call import CallRecord
+from .rows import cost_values, token_values
 
 _by_id: dict[int, tuple[Any, CallRecord]] = {}
 _strong: collections.OrderedDict[int, tuple[Any, CallRecord]] = collections.OrderedDict()
@@ -73,9 +71,9 @@ def remember(result: Any, record: CallRecord) -> None:
 
 
 def _record_of(obj: Any) -> CallRecord | None:
-    record = getattr(obj, "_record", None)  # LoggedStream
-    if record is not None and type(record).__name__ == "CallRecord":
-        return record  # type: ignore[no-any-return]
+    record = getattr(obj, "_record", None)  # a stream wrapper (capture/streams.py)
+    if isinstance(record, CallRecord):
+        return record
     entry = _by_id.get(id(obj))
     if entry is not None and entry[0]() is obj:
         return entry[1]
@@ -100,8 +98,8 @@ def call_info(response: Any) -> CallInfo:
     else:
         usage, cost, cost_status = record.priced()
     buckets: dict[str, Any] = {
-        **dict(zip(TOKEN_COLUMNS, token_values(usage), strict=True)),
-        **dict(zip(COST_COLUMNS, cost_values(cost), strict=True)),
+        **token_values(usage),
+        **cost_values(cost),
     }
     return CallInfo(
         request_id=record.request_id,

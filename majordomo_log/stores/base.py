@@ -20,13 +20,10 @@ Messages never contain a password or secret key: stores scrub what they know.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-Row = tuple[Any, ...]  # one llm_requests row, in majordomo_log.record.call.COLUMNS order
-OutcomeUpdate = tuple[str, str, dt.datetime]  # (request_id, outcome, when)
-Body = tuple[str, dt.datetime, bytes]  # (request_id, started_at, uncompressed JSON envelope)
+from ..schema import Body, OutcomeUpdate, Row
 
 
 @runtime_checkable

@@ -26,7 +26,7 @@ from majordomo_log._exceptions import SpoolCorrupt, SpoolFull
 from majordomo_log.delivery import writer as _writer
 from majordomo_log.delivery.replay import replay_spool
 from majordomo_log.delivery.spool import Spool, SpoolEntry
-from majordomo_log.record.call import COLUMNS
+from majordomo_log.schema import COLUMNS
 
 
 class Reply:

@@ -18,8 +18,8 @@ from servers import DIALECTS, isolated_db
 
 import majordomo_log as ml
 from majordomo_log.delivery import delivery as _delivery
-from majordomo_log.record.call import COLUMNS
 from majordomo_log.record.values import storable
+from majordomo_log.schema import COLUMNS
 
 
 class Unprintable:

@@ -34,8 +34,9 @@ from test_sql_servers import _kill_connections
 import majordomo_log as ml
 from majordomo_log._log import reset_warnings
 from majordomo_log.capture.ids import uuid7
-from majordomo_log.record.call import CallContext, CallRecord, build_row
+from majordomo_log.record.call import CallContext, CallRecord
 from majordomo_log.record.pricing import PriceTable
+from majordomo_log.record.rows import build_row
 from majordomo_log.record.usage import Usage
 from majordomo_log.stores.bodies import s3 as s3_adapter
 from majordomo_log.stores.sql import mysql as mysql_adapter

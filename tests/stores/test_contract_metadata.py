@@ -14,9 +14,11 @@ from servers import DIALECTS, isolated_db
 
 import majordomo_log as ml
 from majordomo_log.cli import reports as _reports
-from majordomo_log.record.call import COLUMNS, CallContext, CallRecord, build_row
+from majordomo_log.record.call import CallContext, CallRecord
 from majordomo_log.record.pricing import PriceTable
+from majordomo_log.record.rows import build_row
 from majordomo_log.record.usage import Usage
+from majordomo_log.schema import COLUMNS
 from majordomo_log.stores.sql.migrate import migrations_for
 from majordomo_log.testing import FakeProvider, fake_anthropic_client, fake_openai_client
 

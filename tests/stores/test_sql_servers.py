@@ -175,7 +175,7 @@ async def test_mysql_writes_safely_when_the_server_defaults_to_no_backslash_esca
         async with isolated_db("mysql", tmp_path) as db:
             from test_contract_metadata import record
 
-            from majordomo_log.record.call import build_row
+            from majordomo_log.record.rows import build_row
 
             nasty = "X\\', NULL) -- '"
             rows = [build_row(record(1, model=nasty, tags={"q": "a\\'b"}), None)]
@@ -208,7 +208,7 @@ async def mysql_scalar(url: str, query: str) -> str:
 async def test_mysql_batch_larger_than_a_packet_is_split(tmp_path: Path) -> None:
     from test_contract_metadata import record
 
-    from majordomo_log.record.call import build_row
+    from majordomo_log.record.rows import build_row
 
     async with isolated_db("mysql", tmp_path) as db:
         big = {"blob": "x" * 40_000}

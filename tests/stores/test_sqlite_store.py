@@ -11,9 +11,11 @@ import pytest
 
 import majordomo_log as ml
 from majordomo_log.cli.reports import as_decimal
-from majordomo_log.record.call import COLUMNS, CallContext, CallRecord, build_row
+from majordomo_log.record.call import CallContext, CallRecord
 from majordomo_log.record.pricing import PriceTable
+from majordomo_log.record.rows import build_row
 from majordomo_log.record.usage import Usage
+from majordomo_log.schema import COLUMNS
 from majordomo_log.stores.sql.migrate import migrations_for
 
 

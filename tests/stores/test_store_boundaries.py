@@ -25,7 +25,7 @@ from majordomo_log.capture.ids import uuid7
 from majordomo_log.cli import main
 from majordomo_log.delivery.replay import replay_spool
 from majordomo_log.delivery.spool import Spool, SpoolEntry
-from majordomo_log.record.call import COLUMNS
+from majordomo_log.schema import COLUMNS
 
 PASSWORD = "pw-never-shown-7q"
 register_secret(PASSWORD)

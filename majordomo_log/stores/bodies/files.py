@@ -22,7 +22,7 @@ import orjson
 
 from ..._exceptions import BodyNotFound, StoreError, StoreUnavailable
 from ..._log import warn_once
-from ..base import Body
+from ...schema import Body
 from .layout import (
     body_key,
     build_segment,

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from ..._exceptions import BodyNotFound, ConfigError
 from ..._gil import LoopTurns
-from ..base import Body
+from ...schema import Body
 
 MODES = ("object", "segment")
 _REQUEST_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$")

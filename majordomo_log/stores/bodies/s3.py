@@ -30,7 +30,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from ..._exceptions import BodyNotFound, ConfigError, StoreError, StoreUnavailable
 from ..._log import warn_once
-from ..base import Body
+from ...schema import Body
 from ..fork import ForkGuard, abandon
 from ..open import TRUE_WORDS, parse_compresslevel, redact_url
 from .layout import (

@@ -24,8 +24,7 @@ from pymysql.converters import escape_item
 
 from ..._exceptions import ConfigError, MigrationError, StoreError
 from ..._gil import LoopTurns
-from ...record.call import COLUMNS
-from ..base import OutcomeUpdate, Row
+from ...schema import COLUMNS, OutcomeUpdate, Row
 from ..fork import ForkGuard, abandon
 from ..open import check_url
 from .common import PooledStoreBase, check_identifier, classify, format_placeholders, scrubber

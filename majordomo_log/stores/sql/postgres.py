@@ -22,8 +22,7 @@ import asyncpg
 
 from ..._exceptions import MigrationError, StoreError
 from ..._gil import LoopTurns
-from ...record.call import COLUMNS
-from ..base import OutcomeUpdate, Row
+from ...schema import COLUMNS, OutcomeUpdate, Row
 from ..fork import ForkGuard, abandon
 from ..open import check_url, redact_url, url_secrets
 from .common import PooledStoreBase, check_identifier, classify, numbered_placeholders, scrubber
@@ -345,7 +344,7 @@ def _uuid(value: str) -> uuid.UUID | None:
 
 
 def _encode(row: Row) -> tuple[Any, ...]:
-    values = list(row)
+    values: list[Any] = list(row)
     values[0] = uuid.UUID(values[0])
     tags = values[_TAGS]
     if not isinstance(tags, str):

@@ -21,8 +21,7 @@ import aiosqlite
 
 from ..._exceptions import MigrationError, StoreError, StoreUnavailable
 from ..._gil import LoopTurns
-from ...record.call import COLUMNS, MONEY_COLUMNS
-from ..base import OutcomeUpdate, Row
+from ...schema import COLUMNS, MONEY_COLUMNS, OutcomeUpdate, Row
 from ..fork import _ABANDONED, ForkGuard
 from .common import SqlStoreBase
 from .migrate import MIGRATIONS_TABLE, migrations_for, split_statements
@@ -58,7 +57,7 @@ def _encode_rows(rows: Sequence[Row]) -> Iterator[list[Any]]:
     turns = LoopTurns()
     for row in rows:
         turns.maybe_yield()
-        values = list(row)
+        values: list[Any] = list(row)
         for i in _TIME_COLUMNS:
             if values[i] is not None:
                 values[i] = sqlite_timestamp(values[i])
