@@ -28,8 +28,9 @@ from ..delivery.spool import Spool, default_spool_dir
 from ..delivery.writer import DEFAULT_CLOSE_TIMEOUT, BatchWriter, OnFull, WriterStats, shared_writer
 from ..record.call import OUTCOMES, CallContext, CallRecord, UsageExtractor
 from ..record.callinfo import remember
+from ..record.options import DEFAULT_MAX_BODY_BYTES, MIN_MAX_BODY_BYTES
 from ..record.pricing import PriceTable
-from ..record.redact import DEFAULT_MAX_BODY_BYTES, MIN_MAX_BODY_BYTES, RedactHook
+from ..record.redact import RedactHook
 from ..record.serialize import snapshot_request
 from ..record.usage import Usage
 from ..record.values import safe_text, storable_mapping

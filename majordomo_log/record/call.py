@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from .._log import warn_once
 from .assemble import Assembled, assemble_stream
+from .options import DEFAULT_MAX_BODY_BYTES
 from .redact import (
-    DEFAULT_MAX_BODY_BYTES,
     RedactHook,
 )
 from .usage import Usage, normalize_any

@@ -90,8 +90,6 @@ from .serialize import REDACTED, json_default
 
 RedactHook = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 
-DEFAULT_MAX_BODY_BYTES = 16 * 2**20
-MIN_MAX_BODY_BYTES = 1024
 # What a truncated part keeps of itself, as text: enough to see what the call was.
 TRUNCATED_HEAD_BYTES = 64 * 1024
 
