@@ -9,10 +9,12 @@ attributes and later lookups cost nothing.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-if TYPE_CHECKING:
-    from .wrapper import LoggingLLM
+# The wrapper's method that makes a logging version of ``target.<attr>``, called with
+# (target, attr, path): the views know nothing else of the wrapper.
+WrapMethod = Callable[[Any, str, tuple[str, ...]], Callable[..., Any]]
 
 # The official SDKs: their client resources never change once built (cached properties).
 SDK_PACKAGES = frozenset({"openai", "anthropic"})
@@ -22,8 +24,9 @@ _SCALARS = (str, bytes, int, float, bool, type(None), list, tuple, dict, set, fr
 class _Namespace:
     """A passthrough view of a client sub-object (``client.chat.completions``)."""
 
-    def __init__(self, llm: LoggingLLM[Any], target: Any, path: tuple[str, ...]) -> None:
-        self._llm = llm
+    def __init__(self, wrap: WrapMethod, client: Any, target: Any, path: tuple[str, ...]) -> None:
+        self._wrap = wrap
+        self._client = client
         self._target = target
         self._path = path
         self._children: dict[str, Any] = {}
@@ -32,16 +35,24 @@ class _Namespace:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
-        return resolve(self._llm, self._target, (*self._path, name), self._children, self)
+        path = (*self._path, name)
+        return resolve(self._wrap, self._client, self._target, path, self._children, self)
 
     def __repr__(self) -> str:
         return f"<logged {self._target!r}>"
 
 
 def resolve(
-    llm: LoggingLLM[Any], parent: Any, path: tuple[str, ...], cache: dict[str, Any], holder: Any
+    wrap: WrapMethod,
+    client: Any,
+    parent: Any,
+    path: tuple[str, ...],
+    cache: dict[str, Any],
+    holder: Any,
 ) -> Any:
-    """Wrap a method, proxy a resource of the client's library, pass anything else."""
+    """Wrap a method, proxy a resource of the client's library, pass anything else.
+    ``parent`` is ``client`` or one of its sub-objects; ``holder`` is the wrapper or view
+    that looked it up, and ``cache`` its memory of what it handed out."""
     name = path[-1]
     value = getattr(parent, name)
     if isinstance(value, (*_SCALARS, type)):
@@ -53,12 +64,12 @@ def resolve(
     if entry is not None and entry[0] is owner and entry[1] is func:
         return entry[2]
     if callable(value):
-        wrapped: Any = llm._wrap(parent, name, path)
+        wrapped: Any = wrap(parent, name, path)
         if isinstance(holder, _Namespace) and holder._pinnable:
             holder.__dict__[name] = wrapped  # looked up late: safe to pin
             return wrapped
-    elif _same_package(value, llm._client):
-        wrapped = _Namespace(llm, value, path)
+    elif _same_package(value, client):
+        wrapped = _Namespace(wrap, client, value, path)
         if wrapped._pinnable:
             # An official SDK's resources are fixed for a client's life: keep the view as
             # an ordinary attribute, so later lookups never reach __getattr__ (hot path).

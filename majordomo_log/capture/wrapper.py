@@ -191,7 +191,8 @@ class LoggingLLM(Generic[ClientT]):
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
-        return resolve(self, self._client, (name,), self._children, self)
+        client = self._client
+        return resolve(self._wrap, client, client, (name,), self._children, self)
 
     def __repr__(self) -> str:
         return (
