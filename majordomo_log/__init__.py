@@ -14,6 +14,7 @@ to a SQL database, with full bodies in files or S3::
 
 from __future__ import annotations
 
+from importlib import metadata as _metadata
 from typing import Any
 
 from ._exceptions import (
@@ -21,6 +22,7 @@ from ._exceptions import (
     ConfigError,
     MajordomoLogError,
     MigrationError,
+    SpoolCorrupt,
     SpoolFull,
     StoreError,
     StoreUnavailable,
@@ -38,7 +40,10 @@ from .stores.bodies.files import FileStorageAdapter
 from .stores.open import open_db, open_storage
 from .stores.sql.sqlite import SqliteAdapter
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("majordomo-log")
+except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 # PostgresAdapter, MySQLAdapter and S3Adapter are importable too, but stay out of
 # __all__: their drivers are optional, and `import *` must not need them.
@@ -56,6 +61,7 @@ __all__ = [
     "PriceTable",
     "ReplayResult",
     "Spool",
+    "SpoolCorrupt",
     "SpoolFull",
     "SqliteAdapter",
     "StoreError",

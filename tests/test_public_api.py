@@ -24,6 +24,7 @@ PUBLIC = {
     "PriceTable",
     "ReplayResult",
     "Spool",
+    "SpoolCorrupt",
     "SpoolFull",
     "SqliteAdapter",
     "StoreError",
@@ -43,6 +44,14 @@ def test_all_is_exactly_the_public_api() -> None:
     assert set(ml.__all__) == PUBLIC
     for name in ml.__all__:
         assert getattr(ml, name) is not None
+
+
+def test_version_is_the_installed_distributions() -> None:
+    from importlib import metadata
+
+    assert ml.__version__ == metadata.version("majordomo-log")
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert f'version = "{ml.__version__}"' in pyproject
 
 
 def test_import_pulls_in_no_optional_driver_or_sdk() -> None:
