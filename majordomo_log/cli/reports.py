@@ -12,6 +12,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
+from .._exceptions import ConfigError
 from ..record.pricing import PriceTable, plain_decimal
 from ..schema import MONEY_COLUMNS
 from ..stores.base import MetadataStore
@@ -102,7 +103,7 @@ async def spend_report(
 ) -> list[dict[str, Any]]:
     """Calls, tokens and spend grouped by one dimension, most expensive first."""
     if by not in GROUPINGS:
-        raise ValueError(f"cannot group by {by!r}: choose one of {', '.join(GROUPINGS)}")
+        raise ConfigError(f"cannot group by {by!r}: choose one of {', '.join(GROUPINGS)}")
     key = _DAY_SQL[db.dialect] if by == "day" else by
     where, params = _window(since, until)
     rows = await db.fetch(
