@@ -18,7 +18,7 @@ from ..capture.wrapper import LoggingLLM
 from ..stores.bodies.files import FileStorageAdapter
 from ..stores.sql.sqlite import SqliteAdapter
 from . import reports
-from .main import render
+from .render import render
 from .reports import as_decimal
 
 USERS = ("u-ana", "u-bo", "u-chen", "u-dee", "u-eli")

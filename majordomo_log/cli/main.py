@@ -1,4 +1,5 @@
-"""The ``majordomo-log`` command: thin wiring over ``_reports`` and the stores.
+"""The ``majordomo-log`` command: thin wiring over ``cli/reports.py``, ``cli/render.py``
+and the stores.
 
 Errors a user can fix (a bad URL, a missing database, a bad argument) print one line
 and exit 2. The read commands (report, tail, show, prices, spool status|inspect) never
@@ -10,15 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import csv
 import datetime as dt
-import io
 import json
 import os
 import re
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +29,7 @@ from ..schema import COLUMNS
 from ..stores.base import MetadataStore
 from ..stores.open import open_db, open_storage, redact_url, sqlite_path
 from . import reports
+from .render import FORMATS, render
 
 DB_ENV_VAR = "MAJORDOMO_LOG_DB"
 STORAGE_ENV_VAR = "MAJORDOMO_LOG_STORAGE"
@@ -116,47 +115,6 @@ async def _open_existing_db(url: str) -> MetadataStore:
                 f"no database at {path}: pass --db, set {DB_ENV_VAR}, or run `majordomo-log demo`"
             )
     return await open_db(url, read_only=True)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, Decimal):
-        return f"{value:.6f}" if abs(value) < 1000 else f"{value:,.2f}"
-    if isinstance(value, float):
-        return f"{value:.1f}"
-    return str(value)
-
-
-def render(rows: Sequence[dict[str, Any]], fmt: str, columns: Sequence[str] | None = None) -> str:
-    columns = list(columns or (rows[0].keys() if rows else ()))
-    if fmt == "json":
-        return json.dumps([{c: r.get(c) for c in columns} for r in rows], default=str, indent=2)
-    if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows([["" if r.get(c) is None else r.get(c) for c in columns] for r in rows])
-        return out.getvalue().rstrip("\n")
-    if not rows:
-        return "(no calls)"
-    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    numeric = [all(_is_number(r.get(c)) for r in rows) for c in columns]
-
-    def line(values: Sequence[str]) -> str:
-        return "  ".join(
-            v.rjust(w) if num else v.ljust(w)
-            for v, w, num in zip(values, widths, numeric, strict=True)
-        ).rstrip()
-
-    return "\n".join([line(columns), line(["-" * w for w in widths]), *(line(r) for r in cells)])
-
-
-def _is_number(value: Any) -> bool:
-    return value is None or (
-        isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)
-    )
 
 
 # -- commands --------------------------------------------------------------------------
@@ -368,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"body store URL or folder (default: ${STORAGE_ENV_VAR} or {DEFAULT_STORAGE})",
     )
     fmt = argparse.ArgumentParser(add_help=False)
-    fmt.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    fmt.add_argument("--format", choices=FORMATS, default="table")
 
     parser = argparse.ArgumentParser(prog="majordomo-log", description="Query the LLM call log.")
     sub = parser.add_subparsers(dest="command", required=True)

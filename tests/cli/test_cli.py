@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 import pytest
 
 import majordomo_log as ml
-from majordomo_log.cli import main
+from majordomo_log.cli import main, reports
+from majordomo_log.cli.render import render
 from majordomo_log.cli.reports import as_decimal
 from majordomo_log.testing import FakeProvider, fake_anthropic_client, fake_openai_client
 
@@ -373,3 +374,28 @@ def test_bad_database_urls_are_one_line_errors(
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1 and "hunter22" not in err, err
         assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unknown_grouping_is_a_config_error(filled: tuple[Path, Path, list[str]]) -> None:
+    async def report() -> None:
+        db = await ml.SqliteAdapter.create(filled[0])
+        try:
+            await reports.spend_report(db, "nothing")
+        finally:
+            await db.close()
+
+    with pytest.raises(ml.ConfigError, match="cannot group by 'nothing'"):
+        asyncio.run(report())
+
+
+def test_render_formats_the_same_rows_three_ways() -> None:
+    rows = [{"model": "gpt-4o", "calls": 2, "total_cost": Decimal("0.5")}, {"model": "x"}]
+    assert render(rows, "table").splitlines() == [
+        "model   calls  total_cost",
+        "------  -----  ----------",
+        "gpt-4o      2    0.500000",
+        "x",
+    ]
+    assert render(rows, "csv") == "model,calls,total_cost\ngpt-4o,2,0.5\nx,,"
+    assert json.loads(render(rows, "json"))[1] == {"model": "x", "calls": None, "total_cost": None}
+    assert render([], "table") == "(no calls)"
