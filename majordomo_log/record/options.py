@@ -34,7 +34,7 @@ class BodyOptions:
         hooks = tuple(hooks)
         for hook in hooks:
             if not callable(hook):
-                raise ConfigError(f"redact hooks must be callables, got {type(hook).__name__}")
+                raise TypeError(f"redact hooks must be callables, got {type(hook).__name__}")
         object.__setattr__(self, "redact", hooks)
         value = self.max_bytes
         if isinstance(value, bool) or not isinstance(value, int) or value < MIN_MAX_BODY_BYTES:

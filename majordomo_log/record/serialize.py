@@ -102,11 +102,3 @@ def dumps_body(value: Any) -> bytes:
         except Exception:  # whatever pydantic refuses, the general path still stores
             pass
     return _safe_dumps(value)
-
-
-def redact(data: bytes, secrets: tuple[bytes, ...]) -> bytes:
-    """Replace every occurrence of each secret (e.g. the API key) in ``data``."""
-    for secret in secrets:
-        if secret and secret in data:
-            data = data.replace(secret, REDACTED.encode())
-    return data
