@@ -29,21 +29,21 @@ from typing import TYPE_CHECKING, Any
 import httpx2
 
 from .wire import (
-    _PATH,
+    ENDPOINT_PATH,
     JSON,
     AnthropicUsage,
+    Failure,
     OpenAIUsage,
     ReceivedRequest,
     ResponsesUsage,
-    _anthropic_headers,
-    _error,
-    _Event,
-    _event,
-    _Failure,
-    _openai_headers,
-    _parse_json,
-    _rand_id,
-    _split,
+    SseEvent,
+    anthropic_headers,
+    error_response,
+    openai_headers,
+    parse_json,
+    random_id,
+    split_text,
+    typed_event,
 )
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ class FakeProvider:
         self.chunk_delay = chunk_delay
         self.first_chunk_delay = first_chunk_delay
         self.requests: list[ReceivedRequest] = []
-        self._failures: deque[_Failure] = deque()
+        self._failures: deque[Failure] = deque()
         self._endpoints: dict[str, Callable[[JSON], httpx2.Response]] = {
             "/chat/completions": self._chat_completions,
             "/responses": self._responses,
@@ -155,7 +155,7 @@ class FakeProvider:
 
         `retry-after-ms` is honoured by both SDKs, so a small value keeps retry tests fast.
         """
-        self._failures.extend(_Failure(status, message, retry_after_ms) for _ in range(times))
+        self._failures.extend(Failure(status, message, retry_after_ms) for _ in range(times))
 
     def reset(self) -> None:
         self.requests.clear()
@@ -164,7 +164,7 @@ class FakeProvider:
     # -- dispatch ---------------------------------------------------------------------
 
     async def _handle(self, request: httpx2.Request) -> httpx2.Response:
-        body = _parse_json(request.content)
+        body = parse_json(request.content)
         path = request.url.path
         for header in _KEY_HEADERS:
             value = request.headers.get(header, "")
@@ -183,14 +183,16 @@ class FakeProvider:
         anthropic = "anthropic-version" in request.headers or path.startswith("/v1/messages")
         if self._failures:
             failure = self._failures.popleft()
-            return _error(failure.status, anthropic, failure.message, failure.retry_after_ms)
+            return error_response(
+                failure.status, anthropic, failure.message, failure.retry_after_ms
+            )
 
-        match = _PATH.match(path)
+        match = ENDPOINT_PATH.match(path)
         handler = self._endpoints.get(match.group(1)) if match else None
         if handler is None or request.method != "POST":
-            return _error(404, anthropic, f"Invalid URL ({request.method} {path})")
+            return error_response(404, anthropic, f"Invalid URL ({request.method} {path})")
         if not isinstance(body, dict) or not isinstance(body.get("model"), str):
-            return _error(400, anthropic, "model: Field required")
+            return error_response(400, anthropic, "model: Field required")
         if not body.get("stream"):
             # A non-streaming reply takes as long as the whole stream would have.
             delay = self.first_chunk_delay + self.chunk_delay * (len(self._pieces()) - 1)
@@ -201,9 +203,9 @@ class FakeProvider:
         return self.served_model or f"{body['model']}{self.model_suffix}"
 
     def _pieces(self) -> list[str]:
-        return _split(self.reply_text, self.stream_chunks)
+        return split_text(self.reply_text, self.stream_chunks)
 
-    async def _paced(self, events: list[_Event]) -> AsyncIterator[bytes]:
+    async def _paced(self, events: list[SseEvent]) -> AsyncIterator[bytes]:
         first = True
         for event in events:
             if event.is_content:
@@ -215,9 +217,9 @@ class FakeProvider:
             prefix = f"event: {event.name}\n" if event.name else ""
             yield f"{prefix}data: {data}\n\n".encode()
 
-    def _sse(self, events: list[_Event], anthropic: bool) -> httpx2.Response:
+    def _sse(self, events: list[SseEvent], anthropic: bool) -> httpx2.Response:
         headers = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
-        headers.update(_anthropic_headers() if anthropic else _openai_headers())
+        headers.update(anthropic_headers() if anthropic else openai_headers())
         return httpx2.Response(200, headers=headers, content=self._paced(events))
 
     # -- OpenAI chat completions ---------------------------------------------------------
@@ -243,7 +245,7 @@ class FakeProvider:
 
     def _chat_completions(self, body: JSON) -> httpx2.Response:
         common = {
-            "id": _rand_id("chatcmpl-"),
+            "id": random_id("chatcmpl-"),
             "created": int(time.time()),
             "model": self._model(body),
             "service_tier": "default",
@@ -267,25 +269,25 @@ class FakeProvider:
         }
         if not self.omit_usage:
             payload["usage"] = self._chat_usage()
-        return httpx2.Response(200, json=payload, headers=_openai_headers())
+        return httpx2.Response(200, json=payload, headers=openai_headers())
 
-    def _chat_chunks(self, common: JSON, include_usage: bool) -> list[_Event]:
+    def _chat_chunks(self, common: JSON, include_usage: bool) -> list[SseEvent]:
         send_usage = include_usage and not self.omit_usage
 
-        def chunk(delta: JSON, finish_reason: str | None = None, content: bool = False) -> _Event:
+        def chunk(delta: JSON, finish_reason: str | None = None, content: bool = False) -> SseEvent:
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
             data: JSON = {**common, "object": "chat.completion.chunk", "choices": [choice]}
             if send_usage:
                 data["usage"] = None  # the real API nulls usage on every chunk but the last
-            return _Event(None, data, is_content=content)
+            return SseEvent(None, data, is_content=content)
 
         events = [chunk({"role": "assistant", "content": "", "refusal": None})]
         events += [chunk({"content": piece}, content=True) for piece in self._pieces()]
         events.append(chunk({}, finish_reason="stop"))
         if send_usage:
             usage_chunk = {**common, "object": "chat.completion.chunk", "choices": []}
-            events.append(_Event(None, {**usage_chunk, "usage": self._chat_usage()}))
-        events.append(_Event(None, "[DONE]"))
+            events.append(SseEvent(None, {**usage_chunk, "usage": self._chat_usage()}))
+        events.append(SseEvent(None, "[DONE]"))
         return events
 
     # -- OpenAI responses ---------------------------------------------------------------
@@ -339,32 +341,32 @@ class FakeProvider:
         }
 
     def _responses(self, body: JSON) -> httpx2.Response:
-        rid, mid, created = _rand_id("resp_", 24), _rand_id("msg_", 24), int(time.time())
+        rid, mid, created = random_id("resp_", 24), random_id("msg_", 24), int(time.time())
         part = {"type": "output_text", "annotations": [], "logprobs": [], "text": self.reply_text}
         item = {"id": mid, "type": "message", "status": "completed", "role": "assistant"}
         final = self._response_object(rid, body, created, [{**item, "content": [part]}])
         if not body.get("stream"):
-            return httpx2.Response(200, json=final, headers=_openai_headers())
+            return httpx2.Response(200, json=final, headers=openai_headers())
 
         started = self._response_object(rid, body, created, [])
         at: JSON = {"item_id": mid, "output_index": 0, "content_index": 0}
         events = [
-            _event("response.created", response=started),
-            _event("response.in_progress", response=started),
-            _event(
+            typed_event("response.created", response=started),
+            typed_event("response.in_progress", response=started),
+            typed_event(
                 "response.output_item.added",
                 output_index=0,
                 item={**item, "status": "in_progress", "content": []},
             ),
-            _event("response.content_part.added", **at, part={**part, "text": ""}),
+            typed_event("response.content_part.added", **at, part={**part, "text": ""}),
             *[
-                _event("response.output_text.delta", True, **at, delta=piece, logprobs=[])
+                typed_event("response.output_text.delta", True, **at, delta=piece, logprobs=[])
                 for piece in self._pieces()
             ],
-            _event("response.output_text.done", **at, text=self.reply_text, logprobs=[]),
-            _event("response.content_part.done", **at, part=part),
-            _event("response.output_item.done", output_index=0, item=final["output"][0]),
-            _event("response.completed", response=final),
+            typed_event("response.output_text.done", **at, text=self.reply_text, logprobs=[]),
+            typed_event("response.content_part.done", **at, part=part),
+            typed_event("response.output_item.done", output_index=0, item=final["output"][0]),
+            typed_event("response.completed", response=final),
         ]
         for seq, event in enumerate(events):
             assert isinstance(event.data, dict)
@@ -395,7 +397,7 @@ class FakeProvider:
         if not self.omit_usage:
             tokens = self.embedding_tokens
             payload["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
-        return httpx2.Response(200, json=payload, headers=_openai_headers())
+        return httpx2.Response(200, json=payload, headers=openai_headers())
 
     # -- Anthropic messages -------------------------------------------------------------
 
@@ -428,12 +430,12 @@ class FakeProvider:
 
     def _messages(self, body: JSON) -> httpx2.Response:
         if body.get("max_tokens") is None:
-            return _error(400, True, "max_tokens: Field required")
+            return error_response(400, True, "max_tokens: Field required")
         if not body.get("stream"):
             message = self._anthropic_message(
                 body, [{"type": "text", "text": self.reply_text}], True
             )
-            return httpx2.Response(200, json=message, headers=_anthropic_headers())
+            return httpx2.Response(200, json=message, headers=anthropic_headers())
 
         delta: JSON = {
             "type": "message_delta",
@@ -445,18 +447,18 @@ class FakeProvider:
             delta["usage"] = {k: v for k, v in usage if k.endswith("tokens")}
         text_block = {"type": "text", "text": ""}
         events = [
-            _event("message_start", message=self._anthropic_message(body, [], False)),
-            _event("content_block_start", index=0, content_block=text_block),
-            _event("ping"),
+            typed_event("message_start", message=self._anthropic_message(body, [], False)),
+            typed_event("content_block_start", index=0, content_block=text_block),
+            typed_event("ping"),
             *[
-                _event(
+                typed_event(
                     "content_block_delta", True, index=0, delta={"type": "text_delta", "text": p}
                 )
                 for p in self._pieces()
             ],
-            _event("content_block_stop", index=0),
-            _Event("message_delta", delta),
-            _event("message_stop"),
+            typed_event("content_block_stop", index=0),
+            SseEvent("message_delta", delta),
+            typed_event("message_stop"),
         ]
         return self._sse(events, anthropic=True)
 

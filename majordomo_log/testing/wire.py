@@ -46,22 +46,26 @@ class ReceivedRequest:
 
 
 @dataclass(frozen=True)
-class _Failure:
+class Failure:
+    """An error answer queued by ``FakeProvider.fail_next()``."""
+
     status: int
     message: str | None
     retry_after_ms: int | None
 
 
 @dataclass(frozen=True)
-class _Event:
+class SseEvent:
+    """One server-sent event of a streamed reply."""
+
     name: str | None  # the SSE `event:` field; OpenAI chat streams have none
     data: JSON | str
     is_content: bool = False  # content events are the ones paced by the delay knobs
 
 
-def _event(name: str, is_content: bool = False, **data: Any) -> _Event:
+def typed_event(name: str, is_content: bool = False, **data: Any) -> SseEvent:
     """A Responses / Anthropic SSE event, whose payload repeats its name as `type`."""
-    return _Event(name, {"type": name, **data}, is_content)
+    return SseEvent(name, {"type": name, **data}, is_content)
 
 
 # status -> (OpenAI error type, OpenAI error code, Anthropic error type, message)
@@ -78,14 +82,14 @@ _ERRORS: dict[int, tuple[str, str | None, str, str]] = {
 }
 
 # /v1/x, /openai/x, /openai/v1/x and /openai/deployments/{name}/x all serve endpoint /x.
-_PATH = re.compile(r"^(?:/v1|/openai(?:/v1)?|/openai/deployments/[^/]+)(/[a-z/]+)$")
+ENDPOINT_PATH = re.compile(r"^(?:/v1|/openai(?:/v1)?|/openai/deployments/[^/]+)(/[a-z/]+)$")
 
 
-def _rand_id(prefix: str, nbytes: int = 12) -> str:
+def random_id(prefix: str, nbytes: int = 12) -> str:
     return prefix + secrets.token_hex(nbytes)
 
 
-def _split(text: str, n: int) -> list[str]:
+def split_text(text: str, n: int) -> list[str]:
     """Split text into at most n non-empty, roughly equal pieces."""
     n = max(1, min(n, len(text)))
     size, extra = divmod(len(text), n)
@@ -97,27 +101,27 @@ def _split(text: str, n: int) -> list[str]:
     return pieces
 
 
-def _parse_json(raw: bytes) -> Any:
+def parse_json(raw: bytes) -> Any:
     try:
         return json.loads(raw) if raw else None
     except ValueError:
         return None
 
 
-def _openai_headers() -> dict[str, str]:
+def openai_headers() -> dict[str, str]:
     return {
-        "x-request-id": _rand_id("req_", 16),
+        "x-request-id": random_id("req_", 16),
         "openai-version": "2020-10-01",
         "openai-processing-ms": "42",
         "openai-organization": "fake-org",
     }
 
 
-def _anthropic_headers() -> dict[str, str]:
-    return {"request-id": _rand_id("req_011C", 12), "anthropic-organization-id": "fake-org"}
+def anthropic_headers() -> dict[str, str]:
+    return {"request-id": random_id("req_011C", 12), "anthropic-organization-id": "fake-org"}
 
 
-def _error(
+def error_response(
     status: int, anthropic: bool, message: str | None = None, retry_after_ms: int | None = None
 ) -> httpx2.Response:
     openai_type, code, anthropic_type, default_message = _ERRORS.get(
@@ -125,14 +129,14 @@ def _error(
     )
     text = message or default_message
     if anthropic:
-        headers = _anthropic_headers()
+        headers = anthropic_headers()
         payload: JSON = {
             "type": "error",
             "error": {"type": anthropic_type, "message": text},
             "request_id": headers["request-id"],
         }
     else:
-        headers = _openai_headers()
+        headers = openai_headers()
         payload = {"error": {"message": text, "type": openai_type, "param": None, "code": code}}
     if retry_after_ms is not None:
         headers["retry-after-ms"] = str(retry_after_ms)
