@@ -17,6 +17,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
+from majordomo_log import testing
 from majordomo_log.testing import FakeProvider, fake_anthropic_client, fake_openai_client
 
 MESSAGES: Any = [{"role": "user", "content": "hi"}]
@@ -433,3 +434,29 @@ async def test_azure_client(provider: FakeProvider) -> None:
     assert embedding.usage.prompt_tokens == 7
     response = await client.responses.create(model="my-deployment", input="hi")
     assert response.usage is not None
+
+
+def test_the_public_names_stay() -> None:
+    assert sorted(testing.__all__) == [
+        "AnthropicUsage",
+        "FakeProvider",
+        "OpenAIUsage",
+        "ReceivedRequest",
+        "ResponsesUsage",
+        "fake_anthropic_client",
+        "fake_openai_client",
+        "used_api_keys",
+    ]
+    for name in (*testing.__all__, "DEFAULT_OPENAI_KEY", "AZURE_ENDPOINT", "DEFAULT_REPLY"):
+        assert getattr(testing, name) is not None
+
+
+async def test_used_api_keys_has_the_keys_clients_were_given_and_requests_carried() -> None:
+    provider = FakeProvider()
+    client = fake_anthropic_client(provider, api_key="sk-ant-given")
+    await client.with_options(api_key="sk-ant-sent").messages.create(
+        model="claude-haiku-4-5", max_tokens=5, messages=MESSAGES
+    )
+    azure = fake_openai_client(provider, api_key="azure-sent", azure=True)
+    await azure.embeddings.create(model="my-embedder", input="x")
+    assert {"sk-ant-given", "sk-ant-sent", "azure-sent"} <= testing.used_api_keys()

@@ -1,0 +1,68 @@
+"""Real ``openai`` / ``anthropic`` async clients wired to a :class:`FakeProvider`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import httpx2
+
+from .keys import remember_key
+from .provider import FakeProvider
+
+if TYPE_CHECKING:
+    from anthropic import AsyncAnthropic
+    from openai import AsyncOpenAI
+
+OPENAI_BASE_URL = "http://openai.fake/v1"
+AZURE_ENDPOINT = "http://azure-openai.fake"
+AZURE_API_VERSION = "2024-10-21"
+ANTHROPIC_BASE_URL = "http://anthropic.fake"
+DEFAULT_OPENAI_KEY = "sk-fake-openai-key"
+DEFAULT_ANTHROPIC_KEY = "sk-ant-fake-key"
+
+
+def fake_openai_client(
+    provider: FakeProvider | None = None,
+    *,
+    api_key: str = DEFAULT_OPENAI_KEY,
+    max_retries: int = 0,
+    azure: bool = False,
+    **kwargs: Any,
+) -> AsyncOpenAI:
+    """A real ``openai.AsyncOpenAI`` (or ``AsyncAzureOpenAI``) wired to `provider`."""
+    import openai
+
+    remember_key(api_key)
+    provider = provider or FakeProvider()
+    http_client = httpx2.AsyncClient(transport=provider.transport)
+    if azure:
+        kwargs.setdefault("azure_endpoint", AZURE_ENDPOINT)
+        kwargs.setdefault("api_version", AZURE_API_VERSION)
+        return openai.AsyncAzureOpenAI(
+            api_key=api_key, http_client=http_client, max_retries=max_retries, **kwargs
+        )
+    kwargs.setdefault("base_url", OPENAI_BASE_URL)
+    return openai.AsyncOpenAI(
+        api_key=api_key, http_client=http_client, max_retries=max_retries, **kwargs
+    )
+
+
+def fake_anthropic_client(
+    provider: FakeProvider | None = None,
+    *,
+    api_key: str = DEFAULT_ANTHROPIC_KEY,
+    max_retries: int = 0,
+    **kwargs: Any,
+) -> AsyncAnthropic:
+    """A real ``anthropic.AsyncAnthropic`` wired to `provider`."""
+    import anthropic
+
+    remember_key(api_key)
+    provider = provider or FakeProvider()
+    kwargs.setdefault("base_url", ANTHROPIC_BASE_URL)
+    return anthropic.AsyncAnthropic(
+        api_key=api_key,
+        http_client=httpx2.AsyncClient(transport=provider.transport),
+        max_retries=max_retries,
+        **kwargs,
+    )
