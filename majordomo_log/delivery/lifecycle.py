@@ -19,20 +19,26 @@ import signal
 import threading
 import weakref
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .._log import logger
 
-if TYPE_CHECKING:
-    from .writer import BatchWriter
 
-_live: weakref.WeakSet[BatchWriter] = weakref.WeakSet()
+class Rescuable(Protocol):
+    """What the lifecycle hooks need of a writer (``delivery/writer.py``'s ``BatchWriter``)."""
+
+    def rescue(self, reason: str) -> None: ...
+
+    def reset_after_fork(self) -> None: ...
+
+
+_live: weakref.WeakSet[Rescuable] = weakref.WeakSet()
 _installed = False
 _sigterm_installed = False
 _previous_sigterm: Any = None
 
 
-def register(writer: BatchWriter, handle_sigterm: bool) -> None:
+def register(writer: Rescuable, handle_sigterm: bool) -> None:
     global _installed
     _live.add(writer)
     if not _installed:
