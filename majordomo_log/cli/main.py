@@ -306,6 +306,8 @@ async def cmd_spool_replay(args: argparse.Namespace) -> int:
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:
+    # Imported only here: the demo pulls in the wrapper and the fake provider, which the
+    # read commands never need.
     from .demo import run_demo
 
     return await run_demo(Path(args.out), calls=args.calls)
