@@ -27,7 +27,8 @@ from ..delivery.spool import SPOOL_DIR_ENV, Spool, default_spool_dir, spool_root
 from ..record.pricing import PriceTable
 from ..schema import COLUMNS
 from ..stores.base import MetadataStore
-from ..stores.open import open_db, open_storage, redact_url, sqlite_path
+from ..stores.open import open_db, open_storage
+from ..stores.urls import redact_url, sqlite_path
 from . import reports
 from .render import FORMATS, render
 

@@ -153,7 +153,7 @@ async def test_mysql_database_must_exist_clear_error() -> None:
 
 
 def test_passwords_in_query_parameters_and_unencoded_ones_stay_hidden() -> None:
-    from majordomo_log.stores.open import check_url, redact_url
+    from majordomo_log.stores.urls import check_url, redact_url
 
     assert "S3CRET" not in redact_url("postgresql://u@h/db?password=S3CRET&sslmode=require")
     assert "sslmode=require" in redact_url("postgresql://u@h/db?password=S3CRET&sslmode=require")

@@ -164,7 +164,7 @@ def test_cli_output_never_shows_a_password(
 
 
 def test_redact_url_keeps_urls_as_given_and_hides_every_secret() -> None:
-    from majordomo_log.stores.open import redact_url
+    from majordomo_log.stores.urls import redact_url
 
     for plain in ("sqlite:///rel.db", "sqlite:////abs/x.db", "file://request_logs"):
         assert redact_url(plain) == plain  # unchanged, not re-spelled

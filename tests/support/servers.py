@@ -22,7 +22,7 @@ import pytest
 from secret_scan import scan_mysql_database, scan_postgres_schema
 
 import majordomo_log as ml
-from majordomo_log.stores.open import redact_url
+from majordomo_log.stores.urls import redact_url
 
 POSTGRES_URL = os.environ.get(
     "MAJORDOMO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"

@@ -32,7 +32,7 @@ from ..._exceptions import BodyNotFound, ConfigError, StoreError, StoreUnavailab
 from ..._log import warn_once
 from ...schema import Body
 from ..fork import ForkGuard, abandon
-from ..open import TRUE_WORDS, parse_compresslevel, redact_url
+from ..urls import TRUE_WORDS, parse_compresslevel, redact_url
 from .layout import (
     body_key,
     build_segment,

@@ -26,7 +26,7 @@ from ..._exceptions import ConfigError, MigrationError, StoreError
 from ..._gil import LoopTurns
 from ...schema import COLUMNS, OutcomeUpdate, Row
 from ..fork import ForkGuard, abandon
-from ..open import check_url
+from ..urls import check_url
 from .common import PooledStoreBase, check_identifier, classify, format_placeholders, scrubber
 from .migrate import MIGRATIONS_TABLE, migrations_for, split_statements
 

@@ -24,7 +24,7 @@ from ..._exceptions import MigrationError, StoreError
 from ..._gil import LoopTurns
 from ...schema import COLUMNS, OutcomeUpdate, Row
 from ..fork import ForkGuard, abandon
-from ..open import check_url, redact_url, url_secrets
+from ..urls import check_url, redact_url, url_secrets
 from .common import PooledStoreBase, check_identifier, classify, numbered_placeholders, scrubber
 from .migrate import MIGRATIONS_TABLE, migrations_for, split_statements
 
