@@ -11,7 +11,7 @@ hearing from that connection.
 
 So the child never closes an inherited pool, client or transport. It:
 
-* keeps the inherited objects referenced for the rest of its life (``_ABANDONED``),
+* keeps the inherited objects referenced for the rest of its life (``keep_forever``),
   so no finalizer (``__del__`` warning and closing) ever runs against the copied
   loop, and
 * closes its own copy of each socket's file descriptor with ``close(2)``, found
@@ -52,10 +52,16 @@ class ForkGuard:
         self.pid = os.getpid()
 
 
+def keep_forever(owner: object) -> None:
+    """Keep an inherited object referenced until the process exits: its finalizer would
+    run against the parent's copied event loop."""
+    _ABANDONED.append(owner)
+
+
 def abandon(owner: object, transports: Callable[[], Iterable[Any]]) -> int:
     """Keep ``owner`` (pool, client, stack) alive forever, unused, and close the
     child's descriptors of its sockets without a word on the wire; return how many."""
-    _ABANDONED.append(owner)
+    keep_forever(owner)
     try:
         found = [t for t in transports() if t is not None]
     except Exception as exc:  # library internals changed: leak the descriptors

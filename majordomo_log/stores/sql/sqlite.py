@@ -22,7 +22,7 @@ import aiosqlite
 from ..._exceptions import MigrationError, StoreError, StoreUnavailable
 from ..._gil import LoopTurns
 from ...schema import COLUMNS, MONEY_COLUMNS, OutcomeUpdate, Row
-from ..fork import _ABANDONED, ForkGuard
+from ..fork import ForkGuard, keep_forever
 from .common import SqlStoreBase
 from .migrate import MIGRATIONS_TABLE, migrations_for, split_statements
 
@@ -115,13 +115,13 @@ def _close_inherited(conn: aiosqlite.Connection) -> bool:
     open, the inherited connection makes SQLite believe the child already holds the
     file's shared locks, so the child's new connection takes none, and the parent,
     closing last as far as the locks say, checkpoints and deletes the WAL the child
-    is still writing to (rows lost; tests/test_fork.py shows it). Closing it in the
+    is still writing to (rows lost; tests/stores/test_fork.py shows it). Closing it in the
     child sends nothing and releases no lock of the parent's: POSIX locks belong to
     the process that took them, and SQLite sees the parent's shared lock and skips
     the checkpoint. Returns False if it could not be closed in time (a thread of the
     parent's was inside SQLite at the fork and its mutex stays held)."""
     raw = getattr(conn, "_connection", None)
-    _ABANDONED.append(conn)
+    keep_forever(conn)
     if raw is None:
         return True
     conn._connection = None  # the wrapper's __del__ would queue work for a dead thread
