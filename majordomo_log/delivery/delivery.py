@@ -15,9 +15,10 @@ import collections
 import datetime as dt
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-from .._exceptions import SpoolCorrupt, SpoolFull
+from .._exceptions import SpoolFull
 from .._gil import LoopTurns
 from .._log import logger
 from ..record.call import CallRecord
@@ -27,7 +28,8 @@ from ..record.rows import build_row, salvage_row
 from ..record.values import safe_text
 from ..schema import MAX_ERROR_CHARS, Body, OutcomeUpdate, Row
 from ..stores.base import BodyStore, MetadataStore
-from .replay import Refused, is_transient, keep_rejected, replay_batch, write_isolating
+from .isolate import Refused, is_transient, keep_rejected, write_isolating
+from .replay import replay_files
 from .spool import Spool, SpoolEntry
 
 QueueItem = CallRecord | OutcomeUpdate
@@ -217,44 +219,39 @@ class Delivery:
 
     async def _replay(self, max_files: int | None) -> None:
         assert self.spool is not None
-        spool, done, stuck = self.spool, 0, False
         spills_before = self.spill_files
-        for path in await asyncio.to_thread(spool.pending):
-            if max_files is not None and done >= max_files:
-                self.replay_due = 0.0  # more waiting: come back on the next idle turn
-                return
-            with spool.claim(path) as mine:
-                if not mine:
-                    stuck = True  # another process has it: not known to be written yet
-                    continue
-                try:
-                    batch = await asyncio.to_thread(spool.read, path)
-                except FileNotFoundError:
-                    continue
-                except SpoolCorrupt as exc:
-                    logger.error("%s; moved to %s", exc, spool.quarantine(path))
-                    continue
-                if batch.db != self.db.url or batch.storage != _url(self.storage):
-                    continue  # another pair of stores shares this directory
-                try:
-                    written, refused = await replay_batch(
-                        batch, self.db, self.storage, spool, self._write_with_retries
-                    )
-                except Exception as exc:
-                    if is_transient(exc):
-                        self.mark_down(exc)
-                        return
-                    stuck = True
-                    # e.g. bodies spooled with no body store now: leave it for a person
-                    self.log_error("cannot replay %s: %s: %s", path, type(exc).__name__, exc)
-                    continue
-                spool.remove(path)
-            self.mark_up()
-            done += 1
-            self.replayed += written
-            self.failed += refused
+        tally = await replay_files(
+            self.spool,
+            self.db,
+            self.storage,
+            write=self._write_with_retries,
+            max_files=max_files,
+            in_thread=True,
+            on_error=self._replay_failed,
+            on_file=self._replayed,
+        )
+        if tally.more:
+            self.replay_due = 0.0  # more waiting: come back on the next idle turn
+            return
+        if tally.stopped:
+            return
         # Files spilled while this replay ran were not in its listing: still waiting.
-        self.spool_backlog = stuck or self.spill_files != spills_before
+        stuck = tally.held or tally.failed
+        self.spool_backlog = bool(stuck) or self.spill_files != spills_before
+
+    def _replay_failed(self, path: Path, exc: Exception) -> bool:
+        """A spool file that could not be replayed: True ends the replay (a store is down)."""
+        if is_transient(exc):
+            self.mark_down(exc)
+            return True
+        # e.g. bodies spooled with no body store now: left for a person
+        self.log_error("cannot replay %s: %s: %s", path, type(exc).__name__, exc)
+        return False
+
+    def _replayed(self, written: int, refused: int) -> None:
+        self.mark_up()
+        self.replayed += written
+        self.failed += refused
 
     async def reopen(self) -> None:
         """In a forked child: new connections before the first write."""

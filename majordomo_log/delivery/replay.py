@@ -1,60 +1,25 @@
-"""Writing rows so that one bad row costs only itself, and replaying the spool.
+"""Replaying the spool: its batch files, oldest first, back into the stores.
 
-Both the background writer and ``majordomo-log spool replay`` go through
-``write_isolating``: when a store refuses a batch (it answered, so retrying the
-same rows cannot help), the batch is halved until the refused rows are found;
-they are returned with the store's error, to be kept in the spool's rejected/
-folder for a person to inspect. An unavailable store raises, and the caller
-decides whether to retry, wait or spool.
+``replay_files`` is the one pass over the spool's files, used both by the background
+writer (``delivery/delivery.py``, which reads in worker threads and stops when a store
+is down) and by ``replay_spool`` (``majordomo-log spool replay``, ``ml.replay_spool``,
+which raises instead). Each file is claimed, read, replayed and removed; an unreadable
+file is quarantined, and one spooled for other stores is left alone. Rows go in
+through ``write_isolating`` (``delivery/isolate.py``): a refused row costs only itself.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from .._exceptions import ConfigError, SpoolCorrupt, StoreError, StoreUnavailable
+from .._exceptions import ConfigError, SpoolCorrupt
 from .._log import logger
-from ..schema import OutcomeUpdate, Row
 from ..stores.base import BodyStore, MetadataStore
-from .spool import Spool, SpoolBatch, SpoolEntry
-
-WriteBatch = Callable[[Sequence[Row], Sequence[OutcomeUpdate]], Awaitable[None]]
-Refused = tuple[Row | None, str]  # (row, or None for outcome updates; the store's error)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Worth retrying the same batch: the store could not be reached or was busy."""
-    if isinstance(exc, StoreUnavailable):
-        return True
-    if isinstance(exc, StoreError):
-        return False  # the store answered and refused: retrying the same rows cannot help
-    return isinstance(exc, (OSError, TimeoutError, asyncio.TimeoutError))
-
-
-async def write_isolating(
-    write: WriteBatch, rows: Sequence[Row], outcomes: Sequence[OutcomeUpdate]
-) -> list[Refused]:
-    """Write rows and outcomes; return what the store refused. Raises on an unavailable
-    store (``is_transient``), leaving it to the caller to retry or spool."""
-    try:
-        await write(rows, outcomes)
-        return []
-    except Exception as exc:
-        if is_transient(exc):
-            raise
-        error = f"{type(exc).__name__}: {exc}"
-    if len(rows) > 1:
-        middle = len(rows) // 2
-        refused = await write_isolating(write, rows[:middle], outcomes)
-        return refused + await write_isolating(write, rows[middle:], ())
-    refused_rows: list[Refused] = [(row, error) for row in rows]
-    if rows and outcomes:  # the row was the problem, perhaps not the outcome updates
-        return refused_rows + await write_isolating(write, (), outcomes)
-    if not rows:
-        refused_rows = [(None, error)] * len(outcomes)
-    return refused_rows
+from .isolate import WriteBatch, keep_rejected, write_isolating
+from .spool import Spool, SpoolBatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +29,22 @@ class ReplayResult:
     rejected: int  # rows the store refused, moved to rejected/
     skipped: int  # files left alone: another process holds them, or other stores' files
     corrupt: int  # unreadable files moved to rejected/
+
+
+@dataclass(slots=True)
+class ReplayPass:
+    """What one pass over the spool did, file by file."""
+
+    files: int = 0  # replayed and removed
+    records: int = 0  # rows written (or already present)
+    rejected: int = 0  # rows the store refused, moved to rejected/
+    held: int = 0  # claimed by another process: not known to be written yet
+    vanished: int = 0  # gone before they could be read (replayed by another process)
+    foreign: int = 0  # spooled for another pair of stores sharing the directory
+    corrupt: int = 0  # unreadable, moved to rejected/
+    failed: int = 0  # left in place after an error ``on_error`` chose to pass over
+    stopped: bool = False  # ``on_error`` ended the pass
+    more: bool = False  # ended at ``max_files`` with more files waiting
 
 
 def batch_matches(batch: SpoolBatch, db: MetadataStore, storage: BodyStore | None) -> bool:
@@ -103,44 +84,63 @@ async def replay_batch(
     return len(rows) - sum(r is not None for r, _ in refused), len(refused)
 
 
-def keep_rejected(
+async def replay_files(
     spool: Spool,
-    refused: Sequence[Refused],
-    batch: SpoolBatch | None,
     db: MetadataStore,
     storage: BodyStore | None,
-    bodies: Mapping[str, bytes | None] | None = None,
-) -> None:
-    """Keep refused rows in rejected/ with the store's error, for a person to look at,
-    with the bodies not stored yet (from ``batch``, or ``bodies`` by request id)."""
-    if not refused:
-        return
-    if bodies is None:
-        bodies = {e.request_id: e.body for e in batch.entries} if batch is not None else {}
-    entries = [
-        SpoolEntry(row, bodies.get(row.request_id), row.body_ref, error)
-        for row, error in refused
-        if row is not None
-    ]
-    for row, error in refused:
-        logger.error(
-            "metadata store %s refused %s: %s",
-            db.url,
-            "outcome updates" if row is None else f"row {row.request_id}",
-            error,
-        )
-    try:
-        spool.append(
-            entries,
-            batch.outcomes if batch is not None and any(r is None for r, _ in refused) else (),
-            reason="rejected",
-            db=db.url,
-            storage=storage.url if storage else None,
-            error=refused[0][1],
-            rejected=True,
-        )
-    except Exception as exc:
-        logger.error("could not keep %d refused rows in the spool: %s", len(entries), exc)
+    *,
+    write: WriteBatch | None = None,
+    any_store: bool = False,
+    max_files: int | None = None,
+    in_thread: bool = False,
+    on_error: Callable[[Path, Exception], bool] | None = None,
+    on_file: Callable[[int, int], None] | None = None,
+) -> ReplayPass:
+    """One pass over the waiting files, oldest first, each removed once written.
+
+    ``in_thread``: list and read files in worker threads (a running writer's loop must
+    not wait on the disk). ``on_error(path, exc)`` decides what a failed file does: True
+    ends the pass, False leaves the file and goes on; without it the error propagates.
+    ``on_file(written, refused)`` follows each replayed file."""
+    tally = ReplayPass()
+    paths = await asyncio.to_thread(spool.pending) if in_thread else spool.pending()
+    for path in paths:
+        if max_files is not None and tally.files >= max_files:
+            tally.more = True
+            break
+        with spool.claim(path) as mine:
+            if not mine:
+                tally.held += 1
+                continue
+            try:
+                batch = await asyncio.to_thread(spool.read, path) if in_thread else spool.read(path)
+            except FileNotFoundError:
+                tally.vanished += 1
+                continue
+            except SpoolCorrupt as exc:
+                logger.error("%s; moved to %s", exc, spool.quarantine(path))
+                tally.corrupt += 1
+                continue
+            if not any_store and not batch_matches(batch, db, storage):
+                tally.foreign += 1
+                continue
+            try:
+                written, refused = await replay_batch(batch, db, storage, spool, write)
+            except Exception as exc:
+                if on_error is None:
+                    raise
+                if on_error(path, exc):
+                    tally.stopped = True
+                    break
+                tally.failed += 1
+                continue
+            spool.remove(path)
+        tally.files += 1
+        tally.records += written
+        tally.rejected += refused
+        if on_file is not None:
+            on_file(written, refused)
+    return tally
 
 
 async def replay_spool(
@@ -155,29 +155,6 @@ async def replay_spool(
     once written. A re-written row is a no-op (its request_id exists), so replaying a file
     twice is harmless. Files spooled for other stores are skipped unless ``any_store``.
     Raises ``StoreUnavailable`` (the file stays) when a store is down."""
-    files = records = rejected = skipped = corrupt = 0
-    for path in spool.pending():
-        if max_files is not None and files >= max_files:
-            break
-        with spool.claim(path) as mine:
-            if not mine:
-                skipped += 1
-                continue
-            try:
-                batch = spool.read(path)
-            except FileNotFoundError:
-                skipped += 1
-                continue
-            except SpoolCorrupt as exc:
-                logger.error("%s; moved to %s", exc, spool.quarantine(path))
-                corrupt += 1
-                continue
-            if not any_store and not batch_matches(batch, db, storage):
-                skipped += 1
-                continue
-            written, refused = await replay_batch(batch, db, storage, spool)
-            spool.remove(path)
-        files += 1
-        records += written
-        rejected += refused
-    return ReplayResult(files, records, rejected, skipped, corrupt)
+    tally = await replay_files(spool, db, storage, any_store=any_store, max_files=max_files)
+    skipped = tally.held + tally.vanished + tally.foreign
+    return ReplayResult(tally.files, tally.records, tally.rejected, skipped, tally.corrupt)
