@@ -32,7 +32,7 @@ from .isolate import Refused, is_transient, keep_rejected, write_isolating
 from .replay import replay_files
 from .spool import Spool, SpoolEntry
 
-QueueItem = CallRecord | OutcomeUpdate
+QueueItem = CallRecord | OutcomeUpdate  # what the writer queues: a call, or a later outcome
 
 _PROBE_CAP = 30.0  # longest wait between tries of a store that is down
 _REPLAY_CHECK_SECONDS = 30.0  # how often a healthy writer looks for spooled files

@@ -26,13 +26,11 @@ from typing import Any, Literal
 
 from .._log import logger, warn_once
 from ..record.call import CallRecord
-from ..schema import OutcomeUpdate
 from ..stores.base import BodyStore, MetadataStore
 from . import lifecycle
-from .delivery import Delivery, read_request_id, release
+from .delivery import Delivery, QueueItem, read_request_id, release
 from .spool import Spool
 
-QueueItem = CallRecord | OutcomeUpdate
 OnFull = Literal["spill", "drop_bodies_first", "block"]
 ON_FULL_POLICIES: tuple[OnFull, ...] = ("spill", "drop_bodies_first", "block")
 
