@@ -171,7 +171,7 @@ class LoggingLLM(Generic[ClientT]):
         options["handle_sigterm"] = handle_sigterm
         options["spool"] = _spool_for(spool, db, storage, spool_max_bytes, spool_fsync)
         self._writer: BatchWriter = shared_writer(db, storage, **options)
-        self._writer._users += 1
+        self._writer.attach()
         self._close_stores = close_stores
         self._closed = False
         self._derived = False
@@ -243,8 +243,7 @@ class LoggingLLM(Generic[ClientT]):
         self._closed = True
         deadline = None if timeout is None else time.monotonic() + timeout
         writer = self._writer
-        writer._users -= 1
-        if writer._users > 0:
+        if writer.detach() > 0:
             return await writer.flush(timeout)
         stats = await writer.close(timeout)
         if self._close_stores:

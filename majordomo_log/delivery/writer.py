@@ -141,7 +141,7 @@ class BatchWriter:
         self._exit_drain_seconds = _EXIT_DRAIN_SECONDS
         self._reopen = False  # set in a forked child: stores must reconnect first
         self._held = False  # the last batch could go nowhere: wait for the stores
-        self._users = 0  # LoggingLLM instances attached (see acquire/release)
+        self._users = 0  # LoggingLLM instances attached (see attach/detach)
         lifecycle.register(self, handle_sigterm)
 
     def __repr__(self) -> str:
@@ -254,6 +254,16 @@ class BatchWriter:
         self._task = loop.create_task(self._run(), name="majordomo-log-writer")
 
     # -- control ------------------------------------------------------------------
+
+    def attach(self) -> None:
+        """A wrapper starts using this writer."""
+        self._users += 1
+
+    def detach(self) -> int:
+        """A wrapper stops using this writer; returns how many still use it (the last one
+        closes it)."""
+        self._users -= 1
+        return self._users
 
     def stats(self) -> WriterStats:
         delivery = self._delivery
