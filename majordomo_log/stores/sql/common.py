@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 if TYPE_CHECKING:
@@ -95,8 +95,11 @@ class SqlStoreBase:
 
 
 class PooledStoreBase(SqlStoreBase):
-    """A server store on a connection pool (PostgreSQL, MySQL): reopening it."""
+    """A server store on a connection pool (PostgreSQL, MySQL): checking it is open,
+    closing and reopening it. A subclass names its server and says how to close its
+    pool, find the pool's transports and turn a driver error into ours."""
 
+    server: ClassVar[str]  # the server's name in messages: "PostgreSQL", "MySQL"
     _pool: Any
     _open_pool: Callable[[], Awaitable[Any]] | None
     _scrub: Callable[[str], str]
@@ -105,26 +108,39 @@ class PooledStoreBase(SqlStoreBase):
     async def _close_pool(self) -> None:
         raise NotImplementedError
 
-    async def _reopen_pool(
-        self,
-        server: str,
-        transports: Callable[[Any], Iterable[Any]],
-        error: Callable[[str, BaseException, Callable[[str], str]], StoreError],
-    ) -> None:
+    def _pool_transports(self) -> Iterable[Any]:
+        raise NotImplementedError
+
+    def _pool_error(self, context: str, exc: BaseException) -> StoreError:
+        raise NotImplementedError
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"{self.server} {self.url}: the store is closed")
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._fork.inherited():  # the parent's pool: see reopen()
+            abandon(self._pool, self._pool_transports)
+            return
+        await self._close_pool()
+
+    async def reopen(self) -> None:
         """Fresh connections (see ``base.Reopenable``). In a forked child the inherited
-        pool is abandoned (``_fork``): closing it would send the protocol's goodbye on
-        the parent's sockets and unregister them from the parent's epoll."""
+        pool is abandoned (``fork.abandon``): closing it would send the protocol's goodbye
+        on the parent's sockets and unregister them from the parent's epoll."""
         if self._open_pool is None:
-            raise StoreError(f"{server} {self.url}: this store cannot reopen itself")
+            raise StoreError(f"{self.server} {self.url}: this store cannot reopen itself")
         if self._fork.inherited():
-            pool = self._pool
-            abandon(pool, lambda: transports(pool))
+            abandon(self._pool, self._pool_transports)
         elif not self._closed:
             await self._close_pool()
         try:
             self._pool = await self._open_pool()
         except Exception as exc:
-            raise error(f"cannot reconnect to {server} {self.url}", exc, self._scrub) from exc
+            raise self._pool_error(f"cannot reconnect to {self.server} {self.url}", exc) from exc
         self._fork.reset()
         self._closed = False
 

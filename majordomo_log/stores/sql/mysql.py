@@ -25,7 +25,7 @@ from pymysql.converters import escape_item
 from ..._exceptions import ConfigError, MigrationError, StoreError
 from ..._gil import LoopTurns
 from ...schema import COLUMNS, OutcomeUpdate, Row
-from ..fork import ForkGuard, abandon
+from ..fork import ForkGuard
 from ..urls import check_url
 from .common import PooledStoreBase, check_identifier, classify, format_placeholders, scrubber
 from .migrate import MIGRATIONS_TABLE, migrations_for, split_statements
@@ -56,6 +56,7 @@ class MySQLAdapter(PooledStoreBase):
     arguments). Works with MySQL 8 and MariaDB 10.11."""
 
     dialect = "mysql"
+    server = "MySQL"
 
     def __init__(
         self,
@@ -158,8 +159,8 @@ class MySQLAdapter(PooledStoreBase):
         return await adapter._opened(migrate, read_only)
 
     async def reopen(self) -> None:
-        """Fresh connections (see ``PooledStoreBase._reopen_pool``)."""
-        await self._reopen_pool("MySQL", _transports, _error)
+        """Fresh connections (see ``PooledStoreBase.reopen``), still over TLS if asked."""
+        await super().reopen()
         if self._tls:
             await self._require_tls()
 
@@ -269,24 +270,17 @@ class MySQLAdapter(PooledStoreBase):
             raise _error(f"MySQL {self.url}: query failed", exc, self._scrub) from exc
         return [{k: _decode(v) for k, v in row.items()} for row in rows]
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StoreError(f"MySQL {self.url}: the store is closed")
-
     def _check_writable(self) -> None:
         # PostgreSQL and SQLite refuse writes on a read-only session themselves; a
         # MySQL session here is read-only one query at a time (see fetch).
         if self.read_only:
             raise StoreError(f"MySQL {self.url}: the store was opened read-only")
 
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._fork.inherited():  # the parent's pool: see reopen()
-            abandon(self._pool, lambda: _transports(self._pool))
-            return
-        await self._close_pool()
+    def _pool_transports(self) -> Iterator[Any]:
+        return _transports(self._pool)
+
+    def _pool_error(self, context: str, exc: BaseException) -> StoreError:
+        return _error(context, exc, self._scrub)
 
     async def _close_pool(self) -> None:
         self._pool.close()

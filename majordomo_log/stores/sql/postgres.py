@@ -23,7 +23,7 @@ import asyncpg
 from ..._exceptions import MigrationError, StoreError
 from ..._gil import LoopTurns
 from ...schema import COLUMNS, OutcomeUpdate, Row
-from ..fork import ForkGuard, abandon
+from ..fork import ForkGuard
 from ..urls import check_url, redact_url, url_secrets
 from .common import PooledStoreBase, check_identifier, classify, numbered_placeholders, scrubber
 from .migrate import MIGRATIONS_TABLE, migrations_for, split_statements
@@ -52,6 +52,7 @@ class PostgresAdapter(PooledStoreBase):
     arguments); ``schema=`` puts the tables in their own schema (created if missing)."""
 
     dialect = "postgresql"
+    server = "PostgreSQL"
 
     def __init__(
         self,
@@ -145,10 +146,6 @@ class PostgresAdapter(PooledStoreBase):
         )
         return await adapter._opened(migrate, read_only)
 
-    async def reopen(self) -> None:
-        """Fresh connections (see ``PooledStoreBase._reopen_pool``)."""
-        await self._reopen_pool("PostgreSQL", _transports, _error)
-
     async def migrate(self) -> list[str]:
         if self.read_only:
             raise StoreError(f"PostgreSQL {self.url}: the store was opened read-only")
@@ -214,18 +211,11 @@ class PostgresAdapter(PooledStoreBase):
             raise _error(f"PostgreSQL {self.url}: query failed", exc, self._scrub) from exc
         return [{k: _decode(v) for k, v in record.items()} for record in records]
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StoreError(f"PostgreSQL {self.url}: the store is closed")
+    def _pool_transports(self) -> Iterator[Any]:
+        return _transports(self._pool)
 
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._fork.inherited():  # the parent's pool: see reopen()
-            abandon(self._pool, lambda: _transports(self._pool))
-            return
-        await self._close_pool()
+    def _pool_error(self, context: str, exc: BaseException) -> StoreError:
+        return _error(context, exc, self._scrub)
 
     async def _close_pool(self) -> None:
         try:
