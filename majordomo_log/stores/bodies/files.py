@@ -18,25 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from ..._exceptions import BodyNotFound, StoreError, StoreUnavailable
 from ..._log import warn_once
 from ...schema import Body
-from .layout import (
-    body_key,
-    build_segment,
-    check_mode,
-    compress,
-    decompress,
-    is_request_id,
-    key_for_request_id,
-    parse_ref,
-    put_checked,
-    shown_ref,
-)
-
-__all__ = ["FileStorageAdapter", "body_key", "key_for_request_id"]
+from . import layout
 
 # A write failing with one of these may succeed later unchanged: out of space or quota,
 # a failing or read-only-remounted disk, out of descriptors or memory, a network file
@@ -76,7 +61,7 @@ class FileStorageAdapter:
         self.root = root
         self.url = f"file://{root}"
         self.compresslevel = compresslevel
-        self.mode = check_mode(mode)
+        self.mode = layout.check_mode(mode)
         self.file_mode = 0o640 if group_read else 0o600
         self.folder_mode = 0o750 if group_read else 0o700
         self.read_only = read_only
@@ -124,7 +109,7 @@ class FileStorageAdapter:
                 problem,
             )
 
-        return await put_checked(bodies, put, refused)
+        return await layout.put_checked(bodies, put, refused)
 
     def _write_file(self, key: str, data: bytes) -> None:
         path = self.root / key
@@ -165,9 +150,9 @@ class FileStorageAdapter:
     def _write_objects(self, bodies: Sequence[Body]) -> list[str | None]:
         refs: list[str | None] = []
         for request_id, started_at, payload in bodies:
-            key = body_key(request_id, started_at)
+            key = layout.body_key(request_id, started_at)
             try:
-                self._write_file(key, compress(payload, self.compresslevel))
+                self._write_file(key, layout.compress(payload, self.compresslevel))
                 refs.append(key)
             except OSError as exc:
                 if exc.errno in _TRANSIENT_ERRNOS:
@@ -179,7 +164,7 @@ class FileStorageAdapter:
         return refs
 
     def _write_segment(self, bodies: Sequence[Body]) -> list[str | None]:
-        key, data, suffixes = build_segment(bodies, self.compresslevel)
+        key, data, suffixes = layout.build_segment(bodies, self.compresslevel)
         what = f"a segment of {len(bodies)} bodies"
         try:
             self._write_file(key, data)
@@ -193,21 +178,18 @@ class FileStorageAdapter:
     def _path_for(self, ref: str) -> tuple[Path, tuple[int, int] | None]:
         """The file and byte range a reference names, or ``BodyNotFound``: a reference
         never leads outside the root, whatever a row holds."""
-        if is_request_id(ref):
-            if self.mode == "segment":
-                raise BodyNotFound(
-                    "in segment mode a body is found by the reference stored on its row (body_ref)"
-                )
-            ref = key_for_request_id(ref)
+        ref = layout.request_id_key(ref, self.mode)
         relative = ref.removeprefix("file://")
         if relative.startswith("/"):  # a file:// reference with this root's absolute path
             if not relative.startswith(f"{self.root}/"):
-                raise BodyNotFound(f"body reference {shown_ref(ref)} points outside {self.root}")
+                raise BodyNotFound(
+                    f"body reference {layout.shown_ref(ref)} points outside {self.root}"
+                )
             relative = relative[len(f"{self.root}/") :]
-        key, span = parse_ref(relative)
+        key, span = layout.parse_ref(relative)
         path = (self.root / key).resolve()  # a symlink may still point elsewhere
         if not path.is_relative_to(self.root):
-            raise BodyNotFound(f"body reference {shown_ref(ref)} points outside {self.root}")
+            raise BodyNotFound(f"body reference {layout.shown_ref(ref)} points outside {self.root}")
         return path, span
 
     async def get(self, ref: str) -> dict[str, Any]:
@@ -219,20 +201,14 @@ class FileStorageAdapter:
             data = await asyncio.to_thread(_read, path, span)
         except OSError as exc:
             if exc.errno in _NOT_A_BODY_ERRNOS:
-                raise BodyNotFound(f"no body at {shown_ref(ref)} in {self.root}") from None
+                raise BodyNotFound(f"no body at {layout.shown_ref(ref)} in {self.root}") from None
             raise StoreError(
-                f"cannot read body {shown_ref(ref)} in {self.root}: "
+                f"cannot read body {layout.shown_ref(ref)} in {self.root}: "
                 f"{exc.strerror or type(exc).__name__}"
             ) from None
         if data is None:
-            raise BodyNotFound(f"{shown_ref(ref)} reaches past the end of its file")
-        try:
-            result = orjson.loads(decompress(data, ref))
-        except orjson.JSONDecodeError as exc:  # e.g. a range spanning two members
-            raise BodyNotFound(f"the body at {shown_ref(ref)} is not one JSON envelope") from exc
-        if not isinstance(result, dict):
-            raise BodyNotFound(f"the body at {shown_ref(ref)} is not one JSON envelope")
-        return result
+            raise BodyNotFound(f"{layout.shown_ref(ref)} reaches past the end of its file")
+        return layout.read_envelope(data, ref)
 
     async def reopen(self) -> None:
         """Nothing is held open between batches, so nothing is inherited across a fork:

@@ -19,6 +19,9 @@ import gzip
 import re
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import orjson
 
 from ..._exceptions import BodyNotFound, ConfigError
 from ..._gil import LoopTurns
@@ -114,6 +117,18 @@ def decompress(data: bytes, ref: str) -> bytes:
         raise BodyNotFound(f"the body at {ref!r} is not a gzip member: {exc}") from exc
 
 
+def read_envelope(data: bytes, ref: str) -> dict[str, Any]:
+    """The envelope in a body's stored bytes, or ``BodyNotFound`` if they are not one
+    gzipped JSON object."""
+    try:
+        result = orjson.loads(decompress(data, ref))
+    except orjson.JSONDecodeError as exc:  # e.g. a range spanning two members
+        raise BodyNotFound(f"the body at {shown_ref(ref)} is not one JSON envelope") from exc
+    if not isinstance(result, dict):
+        raise BodyNotFound(f"the body at {shown_ref(ref)} is not one JSON envelope")
+    return result
+
+
 # -- the store boundary: what a store accepts to write, and to read ------------------------
 
 # S3's limit on a key's length; no key of this layout comes near it.
@@ -165,6 +180,18 @@ def body_problem(body: Body) -> str | None:
 def shown_ref(ref: object) -> str:
     """A reference as put in a message: it comes from a row, which may hold anything."""
     return f"{str(ref)!r:.80}"
+
+
+def request_id_key(ref: str, mode: str) -> str:
+    """A bare request id as its body's key (object mode only: a segment's key cannot be
+    told from a request id); any other reference as it is."""
+    if not is_request_id(ref):
+        return ref
+    if mode == "segment":
+        raise BodyNotFound(
+            "in segment mode a body is found by the reference stored on its row (body_ref)"
+        )
+    return key_for_request_id(ref)
 
 
 def parse_ref(ref: str) -> tuple[str, tuple[int, int] | None]:

@@ -17,7 +17,6 @@ from urllib.parse import parse_qsl, urlsplit
 
 import aioboto3
 import aiohttp
-import orjson
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -33,18 +32,7 @@ from ..._log import warn_once
 from ...schema import Body
 from ..fork import ForkGuard, abandon
 from ..urls import TRUE_WORDS, parse_compresslevel, redact_url
-from .layout import (
-    body_key,
-    build_segment,
-    check_mode,
-    compress,
-    decompress,
-    is_request_id,
-    key_for_request_id,
-    parse_ref,
-    put_checked,
-    shown_ref,
-)
+from . import layout
 
 # Error codes that say "not now": throttling, timeouts, the service's own failures.
 # Any 5xx or 429 status counts too. Refusals (AccessDenied, NoSuchBucket,
@@ -116,7 +104,7 @@ class S3Adapter:
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
     ) -> S3Adapter:
-        check_mode(mode)
+        layout.check_mode(mode)
         if not bucket:
             raise ConfigError("S3Adapter needs a bucket name")
         if endpoint_url is not None:
@@ -250,13 +238,15 @@ class S3Adapter:
             return []
         if self.closed:
             raise StoreError(f"{self.url}: the store is closed")
-        return await put_checked(
+        return await layout.put_checked(
             bodies, self._put_valid, lambda problem: self._refused(f"({problem})", None)
         )
 
     async def _put_valid(self, bodies: Sequence[Body]) -> list[str | None]:
         if self.mode == "segment":
-            key, data, suffixes = await asyncio.to_thread(build_segment, bodies, self.compresslevel)
+            key, data, suffixes = await asyncio.to_thread(
+                layout.build_segment, bodies, self.compresslevel
+            )
             full = self._key(key)
             try:
                 await self._put(full, data, "application/x-ndjson")
@@ -268,9 +258,9 @@ class S3Adapter:
                 return [None] * len(bodies)
             return [f"s3://{self.bucket}/{full}{suffix}" for suffix in suffixes]
         compressed = await asyncio.to_thread(
-            lambda: [compress(payload, self.compresslevel) for _, _, payload in bodies]
+            lambda: [layout.compress(payload, self.compresslevel) for _, _, payload in bodies]
         )
-        keys = [self._key(body_key(rid, started)) for rid, started, _ in bodies]
+        keys = [self._key(layout.body_key(rid, started)) for rid, started, _ in bodies]
         results = await asyncio.gather(
             *(self._put(k, d, "application/json") for k, d in zip(keys, compressed, strict=True)),
             return_exceptions=True,
@@ -310,15 +300,13 @@ class S3Adapter:
         if ref.startswith("s3://"):
             home = f"s3://{self.bucket}/{self.prefix}/" if self.prefix else f"s3://{self.bucket}/"
             if not ref.startswith(home):
-                raise BodyNotFound(f"body reference {shown_ref(ref)} points outside {self.url}")
-            ref = ref[len(home) :]
-        elif is_request_id(ref):
-            if self.mode == "segment":
                 raise BodyNotFound(
-                    "in segment mode a body is found by the reference on its row (body_ref)"
+                    f"body reference {layout.shown_ref(ref)} points outside {self.url}"
                 )
-            ref = key_for_request_id(ref)
-        key, span = parse_ref(ref)
+            ref = ref[len(home) :]
+        else:
+            ref = layout.request_id_key(ref, self.mode)
+        key, span = layout.parse_ref(ref)
         return self._key(key), span
 
     async def get(self, ref: str) -> dict[str, Any]:
@@ -339,23 +327,17 @@ class S3Adapter:
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if code in ("NoSuchKey", "404", "InvalidRange", "KeyTooLongError"):
-                raise BodyNotFound(f"no body at {shown_ref(where)}") from None
-            raise StoreError(f"reading {shown_ref(where)} failed: {code}") from None
+                raise BodyNotFound(f"no body at {layout.shown_ref(where)}") from None
+            raise StoreError(f"reading {layout.shown_ref(where)} failed: {code}") from None
         except ParamValidationError:
-            raise BodyNotFound(f"{shown_ref(ref)} is not a body reference") from None
+            raise BodyNotFound(f"{layout.shown_ref(ref)} is not a body reference") from None
         except (BotoCoreError, OSError) as exc:
             raise StoreUnavailable(
-                f"reading {shown_ref(where)} failed: {type(exc).__name__}"
+                f"reading {layout.shown_ref(where)} failed: {type(exc).__name__}"
             ) from None
         if span is not None and len(data) != span[1]:  # the range reached past the end
-            raise BodyNotFound(f"{shown_ref(ref)} reaches past the end of its object")
-        try:
-            result = orjson.loads(decompress(data, ref))
-        except orjson.JSONDecodeError as exc:  # e.g. a range spanning two members
-            raise BodyNotFound(f"the body at {shown_ref(ref)} is not one JSON envelope") from exc
-        if not isinstance(result, dict):
-            raise BodyNotFound(f"the body at {shown_ref(ref)} is not one JSON envelope")
-        return result
+            raise BodyNotFound(f"{layout.shown_ref(ref)} reaches past the end of its object")
+        return layout.read_envelope(data, ref)
 
     async def reopen(self) -> None:
         """A fresh client (see ``base.Reopenable``). In a forked child the inherited
