@@ -1344,6 +1344,7 @@ readback_tags = st.dictionaries(
 )
 
 
+@pytest.mark.servers
 def test_hostile_tag_values_read_back_identically_from_every_store(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:

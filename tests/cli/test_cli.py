@@ -281,6 +281,7 @@ async def _drop(dialect: str, name: str) -> None:
 
 
 @pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
+@pytest.mark.servers
 def test_read_commands_create_no_table_in_an_empty_server_database(
     dialect: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -295,6 +296,7 @@ def test_read_commands_create_no_table_in_an_empty_server_database(
         asyncio.run(_drop(dialect, name))
 
 
+@pytest.mark.servers
 def test_read_commands_create_no_postgres_schema(capsys: pytest.CaptureFixture[str]) -> None:
     from servers import require
 

@@ -212,6 +212,7 @@ async def _finish(llm: Any, spool: Path) -> ml.WriterStats:
 
 
 @pytest.mark.parametrize("dialect", SERVER_DIALECTS)
+@pytest.mark.servers
 async def test_database_unreachable_mid_run(dialect: str, tmp_path: Path) -> None:
     """(a) 200 callers keep calling while the database refuses connections and its open
     connections are reset, for a few seconds."""
@@ -234,6 +235,7 @@ async def test_database_unreachable_mid_run(dialect: str, tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("dialect", SERVER_DIALECTS)
+@pytest.mark.servers
 async def test_connections_reset_mid_batch(dialect: str, tmp_path: Path) -> None:
     """(b) Every open connection is reset every 150 ms for two seconds: batches die
     mid-COPY / mid-INSERT, are retried on fresh connections or spooled."""
@@ -254,6 +256,7 @@ async def test_connections_reset_mid_batch(dialect: str, tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("dialect", SERVER_DIALECTS)
+@pytest.mark.servers
 async def test_stalled_server_times_out_and_spools(dialect: str, tmp_path: Path) -> None:
     """(c) The open connections stop answering (held open, nothing flows: a stuck
     backend, a dead NAT entry); new connections work. The store's command timeout (1 s
@@ -324,6 +327,7 @@ def _weed_ports(proc: subprocess.Popen[bytes]) -> list[int]:
     return [int(args[f if "." in f else f + ".port"]) for f in flags]
 
 
+@pytest.mark.servers
 async def test_s3_server_crash_and_restart(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -379,6 +383,7 @@ async def _calls(llm: Any, count: int) -> list[str]:
     return list(await asyncio.gather(*(one(k) for k in range(count))))
 
 
+@pytest.mark.servers
 async def test_spool_full_keeps_records_in_memory_then_counts_drops(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -423,6 +428,7 @@ async def _finish_allowing_drops(llm: Any, spool: Path) -> ml.WriterStats:
     return stats
 
 
+@pytest.mark.servers
 async def test_unwritable_spool_keeps_records_in_memory(tmp_path: Path) -> None:
     """(e) The spool directory cannot be created (its parent is a regular file; we may be
     root, who ignores permissions): with the database down the records wait in memory

@@ -155,6 +155,7 @@ def _run(script: str, tmp_path: Path, args: list[str]) -> dict[str, Any]:
         assert proc.returncode == 0
 
 
+@pytest.mark.servers
 async def test_sigkill_then_restart_replays_what_reached_the_spool(tmp_path: Path) -> None:
     async with isolated_db("postgresql", tmp_path) as direct:
         assert isinstance(direct.schema, str)  # type: ignore[attr-defined]

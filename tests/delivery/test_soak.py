@@ -52,6 +52,7 @@ def _fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     fast_backoff(monkeypatch)
 
 
+@pytest.mark.servers
 async def test_soak_1000_callers_through_repeated_outages(tmp_path: Path) -> None:
     spool = tmp_path / "spool"
     async with isolated_db("postgresql", tmp_path) as direct:

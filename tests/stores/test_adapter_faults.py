@@ -104,6 +104,7 @@ async def _active_session(db: Any) -> bool:
 
 
 @pytest.mark.parametrize("dialect", SERVERS)
+@pytest.mark.servers
 async def test_connections_killed_mid_batch_are_unavailable_never_refused(
     dialect: str, tmp_path: Path
 ) -> None:
@@ -149,7 +150,9 @@ async def _write_until_done(db: Any, batch: list[tuple[Any, ...]]) -> list[str]:
     raise AssertionError(f"the store did not recover: {outcomes}")
 
 
-@pytest.mark.parametrize("dialect", ["sqlite", *SERVERS])
+@pytest.mark.parametrize(
+    "dialect", ["sqlite", *(pytest.param(d, marks=pytest.mark.servers) for d in SERVERS)]
+)
 @pytest.mark.parametrize("change", ["column dropped", "table missing"])
 async def test_schema_mismatch_is_a_permanent_error(
     dialect: str, change: str, tmp_path: Path
@@ -170,6 +173,7 @@ async def test_schema_mismatch_is_a_permanent_error(
 
 
 @pytest.mark.parametrize("dialect", SERVERS)
+@pytest.mark.servers
 async def test_unreachable_server_is_unavailable_and_keeps_the_password_out(
     dialect: str,
 ) -> None:
@@ -182,6 +186,7 @@ async def test_unreachable_server_is_unavailable_and_keeps_the_password_out(
     assert secret not in str(info.value) and secret not in repr(info.value)
 
 
+@pytest.mark.servers
 async def test_mysql_bad_credentials_are_permanent_and_secret() -> None:
     parts = urlsplit(require("mysql"))
     secret = f"pw-{uuid.uuid4().hex}"
@@ -192,6 +197,7 @@ async def test_mysql_bad_credentials_are_permanent_and_secret() -> None:
     assert "Access denied" in str(info.value) and secret not in str(info.value)
 
 
+@pytest.mark.servers
 async def test_a_closed_store_refuses_instead_of_retrying(tmp_path: Path) -> None:
     for dialect in ("sqlite", *SERVERS):
         async with isolated_db(dialect, tmp_path) as db:
@@ -296,6 +302,7 @@ def same_ports(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     yield chosen
 
 
+@pytest.mark.servers
 async def test_s3_server_stopped_then_restarted(tmp_path: Path, same_ports: list[int]) -> None:
     from majordomo_log.testing import FakeProvider, fake_openai_client
 

@@ -32,7 +32,10 @@ async def open_store(kind: str, mode: str, tmp_path: Path, server: S3Server | No
     )
 
 
-@pytest.fixture(params=STORES, ids=[f"{k}-{m}" for k, m in STORES])
+@pytest.fixture(
+    params=[pytest.param(s, marks=pytest.mark.servers) if s[0] == "s3" else s for s in STORES],
+    ids=[f"{k}-{m}" for k, m in STORES],
+)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
     kind, mode = request.param
     server = request.getfixturevalue("s3_server") if kind == "s3" else None

@@ -249,6 +249,7 @@ async def _view(store: ml.MetadataStore, view: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
+@pytest.mark.servers
 async def test_reports_match_sqlite_on_the_same_data(dialect: str, tmp_path: Path) -> None:
     rows = sample_rows()
     outputs = {}
@@ -284,6 +285,7 @@ async def test_reports_match_sqlite_on_the_same_data(dialect: str, tmp_path: Pat
 
 
 @pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
+@pytest.mark.servers
 async def test_a_migration_reruns_after_failing_halfway(dialect: str, tmp_path: Path) -> None:
     """MySQL commits DDL as it goes: a migration interrupted after some statements
     must complete when run again (simulated: its record gone, its effects kept)."""

@@ -85,7 +85,14 @@ def ids(batch: list[tuple[Any, ...]]) -> set[str]:
     return {row[0] for row in batch}
 
 
-@pytest.mark.parametrize("dialect", ["sqlite", "postgresql", "mysql"])
+@pytest.mark.parametrize(
+    "dialect",
+    [
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.servers),
+        pytest.param("mysql", marks=pytest.mark.servers),
+    ],
+)
 async def test_child_reopens_metadata_store_and_parent_keeps_its_session(
     dialect: str, tmp_path: Path
 ) -> None:
@@ -158,7 +165,14 @@ def bodies(n: int) -> list[tuple[str, Any, bytes]]:
     return out
 
 
-@pytest.fixture(params=["files-object", "files-segment", "s3-object", "s3-segment"])
+@pytest.fixture(
+    params=[
+        "files-object",
+        "files-segment",
+        pytest.param("s3-object", marks=pytest.mark.servers),
+        pytest.param("s3-segment", marks=pytest.mark.servers),
+    ]
+)
 async def body_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
     kind, mode = request.param.split("-")
     if kind == "files":
@@ -201,7 +215,14 @@ async def test_child_reopens_body_store_and_parent_keeps_writing(
 # -- reopen in the process that opened the store: a reconnect ----------------------------
 
 
-@pytest.mark.parametrize("dialect", ["sqlite", "postgresql", "mysql"])
+@pytest.mark.parametrize(
+    "dialect",
+    [
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.servers),
+        pytest.param("mysql", marks=pytest.mark.servers),
+    ],
+)
 async def test_reopen_in_the_same_process_reconnects(dialect: str, tmp_path: Path) -> None:
     async with isolated_db(dialect, tmp_path) as db:
         first, second, third = rows(3), rows(3), rows(3)
@@ -229,6 +250,7 @@ async def test_reopen_same_process_body_store(body_store: Any) -> None:
     assert all(await body_store.put_many(bodies(2)))
 
 
+@pytest.mark.servers
 async def test_reopen_keeps_the_password_private() -> None:
     url = require("postgresql")
     parts = urlsplit(url)
@@ -262,6 +284,7 @@ def _inherited_sockets(store: Any) -> list[Any]:
 
 
 @pytest.mark.parametrize("kind", ["postgresql", "mysql", "s3"])
+@pytest.mark.servers
 async def test_child_closes_its_copies_of_the_inherited_sockets(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:

@@ -61,6 +61,7 @@ async def _kill_connections(db: Any) -> int:
 
 
 @pytest.mark.parametrize("dialect", SERVERS)
+@pytest.mark.servers
 async def test_writer_recovers_after_the_server_drops_its_connections(
     dialect: str, tmp_path: Path
 ) -> None:
@@ -78,6 +79,7 @@ async def test_writer_recovers_after_the_server_drops_its_connections(
         assert count["n"] == 20
 
 
+@pytest.mark.servers
 async def test_postgres_password_stays_out_of_reprs_and_errors() -> None:
     url = require("postgresql")
     parts = urlsplit(url)
@@ -96,6 +98,7 @@ async def test_postgres_password_stays_out_of_reprs_and_errors() -> None:
     assert "s3cr3t-pw" not in str(info.value)
 
 
+@pytest.mark.servers
 async def test_mysql_password_stays_out_of_reprs_and_errors() -> None:
     url = require("mysql")
     parts = urlsplit(url)
@@ -110,6 +113,7 @@ async def test_mysql_password_stays_out_of_reprs_and_errors() -> None:
         await db.close()
 
 
+@pytest.mark.servers
 def test_cli_on_a_server_url(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = require("postgresql")
     schema = f"mdl_cli_{tmp_path.name[-8:].replace('-', '_')}"
@@ -145,6 +149,7 @@ def test_cli_on_a_server_url(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         asyncio.run(drop())
 
 
+@pytest.mark.servers
 async def test_mysql_database_must_exist_clear_error() -> None:
     url = require("mysql")
     missing = urlsplit(url)._replace(path="/mdl_no_such_database").geturl()
@@ -163,6 +168,7 @@ def test_passwords_in_query_parameters_and_unencoded_ones_stay_hidden() -> None:
     assert "S3CRET" not in str(info.value)
 
 
+@pytest.mark.servers
 async def test_mysql_writes_safely_when_the_server_defaults_to_no_backslash_escapes(
     tmp_path: Path,
 ) -> None:
@@ -205,6 +211,7 @@ async def mysql_scalar(url: str, query: str) -> str:
     return str(value)
 
 
+@pytest.mark.servers
 async def test_mysql_batch_larger_than_a_packet_is_split(tmp_path: Path) -> None:
     from test_contract_metadata import record
 
@@ -218,6 +225,7 @@ async def test_mysql_batch_larger_than_a_packet_is_split(tmp_path: Path) -> None
         assert count["n"] == 500
 
 
+@pytest.mark.servers
 async def test_postgres_schema_names_and_concurrent_first_start(tmp_path: Path) -> None:
     import asyncpg
 

@@ -102,6 +102,7 @@ async def test_a_local_store_url_with_a_password_is_refused(
     assert PASSWORD not in caplog.text
 
 
+@pytest.mark.servers
 async def test_server_urls_never_show_their_password(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     for dialect in ("postgresql", "mysql"):
@@ -189,7 +190,10 @@ def _envelope(request_id: str) -> bytes:
     return json.dumps({"request_id": request_id, "request": {"messages": []}}).encode()
 
 
-@pytest.fixture(params=STORES, ids=[f"{k}-{m}" for k, m in STORES])
+@pytest.fixture(
+    params=[pytest.param(s, marks=pytest.mark.servers) if s[0] == "s3" else s for s in STORES],
+    ids=[f"{k}-{m}" for k, m in STORES],
+)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
     kind, mode = request.param
     if kind == "file":

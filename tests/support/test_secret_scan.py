@@ -134,6 +134,7 @@ def test_the_session_scans_for_every_key_a_fake_client_was_given_or_sent() -> No
 
 
 @pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
+@pytest.mark.servers
 async def test_finds_a_key_in_a_server_table(dialect: str, tmp_path: Path) -> None:
     """What tests/servers.py runs on a test's schema or database right before dropping it."""
     found: list[Finding] = []
@@ -255,6 +256,7 @@ async def test_wrapper_writer_stats_and_local_stores_show_no_key(tmp_path: Path)
         await storage.close()
 
 
+@pytest.mark.servers
 async def test_postgres_password_in_no_repr_and_no_connection_error() -> None:
     url = require("postgresql")
     parts = urlsplit(url)
@@ -286,6 +288,7 @@ async def test_postgres_password_in_no_repr_and_no_connection_error() -> None:
             assert_hidden([password], info.value)
 
 
+@pytest.mark.servers
 async def test_mysql_password_in_no_repr_and_no_failed_login(tmp_path: Path) -> None:
     url = require("mysql")
     parts = urlsplit(url)
