@@ -64,6 +64,13 @@ async def test_uncreatable_folder_is_a_clear_error(tmp_path: Path) -> None:
         await ml.FileStorageAdapter.create(tmp_path / "a-file" / "bodies")
 
 
+@pytest.mark.parametrize("options", [{"compresslevel": 10}, {"compresslevel": -1}, {"mode": "x"}])
+async def test_a_bad_option_is_a_config_error(tmp_path: Path, options: dict[str, Any]) -> None:
+    with pytest.raises(ml.ConfigError) as info:
+        await ml.FileStorageAdapter.create(tmp_path, **options)
+    assert isinstance(info.value, ValueError)  # callers catching ValueError still catch it
+
+
 async def test_a_failed_body_is_none_not_an_exception(tmp_path: Path) -> None:
     storage = await ml.FileStorageAdapter.create(tmp_path)
     # A file where the day folder should be: that body cannot be written, the next one can.

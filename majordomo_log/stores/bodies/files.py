@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..._exceptions import BodyNotFound, StoreError, StoreUnavailable
+from ..._exceptions import BodyNotFound, ConfigError, StoreError, StoreUnavailable
 from ..._log import warn_once
 from ...schema import Body
 from . import layout
@@ -57,7 +57,7 @@ class FileStorageAdapter:
         read_only: bool = False,
     ) -> None:
         if not 0 <= compresslevel <= 9:
-            raise ValueError("compresslevel must be between 0 and 9")
+            raise ConfigError("compresslevel must be between 0 and 9")
         self.root = root
         self.url = f"file://{root}"
         self.compresslevel = compresslevel
