@@ -23,9 +23,11 @@ from typing import Any, Generic, TypeVar
 
 from .._exceptions import ConfigError, StoreError
 from .._log import logger, warn_once
+from ..delivery.options import OnFull, QueueOptions, RetryOptions
+from ..delivery.shared import shared_writer
 from ..delivery.spool import DEFAULT_MAX_BYTES as DEFAULT_SPOOL_BYTES
 from ..delivery.spool import Spool, default_spool_dir
-from ..delivery.writer import DEFAULT_CLOSE_TIMEOUT, BatchWriter, OnFull, WriterStats, shared_writer
+from ..delivery.writer import DEFAULT_CLOSE_TIMEOUT, BatchWriter, WriterStats
 from ..record.call import OUTCOMES, CallContext, CallRecord, UsageExtractor
 from ..record.callinfo import remember
 from ..record.options import DEFAULT_MAX_BODY_BYTES, MIN_MAX_BODY_BYTES
@@ -156,21 +158,25 @@ class LoggingLLM(Generic[ClientT]):
             hash_tags=_tag_names(hash_tags),
             tag_secret=self._secret,
         )
-        options: dict[str, Any] = {
+        queue: dict[str, Any] = {
             k: v
             for k, v in (
                 ("batch_size", batch_size),
                 ("flush_interval", flush_interval),
-                ("max_queue_bytes", max_queue_bytes),
-                ("max_queue_records", max_queue_records),
-                ("max_retries", max_retries),
+                ("max_bytes", max_queue_bytes),
+                ("max_records", max_queue_records),
             )
             if v is not None
         }
-        options["on_full"] = on_full
-        options["handle_sigterm"] = handle_sigterm
-        options["spool"] = _spool_for(spool, db, storage, spool_max_bytes, spool_fsync)
-        self._writer: BatchWriter = shared_writer(db, storage, **options)
+        retries: dict[str, Any] = {} if max_retries is None else {"max_retries": max_retries}
+        self._writer: BatchWriter = shared_writer(
+            db,
+            storage,
+            queue=QueueOptions(**queue, on_full=on_full),
+            retries=RetryOptions(**retries),
+            spool=_spool_for(spool, db, storage, spool_max_bytes, spool_fsync),
+            handle_sigterm=handle_sigterm,
+        )
         self._writer.attach()
         self._close_stores = close_stores
         self._closed = False

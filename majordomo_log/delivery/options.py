@@ -13,6 +13,7 @@ first; a later wrapper asking for other options gets a logged warning
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 from typing import Literal
 
@@ -81,6 +82,10 @@ class RetryOptions:
                 or value < 0
             ):
                 raise ConfigError(f"{name} must be a number of seconds, got {value!r}")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before retry ``attempt`` (0 first): full jitter."""
+        return random.uniform(0.0, min(self.backoff_cap, self.backoff_base * 2**attempt))
 
 
 def _whole(name: str, value: object, least: int) -> None:

@@ -17,34 +17,23 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
-import random
 import threading
 import time
-import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
 
 from .._log import logger, warn_once
 from ..record.call import CallRecord
 from ..stores.base import BodyStore, MetadataStore
 from . import lifecycle
 from .delivery import Delivery, QueueItem, read_request_id, release
+from .options import OnFull, QueueOptions, RetryOptions
 from .spool import Spool
 
-OnFull = Literal["spill", "drop_bodies_first", "block"]
-ON_FULL_POLICIES: tuple[OnFull, ...] = ("spill", "drop_bodies_first", "block")
-
-DEFAULT_BATCH_SIZE = 1000
-DEFAULT_FLUSH_INTERVAL = 1.0
-DEFAULT_MAX_QUEUE_RECORDS = 10_000
-DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
-DEFAULT_MAX_RETRIES = 5
-_MIN_QUEUE_BYTES = 1024
 _CHUNK_BYTES = 512  # a stream chunk object, roughly
 # An SDK response object: 9 KB for a short chat completion from the openai SDK
 # (tracemalloc), more than its JSON (1 KB).
 _RESPONSE_BYTES = 8 * 1024
-_RETRY_BASE, _RETRY_CAP = 0.1, 5.0  # seconds: full-jitter exponential backoff
 _SPILL_CHUNK = 250  # records over budget spilled by the caller when the worker cannot run
 _CLOSED_SPILL_BYTES = 8 * 1024 * 1024  # held after close() before they are spooled
 _CANCEL_GRACE = 1.0  # how long close() waits for a cancelled worker or spill to let go
@@ -53,6 +42,10 @@ _CANCEL_GRACE = 1.0  # how long close() waits for a cancelled worker or spill to
 # of the application's shutdown; what is not written by then is spooled, not lost.
 DEFAULT_CLOSE_TIMEOUT = 10.0
 _EXIT_DRAIN_SECONDS = 10.0  # how long a cancelled worker keeps writing at loop shutdown
+# When set, every writer's delay before retry ``attempt``, in place of its RetryOptions:
+# the tests set it to retry in milliseconds.
+_backoff: Callable[[int], float] | None = None
+_DEFAULT_QUEUE, _DEFAULT_RETRIES = QueueOptions(), RetryOptions()  # frozen: safe to share
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,36 +79,16 @@ class BatchWriter:
         db: MetadataStore,
         storage: BodyStore | None,
         *,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
-        max_queue_records: int = DEFAULT_MAX_QUEUE_RECORDS,
-        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
-        on_full: OnFull = "spill",
+        queue: QueueOptions = _DEFAULT_QUEUE,
+        retries: RetryOptions = _DEFAULT_RETRIES,
         spool: Spool | None = None,
-        max_retries: int = DEFAULT_MAX_RETRIES,
         handle_sigterm: bool = True,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-        if flush_interval <= 0:
-            raise ValueError("flush_interval must be positive")
-        if max_queue_records < 1:
-            raise ValueError("max_queue_records must be at least 1")
-        if max_queue_bytes < _MIN_QUEUE_BYTES:
-            raise ValueError(f"max_queue_bytes must be at least {_MIN_QUEUE_BYTES}")
-        if on_full not in ON_FULL_POLICIES:
-            raise ValueError(f"on_full must be one of {', '.join(ON_FULL_POLICIES)}")
-        if max_retries < 0:
-            raise ValueError("max_retries must not be negative")
         self.db = db
         self.storage = storage
-        self.batch_size = batch_size
-        self.flush_interval = flush_interval
-        self.max_queue_records = max_queue_records
-        self.max_queue_bytes = max_queue_bytes
-        self.on_full = on_full
+        self.queue_options = queue
+        self.retry_options = retries
         self.spool = spool
-        self.max_retries = max_retries
         self._queue: collections.deque[tuple[QueueItem, int]] = collections.deque()  # (item, bytes)
         self._queue_bytes = 0
         self._overflow: list[QueueItem] = []  # over budget, on its way to the spool
@@ -128,7 +101,7 @@ class BatchWriter:
         self._inflight: list[QueueItem] = []  # the batch being written
         self._enqueued = 0  # items ever accepted
         self._done = 0  # items ever finished (written, spooled, refused or dropped)
-        self._delivery = Delivery(db, storage, spool, max_retries, lambda a: _backoff(a))
+        self._delivery = Delivery(db, storage, spool, retries.max_retries, self._retry_delay)
         self._bodies_dropped = self._internal_errors = 0
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
@@ -147,14 +120,30 @@ class BatchWriter:
     def __repr__(self) -> str:
         return f"<BatchWriter db={self.db.url!r} pending={self._enqueued - self._done}>"
 
+    @property
+    def on_full(self) -> OnFull:
+        """What a call does when the queue is over budget (``QueueOptions.on_full``)."""
+        return self.queue_options.on_full
+
+    @property
+    def closing(self) -> bool:
+        """close() has begun: new records go to the spool."""
+        return self._closing
+
+    @property
+    def closed(self) -> bool:
+        """close() has ended: records of later calls are held for the spool."""
+        return self._closed
+
     # -- producer side: called on the caller's hot path ---------------------------
 
     def submit(self, item: QueueItem) -> bool:
         """Queue a record or outcome update; False if it was dropped."""
         size = _size(item)
+        budget = self.queue_options
         if (
-            self._queue_bytes + size > self.max_queue_bytes
-            or len(self._queue) >= self.max_queue_records
+            self._queue_bytes + size > budget.max_bytes
+            or len(self._queue) >= budget.max_records
             or self._closing
         ):
             return self._over_budget(item, size)
@@ -164,13 +153,14 @@ class BatchWriter:
         task = self._task
         if task is None or task.done():
             self._start()
-        elif len(self._queue) >= self.batch_size and self._wake is not None:
+        elif len(self._queue) >= budget.batch_size and self._wake is not None:
             self._wake.set()
         return True
 
     def is_full(self) -> bool:
         return (
-            len(self._queue) >= self.max_queue_records or self._queue_bytes >= self.max_queue_bytes
+            len(self._queue) >= self.queue_options.max_records
+            or self._queue_bytes >= self.queue_options.max_bytes
         )
 
     async def wait_for_room(self) -> None:
@@ -187,15 +177,15 @@ class BatchWriter:
 
     def _over_budget(self, item: QueueItem, size: int) -> bool:
         if (
-            self.on_full == "drop_bodies_first"
+            self.queue_options.on_full == "drop_bodies_first"
             and isinstance(item, CallRecord)
             and not self._closing
-            and len(self._queue) < self.max_queue_records
+            and len(self._queue) < self.queue_options.max_records
             and _drop_body(item)
         ):
             self._bodies_dropped += 1
             size = _size(item)
-            if self._queue_bytes + size <= self.max_queue_bytes:
+            if self._queue_bytes + size <= self.queue_options.max_bytes:
                 self._queue.append((item, size))
                 self._queue_bytes += size
                 self._enqueued += 1
@@ -398,6 +388,9 @@ class BatchWriter:
             self._spilling.pop(id(items), None)
         self._resolve_waiters()
 
+    def _retry_delay(self, attempt: int) -> float:
+        return _backoff(attempt) if _backoff is not None else self.retry_options.delay(attempt)
+
     def reset_after_fork(self) -> None:
         """In a forked child: the parent's records are the parent's to write, and its
         connections and event loop are not ours. Start empty; reconnect before writing."""
@@ -433,7 +426,7 @@ class BatchWriter:
                 if not self._closing and (
                     idle
                     or (
-                        len(self._queue) < self.batch_size
+                        len(self._queue) < self.queue_options.batch_size
                         and not self._overflow
                         and not self._waiters
                         and not self._room_waiters
@@ -441,7 +434,7 @@ class BatchWriter:
                 ):
                     self._wake.clear()
                     try:
-                        await asyncio.wait_for(self._wake.wait(), self.flush_interval)
+                        await asyncio.wait_for(self._wake.wait(), self.queue_options.flush_interval)
                     except asyncio.TimeoutError:
                         pass
                 await self._drain()
@@ -467,7 +460,7 @@ class BatchWriter:
                 # The last batch found nowhere to go: keep it, wait for the next try.
                 await self._sleep_until(self._delivery.down_until)
                 continue
-            count = min(self.batch_size, len(self._queue))
+            count = min(self.queue_options.batch_size, len(self._queue))
             taken = list(itertools.islice(self._queue, count))
             batch = [item for item, _ in taken]
             self._inflight = batch  # before leaving the queue: always within rescue's reach
@@ -575,11 +568,6 @@ def _remaining(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
-def _backoff(attempt: int) -> float:
-    """Full jitter: writers that failed together do not retry together."""
-    return random.uniform(0.0, min(_RETRY_CAP, _RETRY_BASE * 2**attempt))
-
-
 def _size(item: QueueItem) -> int:
     """Memory a queued item holds for its body, roughly: the request snapshot, plus an
     estimate for the response object or stream chunks it keeps alive until written
@@ -611,18 +599,3 @@ def _drop_body(record: CallRecord) -> bool:
 # Writers closed with records still held for the spool (calls made after close()): kept
 # alive until those are spooled, though no wrapper may hold them any more.
 _closed_holding: set[BatchWriter] = set()
-
-# Wrappers that share a pair of stores share one writer. Weak values: the writer
-# lives as long as some LoggingLLM uses it, and a forgotten one is collectable.
-_writers: weakref.WeakValueDictionary[tuple[int, int], BatchWriter] = weakref.WeakValueDictionary()
-
-
-def shared_writer(db: MetadataStore, storage: BodyStore | None, **options: Any) -> BatchWriter:
-    key = (id(db), id(storage))
-    writer = _writers.get(key)
-    if writer is not None and writer._closed:
-        writer.rescue("closed")  # calls made since its close(): spooled, for the new one
-    if writer is None or writer.db is not db or writer.storage is not storage or writer._closing:
-        writer = BatchWriter(db, storage, **options)
-        _writers[key] = writer
-    return writer
