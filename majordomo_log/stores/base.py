@@ -1,8 +1,10 @@
 """The two extension points: where metadata rows go and where bodies go.
 
 A store is anything with these methods; no base class is needed. Every adapter
-shipped here passes the same contract suite (tests/contract), and a new one
-should too.
+shipped here passes its protocol's contract suite, and a new one should be added
+to it: tests/stores/test_contract_metadata.py (the ``db`` fixture: SQLite,
+PostgreSQL, MySQL) and the cases on the ``store`` fixture of
+tests/stores/test_body_stores.py (files and S3, each in both layout modes).
 
 Errors are how a store tells the writer what to do with a batch, so they are
 classified where they happen (``raise StoreUnavailable(...) from exc``):
@@ -84,7 +86,7 @@ class BodyStore(Protocol):
         kind: its row is still written, without a body reference. A body's request id
         and time come from a spool file, which may have been tampered with: a key is
         made only from a lower-case UUIDv7 and a datetime, and any other body gets None
-        (``_bodies.body_problem``)."""
+        (``bodies/layout.py``: ``body_problem``)."""
         ...
 
     async def get(self, ref: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from s3server import S3Server, s3_server, s3_server_with_identities  # noqa: F40
 
 import majordomo_log as ml
 from majordomo_log.capture.ids import uuid7
+from majordomo_log.stores.base import Reopenable
 
 WHEN = dt.datetime(2026, 3, 4, 23, 59, 59, tzinfo=dt.timezone.utc)
 STORES = [("file", "object"), ("file", "segment"), ("s3", "object"), ("s3", "segment")]
@@ -47,6 +48,14 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 def envelope(request_id: str, **extra: Any) -> bytes:
     return json.dumps({"request_id": request_id, **extra}, ensure_ascii=False).encode()
+
+
+async def test_is_a_body_store_that_reopens(store: Any) -> None:
+    assert isinstance(store, ml.BodyStore) and isinstance(store, Reopenable)
+    rid = uuid7(int(WHEN.timestamp() * 1000))
+    await store.reopen()
+    (ref,) = await store.put_many([(rid, WHEN, envelope(rid))])
+    assert (await store.get(ref))["request_id"] == rid
 
 
 async def test_round_trip_of_every_kind_of_body(store: Any) -> None:

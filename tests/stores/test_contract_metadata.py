@@ -19,6 +19,7 @@ from majordomo_log.record.pricing import PriceTable
 from majordomo_log.record.rows import build_row
 from majordomo_log.record.usage import Usage
 from majordomo_log.schema import COLUMNS
+from majordomo_log.stores.base import Reopenable
 from majordomo_log.stores.sql.migrate import migrations_for
 from majordomo_log.testing import FakeProvider, fake_anthropic_client, fake_openai_client
 
@@ -103,6 +104,13 @@ def comparable(row: dict[str, Any]) -> dict[str, Any]:
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     async with isolated_db(request.param, tmp_path) as store:
         yield store
+
+
+async def test_is_a_metadata_store_that_reopens(db: ml.MetadataStore) -> None:
+    assert isinstance(db, ml.MetadataStore) and isinstance(db, Reopenable)
+    assert db.dialect in ("sqlite", "postgresql", "mysql")
+    await db.reopen()
+    assert await db.fetch("SELECT COUNT(*) AS n FROM llm_requests") == [{"n": 0}]
 
 
 async def test_migrations_blank_to_latest_then_rerun(db: ml.MetadataStore) -> None:
