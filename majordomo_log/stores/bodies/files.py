@@ -1,4 +1,4 @@
-"""Bodies as gzipped JSON files in a local folder (layout and modes: ``_bodies``).
+"""Bodies as gzipped JSON files in a local folder (layout and modes: ``layout.py``).
 
 Every file is written to a temporary name and renamed, so a reader never sees half
 a body, and a whole batch is written in one worker-thread hop: a thread hop per

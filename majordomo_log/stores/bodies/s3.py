@@ -1,6 +1,6 @@
 """Bodies archived in S3 or an S3-compatible store (MinIO, R2, SeaweedFS, Ceph).
 
-Same envelopes and key layout as the file store (see ``_bodies``), under
+Same envelopes and key layout as the file store (see ``layout.py``), under
 ``{prefix}/``. One aioboto3 client, and so one connection pool, per adapter.
 Credentials come from the standard AWS chain (environment, profile, instance role)
 or explicit arguments; they are never logged, shown in a repr or put in an error.
@@ -341,7 +341,7 @@ class S3Adapter:
 
     async def reopen(self) -> None:
         """A fresh client (see ``base.Reopenable``). In a forked child the inherited
-        client and its connection pool are abandoned (``_fork``): closing them would
+        client and its connection pool are abandoned (``fork.abandon``): closing them would
         unregister the parent's sockets from the parent's epoll."""
         if self._open_client is None:
             raise StoreError(f"{self.url}: this store cannot reopen itself")
@@ -415,7 +415,7 @@ def _failure(context: str, exc: BaseException) -> StoreError:
 
 def _transports(client: Any) -> Iterator[Any]:
     """The transports of the client's pooled connections (aiobotocore and aiohttp
-    internals; see ``_fork``)."""
+    internals; see ``stores/fork.py``)."""
     sessions = client._endpoint.http_session._sessions.values()
     for session in sessions:
         connector = session.connector

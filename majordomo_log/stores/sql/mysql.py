@@ -366,7 +366,7 @@ def _error(context: str, exc: BaseException, scrub: Callable[[str], str] = str) 
 
 
 def _transports(pool: Any) -> Iterator[Any]:
-    """The transports of a pool's connections (aiomysql internals; see ``_fork``)."""
+    """The transports of a pool's connections (aiomysql internals; see ``stores/fork.py``)."""
     for conn in (*pool._free, *pool._used):
         writer = getattr(conn, "_writer", None)
         if writer is not None:

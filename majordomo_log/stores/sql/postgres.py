@@ -370,7 +370,7 @@ def _error(context: str, exc: BaseException, scrub: Callable[[str], str] = str) 
 
 
 def _transports(pool: Any) -> Iterator[Any]:
-    """The transports of a pool's connections (asyncpg internals; see ``_fork``)."""
+    """The transports of a pool's connections (asyncpg internals; see ``stores/fork.py``)."""
     for holder in pool._holders:
         con = holder._con
         if con is not None:

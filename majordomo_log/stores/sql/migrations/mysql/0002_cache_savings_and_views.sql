@@ -1,7 +1,7 @@
 -- Net cache savings per call, and the shipped report views. MySQL commits each
 -- statement: the runner treats "already exists" errors as done, so a re-run after a
 -- failure halfway completes the rest.
--- The views mean the same in every dialect (tests/test_contract_metadata.py checks it);
+-- The views mean the same in every dialect (tests/stores/test_contract_metadata.py checks it);
 -- days are UTC dates as 'YYYY-MM-DD' text.
 ALTER TABLE llm_requests ADD COLUMN cache_savings DECIMAL(20, 10);
 

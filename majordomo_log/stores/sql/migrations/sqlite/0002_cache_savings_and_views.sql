@@ -1,5 +1,5 @@
 -- Net cache savings per call, and the shipped report views. One transaction.
--- The views mean the same in every dialect (tests/test_contract_metadata.py checks it);
+-- The views mean the same in every dialect (tests/stores/test_contract_metadata.py checks it);
 -- days are UTC dates as 'YYYY-MM-DD' text.
 ALTER TABLE llm_requests ADD COLUMN cache_savings NUMERIC;
 
