@@ -28,11 +28,13 @@ from ._exceptions import (
     StoreUnavailable,
 )
 from .capture.tags import hash_tag, tags
-from .capture.wrapper import LoggingLLM
+from .delivery.options import QueueOptions, RetryOptions
 from .delivery.replay import ReplayResult, replay_spool
 from .delivery.spool import Spool
 from .delivery.writer import WriterStats
+from .logging_llm import LoggingLLM
 from .record.callinfo import CallInfo, call_info
+from .record.options import BodyOptions
 from .record.pricing import Cost, PriceTable
 from .record.usage import Usage
 from .stores.base import BodyStore, MetadataStore
@@ -49,6 +51,7 @@ except _metadata.PackageNotFoundError:  # imported from a source tree that was n
 # __all__: their drivers are optional, and `import *` must not need them.
 __all__ = [
     "BodyNotFound",
+    "BodyOptions",
     "BodyStore",
     "CallInfo",
     "ConfigError",
@@ -59,7 +62,9 @@ __all__ = [
     "MetadataStore",
     "MigrationError",
     "PriceTable",
+    "QueueOptions",
     "ReplayResult",
+    "RetryOptions",
     "Spool",
     "SpoolCorrupt",
     "SpoolFull",

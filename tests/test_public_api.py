@@ -12,6 +12,7 @@ import majordomo_log as ml
 
 PUBLIC = {
     "BodyNotFound",
+    "BodyOptions",
     "BodyStore",
     "CallInfo",
     "ConfigError",
@@ -22,7 +23,9 @@ PUBLIC = {
     "MetadataStore",
     "MigrationError",
     "PriceTable",
+    "QueueOptions",
     "ReplayResult",
+    "RetryOptions",
     "Spool",
     "SpoolCorrupt",
     "SpoolFull",

@@ -1,11 +1,11 @@
-"""``LoggingLLM``: wraps a client so every call is logged.
+"""The wrapper: attribute access passes through to the client, methods come back wrapped.
 
-Attribute access is passed through to the client; methods are wrapped. A call
-takes two clocks, snapshots the request, builds a ``CallRecord`` and hands it
-to the shared ``BatchWriter`` (``_writer.py``); nothing else happens on the
+A call takes two clocks, snapshots the request, builds a ``CallRecord`` and hands it
+to the shared ``BatchWriter`` (``delivery/writer.py``); nothing else happens on the
 caller's path. Known SDK methods (OpenAI chat/responses/embeddings, Anthropic
 messages) are always logged; any other awaited method is logged when its result
-carries usage.
+carries usage (``capture/methods.py``). ``LoggingLLM`` (``majordomo_log/logging_llm.py``)
+is this class with a constructor that turns options into a writer and a context.
 """
 
 from __future__ import annotations
@@ -16,168 +16,61 @@ import datetime as dt
 import inspect
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from os import PathLike
+from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from .._exceptions import ConfigError, StoreError
 from .._log import logger, warn_once
-from ..delivery.options import OnFull, QueueOptions, RetryOptions
-from ..delivery.shared import shared_writer
-from ..delivery.spool import DEFAULT_MAX_BYTES as DEFAULT_SPOOL_BYTES
-from ..delivery.spool import Spool, default_spool_dir
 from ..delivery.writer import DEFAULT_CLOSE_TIMEOUT, BatchWriter, WriterStats
-from ..record.call import OUTCOMES, CallContext, CallRecord, UsageExtractor
+from ..record.call import OUTCOMES, CallContext, CallRecord
 from ..record.callinfo import remember
-from ..record.options import DEFAULT_MAX_BODY_BYTES, MIN_MAX_BODY_BYTES
-from ..record.pricing import PriceTable
-from ..record.redact import RedactHook
-from ..record.serialize import snapshot_request
 from ..record.usage import Usage
-from ..record.values import safe_text, storable_mapping
-from ..stores.base import BodyStore, MetadataStore
+from ..record.values import safe_text
 from .ids import uuid7
-from .keys import hash_api_key, resolve_key_secret
-from .resolve import SDK_PACKAGES, resolve, top_package
+from .keys import hash_api_key
+from .methods import (
+    CLIENT_COPIES,
+    RAW_RESPONSE,
+    STREAMING_RESPONSE,
+    is_raw_response,
+    operation_of,
+    read_usage,
+    served_model,
+    snapshot,
+    with_stream_usage,
+)
+from .resolve import resolve
 from .streams import LoggedStream, LoggedStreamManager
 from .tags import current_tags
 
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
 ClientT = TypeVar("ClientT")
 
-# Method paths of the official SDKs -> the ``operation`` column.
-KNOWN_OPERATIONS: dict[tuple[str, ...], str] = {
-    ("chat", "completions", "create"): "chat.completions",
-    ("responses", "create"): "responses",
-    ("embeddings", "create"): "embeddings",
-    ("messages", "create"): "messages",
-    ("chat", "completions", "parse"): "chat.completions",
-    ("responses", "parse"): "responses",
-}
-# SDK stream helpers: they return an async context manager, not an awaitable.
-STREAM_HELPERS: dict[tuple[str, ...], str] = {
-    ("chat", "completions", "stream"): "chat.completions",
-    ("responses", "stream"): "responses",
-    ("messages", "stream"): "messages",
-}
-# `client.chat.completions.with_raw_response.create(...)`: same call, raw HTTP wrapper
-# (logged); `with_streaming_response`: the caller reads the HTTP body itself (not logged).
-_RAW_RESPONSE = "with_raw_response"
-_STREAMING_RESPONSE = "with_streaming_response"
-# Methods that return a reconfigured copy of the client: the copy is wrapped too.
-_CLIENT_COPIES = frozenset({"with_options", "copy"})
 
-_default_prices: PriceTable | None = None
-
-
-def default_prices() -> PriceTable:
-    """The built-in table merged with ``MAJORDOMO_LOG_PRICES``, loaded once."""
-    global _default_prices
-    if _default_prices is None:
-        _default_prices = PriceTable.load()
-    return _default_prices
-
-
-def _detect_provider(client: Any) -> str:
-    provider = getattr(client, "provider", None)
-    if isinstance(provider, str) and top_package(type(client)) not in SDK_PACKAGES:
-        return provider  # majordomo-llm style clients, or a subclass, name their provider
-    # By the classes the client is built from: an application may subclass the SDK's.
-    sdk_classes = [c for c in type(client).__mro__ if top_package(c) in SDK_PACKAGES]
-    if sdk_classes:
-        if any("azure" in c.__name__.lower() for c in sdk_classes):
-            return "azure"
-        return top_package(sdk_classes[0])
-    return top_package(type(client))
-
-
-class LoggingLLM(Generic[ClientT]):
-    """Wrap ``client`` so that every call is logged to ``db`` (rows) and ``storage`` (bodies).
-
-    Stores: wrappers given the same ``db`` and ``storage`` objects share one background
-    writer. ``close()`` flushes; when the last wrapper sharing the stores closes, the
-    writer stops and the stores are closed too (``close_stores=False`` keeps them open).
-    """
+class ClientWrapper(Generic[ClientT]):
+    """A client whose calls are logged through ``writer`` (see ``LoggingLLM``)."""
 
     def __init__(
         self,
         client: ClientT,
-        db: MetadataStore,
-        storage: BodyStore | None = None,
+        writer: BatchWriter,
+        ctx: CallContext,
         *,
-        api_key_alias: str | None = None,
-        tags: Mapping[str, Any] | None = None,
-        provider: str | None = None,
-        prices: PriceTable | str | PathLike[str] | Sequence[str | PathLike[str]] | None = None,
-        key_hash_secret: str | bytes | None = None,
-        usage_extractor: UsageExtractor | None = None,
+        provider: str,
+        key_secret: bytes,
         methods: Iterable[str] = (),
-        capture_bodies: bool = True,
         close_stores: bool = True,
-        batch_size: int | None = None,
-        flush_interval: float | None = None,
-        max_queue_bytes: int | None = None,
-        max_queue_records: int | None = None,
-        on_full: OnFull = "spill",
-        spool: Spool | str | PathLike[str] | bool | None = None,
-        spool_max_bytes: int = DEFAULT_SPOOL_BYTES,
-        spool_fsync: bool = True,
-        max_retries: int | None = None,
-        handle_sigterm: bool = True,
-        redact: Sequence[RedactHook] = (),
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-        hash_tags: Iterable[str] = (),
     ) -> None:
-        if not isinstance(db, MetadataStore):
-            raise TypeError(
-                f"db must be a metadata store (e.g. SqliteAdapter), got {type(db).__name__}"
-            )
-        if storage is not None and not isinstance(storage, BodyStore):
-            raise TypeError(
-                "storage must be a body store (e.g. FileStorageAdapter), "
-                f"got {type(storage).__name__}"
-            )
-        for store in (db, storage):
-            if getattr(store, "closed", False):
-                # e.g. closed by the last wrapper of an earlier `async with` block
-                raise StoreError(f"{store!r} is closed: open a new one for this wrapper")
         self._client = client
-        self._provider = provider or _detect_provider(client)
-        self._secret = resolve_key_secret(key_hash_secret)
+        self._provider = provider
+        self._secret = key_secret
         self._key_seen: int | None = None
         self._key_hash: str | None = None
-        self._ctx = CallContext(
-            prices=_price_table(prices),
-            api_key_alias=api_key_alias,
-            tags=storable_mapping(tags or {}),
-            secrets=(),
-            extractor=usage_extractor,
-            capture_bodies=capture_bodies,
-            redact_hooks=_redact_hooks(redact),
-            max_body_bytes=_max_body_bytes(max_body_bytes),
-            hash_tags=_tag_names(hash_tags),
-            tag_secret=self._secret,
-        )
-        queue: dict[str, Any] = {
-            k: v
-            for k, v in (
-                ("batch_size", batch_size),
-                ("flush_interval", flush_interval),
-                ("max_bytes", max_queue_bytes),
-                ("max_records", max_queue_records),
-            )
-            if v is not None
-        }
-        retries: dict[str, Any] = {} if max_retries is None else {"max_retries": max_retries}
-        self._writer: BatchWriter = shared_writer(
-            db,
-            storage,
-            queue=QueueOptions(**queue, on_full=on_full),
-            retries=RetryOptions(**retries),
-            spool=_spool_for(spool, db, storage, spool_max_bytes, spool_fsync),
-            handle_sigterm=handle_sigterm,
-        )
-        self._writer.attach()
+        self._ctx = ctx
+        self._writer = writer
+        writer.attach()
         self._close_stores = close_stores
         self._closed = False
         self._derived = False
@@ -201,9 +94,8 @@ class LoggingLLM(Generic[ClientT]):
         return resolve(self._wrap, client, client, (name,), self._children, self)
 
     def __repr__(self) -> str:
-        return (
-            f"<LoggingLLM {self._provider} {type(self._client).__name__} -> {self._writer.db.url}>"
-        )
+        client = type(self._client).__name__
+        return f"<{type(self).__name__} {self._provider} {client} -> {self._writer.db.url}>"
 
     @property
     def client(self) -> ClientT:
@@ -258,7 +150,7 @@ class LoggingLLM(Generic[ClientT]):
                     await _close_store(store, deadline)
         return stats
 
-    async def __aenter__(self) -> LoggingLLM[ClientT]:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -314,37 +206,27 @@ class LoggingLLM(Generic[ClientT]):
         except Exception as exc:  # the logging path never raises into the caller
             self._internal_error(exc)
 
-    def _operation(self, path: tuple[str, ...]) -> tuple[str | None, bool]:
-        """(operation, is a stream helper) for a method path; None if not an SDK call."""
-        clean = tuple(p for p in path if p != _RAW_RESPONSE)
-        for table, helper in ((KNOWN_OPERATIONS, False), (STREAM_HELPERS, True)):
-            for size in (3, 2):
-                operation = table.get(clean[-size:])
-                if operation is not None:
-                    return operation, helper
-        return None, False
-
     def _wrap(self, target: Any, attr: str, path: tuple[str, ...]) -> Callable[..., Any]:
         """A logging version of ``target.<attr>``. The method is looked up on every call,
         so a test that patches the client's method after wrapping is still obeyed."""
-        if len(path) == 1 and path[0] in _CLIENT_COPIES:
+        if len(path) == 1 and path[0] in CLIENT_COPIES:
             return self._wrap_client_copy(target, attr)
-        operation, helper = self._operation(path)
+        operation, helper = operation_of(path)
         if helper and operation is not None:
             return self._wrap_stream_helper(target, attr, operation)
-        if _STREAMING_RESPONSE in path:  # the caller reads raw bytes: not ours to parse
+        if STREAMING_RESPONSE in path:  # the caller reads raw bytes: not ours to parse
             return getattr(target, attr)  # type: ignore[no-any-return]
         known = operation is not None or path[-1] in self._methods
         name = operation or path[-1]
         is_chat = name == "chat.completions"
-        raw = _RAW_RESPONSE in path
+        raw = RAW_RESPONSE in path
         methods_with_usage = self._methods_with_usage
 
         def call(*args: Any, **kwargs: Any) -> Any:
             stream = kwargs.get("stream") is True
             if raw and stream:  # a raw HTTP stream: chunks are the caller's to parse
                 return getattr(target, attr)(*args, **kwargs)
-            sent = _with_stream_usage(kwargs) if is_chat and stream else kwargs
+            sent = with_stream_usage(kwargs) if is_chat and stream else kwargs
             try:
                 record = self._new_record(name, kwargs.get("model"), stream)
             except Exception as exc:
@@ -354,14 +236,14 @@ class LoggingLLM(Generic[ClientT]):
                 result = getattr(target, attr)(*args, **sent)
             except BaseException as exc:
                 if known:
-                    self._log_error(record, _snapshot(args, kwargs), exc)
+                    self._log_error(record, snapshot(args, kwargs), exc)
                 raise
             if not inspect.iscoroutine(result) and (
                 not inspect.isawaitable(result) or hasattr(result, "__aiter__")
             ):
                 return result  # a plain value, or an SDK paginator: nothing to time
             # Frozen before the request goes out: callers mutate `messages` freely.
-            request = _snapshot(args, kwargs)
+            request = snapshot(args, kwargs)
             logs_errors = known or name in methods_with_usage
             return self._await(result, record, request, known, logs_errors, sent is not kwargs)
 
@@ -395,7 +277,7 @@ class LoggingLLM(Generic[ClientT]):
                 raise
         try:
             response = result
-            if _is_raw_response(result) and not record.stream:
+            if is_raw_response(result) and not record.stream:
                 record.provider_request_id = getattr(result, "request_id", None)
                 response = result.parse()  # cached by the SDK: the caller's parse() reuses it
                 if inspect.isawaitable(response):
@@ -423,7 +305,7 @@ class LoggingLLM(Generic[ClientT]):
             return LoggedStream(result, record, self._submit, hide_usage_chunk)
         record.t_end = t_end
         if known:
-            record.usage = _read_usage(response)
+            record.usage = read_usage(response)
         else:
             try:
                 usage = self._extract_usage(response)
@@ -435,7 +317,7 @@ class LoggingLLM(Generic[ClientT]):
             self._methods_with_usage.add(record.operation)
             record.usage = usage
         record.response = response
-        record.served_model = _served_model(response)
+        record.served_model = served_model(response)
         remember(result, record)
         if response is not result:  # with_raw_response: the parsed object too
             remember(response, record)
@@ -491,14 +373,14 @@ class LoggingLLM(Generic[ClientT]):
 
     def _wrap_stream_helper(self, target: Any, attr: str, operation: str) -> Callable[..., Any]:
         def stream(*args: Any, **kwargs: Any) -> Any:
-            sent = _with_stream_usage(kwargs) if operation == "chat.completions" else kwargs
+            sent = with_stream_usage(kwargs) if operation == "chat.completions" else kwargs
             record = self._new_record(operation, kwargs.get("model"), True)
             try:
                 manager = getattr(target, attr)(*args, **sent)
             except BaseException as exc:
-                self._log_error(record, _snapshot(args, kwargs), exc)
+                self._log_error(record, snapshot(args, kwargs), exc)
                 raise
-            record.request_json = _snapshot(args, kwargs)
+            record.request_json = snapshot(args, kwargs)
             self._open_streams[record.request_id] = record
             return LoggedStreamManager(manager, record, self._submit, sent is not kwargs)
 
@@ -512,10 +394,10 @@ class LoggingLLM(Generic[ClientT]):
 
         return copy
 
-    def _derive(self, client: Any) -> LoggingLLM[Any]:
+    def _derive(self, client: Any) -> ClientWrapper[Any]:
         """A wrapper for a reconfigured copy of the client, sharing this one's writer,
         prices and tags. It needs no close(): closing this wrapper covers it."""
-        derived: LoggingLLM[Any] = object.__new__(LoggingLLM)
+        derived: ClientWrapper[Any] = object.__new__(type(self))
         # Private state only: the public names are views pinned to the parent's client.
         derived.__dict__.update({k: v for k, v in self.__dict__.items() if k.startswith("_")})
         derived._client = client
@@ -527,112 +409,18 @@ class LoggingLLM(Generic[ClientT]):
         return derived
 
 
+class _Closable(Protocol):
+    async def close(self) -> None: ...
+
+
 # A store's close() waits for its last statement (SQLite's busy wait is 5 s): allowed
 # this long past close()'s deadline before the store is left behind, logged.
 _STORE_CLOSE_GRACE = 6.0
 
 
-async def _close_store(store: MetadataStore | BodyStore, deadline: float | None) -> None:
+async def _close_store(store: _Closable, deadline: float | None) -> None:
     left = None if deadline is None else max(0.0, deadline - time.monotonic())
     try:
         await asyncio.wait_for(store.close(), None if left is None else left + _STORE_CLOSE_GRACE)
     except asyncio.TimeoutError:
         logger.error("closing %r timed out: left open", store)
-
-
-def _with_stream_usage(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Ask an OpenAI chat stream for usage; without it the stream looks free."""
-    options = kwargs.get("stream_options")
-    if isinstance(options, Mapping) and options.get("include_usage"):
-        return kwargs
-    return {**kwargs, "stream_options": {**(options or {}), "include_usage": True}}
-
-
-_raw_response_types: dict[type, bool] = {}
-
-
-def _is_raw_response(result: Any) -> bool:
-    """``with_raw_response`` results; decided once per type (a missing attribute on a
-    pydantic model costs a slow ``__getattr__`` on every call)."""
-    kind = type(result)
-    known = _raw_response_types.get(kind)
-    if known is None:
-        known = callable(getattr(kind, "parse", None)) and hasattr(kind, "headers")
-        _raw_response_types[kind] = known
-    return known
-
-
-def _snapshot(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes:
-    try:
-        return snapshot_request(args, kwargs)
-    except Exception:
-        return b'{"$unserializable": "request"}'
-
-
-def _read_usage(response: Any) -> Any:
-    try:
-        return getattr(response, "usage", None)
-    except Exception:  # a property that raises: logged as unreadable, never as free
-        return Usage(flags=("unreadable_usage",))
-
-
-def _served_model(result: Any) -> str | None:
-    try:
-        model = getattr(result, "model", None)
-    except Exception:
-        return None
-    return model if isinstance(model, str) else None
-
-
-def _tag_names(names: Iterable[str]) -> frozenset[str]:
-    if isinstance(names, str):  # hash_tags="user_id": forgiven, it is one name
-        names = (names,)
-    names = frozenset(names)
-    for name in names:
-        if not isinstance(name, str):
-            raise ConfigError(f"hash_tags must be tag names, got {type(name).__name__}")
-    return names
-
-
-def _spool_for(
-    spool: Spool | str | PathLike[str] | bool | None,
-    db: MetadataStore,
-    storage: BodyStore | None,
-    max_bytes: int,
-    fsync: bool,
-) -> Spool | None:
-    if spool is False:
-        return None
-    if isinstance(spool, Spool):
-        return spool
-    if spool is None or spool is True:
-        spool = default_spool_dir(db.url, None if storage is None else storage.url)
-    return Spool(spool, max_bytes=max_bytes, fsync=fsync)
-
-
-def _price_table(
-    prices: PriceTable | str | PathLike[str] | Sequence[str | PathLike[str]] | None,
-) -> PriceTable:
-    if prices is None:
-        return default_prices()
-    if isinstance(prices, PriceTable):
-        return prices
-    if isinstance(prices, (str, PathLike)):
-        return PriceTable.load([prices])
-    return PriceTable.load(prices)
-
-
-def _redact_hooks(hooks: Sequence[RedactHook]) -> tuple[RedactHook, ...]:
-    if callable(hooks):  # redact=fn: forgiven, it is one hook
-        return (hooks,)
-    hooks = tuple(hooks)
-    for hook in hooks:
-        if not callable(hook):
-            raise TypeError(f"redact hooks must be callables, got {type(hook).__name__}")
-    return hooks
-
-
-def _max_body_bytes(value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < MIN_MAX_BODY_BYTES:
-        raise ValueError(f"max_body_bytes must be an int of at least {MIN_MAX_BODY_BYTES}")
-    return value

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..capture.tags import tags
-from ..capture.wrapper import LoggingLLM
+from ..logging_llm import LoggingLLM
 from ..stores.bodies.files import FileStorageAdapter
 from ..stores.sql.sqlite import SqliteAdapter
 from . import reports

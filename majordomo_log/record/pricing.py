@@ -301,3 +301,26 @@ def _parse_rates(where: str, raw: Mapping[str, Any], base: Rates | None) -> Rate
     if values["input"] is None or values["output"] is None:
         raise ConfigError(f"{where}: 'input' and 'output' prices are required")
     return Rates(**values)  # type: ignore[arg-type]
+
+
+Prices = PriceTable | str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None
+_default_prices: PriceTable | None = None
+
+
+def default_prices() -> PriceTable:
+    """The built-in table merged with ``MAJORDOMO_LOG_PRICES``, loaded once."""
+    global _default_prices
+    if _default_prices is None:
+        _default_prices = PriceTable.load()
+    return _default_prices
+
+
+def price_table(prices: Prices) -> PriceTable:
+    """A wrapper's ``prices=``: a table, a price file, several, or None for the defaults."""
+    if prices is None:
+        return default_prices()
+    if isinstance(prices, PriceTable):
+        return prices
+    if isinstance(prices, (str, os.PathLike)):
+        return PriceTable.load([prices])
+    return PriceTable.load(prices)

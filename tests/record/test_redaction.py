@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import majordomo_log as ml
-from majordomo_log.capture.wrapper import default_prices
 from majordomo_log.record import redact as _redact
 from majordomo_log.record.call import CallContext, CallRecord
 from majordomo_log.record.envelope import build_envelope
+from majordomo_log.record.pricing import default_prices
 from majordomo_log.record.redact import redact_bytes, redact_text
 from majordomo_log.testing import FakeProvider, fake_openai_client
 

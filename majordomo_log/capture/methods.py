@@ -1,0 +1,102 @@
+"""What a method of a wrapped client is: which SDK calls are LLM calls (``operation``),
+and the few reads of a result the hot path makes, each one guarded (a property that
+raises must not break the caller's call)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..record.serialize import snapshot_request
+from ..record.usage import Usage
+from .resolve import SDK_PACKAGES, top_package
+
+# Method paths of the official SDKs -> the ``operation`` column.
+KNOWN_OPERATIONS: dict[tuple[str, ...], str] = {
+    ("chat", "completions", "create"): "chat.completions",
+    ("responses", "create"): "responses",
+    ("embeddings", "create"): "embeddings",
+    ("messages", "create"): "messages",
+    ("chat", "completions", "parse"): "chat.completions",
+    ("responses", "parse"): "responses",
+}
+# SDK stream helpers: they return an async context manager, not an awaitable.
+STREAM_HELPERS: dict[tuple[str, ...], str] = {
+    ("chat", "completions", "stream"): "chat.completions",
+    ("responses", "stream"): "responses",
+    ("messages", "stream"): "messages",
+}
+# `client.chat.completions.with_raw_response.create(...)`: same call, raw HTTP wrapper
+# (logged); `with_streaming_response`: the caller reads the HTTP body itself (not logged).
+RAW_RESPONSE = "with_raw_response"
+STREAMING_RESPONSE = "with_streaming_response"
+# Methods that return a reconfigured copy of the client: the copy is wrapped too.
+CLIENT_COPIES = frozenset({"with_options", "copy"})
+
+
+def operation_of(path: tuple[str, ...]) -> tuple[str | None, bool]:
+    """(operation, is a stream helper) for a method path; None if not an SDK call."""
+    clean = tuple(p for p in path if p != RAW_RESPONSE)
+    for table, helper in ((KNOWN_OPERATIONS, False), (STREAM_HELPERS, True)):
+        for size in (3, 2):
+            operation = table.get(clean[-size:])
+            if operation is not None:
+                return operation, helper
+    return None, False
+
+
+def detect_provider(client: Any) -> str:
+    provider = getattr(client, "provider", None)
+    if isinstance(provider, str) and top_package(type(client)) not in SDK_PACKAGES:
+        return provider  # majordomo-llm style clients, or a subclass, name their provider
+    # By the classes the client is built from: an application may subclass the SDK's.
+    sdk_classes = [c for c in type(client).__mro__ if top_package(c) in SDK_PACKAGES]
+    if sdk_classes:
+        if any("azure" in c.__name__.lower() for c in sdk_classes):
+            return "azure"
+        return top_package(sdk_classes[0])
+    return top_package(type(client))
+
+
+def with_stream_usage(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Ask an OpenAI chat stream for usage; without it the stream looks free."""
+    options = kwargs.get("stream_options")
+    if isinstance(options, Mapping) and options.get("include_usage"):
+        return kwargs
+    return {**kwargs, "stream_options": {**(options or {}), "include_usage": True}}
+
+
+_raw_response_types: dict[type, bool] = {}
+
+
+def is_raw_response(result: Any) -> bool:
+    """``with_raw_response`` results; decided once per type (a missing attribute on a
+    pydantic model costs a slow ``__getattr__`` on every call)."""
+    kind = type(result)
+    known = _raw_response_types.get(kind)
+    if known is None:
+        known = callable(getattr(kind, "parse", None)) and hasattr(kind, "headers")
+        _raw_response_types[kind] = known
+    return known
+
+
+def snapshot(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes:
+    try:
+        return snapshot_request(args, kwargs)
+    except Exception:
+        return b'{"$unserializable": "request"}'
+
+
+def read_usage(response: Any) -> Any:
+    try:
+        return getattr(response, "usage", None)
+    except Exception:  # a property that raises: logged as unreadable, never as free
+        return Usage(flags=("unreadable_usage",))
+
+
+def served_model(result: Any) -> str | None:
+    try:
+        model = getattr(result, "model", None)
+    except Exception:
+        return None
+    return model if isinstance(model, str) else None

@@ -1,0 +1,189 @@
+"""``LoggingLLM``: wrap a client so that every call is logged.
+
+This module only assembles one: it checks the stores, turns the options (objects or
+the older keyword arguments) into a ``CallContext`` (``record/call.py``) and a shared
+writer (``delivery/shared.py``), and hands both to the wrapper itself
+(``capture/wrapper.py``), which is all the caller's calls go through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from os import PathLike
+from typing import Any, TypeVar
+
+from ._exceptions import ConfigError, StoreError
+from .capture.keys import resolve_key_secret
+from .capture.methods import detect_provider
+from .capture.wrapper import ClientWrapper
+from .delivery.options import OnFull, QueueOptions, RetryOptions
+from .delivery.shared import shared_writer
+from .delivery.spool import DEFAULT_MAX_BYTES as DEFAULT_SPOOL_BYTES
+from .delivery.spool import Spool, default_spool_dir
+from .record.call import CallContext, UsageExtractor
+from .record.options import BodyOptions
+from .record.pricing import Prices, price_table
+from .record.redact import RedactHook
+from .record.values import storable_mapping
+from .stores.base import BodyStore, MetadataStore
+
+ClientT = TypeVar("ClientT")
+OptionsT = TypeVar("OptionsT", QueueOptions, RetryOptions, BodyOptions)
+
+
+class LoggingLLM(ClientWrapper[ClientT]):
+    """Wrap ``client`` so that every call is logged to ``db`` (rows) and ``storage`` (bodies).
+
+    Options come as small objects (``queue=ml.QueueOptions(...)``,
+    ``retries=ml.RetryOptions(...)``, ``bodies=ml.BodyOptions(...)``, ``spool=ml.Spool(...)``)
+    or as the keyword arguments they replace (``batch_size=``, ``max_retries=``,
+    ``redact=``, ...), not both for the same object.
+
+    Stores: wrappers given the same ``db`` and ``storage`` objects share one background
+    writer, made with the first one's queue, retry and spool options (a later wrapper
+    asking for others gets a logged warning). ``close()`` flushes; when the last wrapper
+    sharing the stores closes, the writer stops and the stores are closed too
+    (``close_stores=False`` keeps them open).
+    """
+
+    def __init__(
+        self,
+        client: ClientT,
+        db: MetadataStore,
+        storage: BodyStore | None = None,
+        *,
+        api_key_alias: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        provider: str | None = None,
+        prices: Prices = None,
+        key_hash_secret: str | bytes | None = None,
+        usage_extractor: UsageExtractor | None = None,
+        methods: Iterable[str] = (),
+        hash_tags: Iterable[str] = (),
+        close_stores: bool = True,
+        handle_sigterm: bool = True,
+        queue: QueueOptions | None = None,
+        retries: RetryOptions | None = None,
+        bodies: BodyOptions | None = None,
+        spool: Spool | str | PathLike[str] | bool | None = None,
+        # The same options as keyword arguments, each a field of the objects above.
+        batch_size: int | None = None,
+        flush_interval: float | None = None,
+        max_queue_bytes: int | None = None,
+        max_queue_records: int | None = None,
+        on_full: OnFull | None = None,
+        max_retries: int | None = None,
+        capture_bodies: bool | None = None,
+        redact: Iterable[RedactHook] | RedactHook | None = None,
+        max_body_bytes: int | None = None,
+        spool_max_bytes: int = DEFAULT_SPOOL_BYTES,
+        spool_fsync: bool = True,
+    ) -> None:
+        if not isinstance(db, MetadataStore):
+            raise TypeError(
+                f"db must be a metadata store (e.g. SqliteAdapter), got {type(db).__name__}"
+            )
+        if storage is not None and not isinstance(storage, BodyStore):
+            raise TypeError(
+                "storage must be a body store (e.g. FileStorageAdapter), "
+                f"got {type(storage).__name__}"
+            )
+        for store in (db, storage):
+            if getattr(store, "closed", False):
+                # e.g. closed by the last wrapper of an earlier `async with` block
+                raise StoreError(f"{store!r} is closed: open a new one for this wrapper")
+        body_options = _options(
+            BodyOptions,
+            bodies,
+            "bodies",
+            capture=("capture_bodies", capture_bodies),
+            redact=("redact", redact),
+            max_bytes=("max_body_bytes", max_body_bytes),
+        )
+        queue_options = _options(
+            QueueOptions,
+            queue,
+            "queue",
+            batch_size=("batch_size", batch_size),
+            flush_interval=("flush_interval", flush_interval),
+            max_bytes=("max_queue_bytes", max_queue_bytes),
+            max_records=("max_queue_records", max_queue_records),
+            on_full=("on_full", on_full),
+        )
+        retry_options = _options(
+            RetryOptions, retries, "retries", max_retries=("max_retries", max_retries)
+        )
+        secret = resolve_key_secret(key_hash_secret)
+        ctx = CallContext(
+            prices=price_table(prices),
+            api_key_alias=api_key_alias,
+            tags=storable_mapping(tags or {}),
+            secrets=(),
+            extractor=usage_extractor,
+            capture_bodies=body_options.capture,
+            redact_hooks=tuple(body_options.redact),
+            max_body_bytes=body_options.max_bytes,
+            hash_tags=_tag_names(hash_tags),
+            tag_secret=secret,
+        )
+        writer = shared_writer(
+            db,
+            storage,
+            queue=queue_options,
+            retries=retry_options,
+            spool=_spool_for(spool, db, storage, spool_max_bytes, spool_fsync),
+            handle_sigterm=handle_sigterm,
+        )
+        super().__init__(
+            client,
+            writer,
+            ctx,
+            provider=provider or detect_provider(client),
+            key_secret=secret,
+            methods=methods,
+            close_stores=close_stores,
+        )
+
+
+def _options(
+    kind: Callable[..., OptionsT], given: OptionsT | None, name: str, **fields: tuple[str, Any]
+) -> OptionsT:
+    """The options object: ``given``, or one made from the keyword arguments that were
+    passed (``fields`` maps each field to its keyword and value; None: not passed)."""
+    passed = {field: value for field, (_, value) in fields.items() if value is not None}
+    if given is not None:
+        if passed:
+            keywords = ", ".join(f"{fields[f][0]}=" for f in passed)
+            raise ConfigError(f"give {name}= or {keywords}, not both")
+        return given
+    try:
+        return kind(**passed)
+    except ConfigError as exc:  # named as the caller passed it
+        keywords = ", ".join(f"{fields[f][0]}=" for f in passed)
+        raise ConfigError(f"{keywords}: {exc}") from None
+
+
+def _tag_names(names: Iterable[str]) -> frozenset[str]:
+    if isinstance(names, str):  # hash_tags="user_id": forgiven, it is one name
+        names = (names,)
+    names = frozenset(names)
+    for name in names:
+        if not isinstance(name, str):
+            raise ConfigError(f"hash_tags must be tag names, got {type(name).__name__}")
+    return names
+
+
+def _spool_for(
+    spool: Spool | str | PathLike[str] | bool | None,
+    db: MetadataStore,
+    storage: BodyStore | None,
+    max_bytes: int,
+    fsync: bool,
+) -> Spool | None:
+    if spool is False:
+        return None
+    if isinstance(spool, Spool):
+        return spool
+    if spool is None or spool is True:
+        spool = default_spool_dir(db.url, None if storage is None else storage.url)
+    return Spool(spool, max_bytes=max_bytes, fsync=fsync)

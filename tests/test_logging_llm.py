@@ -1,0 +1,85 @@
+"""``LoggingLLM``'s options: objects or the keyword arguments they replace, never both,
+each checked when the wrapper is made, and each reaching the part it configures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from duck_client import Acme
+
+import majordomo_log as ml
+
+
+def test_options_objects_reach_the_writer_and_the_record(stores: Any, tmp_path: Path) -> None:
+    def hook(envelope: dict[str, Any]) -> None:
+        return None
+
+    llm = ml.LoggingLLM(
+        Acme(),
+        stores.db,
+        stores.storage,
+        queue=ml.QueueOptions(batch_size=7, max_records=70, on_full="block"),
+        retries=ml.RetryOptions(max_retries=2),
+        bodies=ml.BodyOptions(redact=hook, max_bytes=4096),
+        spool=ml.Spool(tmp_path / "spool", max_bytes=1 << 20),
+    )
+    writer = llm._writer
+    assert writer.queue_options == ml.QueueOptions(batch_size=7, max_records=70, on_full="block")
+    assert writer.retry_options == ml.RetryOptions(max_retries=2)
+    assert llm._ctx.redact_hooks == (hook,) and llm._ctx.max_body_bytes == 4096
+    assert writer.spool is not None and writer.spool.max_bytes == 1 << 20
+
+
+def test_keyword_arguments_still_work(stores: Any) -> None:
+    llm = ml.LoggingLLM(
+        Acme(),
+        stores.db,
+        stores.storage,
+        batch_size=9,
+        max_retries=1,
+        capture_bodies=False,
+        max_body_bytes=2048,
+        spool=False,
+    )
+    assert llm._writer.queue_options == ml.QueueOptions(batch_size=9)
+    assert llm._writer.retry_options == ml.RetryOptions(max_retries=1)
+    assert llm._ctx.capture_bodies is False and llm._ctx.max_body_bytes == 2048
+
+
+@pytest.mark.parametrize(
+    ("options", "names"),
+    [
+        ({"queue": ml.QueueOptions(), "batch_size": 5}, "queue= or batch_size="),
+        ({"retries": ml.RetryOptions(), "max_retries": 1}, "retries= or max_retries="),
+        ({"bodies": ml.BodyOptions(), "redact": [print]}, "bodies= or redact="),
+    ],
+)
+def test_an_object_and_its_keywords_together_are_refused(
+    stores: Any, options: dict[str, Any], names: str
+) -> None:
+    with pytest.raises(ml.ConfigError, match=names):
+        ml.LoggingLLM(Acme(), stores.db, stores.storage, spool=False, **options)
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"max_body_bytes": 10}, "max_body_bytes"),
+        ({"max_queue_records": 0}, "max_queue_records"),
+        ({"flush_interval": -1}, "flush_interval"),
+        ({"on_full": "wait"}, "on_full"),
+        ({"max_retries": -1}, "max_retries"),
+    ],
+)
+def test_a_bad_keyword_is_named_as_it_was_passed(
+    stores: Any, options: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(ml.ConfigError, match=named):
+        ml.LoggingLLM(Acme(), stores.db, stores.storage, spool=False, **options)
+
+
+def test_a_redact_hook_that_is_not_callable_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="redact hooks"):
+        ml.BodyOptions(redact=["not callable"])  # type: ignore[list-item]
