@@ -37,7 +37,7 @@ from _common import MESSAGES, FakeOpenAI, median, result
 
 import majordomo_log as ml
 from majordomo_log import _gil
-from majordomo_log.delivery.delivery import _prepare
+from majordomo_log.delivery.prepare import prepare
 from majordomo_log.record.call import CallRecord
 from majordomo_log.record.rows import build_row
 from majordomo_log.stores.bodies.layout import build_segment
@@ -72,7 +72,7 @@ async def _one_round(tmp: Path) -> dict[str, float]:
     t2 = clock()
     us: dict[str, float] = {"hot path": ((t2 - t1) - (t1 - t0)) / N * 1e6}
     us["pricing"], _ = _per_record_us(lambda: [r.priced() for r in records], N)
-    us["envelope"], bodies = _per_record_us(lambda: _prepare(records, True), N)
+    us["envelope"], bodies = _per_record_us(lambda: prepare(records, True), N)
     us["segment (gzip)"], _ = _per_record_us(
         lambda: [build_segment(bodies[i : i + BATCH], 1) for i in range(0, N, BATCH)], N
     )

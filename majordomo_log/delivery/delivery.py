@@ -12,23 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import datetime as dt
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .._exceptions import SpoolFull
-from .._gil import LoopTurns
 from .._log import logger
 from ..record.call import CallRecord
-from ..record.envelope import build_envelope
-from ..record.redact import scrub_text
-from ..record.rows import build_row, salvage_row
-from ..record.values import safe_text
-from ..schema import MAX_ERROR_CHARS, Body, OutcomeUpdate, Row
+from ..schema import Body, OutcomeUpdate, Row
 from ..stores.base import BodyStore, MetadataStore
 from .isolate import Refused, is_transient, keep_rejected, write_isolating
+from .prepare import prepare, release, row_or_refusal, rows_of
 from .replay import replay_files
 from .spool import Spool, SpoolEntry
 
@@ -97,7 +92,7 @@ class Delivery:
         down and there is no spool, or the spool cannot take it either)."""
         records = [i for i in batch if isinstance(i, CallRecord)]
         outcomes = [i for i in batch if not isinstance(i, CallRecord)]
-        bodies = await asyncio.to_thread(_prepare, records, self.storage is not None)
+        bodies = await asyncio.to_thread(prepare, records, self.storage is not None)
         if self.is_down() and self.spool is not None:
             return await asyncio.to_thread(
                 self._spill_prepared, records, bodies, None, outcomes, None
@@ -116,7 +111,7 @@ class Delivery:
         refs: list[str | None] | None = None
         try:
             refs = await self._store_bodies(records, bodies)
-            rows, unbuildable = await asyncio.to_thread(_rows, records, refs)
+            rows, unbuildable = await asyncio.to_thread(rows_of, records, refs)
             refused = await write_isolating(self._write_with_retries, rows, outcomes)
         except Exception as exc:
             if not is_transient(exc):
@@ -217,6 +212,16 @@ class Delivery:
         async with self._loop_lock("replay"):
             await self._replay(max_files)
 
+    async def replay_until(self, deadline: float | None, when: str = "") -> None:
+        """Replay the whole spool, until ``deadline`` (monotonic) at the latest: the rest
+        waits for the next replay. A failure is logged, not raised."""
+        try:
+            await asyncio.wait_for(self.replay(max_files=None), remaining(deadline))
+        except asyncio.TimeoutError:
+            pass
+        except Exception as exc:
+            logger.error("replaying the spool%s failed: %s: %s", when, type(exc).__name__, exc)
+
     async def _replay(self, max_files: int | None) -> None:
         assert self.spool is not None
         spills_before = self.spill_files
@@ -268,7 +273,7 @@ class Delivery:
             self.drop(records, reason)
             return
         try:
-            bodies = _prepare(records, self.storage is not None)
+            bodies = prepare(records, self.storage is not None)
         except Exception as exc:  # pricing is guarded per record; this is a last resort
             logger.exception("preparing records for the spool failed", exc_info=exc)
             self.drop(records, "internal_error")
@@ -292,7 +297,7 @@ class Delivery:
         entries = []
         unbuildable: list[Refused] = []
         for record, body, ref in zip(records, bodies, refs, strict=True):
-            row = _row_or_refusal(record, ref, unbuildable)
+            row = row_or_refusal(record, ref, unbuildable)
             if row is not None:
                 envelope = body[2] if body is not None and ref is None else None
                 entries.append(SpoolEntry(row, envelope))
@@ -348,90 +353,14 @@ class Delivery:
             logger.error(message, *args)
 
 
+def remaining(deadline: float | None) -> float | None:
+    """Seconds left until a monotonic ``deadline``; None for no deadline."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
 def _url(store: BodyStore | None) -> str | None:
     return None if store is None else store.url
 
 
 def _what(row: Row | None) -> str:
     return "outcome updates" if row is None else f"row {row.request_id}"
-
-
-def _prepare(records: Sequence[CallRecord], with_bodies: bool) -> list[Body | None]:
-    """Worker thread: price every record and build its body envelope."""
-    bodies: list[Body | None] = []
-    turns = LoopTurns()
-    for record in records:
-        turns.maybe_yield()
-        read_request_id(record)
-        record.priced()  # never raises: a failure is flagged pricing_failed
-        body: Body | None = None
-        if with_bodies and record.ctx.capture_bodies and not record.body_dropped:
-            try:
-                started = dt.datetime.fromtimestamp(record.started_at, dt.timezone.utc)
-                body = (record.request_id, started, build_envelope(record))
-            except Exception as exc:  # the row is kept, flagged
-                record.body_flags = (*record.body_flags, "body_unserializable")
-                logger.warning(
-                    "body of %s not serializable: %s", record.request_id, type(exc).__name__
-                )
-        bodies.append(body)
-        record.response = None  # everything needed from it is read: see release()
-    return bodies
-
-
-def read_request_id(record: CallRecord) -> None:
-    # Read here, not on the caller's path: a missing private attribute on a pydantic
-    # model costs microseconds.
-    if record.provider_request_id is None and record.response is not None:
-        try:
-            request_id = getattr(record.response, "_request_id", None)
-        except Exception:  # e.g. an attribute-style dict: __getattr__ raises KeyError
-            request_id = None
-        record.provider_request_id = request_id if type(request_id) is str else None
-
-
-def release(record: CallRecord) -> None:
-    """Let go of a record's response and bodies once it is written, spooled or dropped.
-    Kept, the response would never be freed: call_info()'s map holds the record for as
-    long as the response lives, and the record would hold the response."""
-    read_request_id(record)
-    record.response = None
-    record.request_json = None
-    record.envelope = None
-
-
-def _rows(
-    records: Sequence[CallRecord], refs: Sequence[str | None]
-) -> tuple[list[Row], list[Refused]]:
-    """(rows, refused): a record whose row cannot be built costs only itself, kept as
-    a salvaged row with the error."""
-    turns = LoopTurns()
-    rows: list[Row] = []
-    unbuildable: list[Refused] = []
-    for record, ref in zip(records, refs, strict=True):
-        turns.maybe_yield()
-        row = _row_or_refusal(record, ref, unbuildable)
-        if row is not None:
-            rows.append(row)
-    return rows, unbuildable
-
-
-def _row_or_refusal(record: CallRecord, ref: str | None, refused: list[Refused]) -> Row | None:
-    """The record's row; None when it cannot be built, its salvaged row and the error
-    then added to ``refused``."""
-    try:
-        return build_row(record, ref)
-    except Exception as exc:
-        refused.append((salvage_row(record, ref), _build_error(record, exc)))
-        return None
-
-
-def _build_error(record: CallRecord, exc: Exception) -> str:
-    logger.error(
-        "building the row of %s failed (%s); kept in the spool's rejected/",
-        record.request_id,
-        type(exc).__name__,
-    )
-    error = f"cannot build the row: {type(exc).__name__}: {safe_text(exc)}"
-    # Scrubbed whole, then cut: a key cut in half would pass both kinds of scrubbing.
-    return scrub_text(error, record.ctx.secrets)[:MAX_ERROR_CHARS]

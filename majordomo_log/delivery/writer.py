@@ -17,23 +17,22 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from .._log import logger, warn_once
 from ..record.call import CallRecord
 from ..stores.base import BodyStore, MetadataStore
 from . import lifecycle
-from .delivery import Delivery, QueueItem, read_request_id, release
+from .delivery import Delivery, QueueItem, remaining
+from .memory import drop_body, held_bytes
 from .options import OnFull, QueueOptions, RetryOptions
+from .overflow import Overflow
+from .prepare import release
 from .spool import Spool
+from .stats import WriterStats as WriterStats  # where majordomo_log imports it from
+from .waiters import Waiters
 
-_CHUNK_BYTES = 512  # a stream chunk object, roughly
-# An SDK response object: 9 KB for a short chat completion from the openai SDK
-# (tracemalloc), more than its JSON (1 KB).
-_RESPONSE_BYTES = 8 * 1024
 _SPILL_CHUNK = 250  # records over budget spilled by the caller when the worker cannot run
 _CLOSED_SPILL_BYTES = 8 * 1024 * 1024  # held after close() before they are spooled
 _CANCEL_GRACE = 1.0  # how long close() waits for a cancelled worker or spill to let go
@@ -46,28 +45,6 @@ _EXIT_DRAIN_SECONDS = 10.0  # how long a cancelled worker keeps writing at loop 
 # the tests set it to retry in milliseconds.
 _backoff: Callable[[int], float] | None = None
 _DEFAULT_QUEUE, _DEFAULT_RETRIES = QueueOptions(), RetryOptions()  # frozen: safe to share
-
-
-@dataclass(frozen=True, slots=True)
-class WriterStats:
-    """Counts since the writer started. ``pending`` is queued or being written."""
-
-    written: int  # rows committed (including re-writes of an existing request_id)
-    failed: int  # rows the store refused (kept in the spool's rejected/ folder)
-    dropped: int  # records lost: see dropped_by_reason
-    pending: int
-    bodies_written: int
-    bodies_failed: int
-    outcomes_written: int
-    queue_bytes: int
-    internal_errors: int = 0  # calls that could not be logged because of a bug here
-    dropped_by_reason: dict[str, int] = field(default_factory=dict)
-    spilled: int = 0  # records written to the spool
-    replayed: int = 0  # spooled records since written to the store
-    bodies_dropped: int = 0  # bodies left out by on_full="drop_bodies_first"
-    queue_records: int = 0
-    spool_files: int = 0
-    store_down: bool = False  # a store is unavailable: batches go to the spool
 
 
 class BatchWriter:
@@ -91,13 +68,7 @@ class BatchWriter:
         self.spool = spool
         self._queue: collections.deque[tuple[QueueItem, int]] = collections.deque()  # (item, bytes)
         self._queue_bytes = 0
-        self._overflow: list[QueueItem] = []  # over budget, on its way to the spool
-        # Overflow being written to the spool right now, by id of its list: still the
-        # rescue's to save until the spool has it (a SIGTERM may come mid-write).
-        self._spilling: dict[int, list[QueueItem]] = {}
-        # Taken by whoever appends to or takes the overflow list; never by rescue(), which
-        # may run in a signal handler that interrupted its holder.
-        self._overflow_lock = threading.Lock()
+        self._overflow = Overflow(self._spill_overflow)  # over budget, for the spool
         self._inflight: list[QueueItem] = []  # the batch being written
         self._enqueued = 0  # items ever accepted
         self._done = 0  # items ever finished (written, spooled, refused or dropped)
@@ -105,12 +76,9 @@ class BatchWriter:
         self._bodies_dropped = self._internal_errors = 0
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._room_waiters: list[asyncio.Future[None]] = []
+        self._waiters = Waiters()
         self._closing = False  # close() has begun: new records go to the spool
         self._closed = False  # close() has ended
-        self._overflow_bytes = 0  # held since close(), for the spool
-        self._spill_scheduled = False
         self._exit_drain_seconds = _EXIT_DRAIN_SECONDS
         self._reopen = False  # set in a forked child: stores must reconnect first
         self._held = False  # the last batch could go nowhere: wait for the stores
@@ -139,7 +107,7 @@ class BatchWriter:
 
     def submit(self, item: QueueItem) -> bool:
         """Queue a record or outcome update; False if it was dropped."""
-        size = _size(item)
+        size = held_bytes(item)
         budget = self.queue_options
         if (
             self._queue_bytes + size > budget.max_bytes
@@ -169,8 +137,7 @@ class BatchWriter:
         while self.is_full() and not self._closing:
             if self._task is None or self._task.done():
                 self._start()
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._room_waiters.append(future)
+            future = self._waiters.for_room()
             if self._wake is not None:
                 self._wake.set()
             await future
@@ -181,10 +148,10 @@ class BatchWriter:
             and isinstance(item, CallRecord)
             and not self._closing
             and len(self._queue) < self.queue_options.max_records
-            and _drop_body(item)
+            and drop_body(item)
         ):
             self._bodies_dropped += 1
-            size = _size(item)
+            size = held_bytes(item)
             if self._queue_bytes + size <= self.queue_options.max_bytes:
                 self._queue.append((item, size))
                 self._queue_bytes += size
@@ -195,8 +162,7 @@ class BatchWriter:
             return False
         # Spilled by the worker when it runs; by this caller when it cannot (a burst that
         # never yields to the loop), so memory stays bounded either way.
-        with self._overflow_lock:
-            self._overflow.append(item)
+        self._overflow.add(item)
         self._enqueued += 1
         if self._closed:
             # A call after close(): kept, cheaply. Spooled 250 at a time and at exit, for
@@ -209,31 +175,16 @@ class BatchWriter:
                 "(replayed on the next start, or with `majordomo-log spool replay`)",
             )
             _closed_holding.add(self)  # held by no wrapper maybe: kept until spooled
-            self._overflow_bytes += size
-            if len(self._overflow) >= _SPILL_CHUNK or self._overflow_bytes >= _CLOSED_SPILL_BYTES:
-                self._overflow_bytes = 0
-                self._spill_soon()
+            overflow = self._overflow
+            overflow.closed_bytes += size
+            if len(overflow) >= _SPILL_CHUNK or overflow.closed_bytes >= _CLOSED_SPILL_BYTES:
+                overflow.closed_bytes = 0
+                overflow.spill_soon()
         elif len(self._overflow) >= _SPILL_CHUNK or self._task is None or self._task.done():
             self._spill_overflow()
         elif self._wake is not None:
             self._wake.set()
         return True
-
-    def _spill_soon(self) -> None:
-        """Spool the overflow in a thread when a loop runs here (pricing and an fsync
-        would stall it), else now."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._spill_overflow()
-            return
-        if not self._spill_scheduled:  # one at a time: it takes whatever has piled up
-            self._spill_scheduled = True
-            loop.run_in_executor(None, self._scheduled_spill)
-
-    def _scheduled_spill(self) -> None:
-        self._spill_scheduled = False
-        self._spill_overflow()
 
     def _start(self) -> None:
         try:
@@ -288,12 +239,7 @@ class BatchWriter:
         await self._flush_queue(timeout)
         delivery = self._delivery
         if self.spool is not None and delivery.spool_backlog and not delivery.down_for:
-            try:
-                await asyncio.wait_for(delivery.replay(max_files=None), _remaining(deadline))
-            except asyncio.TimeoutError:
-                pass
-            except Exception as exc:
-                logger.error("replaying the spool failed: %s: %s", type(exc).__name__, exc)
+            await delivery.replay_until(deadline)
         return self.stats()
 
     async def _flush_queue(self, timeout: float | None) -> None:
@@ -301,8 +247,7 @@ class BatchWriter:
         if self._done < target:
             if self._task is None or self._task.done():
                 self._start()
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.append((target, future))
+            future = self._waiters.until_done(target)
             if self._wake is not None:
                 self._wake.set()
             try:
@@ -319,7 +264,7 @@ class BatchWriter:
         directory."""
         deadline = None if timeout is None else time.monotonic() + timeout
         await self._flush_queue(timeout)
-        timeout = _remaining(deadline)
+        timeout = remaining(deadline)
         self._closing = True
         task = self._task
         if task is not None and not task.done():
@@ -336,17 +281,14 @@ class BatchWriter:
         # A spill running in a thread is the one to spool its records: wait for it a
         # little, rather than spool them twice.
         grace = time.monotonic() + _CANCEL_GRACE
-        while self._spilling and time.monotonic() < grace:
+        while self._overflow.spilling and time.monotonic() < grace:
             await asyncio.sleep(0.01)
         self.rescue("closed")
         self._wake_room_waiters()
         if self.spool is not None:  # a store still down fails its one try, and that is all
-            try:
-                await asyncio.wait_for(self._delivery.replay(max_files=None), _remaining(deadline))
-            except asyncio.TimeoutError:
-                pass  # the rest waits for the next start, or `majordomo-log spool replay`
-            except Exception as exc:
-                logger.error("replaying the spool at close failed: %s: %s", type(exc).__name__, exc)
+            # What is left by the deadline waits for the next start, or `majordomo-log
+            # spool replay`.
+            await self._delivery.replay_until(deadline, " at close")
         self._closed = True
         return self.stats()
 
@@ -367,17 +309,17 @@ class BatchWriter:
         both the store and the spool is harmless, as replay skips existing rows."""
         seen: set[int] = set()
         inflight = _unseen(self._inflight, seen)  # may also reach the store
-        spilling = _unseen([i for items in list(self._spilling.values()) for i in items], seen)
+        spilling = _unseen(self._overflow.being_spooled(), seen)
         queued = _unseen([item for item, _ in list(self._queue)], seen)
-        overflow = _unseen(self._overflow, seen)
+        overflow = _unseen(self._overflow.items, seen)
         self._queue.clear()
-        self._overflow = []
+        self._overflow.items = []
         self._queue_bytes = 0
         items = inflight + spilling + queued + overflow
         _closed_holding.discard(self)
         if not items:
             return
-        self._spilling[id(items)] = items  # a SIGTERM during this rescue saves them again
+        self._overflow.spilling[id(items)] = items  # a SIGTERM during this rescue saves them again
         # An interrupted spill counts its own when it ends; an interrupted batch sees that
         # it was rescued (_inflight is no longer it) and leaves the count to this.
         self._done += len(queued) + len(overflow) + len(inflight)
@@ -385,8 +327,8 @@ class BatchWriter:
         try:
             self._delivery.spill_items(items, reason)
         finally:
-            self._spilling.pop(id(items), None)
-        self._resolve_waiters()
+            self._overflow.spooled(items)
+        self._waiters.resolve(self._done)
 
     def _retry_delay(self, attempt: int) -> float:
         return _backoff(attempt) if _backoff is not None else self.retry_options.delay(attempt)
@@ -395,16 +337,13 @@ class BatchWriter:
         """In a forked child: the parent's records are the parent's to write, and its
         connections and event loop are not ours. Start empty; reconnect before writing."""
         self._queue.clear()
-        self._overflow = []
-        self._overflow_lock = threading.Lock()  # a thread of the parent's may have held it
-        self._spilling = {}
+        self._overflow.reset_after_fork()
         self._inflight = []
         self._queue_bytes = 0
         self._enqueued = self._done = 0
         self._task = None
         self._wake = None
-        self._waiters = []
-        self._room_waiters = []
+        self._waiters = Waiters()
         self._reopen = True
         self._delivery.replay_due = 0.0
 
@@ -417,7 +356,7 @@ class BatchWriter:
                 if not self._queue and not self._overflow:
                     if self._closing:
                         return
-                    self._resolve_waiters()
+                    self._waiters.resolve(self._done)
                     await self._delivery.replay_when_idle()
                 idle = not self._queue and not self._overflow
                 # Wait when there is nothing to drain (never spin, whatever waits on us) or
@@ -429,7 +368,6 @@ class BatchWriter:
                         len(self._queue) < self.queue_options.batch_size
                         and not self._overflow
                         and not self._waiters
-                        and not self._room_waiters
                     )
                 ):
                     self._wake.clear()
@@ -497,7 +435,7 @@ class BatchWriter:
                     release(item)
             self._done += count
             self._queue_bytes -= sum(size for _, size in taken)
-            self._resolve_waiters()
+            self._waiters.resolve(self._done)
             self._wake_room_waiters()
 
     # -- stores down and back --------------------------------------------------------
@@ -513,13 +451,9 @@ class BatchWriter:
     # -- spooling -------------------------------------------------------------------
 
     def _spill_overflow(self) -> None:
-        # Any thread: callers append while a worker thread takes the list.
-        with self._overflow_lock:
-            items = self._overflow
-            if not items:
-                return
-            self._spilling[id(items)] = items  # first: rescue must see them until spooled
-            self._overflow = []
+        items = self._overflow.take()  # any thread: callers append while a worker takes
+        if not items:
+            return
         try:
             self._delivery.spill_items(items, "overflow")
         except Exception as exc:  # a bug here: counted, and the writer goes on
@@ -527,32 +461,17 @@ class BatchWriter:
             self._delivery.drop(items, "internal_error")
             logger.error("spooling %d records failed: %s", len(items), type(exc).__name__)
         finally:
-            self._spilling.pop(id(items), None)
+            self._overflow.spooled(items)
             self._done += len(items)
         if not self._overflow:
             _closed_holding.discard(self)
-        self._resolve_waiters()
+        self._waiters.resolve(self._done)
 
     # -- waiters ---------------------------------------------------------------------
 
-    def _resolve_waiters(self) -> None:
-        if not self._waiters:
-            return
-        still = []
-        for target, future in self._waiters:
-            if self._done >= target:
-                if not future.done():
-                    future.set_result(None)
-            else:
-                still.append((target, future))
-        self._waiters = still
-
     def _wake_room_waiters(self) -> None:
-        if self._room_waiters and (not self.is_full() or self._closing):
-            waiters, self._room_waiters = self._room_waiters, []
-            for future in waiters:
-                if not future.done():
-                    future.set_result(None)
+        if self._waiters.want_room and (not self.is_full() or self._closing):
+            self._waiters.wake_room()
 
 
 def _unseen(items: list[QueueItem], seen: set[int]) -> list[QueueItem]:
@@ -562,38 +481,6 @@ def _unseen(items: list[QueueItem], seen: set[int]) -> list[QueueItem]:
             seen.add(id(item))
             fresh.append(item)
     return fresh
-
-
-def _remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
-
-
-def _size(item: QueueItem) -> int:
-    """Memory a queued item holds for its body, roughly: the request snapshot, plus an
-    estimate for the response object or stream chunks it keeps alive until written
-    (the records budget covers the record itself)."""
-    if isinstance(item, CallRecord):
-        size = len(item.request_json or b"")
-        if item.response is not None:
-            size += _RESPONSE_BYTES
-        if item.stream_chunks is not None:
-            size += _CHUNK_BYTES * len(item.stream_chunks)
-        return size
-    return 0
-
-
-def _drop_body(record: CallRecord) -> bool:
-    """Free a record's body (request snapshot, response object); True if there was one.
-    The response is read first for what the row needs from it."""
-    if record.request_json is None and record.response is None:
-        return False
-    read_request_id(record)
-    if record.stream_chunks is None:
-        record.priced()  # usage is read from the response: price it while we have it
-        record.response = None
-    record.request_json = None
-    record.body_dropped = True
-    return True
 
 
 # Writers closed with records still held for the spool (calls made after close()): kept

@@ -17,7 +17,7 @@ from duck_client import Acme, Reply
 from servers import DIALECTS, isolated_db
 
 import majordomo_log as ml
-from majordomo_log.delivery import delivery as _delivery
+from majordomo_log.delivery import prepare as _delivery
 from majordomo_log.record.values import storable
 from majordomo_log.schema import COLUMNS
 
