@@ -5,15 +5,16 @@ from __future__ import annotations
 import gzip
 import os
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-# Secret scan (issue 5): these hooks capture the session's log records, then scan every
-# store, body, spool file and log line for the keys the tests used (tests/secret_scan.py).
+# Secret scan: these hooks capture the session's log records, then scan every store, body,
+# spool file and log line for the keys the tests used (tests/support/secret_scan.py).
+import servers
 from secret_scan import (  # noqa: F401
     _secret_scan_basetemp,
     pytest_sessionfinish,
@@ -48,6 +49,38 @@ def _spool_under_basetemp(tmp_path_factory: pytest.TempPathFactory) -> None:
     from majordomo_log.delivery.spool import SPOOL_DIR_ENV
 
     os.environ[SPOOL_DIR_ENV] = str(tmp_path_factory.mktemp("default-spool"))
+
+
+# The ``servers`` mark: every test that needs PostgreSQL, MySQL or S3 carries it, so that
+# ``-m "not servers"`` runs without any. The hook below marks the tests that request a
+# server fixture (tests/support/s3server.py), tests/support/servers.py's DIALECTS marks its
+# server dialects, and the rest are marked by hand. So that no mark goes missing, a test
+# without it fails when it calls servers.require() (as isolated_db does for a server) or
+# obtains a server fixture at run time (request.getfixturevalue).
+SERVER_FIXTURES = frozenset({"s3_server", "s3_server_with_identities"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by the marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.servers)
+
+
+@pytest.fixture(autouse=True)
+def _servers_marked(request: pytest.FixtureRequest) -> Iterator[None]:
+    marked = request.node.get_closest_marker("servers") is not None
+    servers.unmarked_test = None if marked else request.node.nodeid
+    try:
+        yield
+    finally:
+        servers.unmarked_test = None
+    used = sorted(SERVER_FIXTURES.intersection(request.fixturenames))
+    if used and not marked:
+        pytest.fail(
+            f"{request.node.nodeid} obtained {', '.join(used)} but is not marked servers: "
+            "add @pytest.mark.servers (or pytest.param(..., marks=pytest.mark.servers))"
+        )
 
 
 @pytest.fixture

