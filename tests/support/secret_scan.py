@@ -4,8 +4,9 @@ The suite's own outputs are the best sample of where a secret could leak: every 
 database and body file under pytest's basetemp (gzip members decompressed, gzip streams
 embedded in other files too, such as SeaweedFS volumes), every spool file, every log
 record emitted during the session, the rows of every PostgreSQL schema and MySQL database
-a test used (scanned by tests/servers.py right before it drops them) and every object in
-the SeaweedFS buckets (scanned by tests/s3server.py right before it stops the server).
+a test used (scanned by tests/support/servers.py right before it drops them) and every
+object in the SeaweedFS buckets (scanned by tests/support/s3server.py right before it
+stops the server).
 
 The secrets: :data:`TEST_KEYS` (every API key literal the tests use), :data:`PASSWORDS`,
 every key a fake client was made with or a fake provider was sent
@@ -14,7 +15,7 @@ every key a fake client was made with or a fake provider was sent
 first six characters of the secret, never the whole secret.
 
 tests/conftest.py runs :func:`session_scan` from ``pytest_sessionfinish`` and fails the
-session on any finding; tests/test_secret_scan.py shows the scanner can fail.
+session on any finding; tests/support/test_secret_scan.py shows the scanner can fail.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ PASSWORDS: frozenset[str] = frozenset(
         "S3CRET",
         "other-secret",  # key_hash_secret=
         "wrong-secret-do-not-print",
-        "mdl-any-secret-key",  # tests/s3server.py ANONYMOUS_SECRET_KEY
+        "mdl-any-secret-key",  # tests/support/s3server.py ANONYMOUS_SECRET_KEY
     }
 )
 

@@ -136,7 +136,7 @@ def test_the_session_scans_for_every_key_a_fake_client_was_given_or_sent() -> No
 @pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
 @pytest.mark.servers
 async def test_finds_a_key_in_a_server_table(dialect: str, tmp_path: Path) -> None:
-    """What tests/servers.py runs on a test's schema or database right before dropping it."""
+    """What tests/support/servers.py runs on a test's schema or database before dropping it."""
     found: list[Finding] = []
     async with isolated_db(dialect, tmp_path) as db:
         url = require(dialect)
