@@ -1,4 +1,4 @@
-"""Bad input gets a clear outcome and never crashes the caller or the writer (issue 5).
+"""Bad input gets a clear outcome and never crashes the caller or the writer.
 
 Real SDK clients on the fake provider and real SQLite + file stores. Where the SDK cannot
 carry the input at all (NaN usage, nested responses), a plain client stands in.
