@@ -9,6 +9,7 @@ Read from the source with ``ast``, so an import hidden in a function is seen.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -158,3 +159,14 @@ def test_no_module_takes_another_modules_private_names() -> None:
 def test_no_module_is_over_500_lines(name: str) -> None:
     lines = len(MODULES[name].read_text().splitlines())
     assert lines <= MAX_LINES, f"{name} has {lines} lines: a module this long has two jobs"
+
+
+def test_the_architecture_page_names_only_modules_that_exist() -> None:
+    page = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    named = set(re.findall(r"`((?:[a-z_]+/)*[a-z_]+\.py)`", page))
+    missing = [
+        path
+        for path in named
+        if not (PACKAGE / path).exists() and not (PACKAGE.parent / path).exists()
+    ]
+    assert len(named) > 30 and missing == []
