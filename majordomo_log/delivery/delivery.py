@@ -1,11 +1,12 @@
 """Where a batch is written: to the stores, or to the spool when they cannot take it.
 
-``Delivery.deliver`` prices a batch and builds its bodies in a worker thread,
-stores the bodies, then inserts the rows, retrying an unavailable store with
-exponential backoff and full jitter. When the retries run out, the batch goes to
-the spool and the stores are marked down: later batches go straight to the spool
-until a probe (1 s, doubling up to 30 s) finds them back, and the spool is then
-replayed. A row the store refuses costs only itself and is kept in rejected/.
+``Delivery.deliver`` prices a batch and builds its bodies in a worker thread
+(``delivery/prepare.py``), stores the bodies, then inserts the rows, retrying an
+unavailable store with exponential backoff and full jitter (``RetryOptions``). When
+the retries run out, the batch goes to the spool and the stores are marked down:
+later batches go straight to the spool until a probe (1 s, doubling up to 30 s)
+finds them back, and the spool is then replayed (``delivery/replay.py``). A row the
+store refuses costs only itself and is kept in rejected/ (``delivery/isolate.py``).
 """
 
 from __future__ import annotations

@@ -2,14 +2,15 @@
 
 The wrapper appends to a deque (no await, no lock) and wakes the worker only
 when a full batch is waiting; otherwise the worker wakes on its timer. Each batch
-is handed to ``Delivery`` (``_delivery.py``), which writes it to the stores or,
-when they cannot take it, to the spool.
+is handed to ``Delivery`` (``delivery/delivery.py``), which writes it to the stores
+or, when they cannot take it, to the spool.
 
-Memory is held to two budgets: records waiting, and the memory their bodies hold
-(request snapshots, and an estimate for the response objects they keep alive).
-Over budget, ``on_full`` decides: ``spill`` to the spool, ``drop_bodies_first``
-(the row is kept), or ``block`` (the caller waits for room). Every loss is
-counted per reason in ``stats()``. Exit, SIGTERM and fork are in ``_shutdown.py``.
+Memory is held to two budgets (``QueueOptions``, ``delivery/options.py``): records
+waiting, and the memory their bodies hold (``delivery/memory.py``). Over budget,
+``on_full`` decides: ``spill`` to the spool (``delivery/overflow.py``),
+``drop_bodies_first`` (the row is kept), or ``block`` (the caller waits for room).
+Every loss is counted per reason in ``stats()``. Exit, SIGTERM and fork are in
+``delivery/lifecycle.py``; wrappers find their shared writer in ``delivery/shared.py``.
 """
 
 from __future__ import annotations
