@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ..schema import (
     COLUMNS,
+    COST_COLUMNS,
     MAX_ERROR_CHARS,
     MAX_TAG_CHARS,
+    TOKEN_COLUMNS,
     Row,
 )
 from .call import STATUSES, CallRecord
@@ -41,72 +42,36 @@ def _clip(value: Any, limit: int) -> str | None:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-class TokenValues(TypedDict):
-    input_tokens: int | None
-    cache_read_tokens: int | None
-    cache_write_5m_tokens: int | None
-    cache_write_1h_tokens: int | None
-    output_tokens: int | None
-    reasoning_tokens: int | None
-    total_tokens: int | None
-
-
-class CostValues(TypedDict):
-    input_cost: Decimal | None
-    cache_read_cost: Decimal | None
-    cache_write_cost: Decimal | None
-    output_cost: Decimal | None
-    reasoning_cost: Decimal | None
-    total_cost: Decimal | None
-
-
-_NO_TOKENS: TokenValues = {
-    "input_tokens": None,
-    "cache_read_tokens": None,
-    "cache_write_5m_tokens": None,
-    "cache_write_1h_tokens": None,
-    "output_tokens": None,
-    "reasoning_tokens": None,
-    "total_tokens": None,
-}
-_NO_COST: CostValues = {
-    "input_cost": None,
-    "cache_read_cost": None,
-    "cache_write_cost": None,
-    "output_cost": None,
-    "reasoning_cost": None,
-    "total_cost": None,
-}
-
-
-def token_values(usage: Usage | None) -> TokenValues:
+def token_values(usage: Usage | None) -> dict[str, Any]:
     """The ``TOKEN_COLUMNS`` of a usage (NULLs without usage, or when it could not be read:
     unknown, not zero)."""
     if usage is None or "unreadable_usage" in usage.flags:
-        return _NO_TOKENS
-    return {
-        "input_tokens": usage.input,
-        "cache_read_tokens": usage.cache_read,
-        "cache_write_5m_tokens": usage.cache_write_5m,
-        "cache_write_1h_tokens": usage.cache_write_1h,
-        "output_tokens": usage.output,
-        "reasoning_tokens": usage.reasoning,
-        "total_tokens": usage.total,
-    }
+        return dict.fromkeys(TOKEN_COLUMNS)
+    counts = (
+        usage.input,
+        usage.cache_read,
+        usage.cache_write_5m,
+        usage.cache_write_1h,
+        usage.output,
+        usage.reasoning,
+        usage.total,
+    )
+    return dict(zip(TOKEN_COLUMNS, counts, strict=True))
 
 
-def cost_values(cost: Cost | None) -> CostValues:
+def cost_values(cost: Cost | None) -> dict[str, Any]:
     """The ``COST_COLUMNS`` of a cost (NULLs when the cost is unknown)."""
     if cost is None:
-        return _NO_COST
-    return {
-        "input_cost": cost.input,
-        "cache_read_cost": cost.cache_read,
-        "cache_write_cost": cost.cache_write,
-        "output_cost": cost.output,
-        "reasoning_cost": cost.reasoning,
-        "total_cost": cost.total,
-    }
+        return dict.fromkeys(COST_COLUMNS)
+    amounts = (
+        cost.input,
+        cost.cache_read,
+        cost.cache_write,
+        cost.output,
+        cost.reasoning,
+        cost.total,
+    )
+    return dict(zip(COST_COLUMNS, amounts, strict=True))
 
 
 def _promoted(tags: dict[str, Any], name: str) -> str | None:
