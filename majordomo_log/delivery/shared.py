@@ -1,8 +1,9 @@
 """One writer per pair of stores: wrappers given the same stores share it.
 
 The writer is made with the options of the first wrapper; a later wrapper asking for
-other queue, retry or spool options gets the same writer and a logged warning (once
-per writer) naming what it asked for and what the writer runs with.
+other queue, retry or spool options gets the same writer and a logged warning naming
+what it asked for and what the writer runs with (once per writer and request: a loop
+making wrappers is not a flood).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from .writer import BatchWriter
 # Weak values: the writer lives as long as some LoggingLLM uses it, and a forgotten one
 # is collectable.
 _writers: weakref.WeakValueDictionary[tuple[int, int], BatchWriter] = weakref.WeakValueDictionary()
-_warned: weakref.WeakSet[BatchWriter] = weakref.WeakSet()  # told once of ignored options
+# What each writer has warned about already: the same ignored request is told once.
+_warned: weakref.WeakKeyDictionary[BatchWriter, set[str]] = weakref.WeakKeyDictionary()
 
 
 def shared_writer(
@@ -40,7 +42,7 @@ def shared_writer(
             db, storage, queue=queue, retries=retries, spool=spool, handle_sigterm=handle_sigterm
         )
         _writers[key] = writer
-    elif writer not in _warned:
+    else:
         _warn_if_ignored(writer, queue, retries, spool)
     return writer
 
@@ -53,13 +55,17 @@ def _warn_if_ignored(
     differ = [name for name in running if name in asked and running[name] != asked[name]]
     if not differ:
         return
-    _warned.add(writer)
+    ignored = ", ".join(f"{name}={asked[name]!r}" for name in differ)
+    told = _warned.setdefault(writer, set())
+    if ignored in told:
+        return
+    told.add(ignored)
     logger.warning(
         "the writer for %s already runs with %s; this wrapper's %s %s ignored: "
         "wrappers sharing stores share one writer",
         writer.db.url,
         ", ".join(f"{name}={running[name]!r}" for name in differ),
-        ", ".join(f"{name}={asked[name]!r}" for name in differ),
+        ignored,
         "is" if len(differ) == 1 else "are",
     )
 

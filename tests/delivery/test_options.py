@@ -51,15 +51,20 @@ async def test_a_wrapper_sharing_stores_is_told_its_options_are_ignored(
         other = ml.LoggingLLM(
             Acme(), stores.db, stores.storage, spool=tmp_path / "spool", batch_size=500
         )
+        repeated = ml.LoggingLLM(
+            Acme(), stores.db, stores.storage, spool=tmp_path / "spool", batch_size=500
+        )
         again = ml.LoggingLLM(
             Acme(), stores.db, stores.storage, spool=tmp_path / "spool", max_retries=8
         )
-    (record,) = _warnings(caplog)  # once per writer
-    assert record.getMessage() == (
+    # Each ignored request is told, once: the repeated one adds nothing.
+    assert [r.getMessage() for r in _warnings(caplog)] == [
         f"the writer for {stores.db.url} already runs with batch_size=1000; this wrapper's "
-        "batch_size=500 is ignored: wrappers sharing stores share one writer"
-    )
-    for llm in (again, other, same, first):
+        "batch_size=500 is ignored: wrappers sharing stores share one writer",
+        f"the writer for {stores.db.url} already runs with max_retries=5; this wrapper's "
+        "max_retries=8 is ignored: wrappers sharing stores share one writer",
+    ]
+    for llm in (again, repeated, other, same, first):
         await llm.close()
 
 
