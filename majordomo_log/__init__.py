@@ -31,7 +31,7 @@ from .capture.tags import hash_tag, tags
 from .delivery.options import QueueOptions, RetryOptions
 from .delivery.replay import ReplayResult, replay_spool
 from .delivery.spool import Spool
-from .delivery.writer import WriterStats
+from .delivery.stats import WriterStats
 from .logging_llm import LoggingLLM
 from .record.callinfo import CallInfo, call_info
 from .record.options import BodyOptions

@@ -21,7 +21,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from .._log import logger, warn_once
-from ..delivery.writer import DEFAULT_CLOSE_TIMEOUT, BatchWriter, WriterStats
+from ..delivery.stats import WriterStats
+from ..delivery.writer import DEFAULT_CLOSE_TIMEOUT, BatchWriter
 from ..record.call import OUTCOMES, CallContext, CallRecord
 from ..record.callinfo import remember
 from ..record.usage import Usage

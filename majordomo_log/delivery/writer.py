@@ -31,7 +31,7 @@ from .options import OnFull, QueueOptions, RetryOptions
 from .overflow import Overflow
 from .prepare import release
 from .spool import Spool
-from .stats import WriterStats as WriterStats  # where majordomo_log imports it from
+from .stats import WriterStats
 from .waiters import Waiters
 
 _SPILL_CHUNK = 250  # records over budget spilled by the caller when the worker cannot run
