@@ -12,7 +12,7 @@ Each stage runs on its own, in this thread, over the same N records made by a re
 5. row: the ``llm_requests`` row built (``build_row``);
 6. SQLite write: ``SqliteAdapter.write_batch`` of those rows, 1000 per transaction.
 
-The worker threads' turns for the event loop (``majordomo_log._gil``: a 100 µs sleep
+The worker threads' turns for the event loop (``majordomo_log._loop_turns``: a 100 µs sleep
 after each millisecond of work) are switched off here, so each figure is CPU time, not
 sleep. The sum is the CPU one record costs from call to commit on one core. On CPython one
 core is all the Python parts get (the GIL): zlib and SQLite's own work release it, the
@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import MESSAGES, FakeOpenAI, median, result
 
 import majordomo_log as ml
-from majordomo_log import _gil
+from majordomo_log import _loop_turns as _gil
 from majordomo_log.delivery.prepare import prepare
 from majordomo_log.record.call import CallRecord
 from majordomo_log.record.rows import build_row

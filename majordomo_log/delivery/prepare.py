@@ -11,8 +11,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from .._gil import LoopTurns
 from .._log import logger
+from .._loop_turns import LoopTurns
 from ..record.call import CallRecord
 from ..record.envelope import build_envelope
 from ..record.redact import scrub_text

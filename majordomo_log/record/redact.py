@@ -85,7 +85,7 @@ from typing import Any, AnyStr, Generic, NamedTuple
 
 import orjson
 
-from .._gil import LoopTurns
+from .._loop_turns import LoopTurns
 from .serialize import REDACTED, json_default
 
 RedactHook = Callable[[dict[str, Any]], "dict[str, Any] | None"]

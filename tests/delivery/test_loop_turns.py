@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import orjson
 import pytest
 
-from majordomo_log import _gil
+from majordomo_log import _loop_turns as _gil
 from majordomo_log.record import redact as _redact
 from majordomo_log.stores.bodies import layout as _bodies
 
@@ -22,7 +22,7 @@ ITEM_SECONDS = 0.3 * _gil._WORK_SECONDS
 
 
 class FakeClock:
-    """The ``time`` that ``_gil`` reads, moved only by the test: an item of work takes
+    """The ``time`` that ``_loop_turns`` reads, moved only by the test: an item of work takes
     exactly ``ITEM_SECONDS`` however busy the machine is, and every turn is recorded
     instead of slept."""
 

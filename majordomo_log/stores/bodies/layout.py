@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from ..._exceptions import BodyNotFound, ConfigError
-from ..._gil import LoopTurns
+from ..._loop_turns import LoopTurns
 from ...schema import Body
 
 MODES = ("object", "segment")

@@ -23,7 +23,7 @@ import pymysql
 from pymysql.converters import escape_item
 
 from ..._exceptions import ConfigError, MigrationError, StoreError
-from ..._gil import LoopTurns
+from ..._loop_turns import LoopTurns
 from ...schema import COLUMNS, OutcomeUpdate, Row
 from ..fork import ForkGuard
 from ..urls import check_url

@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import asyncpg
 
 from ..._exceptions import MigrationError, StoreError
-from ..._gil import LoopTurns
+from ..._loop_turns import LoopTurns
 from ...schema import COLUMNS, OutcomeUpdate, Row
 from ..fork import ForkGuard
 from ..urls import check_url, redact_url, url_secrets

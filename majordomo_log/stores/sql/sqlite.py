@@ -20,7 +20,7 @@ from urllib.parse import quote
 import aiosqlite
 
 from ..._exceptions import MigrationError, StoreError, StoreUnavailable
-from ..._gil import LoopTurns
+from ..._loop_turns import LoopTurns
 from ...schema import COLUMNS, MONEY_COLUMNS, OutcomeUpdate, Row
 from ..fork import ForkGuard, keep_forever
 from .common import SqlStoreBase
