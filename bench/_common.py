@@ -13,7 +13,7 @@
 - ``machine()``: calibration and machine facts recorded with the results.
 - ``metadata_store()`` / ``seaweedfs()``: an isolated database per run (SQLite file,
   PostgreSQL schema, MariaDB database, dropped afterwards) and a SeaweedFS S3 server
-  started from tests/s3server.py and stopped again.
+  started from tests/support/s3server.py and stopped again.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 import majordomo_log as ml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # servers.py, s3server.py
+sys.path.insert(0, str(ROOT / "tests" / "support"))  # servers.py, s3server.py
 
 from servers import MYSQL_URL, POSTGRES_URL, answers, isolated_db  # noqa: E402
 
@@ -334,7 +334,7 @@ async def count_rows(db: ml.MetadataStore) -> tuple[int, int]:
 
 @asynccontextmanager
 async def seaweedfs(tmp: Path) -> AsyncIterator[Any]:
-    """A SeaweedFS S3 server (tests/s3server.py) for the block; stopped (and waited for)
+    """A SeaweedFS S3 server (tests/support/s3server.py) for the block; stopped (and waited for)
     afterwards. Yields the ``S3Server`` (``adapter_kwargs()``, ``create_bucket()``)."""
     from s3server import start_seaweedfs, stop
 

@@ -144,7 +144,7 @@ async def end_to_end(
 
 
 def sample_rows(n: int) -> list[tuple[Any, ...]]:
-    """n rows as the writer would build them (tests/test_contract_metadata's record())."""
+    """n rows as the writer would build them (tests/stores/test_contract_metadata's record())."""
     from test_contract_metadata import record
 
     return [build_row(record(i), None) for i in range(n)]
