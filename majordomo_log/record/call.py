@@ -181,12 +181,16 @@ class CallRecord:
         chunks, self.stream_chunks = self.stream_chunks, None
         if chunks is None:
             return
-        start = Assembled(self.status, self.usage, self.served_model)
-        done = assemble_stream(self.operation, chunks, start)
-        self.response, self.usage, self.served_model = done.response, done.usage, done.served_model
-        if done.error_type is not None:
-            self.status = done.status
-            self.error_type, self.error_message = done.error_type, done.error_message
+        into = Assembled(self.status, self.usage, self.served_model)
+        try:
+            assemble_stream(self.operation, chunks, into)
+        finally:  # a bad chunk costs what comes after it: the usage read before is kept
+            if into.response is not None:
+                self.response = into.response
+            self.usage, self.served_model = into.usage, into.served_model
+            if into.error_type is not None:
+                self.status = into.status
+                self.error_type, self.error_message = into.error_type, into.error_message
 
     def _price(self) -> tuple[Usage | None, Cost | None, str]:
         usage = self.normalized_usage()
