@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 
 from .._exceptions import SpoolCorrupt, SpoolFull
-from ..schema import OutcomeUpdate, Row
+from ..schema import COLUMNS, OutcomeUpdate, Row
 
 SPOOL_FORMAT = "majordomo-log/spool@1"
 DEFAULT_MAX_BYTES = 1 << 30
@@ -221,9 +221,19 @@ class Spool:
                     outcomes.append((rid, outcome, dt.datetime.fromisoformat(when)))
                     continue
                 body = item.get("body")
+                values = item["row"]
+                if not isinstance(values, list):
+                    raise ValueError("a row that is not a list")
+                if len(values) != len(COLUMNS):
+                    # Not partly written: a row that does not fit the table means a
+                    # file edited by hand or written by another version of the schema.
+                    raise ValueError(
+                        f"a row of {len(values)} values where llm_requests has "
+                        f"{len(COLUMNS)} columns"
+                    )
                 entries.append(
                     SpoolEntry(
-                        Row(*(_decode(v) for v in item["row"])),
+                        Row(*(_decode(v) for v in values)),
                         None if body is None else body.encode("utf-8"),
                         item.get("body_ref"),
                         item.get("error"),

@@ -18,6 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 import majordomo_log as ml
@@ -161,6 +162,22 @@ def test_an_unreadable_file_is_quarantined_not_replayed(tmp_path: Path) -> None:
         spool.read(bad)
     moved = spool.quarantine(bad)
     assert moved.parent.name == "rejected" and spool.pending() == []
+
+
+def test_a_row_that_does_not_fit_the_table_makes_its_file_unreadable(tmp_path: Path) -> None:
+    """A file is replayed whole or not at all: one row short (a hand edit, another
+    version's schema) and the file is quarantined, its other rows kept with it."""
+    spool = Spool(tmp_path)
+    path = spool.append(
+        [SpoolEntry(_row(request_id=str(i))) for i in range(3)], reason="x", db=None, storage=None
+    )
+    lines = path.read_bytes().splitlines()
+    short = orjson.loads(lines[2])
+    short["row"] = short["row"][:-1]
+    lines[2] = orjson.dumps(short)
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.raises(SpoolCorrupt, match=f"a row of {len(COLUMNS) - 1} values where"):
+        spool.read(path)
 
 
 def test_a_claimed_file_is_skipped_by_a_second_replayer(tmp_path: Path) -> None:
