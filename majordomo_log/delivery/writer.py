@@ -19,7 +19,6 @@ import asyncio
 import collections
 import itertools
 import time
-from collections.abc import Callable
 
 from .._log import logger, warn_once
 from ..record.call import CallRecord
@@ -42,9 +41,6 @@ _CANCEL_GRACE = 1.0  # how long close() waits for a cancelled worker or spill to
 # of the application's shutdown; what is not written by then is spooled, not lost.
 DEFAULT_CLOSE_TIMEOUT = 10.0
 _EXIT_DRAIN_SECONDS = 10.0  # how long a cancelled worker keeps writing at loop shutdown
-# When set, every writer's delay before retry ``attempt``, in place of its RetryOptions:
-# the tests set it to retry in milliseconds.
-_backoff: Callable[[int], float] | None = None
 _DEFAULT_QUEUE, _DEFAULT_RETRIES = QueueOptions(), RetryOptions()  # frozen: safe to share
 
 
@@ -332,7 +328,7 @@ class BatchWriter:
         self._waiters.resolve(self._done)
 
     def _retry_delay(self, attempt: int) -> float:
-        return _backoff(attempt) if _backoff is not None else self.retry_options.delay(attempt)
+        return self.retry_options.delay(attempt)
 
     def reset_after_fork(self) -> None:
         """In a forked child: the parent's records are the parent's to write, and its

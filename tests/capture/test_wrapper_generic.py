@@ -13,7 +13,7 @@ import pytest
 
 import majordomo_log as ml
 from majordomo_log._log import reset_warnings
-from majordomo_log.delivery import writer as _writer
+from majordomo_log.delivery.options import RetryOptions
 from majordomo_log.testing import FakeProvider, fake_anthropic_client, fake_openai_client
 
 MESSAGES: Any = [{"role": "user", "content": "hi"}]
@@ -422,7 +422,7 @@ async def test_body_store_failure_keeps_the_row(stores: Any) -> None:
 async def test_db_failure_does_not_break_the_caller(
     stores: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(_writer, "_backoff", lambda attempt: 0.0)
+    monkeypatch.setattr(RetryOptions, "delay", lambda self, attempt: 0.0)
     db = FailingDB(stores.db, failures=100)
     assert isinstance(db, ml.MetadataStore)
     llm = ml.LoggingLLM(
@@ -454,7 +454,7 @@ async def test_db_failure_does_not_break_the_caller(
 async def test_db_transient_failure_is_retried(
     stores: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_writer, "_backoff", lambda attempt: 0.0)
+    monkeypatch.setattr(RetryOptions, "delay", lambda self, attempt: 0.0)
     db = FailingDB(stores.db, failures=2)
     llm = ml.LoggingLLM(fake_openai_client(FakeProvider()), db, stores.storage)
     await llm.chat.completions.create(model="gpt-4o", messages=MESSAGES)

@@ -25,6 +25,7 @@ import majordomo_log as ml
 from majordomo_log import cli
 from majordomo_log._exceptions import SpoolCorrupt, SpoolFull
 from majordomo_log.delivery import writer as _writer
+from majordomo_log.delivery.options import RetryOptions
 from majordomo_log.delivery.replay import replay_spool
 from majordomo_log.delivery.spool import Spool, SpoolEntry
 from majordomo_log.schema import COLUMNS
@@ -73,7 +74,7 @@ class SwitchableStore:
 
 @pytest.fixture(autouse=True)
 def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_writer, "_backoff", lambda attempt: 0.0)
+    monkeypatch.setattr(RetryOptions, "delay", lambda self, attempt: 0.0)
 
 
 def _ids(db_path: Path) -> list[str]:

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 import majordomo_log as ml
-from majordomo_log.delivery import writer as _writer
+from majordomo_log.delivery.options import RetryOptions
 from majordomo_log.delivery.spool import Spool
 from majordomo_log.stores.sql.mysql import MySQLAdapter
 from majordomo_log.stores.sql.postgres import PostgresAdapter
@@ -24,7 +24,9 @@ from majordomo_log.stores.sql.postgres import PostgresAdapter
 def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     """Retries in tens of milliseconds instead of up to 5 s: the same full-jitter shape."""
     monkeypatch.setattr(
-        _writer, "_backoff", lambda attempt: random.uniform(0.0, min(0.2, 0.01 * 2**attempt))
+        RetryOptions,
+        "delay",
+        lambda self, attempt: random.uniform(0.0, min(0.2, 0.01 * 2**attempt)),
     )
 
 
