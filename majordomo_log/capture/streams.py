@@ -87,6 +87,7 @@ class LoggedStream:
         self._first_token = _FIRST_TOKEN.get(record.operation, _any_chunk)
         self._done = False
         record.stream_chunks = []
+        remember(self, record)  # call_info(stream) works while it is read
         record.provider_request_id = provider_request_id(stream)
 
     def __aiter__(self) -> LoggedStream:

@@ -71,9 +71,6 @@ def remember(result: Any, record: CallRecord) -> None:
 
 
 def _record_of(obj: Any) -> CallRecord | None:
-    record = getattr(obj, "_record", None)  # a stream wrapper (capture/streams.py)
-    if isinstance(record, CallRecord):
-        return record
     entry = _by_id.get(id(obj))
     if entry is not None and entry[0]() is obj:
         return entry[1]
