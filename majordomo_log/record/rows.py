@@ -14,6 +14,7 @@ from ..schema import (
     COST_COLUMNS,
     MAX_ERROR_CHARS,
     MAX_TAG_CHARS,
+    PROMOTED_TAGS,
     TOKEN_COLUMNS,
     Row,
 )
@@ -74,9 +75,9 @@ def cost_values(cost: Cost | None) -> dict[str, Any]:
     return dict(zip(COST_COLUMNS, amounts, strict=True))
 
 
-def _promoted(tags: dict[str, Any], name: str) -> str | None:
-    """A tag that also has a column of its own (``PROMOTED_TAGS``), as text."""
-    return _clip(value_text(tags.get(name)), MAX_TAG_CHARS)
+def _promoted_columns(tags: dict[str, Any]) -> dict[str, Any]:
+    """The tags that also have a column of their own (``PROMOTED_TAGS``), as text."""
+    return {name: _clip(value_text(tags.get(name)), MAX_TAG_CHARS) for name in PROMOTED_TAGS}
 
 
 def merged_tags(record: CallRecord) -> dict[str, Any]:
@@ -133,13 +134,7 @@ def build_row(record: CallRecord, body_ref: str | None) -> Row:
         usage_flags=",".join(flags) if flags else None,
         api_key_hash=_clip(record.api_key_hash, MAX_TAG_CHARS),
         api_key_alias=_clip(record.ctx.api_key_alias, MAX_TAG_CHARS),
-        feature=_promoted(tags, "feature"),
-        workflow=_promoted(tags, "workflow"),
-        user_id=_promoted(tags, "user_id"),
-        session_id=_promoted(tags, "session_id"),
-        trace_id=_promoted(tags, "trace_id"),
-        environment=_promoted(tags, "environment"),
-        prompt_version=_promoted(tags, "prompt_version"),
+        **_promoted_columns(tags),
         tags=tags_json.decode(),
         outcome=None if record.outcome is None else record.outcome[0],
         outcome_at=None if record.outcome is None else record.outcome[1],
