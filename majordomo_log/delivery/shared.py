@@ -43,15 +43,21 @@ def shared_writer(
         )
         _writers[key] = writer
     else:
-        _warn_if_ignored(writer, queue, retries, spool)
+        _warn_if_ignored(writer, queue, retries, spool, handle_sigterm)
     return writer
 
 
 def _warn_if_ignored(
-    writer: BatchWriter, queue: QueueOptions, retries: RetryOptions, spool: Spool | None
+    writer: BatchWriter,
+    queue: QueueOptions,
+    retries: RetryOptions,
+    spool: Spool | None,
+    handle_sigterm: bool,
 ) -> None:
     running = _settings(writer.queue_options, writer.retry_options, writer.spool)
+    running["handle_sigterm"] = writer.handles_sigterm
     asked = _settings(queue, retries, spool)
+    asked["handle_sigterm"] = handle_sigterm
     differ = [name for name in running if name in asked and running[name] != asked[name]]
     if not differ:
         return

@@ -80,6 +80,7 @@ class BatchWriter:
         self._reopen = False  # set in a forked child: stores must reconnect first
         self._held = False  # the last batch could go nowhere: wait for the stores
         self._users = 0  # LoggingLLM instances attached (see attach/detach)
+        self.handles_sigterm = handle_sigterm  # asked to spool on SIGTERM (see lifecycle)
         lifecycle.register(self, handle_sigterm)
 
     def __repr__(self) -> str:

@@ -86,3 +86,18 @@ async def test_the_warning_names_every_option_that_differs(
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "majordomo_log"]
+
+
+async def test_a_wrapper_asking_for_another_sigterm_handling_is_told(
+    stores: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = ml.LoggingLLM(Acme(), stores.db, stores.storage, spool=tmp_path / "spool")
+    with caplog.at_level(logging.WARNING, logger="majordomo_log"):
+        other = ml.LoggingLLM(
+            Acme(), stores.db, stores.storage, spool=tmp_path / "spool", handle_sigterm=False
+        )
+    (record,) = _warnings(caplog)
+    assert "already runs with handle_sigterm=True" in record.getMessage()
+    assert "this wrapper's handle_sigterm=False is ignored" in record.getMessage()
+    await other.close()
+    await first.close()
