@@ -83,3 +83,17 @@ def test_a_bad_keyword_is_named_as_it_was_passed(
 def test_a_redact_hook_that_is_not_callable_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="redact hooks"):
         ml.BodyOptions(redact=["not callable"])  # type: ignore[list-item]
+
+
+class KeyThatRaises:
+    @property
+    def api_key(self) -> str:
+        raise RuntimeError("the key store is down")
+
+
+async def test_a_wrapper_that_fails_to_build_holds_no_writer_open(stores: Any) -> None:
+    with pytest.raises(RuntimeError, match="key store"):
+        ml.LoggingLLM(KeyThatRaises(), stores.db, stores.storage, spool=False)
+    llm = ml.LoggingLLM(Acme(), stores.db, stores.storage, spool=False)
+    await llm.close()  # the last wrapper on these stores: the writer stops, stores close
+    assert stores.db.closed and stores.storage.closed

@@ -71,7 +71,6 @@ class ClientWrapper(Generic[ClientT]):
         self._key_hash: str | None = None
         self._ctx = ctx
         self._writer = writer
-        writer.attach()
         self._close_stores = close_stores
         self._closed = False
         self._derived = False
@@ -85,6 +84,7 @@ class ClientWrapper(Generic[ClientT]):
             weakref.WeakValueDictionary()
         )
         self._api_key_hash()  # read the key once now: a bad key object fails here, not per call
+        writer.attach()  # last: a wrapper that failed to build holds no writer open
 
     # -- passthrough ---------------------------------------------------------------
 
