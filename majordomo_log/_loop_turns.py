@@ -12,8 +12,8 @@ interpreter-wide setting, which belongs to the application.
 A long call into C that keeps the GIL (the regex engine over a large body) cannot give
 it up when asked: the interpreter only switches threads between bytecodes, so the loop
 waits for the whole call. Such work is cut into pieces by its caller, with
-``maybe_yield()`` between them (``_redact`` searches a body in windows, ``adapters/
-_bodies`` feeds zlib a piece at a time).
+``maybe_yield()`` between them (``record/redact.py`` searches a body in windows,
+``stores/bodies/layout.py`` feeds zlib a piece at a time).
 
 Measured (interleaved A/B, SQLite + files in segment mode): the longest stall per
 batch went from 13-16 ms to 7-10 ms (medians of 5); end-to-end records/s fell by a

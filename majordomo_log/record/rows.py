@@ -82,7 +82,7 @@ def _promoted_columns(tags: dict[str, Any]) -> dict[str, Any]:
 
 def merged_tags(record: CallRecord) -> dict[str, Any]:
     """The wrapper's tags under the call's ``ml.tags()``, as storable values (see
-    ``_values.py``), with the ``hash_tags`` replaced by their HMAC."""
+    ``record/values.py``), with the ``hash_tags`` replaced by their HMAC."""
     ctx = record.ctx
     tags = dict(ctx.tags)  # made storable once, when the wrapper was built
     if record.context_tags:

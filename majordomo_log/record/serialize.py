@@ -5,7 +5,7 @@ orjson does the work (about 1.7 µs for a 4 KB request). Values JSON cannot hold
 are stored in a readable form instead of failing the record: bytes as base64,
 pydantic models and dataclasses as their fields, anything else as its repr; a body
 orjson refuses whole (a cycle, an int past 64 bits, a lone surrogate, nesting past its
-limit) is made storable by ``_values.storable_body`` and marked ``$unserializable``.
+limit) is made storable by ``values.storable_body`` and marked ``$unserializable``.
 
 The GIL: orjson, and pydantic's ``model_dump_json``, walk Python objects, so they hold
 the GIL for the whole of a call, and neither can stop halfway and resume. Measured on
@@ -20,7 +20,7 @@ long string a slice at a time, with a turn between; a pydantic model would first
 dumped to Python objects, in one call too. Not done: serialization is one call per
 body, tens of milliseconds for a body at the default 16 MB cap, while redaction (seconds
 on hostile text before its rules were bounded) and compression are cut into pieces
-(``_redact``, ``adapters/_bodies``).
+(``record/redact.py``, ``stores/bodies/layout.py``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ a machine shared with other processes a longer run is more often preempted, and 
 time would count that as work.
 
 The rules are also checked for the shape that makes them linear (the proof is in
-``majordomo_log/_redact.py``): bounded context and head, a run that ends the rule.
+``majordomo_log/record/redact.py``): bounded context and head, a run that ends the rule.
 """
 
 from __future__ import annotations

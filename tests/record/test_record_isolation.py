@@ -96,7 +96,7 @@ async def test_a_hostile_constructor_tag_costs_no_call(stores: Any) -> None:
 
 
 def test_how_values_that_cannot_be_shown_are_stored() -> None:
-    """The documented table of _values.py, checked."""
+    """The documented table of record/values.py, checked."""
     assert storable(Unprintable()) == "<unprintable Unprintable>"
     assert storable(2**63 - 1) == 2**63 - 1
     assert storable(2**63) == "9223372036854775808"

@@ -2,7 +2,7 @@
 losing their connections mid-batch, a schema that no longer matches, an S3 server
 stopped and started again on the same ports, a disk that is really full.
 
-The rule under test (adapters/base.py): a fault that may pass is ``StoreUnavailable``
+The rule under test (stores/base.py): a fault that may pass is ``StoreUnavailable``
 (the writer retries, then spools), a refusal is a plain ``StoreError`` (not retried);
 a body store refuses a body for good by returning None in its place.
 """

@@ -46,7 +46,7 @@ TEST_KEYS: frozenset[str] = frozenset(
     {
         DEFAULT_OPENAI_KEY,
         DEFAULT_ANTHROPIC_KEY,
-        "sk-demo-openai-not-a-real-key",  # majordomo_log/_demo.py
+        "sk-demo-openai-not-a-real-key",  # majordomo_log/cli/demo.py
         "sk-ant-demo-not-a-real-key",
         "sk-test-123",
         "sk-ant-test-123",
