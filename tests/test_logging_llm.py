@@ -80,6 +80,13 @@ def test_a_bad_keyword_is_named_as_it_was_passed(
         ml.LoggingLLM(Acme(), stores.db, stores.storage, spool=False, **options)
 
 
+def test_capture_bodies_takes_what_it_always_took() -> None:
+    assert ml.BodyOptions(capture=0).capture is False  # type: ignore[arg-type]
+    assert ml.BodyOptions(capture=1).capture is True  # type: ignore[arg-type]
+    with pytest.raises(ml.ConfigError, match="capture"):
+        ml.BodyOptions(capture="no")  # type: ignore[arg-type]
+
+
 def test_a_redact_hook_that_is_not_callable_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="redact hooks"):
         ml.BodyOptions(redact=["not callable"])  # type: ignore[list-item]

@@ -39,5 +39,6 @@ class BodyOptions:
         value = self.max_bytes
         if isinstance(value, bool) or not isinstance(value, int) or value < MIN_MAX_BODY_BYTES:
             raise ConfigError(f"max_bytes must be a whole number of at least {MIN_MAX_BODY_BYTES}")
-        if not isinstance(self.capture, bool):
+        if self.capture not in (True, False):  # 1 and 0 pass, as they always did
             raise ConfigError(f"capture must be True or False, got {self.capture!r}")
+        object.__setattr__(self, "capture", bool(self.capture))
