@@ -23,7 +23,7 @@ from .._log import logger
 from ..record.call import CallRecord
 from ..schema import Body, OutcomeUpdate, Row
 from ..stores.base import BodyStore, MetadataStore
-from .isolate import Refused, is_transient, keep_rejected, write_isolating
+from .isolate import Refused, is_transient, keep_rejected, log_refused, write_isolating
 from .prepare import prepare, release, row_or_refusal, rows_of
 from .replay import replay_files
 from .spool import Spool, SpoolEntry
@@ -130,8 +130,7 @@ class Delivery:
         if refused and self.spool is not None:
             await asyncio.to_thread(keep_rejected, self.spool, refused, None, self.db, self.storage)
         elif refused:
-            for row, error in refused:
-                logger.error("metadata store %s refused %s: %s", self.db.url, _what(row), error)
+            log_refused(self.db, refused)
         return True
 
     def _count_written(self, rows: int, outcomes: int, refused: Sequence[Refused]) -> None:
@@ -361,7 +360,3 @@ def remaining(deadline: float | None) -> float | None:
 
 def _url(store: BodyStore | None) -> str | None:
     return None if store is None else store.url
-
-
-def _what(row: Row | None) -> str:
-    return "outcome updates" if row is None else f"row {row.request_id}"

@@ -56,6 +56,12 @@ async def write_isolating(
     return refused_rows
 
 
+def log_refused(db: MetadataStore, refused: Sequence[Refused]) -> None:
+    for row, error in refused:
+        what = "outcome updates" if row is None else f"row {row.request_id}"
+        logger.error("metadata store %s refused %s: %s", db.url, what, error)
+
+
 def keep_rejected(
     spool: Spool,
     refused: Sequence[Refused],
@@ -75,13 +81,7 @@ def keep_rejected(
         for row, error in refused
         if row is not None
     ]
-    for row, error in refused:
-        logger.error(
-            "metadata store %s refused %s: %s",
-            db.url,
-            "outcome updates" if row is None else f"row {row.request_id}",
-            error,
-        )
+    log_refused(db, refused)
     try:
         spool.append(
             entries,
