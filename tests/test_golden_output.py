@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "golden"))
 
-import corpus  # noqa: E402
+import corpus
 
 CASES: list[dict[str, Any]] = orjson.loads(corpus.CORPUS.read_bytes())
 

@@ -149,7 +149,7 @@ def outputs(records: list[Any]) -> list[dict[str, str]]:
 
     bodies = prepare(records, True)
     out = []
-    for record, body in zip(records, bodies):
+    for record, body in zip(records, bodies, strict=True):
         envelope = b"" if body is None else body[2]
         ref = None if body is None else f"ref/{record.request_id}"
         out.append({"row": repr(build_row(record, ref)), "envelope": envelope.decode("utf-8")})
@@ -159,7 +159,7 @@ def outputs(records: list[Any]) -> list[dict[str, str]]:
 SECRET_PROMPT = (
     "my key is sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789 and the db is "
     "postgresql://app:hunter2-secret@db.internal:5432/prod; Authorization: Bearer "
-    "abc.def.ghi; {\"password\": \"pa55word\"} eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig-Nature_"
+    'abc.def.ghi; {"password": "pa55word"} eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig-Nature_'
 )
 
 
@@ -215,16 +215,22 @@ async def _record_calls() -> list[dict[str, Any]]:
         llm._writer.submit = type(llm._writer).submit.__get__(llm._writer)
         await llm.close()
 
-    unicode = "héllo wörld — 日本語 \U0001f600 \u2028 \\n \"quoted\""
+    unicode = 'héllo wörld — 日本語 \U0001f600 \u2028 \\n "quoted"'
     msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi " * 200}]
 
     def openai_calls(llm: Any) -> Any:
         yield {}, llm.chat.completions.create(model="gpt-4o", messages=msgs)
-        yield {"session": "s1"}, llm.chat.completions.create(
-            model="gpt-4o-mini", messages=[{"role": "user", "content": unicode}], stream=True
+        yield (
+            {"session": "s1"},
+            llm.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": unicode}], stream=True
+            ),
         )
-        yield {}, llm.chat.completions.create(
-            model="o3-mini", messages=[{"role": "user", "content": SECRET_PROMPT}]
+        yield (
+            {},
+            llm.chat.completions.create(
+                model="o3-mini", messages=[{"role": "user", "content": SECRET_PROMPT}]
+            ),
         )
         yield {}, llm.responses.create(model="gpt-4.1", input="Summarize: " + unicode)
         yield {}, llm.responses.create(model="gpt-4.1-mini", input="stream me", stream=True)
@@ -247,8 +253,11 @@ async def _record_calls() -> list[dict[str, Any]]:
     def anthropic_calls(llm: Any) -> Any:
         user = [{"role": "user", "content": "Hello " + unicode}]
         yield {}, llm.messages.create(model="claude-sonnet-4-5", max_tokens=100, messages=user)
-        yield {"user": "bob"}, llm.messages.create(
-            model="claude-3-5-haiku-latest", max_tokens=100, messages=user, stream=True
+        yield (
+            {"user": "bob"},
+            llm.messages.create(
+                model="claude-3-5-haiku-latest", max_tokens=100, messages=user, stream=True
+            ),
         )
         yield {}, llm.messages.create(
             model="claude-opus-4-1", max_tokens=100,
@@ -256,6 +265,7 @@ async def _record_calls() -> list[dict[str, Any]]:
         )  # fmt: skip
 
     await run(fake_anthropic_client(provider), hashed, anthropic_calls)
+
     def openai_big(llm: Any) -> Any:
         yield {}, llm.chat.completions.create(model="gpt-4o", messages=msgs)
         yield {}, llm.chat.completions.create(model="gpt-4o", messages=msgs, stream=True)
@@ -271,6 +281,7 @@ async def _record_calls() -> list[dict[str, Any]]:
         yield {}, llm.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=user)
 
     await run(fake_anthropic_client(provider), plain, tiers)
+
     def tiny(llm: Any) -> Any:
         yield {}, llm.chat.completions.create(model="gpt-4.1-nano", messages=msgs[:1])
 
@@ -286,7 +297,7 @@ def main(argv: list[str]) -> None:
     else:
         raise SystemExit(__doc__)
     expected = outputs([from_input(i) for i in inputs])
-    cases = [{"input": i, "expected": e} for i, e in zip(inputs, expected)]
+    cases = [{"input": i, "expected": e} for i, e in zip(inputs, expected, strict=True)]
     CORPUS.write_bytes(orjson.dumps(cases, option=orjson.OPT_INDENT_2) + b"\n")
     print(f"{len(cases)} cases written to {CORPUS}")
 
