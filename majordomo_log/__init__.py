@@ -28,7 +28,7 @@ from ._exceptions import (
     StoreUnavailable,
 )
 from .capture.tags import hash_tag, tags
-from .delivery.options import QueueOptions, RetryOptions
+from .delivery.options import ProcessOptions, QueueOptions, RetryOptions
 from .delivery.replay import ReplayResult, replay_spool
 from .delivery.spool import Spool
 from .delivery.stats import WriterStats
@@ -62,6 +62,7 @@ __all__ = [
     "MetadataStore",
     "MigrationError",
     "PriceTable",
+    "ProcessOptions",
     "QueueOptions",
     "ReplayResult",
     "RetryOptions",

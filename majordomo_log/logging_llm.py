@@ -16,7 +16,8 @@ from ._exceptions import ConfigError, StoreError
 from .capture.keys import resolve_key_secret
 from .capture.methods import detect_provider
 from .capture.wrapper import ClientWrapper
-from .delivery.options import OnFull, QueueOptions, RetryOptions
+from .delivery.options import OnFull, ProcessOptions, QueueOptions, RetryOptions, check_writer_mode
+from .delivery.process import ProcessWriter
 from .delivery.shared import shared_writer
 from .delivery.spool import DEFAULT_MAX_BYTES as DEFAULT_SPOOL_BYTES
 from .delivery.spool import Spool, default_spool_dir
@@ -44,6 +45,11 @@ class LoggingLLM(ClientWrapper[ClientT]):
     asking for others gets a logged warning). ``close()`` flushes; when the last wrapper
     sharing the stores closes, the writer stops and the stores are closed too
     (``close_stores=False`` keeps them open).
+
+    ``writer="process"`` moves pricing, redaction, compression and writing out of the
+    application's process into a child process the library starts, supervises and
+    stops (``process=ml.ProcessOptions(...)``); ``writer="thread"`` (the default) does
+    that work in this process, in a background task and its worker threads.
     """
 
     def __init__(
@@ -66,6 +72,8 @@ class LoggingLLM(ClientWrapper[ClientT]):
         retries: RetryOptions | None = None,
         bodies: BodyOptions | None = None,
         spool: Spool | str | PathLike[str] | bool | None = None,
+        writer: str = "thread",
+        process: ProcessOptions | None = None,
         # The same options as keyword arguments, each a field of the objects above.
         batch_size: int | None = None,
         flush_interval: float | None = None,
@@ -113,6 +121,9 @@ class LoggingLLM(ClientWrapper[ClientT]):
         retry_options = _options(
             RetryOptions, retries, "retries", max_retries=("max_retries", max_retries)
         )
+        mode = check_writer_mode(writer)
+        if process is not None and not isinstance(process, ProcessOptions):
+            raise ConfigError(f"process must be a ProcessOptions, got {type(process).__name__}")
         secret = resolve_key_secret(key_hash_secret)
         ctx = CallContext(
             prices=price_table(prices),
@@ -126,17 +137,23 @@ class LoggingLLM(ClientWrapper[ClientT]):
             hash_tags=_tag_names(hash_tags),
             tag_secret=secret,
         )
-        writer = shared_writer(
+        shared = shared_writer(
             db,
             storage,
             queue=queue_options,
             retries=retry_options,
             spool=_spool_for(spool, db, storage, spool_max_bytes, spool_fsync),
             handle_sigterm=handle_sigterm,
+            mode=mode,
+            process=process,
         )
+        if isinstance(shared, ProcessWriter):
+            shared.register_context(ctx)
+        # ProcessWriter has BatchWriter's surface; capture/wrapper.py annotates the latter.
+        hands_to: Any = shared
         super().__init__(
             client,
-            writer,
+            hands_to,
             ctx,
             provider=provider or detect_provider(client),
             key_secret=secret,

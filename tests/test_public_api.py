@@ -23,6 +23,7 @@ PUBLIC = {
     "MetadataStore",
     "MigrationError",
     "PriceTable",
+    "ProcessOptions",
     "QueueOptions",
     "ReplayResult",
     "RetryOptions",

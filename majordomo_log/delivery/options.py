@@ -20,6 +20,10 @@ from typing import Literal
 from .._exceptions import ConfigError
 
 OnFull = Literal["spill", "drop_bodies_first", "block"]
+WriterMode = Literal["thread", "process"]
+WRITER_MODES: tuple[WriterMode, ...] = ("thread", "process")
+StartMethod = Literal["fork", "spawn"]
+START_METHODS: tuple[StartMethod, ...] = ("fork", "spawn")
 ON_FULL_POLICIES: tuple[OnFull, ...] = ("spill", "drop_bodies_first", "block")
 MIN_QUEUE_BYTES = 1024
 
@@ -86,6 +90,41 @@ class RetryOptions:
     def delay(self, attempt: int) -> float:
         """Seconds to wait before retry ``attempt`` (0 first): full jitter."""
         return random.uniform(0.0, min(self.backoff_cap, self.backoff_base * 2**attempt))
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessOptions:
+    """The child process of ``writer="process"`` (``delivery/process.py``).
+
+    ``start_method``: ``"fork"`` (the default where ``os.fork`` exists: the child
+    inherits the stores, which it reopens, and the redact hooks) or ``"spawn"`` (a fresh
+    interpreter: the stores must be SQLite, files or picklable, and the redact hooks
+    and usage extractor picklable, i.e. module-level functions). A child that dies is
+    restarted ``max_restarts`` times in a row at most (with backoff) before what it
+    would have written is spooled in the application's process; ``start_timeout``
+    bounds how long one start may take."""
+
+    start_method: StartMethod | None = None
+    max_restarts: int = 5
+    start_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.start_method is not None and self.start_method not in START_METHODS:
+            raise ConfigError(
+                f"start_method must be one of {', '.join(START_METHODS)}, got {self.start_method!r}"
+            )
+        _whole("max_restarts", self.max_restarts, 0)
+        timeout = self.start_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ConfigError(f"start_timeout must be a positive number, got {timeout!r}")
+
+
+def check_writer_mode(mode: object) -> WriterMode:
+    """``LoggingLLM(writer=...)``: where records are priced, serialized and written."""
+    for known in WRITER_MODES:
+        if mode == known:
+            return known
+    raise ConfigError(f"writer must be one of {', '.join(WRITER_MODES)}, got {mode!r}")
 
 
 def _whole(name: str, value: object, least: int) -> None:

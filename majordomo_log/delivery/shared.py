@@ -13,15 +13,18 @@ import weakref
 
 from .._log import logger
 from ..stores.base import BodyStore, MetadataStore
-from .options import QueueOptions, RetryOptions
+from .options import ProcessOptions, QueueOptions, RetryOptions, WriterMode
+from .process import ProcessWriter
 from .spool import Spool
 from .writer import BatchWriter
 
+Writer = BatchWriter | ProcessWriter  # the same surface: where the work runs differs
+
 # Weak values: the writer lives as long as some LoggingLLM uses it, and a forgotten one
 # is collectable.
-_writers: weakref.WeakValueDictionary[tuple[int, int], BatchWriter] = weakref.WeakValueDictionary()
+_writers: weakref.WeakValueDictionary[tuple[int, int], Writer] = weakref.WeakValueDictionary()
 # What each writer has warned about already: the same ignored request is told once.
-_warned: weakref.WeakKeyDictionary[BatchWriter, set[str]] = weakref.WeakKeyDictionary()
+_warned: weakref.WeakKeyDictionary[Writer, set[str]] = weakref.WeakKeyDictionary()
 
 
 def shared_writer(
@@ -32,32 +35,53 @@ def shared_writer(
     retries: RetryOptions,
     spool: Spool | None,
     handle_sigterm: bool,
-) -> BatchWriter:
+    mode: WriterMode = "thread",
+    process: ProcessOptions | None = None,
+) -> Writer:
     key = (id(db), id(storage))
     writer = _writers.get(key)
     if writer is not None and writer.closed:
         writer.rescue("closed")  # calls made since its close(): spooled, for the new one
     if writer is None or writer.db is not db or writer.storage is not storage or writer.closing:
-        writer = BatchWriter(
-            db, storage, queue=queue, retries=retries, spool=spool, handle_sigterm=handle_sigterm
-        )
+        if mode == "process":
+            writer = ProcessWriter(
+                db,
+                storage,
+                queue=queue,
+                retries=retries,
+                spool=spool,
+                handle_sigterm=handle_sigterm,
+                process=process or ProcessOptions(),
+            )
+        else:
+            writer = BatchWriter(
+                db,
+                storage,
+                queue=queue,
+                retries=retries,
+                spool=spool,
+                handle_sigterm=handle_sigterm,
+            )
         _writers[key] = writer
     else:
-        _warn_if_ignored(writer, queue, retries, spool, handle_sigterm)
+        _warn_if_ignored(writer, queue, retries, spool, handle_sigterm, mode)
     return writer
 
 
 def _warn_if_ignored(
-    writer: BatchWriter,
+    writer: Writer,
     queue: QueueOptions,
     retries: RetryOptions,
     spool: Spool | None,
     handle_sigterm: bool,
+    mode: WriterMode,
 ) -> None:
     running = _settings(writer.queue_options, writer.retry_options, writer.spool)
     running["handle_sigterm"] = writer.handles_sigterm
+    running["writer"] = "process" if isinstance(writer, ProcessWriter) else "thread"
     asked = _settings(queue, retries, spool)
     asked["handle_sigterm"] = handle_sigterm
+    asked["writer"] = mode
     differ = [name for name in running if name in asked and running[name] != asked[name]]
     if not differ:
         return

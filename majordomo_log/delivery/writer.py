@@ -240,6 +240,11 @@ class BatchWriter:
             await delivery.replay_until(deadline)
         return self.stats()
 
+    async def drained(self, timeout: float | None = None) -> None:
+        """Wait until everything queued before the call is done (written, spooled or
+        refused): flush() without the spool replay (``delivery/child.py`` acks by it)."""
+        await self._flush_queue(timeout)
+
     async def _flush_queue(self, timeout: float | None) -> None:
         target = self._enqueued
         if self._done < target:

@@ -1,0 +1,376 @@
+"""``writer="process"``: a real child process writes what the application captures.
+
+Every record lands once (request_id is the key), with its price and body; a child
+killed mid-run is restarted and its unacknowledged batches sent again; a child that
+cannot start leaves the records in the parent's spool; a program that forgets close()
+still gets its records written; pre-fork workers each get their own child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import majordomo_log as ml
+from majordomo_log.testing import FakeProvider, fake_openai_client
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX only")
+
+MESSAGES = [{"role": "user", "content": "x" * 4000}]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def _stores(tmp_path: Path) -> tuple[ml.SqliteAdapter, ml.FileStorageAdapter]:
+    db = await ml.SqliteAdapter.create(tmp_path / "log.db")
+    storage = await ml.FileStorageAdapter.create(tmp_path / "bodies")
+    return db, storage
+
+
+async def _calls(llm: Any, n: int) -> list[str]:
+    ids = []
+    for _ in range(n):
+        reply = await llm.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        ids.append(ml.call_info(reply).request_id)
+    return ids
+
+
+async def _running_child(writer: Any) -> int:
+    """The writer process's pid, once one runs (a spawned one takes a while to start)."""
+    deadline = time.monotonic() + 30
+    while writer.child_pid is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert writer.child_pid is not None
+    return int(writer.child_pid)
+
+
+def _rows(path: Path) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(
+            "SELECT request_id, total_cost, body_ref, cost_status FROM llm_requests"
+        ).fetchall()
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_every_record_is_written_priced_with_its_body(tmp_path: Path, method: str) -> None:
+    async def main() -> tuple[list[str], ml.WriterStats, Any]:
+        db, storage = await _stores(tmp_path)
+        llm = ml.LoggingLLM(
+            fake_openai_client(FakeProvider()),
+            db,
+            storage,
+            writer="process",
+            process=ml.ProcessOptions(start_method=method),
+            spool=tmp_path / "spool",
+            batch_size=50,
+        )
+        ids = await _calls(llm, 120)
+        flushed = await llm.flush(30)
+        assert (flushed.written, flushed.pending) == (120, 0)
+        writer = llm._writer
+        assert writer.child_pid not in (None, os.getpid())
+        stats = await llm.close()
+        return ids, stats, writer
+
+    ids, stats, writer = asyncio.run(main())
+    assert (stats.written, stats.bodies_written, stats.dropped, stats.pending) == (120, 120, 0, 0)
+    rows = _rows(tmp_path / "log.db")
+    assert sorted(r[0] for r in rows) == sorted(ids)
+    assert all(r[1] is not None and r[2] and r[3] == "computed" for r in rows)
+    assert writer.child_pid is None  # closed and reaped
+    body = asyncio.run(_body(tmp_path, rows[0][2]))
+    assert body["request"]["messages"][0]["content"] == "x" * 4000
+
+
+async def _body(tmp_path: Path, ref: str) -> dict[str, Any]:
+    storage = await ml.FileStorageAdapter.create(tmp_path / "bodies")
+    return await storage.get(ref)
+
+
+def test_an_unknown_writer_names_the_choices(tmp_path: Path) -> None:
+    async def main() -> None:
+        db, storage = await _stores(tmp_path)
+        with pytest.raises(ml.ConfigError, match=r"thread, process.*'threads'"):
+            ml.LoggingLLM(fake_openai_client(), db, storage, writer="threads")
+        with pytest.raises(ml.ConfigError, match="start_method"):
+            ml.ProcessOptions(start_method="forkserver")  # type: ignore[arg-type]
+        await db.close()
+
+    asyncio.run(main())
+
+
+def test_spawn_refuses_a_hook_it_cannot_pickle(tmp_path: Path) -> None:
+    async def main() -> None:
+        db, storage = await _stores(tmp_path)
+        with pytest.raises(ml.ConfigError, match="picklable"):
+            ml.LoggingLLM(
+                fake_openai_client(),
+                db,
+                storage,
+                writer="process",
+                process=ml.ProcessOptions(start_method="spawn"),
+                redact=lambda envelope: envelope,
+            )
+        await db.close()
+
+    asyncio.run(main())
+
+
+def test_fork_runs_a_lambda_redact_hook_in_the_child(tmp_path: Path) -> None:
+    seen_pids: list[int] = []
+
+    def hook(envelope: dict[str, Any]) -> dict[str, Any]:
+        seen_pids.append(os.getpid())  # the child's list: the parent's stays empty
+        envelope["request"]["messages"] = "redacted"
+        return envelope
+
+    async def main() -> None:
+        db, storage = await _stores(tmp_path)
+        llm = ml.LoggingLLM(
+            fake_openai_client(), db, storage, writer="process", redact=lambda e: hook(e)
+        )
+        await _calls(llm, 3)
+        await llm.close()
+
+    asyncio.run(main())
+    rows = _rows(tmp_path / "log.db")
+    assert len(rows) == 3 and not seen_pids
+    assert asyncio.run(_body(tmp_path, rows[0][2]))["request"]["messages"] == "redacted"
+
+
+def test_postgres_through_a_forked_child(tmp_path: Path) -> None:
+    from servers import isolated_db
+
+    async def main() -> None:
+        async with isolated_db("postgresql", tmp_path) as db:
+            llm = ml.LoggingLLM(
+                fake_openai_client(), db, None, writer="process", close_stores=False
+            )
+            ids = await _calls(llm, 40)
+            stats = await llm.close()
+            assert (stats.written, stats.dropped) == (40, 0)
+            rows = await db.fetch("SELECT request_id, total_cost FROM llm_requests")
+            assert sorted(r["request_id"] for r in rows) == sorted(ids)
+            assert all(r["total_cost"] is not None for r in rows)
+
+    asyncio.run(main())
+
+
+test_postgres_through_a_forked_child = pytest.mark.servers(test_postgres_through_a_forked_child)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_killed_child_is_restarted_and_nothing_is_lost_or_doubled(
+    tmp_path: Path, method: str
+) -> None:
+    async def main() -> tuple[list[str], ml.WriterStats, int]:
+        db, storage = await _stores(tmp_path)
+        llm = ml.LoggingLLM(
+            fake_openai_client(),
+            db,
+            storage,
+            writer="process",
+            process=ml.ProcessOptions(start_method=method),
+            spool=tmp_path / "spool",
+            batch_size=20,
+            flush_interval=0.05,
+        )
+        writer = llm._writer
+        ids: list[str] = []
+        for _ in range(3):
+            ids += await _calls(llm, 150)
+            pid = await _running_child(writer)
+            os.kill(pid, signal.SIGKILL)  # mid-run: batches in flight, unacknowledged
+            ids += await _calls(llm, 50)
+        stats = await llm.close(30)
+        return ids, stats, writer.starts
+
+    ids, stats, starts = asyncio.run(main())
+    assert starts >= 4  # the first child and one per kill
+    rows = _rows(tmp_path / "log.db")
+    assert len(rows) == len(ids) == 600
+    assert sorted(r[0] for r in rows) == sorted(ids)  # each once: a resend is skipped
+    assert all(r[2] for r in rows)  # and its body
+    assert stats.dropped == 0 and stats.pending == 0
+
+
+def test_a_child_that_cannot_start_leaves_the_records_in_the_spool(tmp_path: Path) -> None:
+    folder = tmp_path / "db"
+
+    async def main() -> ml.WriterStats:
+        db = await ml.SqliteAdapter.create(folder / "log.db")
+        storage = await ml.FileStorageAdapter.create(tmp_path / "bodies")
+        llm = ml.LoggingLLM(
+            fake_openai_client(),
+            db,
+            storage,
+            writer="process",
+            process=ml.ProcessOptions(start_method="spawn", max_restarts=1),
+            spool=tmp_path / "spool",
+        )
+        # The parent's connection still works; a spawned child cannot open the file.
+        folder.rename(tmp_path / "moved")
+        folder.write_text("not a folder")
+        await _calls(llm, 30)
+        stats = await llm.close(20)
+        await db.close()
+        return stats
+
+    stats = asyncio.run(main())
+    assert (stats.written, stats.dropped, stats.spilled, stats.pending) == (0, 0, 30, 0)
+    folder.unlink()
+    (tmp_path / "moved").rename(folder)
+
+    async def replay() -> int:
+        db, storage = await _stores(folder.parent)
+        db = await ml.SqliteAdapter.create(folder / "log.db")
+        llm = ml.LoggingLLM(fake_openai_client(), db, storage, spool=tmp_path / "spool")
+        written = await llm.replay_spool()
+        await llm.close()
+        return written
+
+    assert asyncio.run(replay()) == 30
+    assert len(_rows(folder / "log.db")) == 30
+
+
+SCRIPT = """
+import asyncio, os, sys
+import majordomo_log as ml
+from majordomo_log.testing import FakeProvider, fake_openai_client
+
+folder, method = sys.argv[1], sys.argv[2]
+
+async def setup():
+    db = await ml.SqliteAdapter.create(os.path.join(folder, "log.db"))
+    return ml.LoggingLLM(
+        fake_openai_client(FakeProvider()), db, None, writer="process",
+        process=ml.ProcessOptions(start_method=method), flush_interval=3600,
+        spool=os.path.join(folder, "spool"),
+    )
+
+async def calls(llm, n):
+    for _ in range(n):
+        await llm.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
+        )
+
+llm = asyncio.run(setup())
+{body}
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_program_that_forgets_close_still_gets_its_records_written(
+    tmp_path: Path, method: str
+) -> None:
+    # Each call in its own asyncio.run: no loop runs between them or at exit, as in a
+    # sync program; the sender thread ships without one.
+    body = "for _ in range(5):\n    asyncio.run(calls(llm, 40))\nprint('done')"
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT.replace("{body}", body))
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), method],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(_rows(tmp_path / "log.db")) == 200  # handed to the child at exit
+    spooled = list((tmp_path / "spool").glob("*.jsonl*")) if (tmp_path / "spool").exists() else []
+    assert not spooled
+
+
+def test_pre_fork_workers_each_get_their_own_child(tmp_path: Path) -> None:
+    """gunicorn --preload: the wrapper is made before the workers fork."""
+    body = textwrap.dedent(
+        """
+        pids = []
+        for _ in range(2):
+            pid = os.fork()
+            if pid == 0:
+                async def work():
+                    await calls(llm, 30)
+                    child = llm._writer.child_pid
+                    stats = await llm.close()
+                    assert stats.written == 30, stats
+                    with open(os.path.join(folder, f"child-{os.getpid()}"), "w") as f:
+                        f.write(str(child))
+                asyncio.run(work())
+                os._exit(0)
+            pids.append(pid)
+        for pid in pids:
+            assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        asyncio.run(calls(llm, 10))
+        stats = asyncio.run(llm.close())
+        assert stats.written == 10, stats
+        """
+    )
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT.replace("{body}", body))
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), "fork"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(_rows(tmp_path / "log.db")) == 70
+    writers = {p.read_text() for p in tmp_path.glob("child-*")}
+    assert len(writers) == 2 and "None" not in writers  # one writer process per worker
+
+
+def test_the_store_password_is_in_no_argv_or_environment(tmp_path: Path) -> None:
+    """A spawned child's argv is the pipe's descriptor; its environment is the
+    application's. Checked on the running child's /proc entries."""
+
+    async def main() -> tuple[bytes, bytes]:
+        db, storage = await _stores(tmp_path)
+        llm = ml.LoggingLLM(
+            fake_openai_client(api_key="sk-secret-key-of-this-test"),
+            db,
+            storage,
+            writer="process",
+            process=ml.ProcessOptions(start_method="spawn"),
+        )
+        await _calls(llm, 2)
+        pid = await _running_child(llm._writer)
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+        await llm.close()
+        return cmdline, environ
+
+    if not Path("/proc/self/cmdline").exists():
+        pytest.skip("no /proc")
+    cmdline, environ = asyncio.run(main())
+    assert b"sk-secret-key-of-this-test" not in cmdline + environ
+    assert cmdline.split(b"\0")[-2].isdigit()  # ... -c <code> <fd>
+
+
+def test_stats_survive_a_restart(tmp_path: Path) -> None:
+    async def main() -> ml.WriterStats:
+        db, storage = await _stores(tmp_path)
+        llm = ml.LoggingLLM(fake_openai_client(), db, storage, writer="process")
+        await _calls(llm, 10)
+        await llm.flush(10)
+        os.kill(llm._writer.child_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while llm._writer.child_pid is not None and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await _calls(llm, 5)
+        return await llm.close()
+
+    stats = asyncio.run(main())
+    assert stats.written == 15  # 10 counted by the dead child, 5 by the new one
+    shutil.rmtree(tmp_path / "bodies")
