@@ -31,9 +31,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import MESSAGES, FakeOpenAI, result  # noqa: E402
+from _common import MESSAGES, FakeOpenAI, result
 
-import majordomo_log as ml  # noqa: E402
+import majordomo_log as ml
 
 SCENARIO = "process_writer"
 CALLS, CALLS_QUICK = 10_000, 2_000

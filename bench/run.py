@@ -34,7 +34,15 @@ sys.path.insert(0, str(HERE))
 
 from _common import machine, skipped  # noqa: E402
 
-SCENARIOS = ("overhead", "stages", "throughput", "stall", "process_writer", "memory", "vs_majordomo_llm")
+SCENARIOS = (
+    "overhead",
+    "stages",
+    "throughput",
+    "stall",
+    "process_writer",
+    "memory",
+    "vs_majordomo_llm",
+)
 REQUIRES = {"vs_majordomo_llm": "majordomo_llm"}  # module -> package it needs
 ROUNDS, ROUNDS_QUICK = 5, 1
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
