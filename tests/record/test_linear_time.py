@@ -9,7 +9,7 @@ a machine shared with other processes a longer run is more often preempted, and 
 time would count that as work.
 
 The rules are also checked for the shape that makes them linear (the proof is in
-``majordomo_log/record/redact.py``): bounded context and head, a run that ends the rule.
+``majordomo_log/record/redact_rules.py``): bounded context and head, a run that ends the rule.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import pytest
 from linear_time import GROWTH, MAX_RATIO, RULE_CHARS, growth, repeated
 
 from majordomo_log.record import redact as _redact
+from majordomo_log.record import redact_rules
 from majordomo_log.record.redact import redact_bytes, redact_text
 
 ENVELOPE_BYTES = 512 * 1024  # both sizes span several windows
@@ -79,8 +80,8 @@ GENERIC_CASES = ("\\n", '\\"', '"', ":", "=", "-", "_", "A", "B", "J", "a", " ",
 
 
 def test_every_rule_has_worst_cases() -> None:
-    names = {rule.name for rule in _redact._rules(text=False)}
-    assert names == {rule.name for rule in _redact._rules(text=True)}
+    names = {rule.name for rule in redact_rules.rules(text=False)}
+    assert names == {rule.name for rule in redact_rules.rules(text=True)}
     assert names == set(WORST_CASES)
 
 
@@ -147,13 +148,13 @@ def _widths(pattern: str) -> tuple[int, int]:
 def test_every_rule_is_bounded_but_its_final_run(text: bool) -> None:
     """What an attempt reads before its run is within the windows' overlap; a run's
     step is short and is the end of the rule."""
-    for rule in _redact._rules(text):
+    for rule in redact_rules.rules(text):
         for secret in rule.secrets:
             bounded = re.escape(rule.anchor) + rule.context + secret.lead + secret.head
-            assert _widths(bounded)[1] <= rule.reach - _redact._LONGEST_STEP, rule.name
+            assert _widths(bounded)[1] <= rule.reach - redact_rules.LONGEST_STEP, rule.name
             if secret.step is not None:
                 assert _widths(secret.step)[0] >= 1
-                assert _widths(secret.step)[1] <= _redact._LONGEST_STEP, rule.name
-        source = _redact._source(rule)
+                assert _widths(secret.step)[1] <= redact_rules.LONGEST_STEP, rule.name
+        source = redact_rules.source(rule)
         re.compile(source)  # one group per secret, nothing after it (see _source)
         assert re.compile(source).groups == len(rule.secrets), rule.name
