@@ -2,8 +2,8 @@
 
 A store is anything with these methods; no base class is needed. Every adapter
 shipped here passes its protocol's contract suite, and a new one should be added
-to it: tests/stores/test_contract_metadata.py (the ``db`` fixture: SQLite,
-PostgreSQL, MySQL) and the cases on the ``store`` fixture of
+to it: tests/stores/test_contract_metadata.py and test_contract_encoding.py (the
+``db`` fixture: SQLite, PostgreSQL, MySQL) and the cases on the ``store`` fixture of
 tests/stores/test_body_stores.py (files and S3, each in both layout modes).
 
 Errors are how a store tells the writer what to do with a batch, so they are

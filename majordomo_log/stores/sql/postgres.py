@@ -1,8 +1,10 @@
 """PostgreSQL metadata store (asyncpg): many application instances, one shared log.
 
-Batches go in with COPY into a per-connection temporary table, then one
-``INSERT ... SELECT ... ON CONFLICT (request_id) DO NOTHING``: COPY's speed, and a
-batch written twice (a retry after an ambiguous failure) adds no row. The pool
+Batches go in with one COPY straight into the table, its CSV built in a worker thread
+(``postgres_copy.py``); when some rows are already there (a retry after an ambiguous
+failure), into a per-connection temporary table, then one ``INSERT ... SELECT ... ON
+CONFLICT (request_id) DO NOTHING``: COPY's speed, and a batch written twice adds no
+row. The pool
 replaces connections that die, so the writer's retry succeeds once the server
 is back, without restarting the application.
 """
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import ssl as ssl_module
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -21,21 +22,16 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import asyncpg
 
 from ..._exceptions import MigrationError, StoreError
-from ..._loop_turns import LoopTurns
 from ...schema import COLUMNS, OutcomeUpdate, Row
 from ..fork import ForkGuard
 from ..urls import check_url, redact_url, url_secrets
 from .common import PooledStoreBase, check_identifier, classify, numbered_placeholders, scrubber
 from .migrate import MIGRATIONS_TABLE, migrations_for, split_statements
+from .postgres_copy import CopyBatch, copy_batch
 
 _COLUMN_LIST = ", ".join(COLUMNS)
 _STAGE = "majordomo_llm_requests_stage"
 _MIGRATE_LOCK = 0x6D646C6F67  # pg_advisory_xact_lock key: "mdlog"
-# asyncpg encodes a COPY's rows on the event loop: pieces of 100 rows, not 250, cut the
-# longest stall of a 1000-row write_batch from 12-16 ms to 8-10 ms for 4% fewer rows/s
-# (three interleaved pairs; 50 rows: 6-8 ms, but 18% fewer rows/s).
-COPY_CHUNK_ROWS = 100
-_TAGS = COLUMNS.index("tags")
 # Worth retrying unchanged (SQLSTATE): serialization failure, deadlock, statement
 # completion unknown, lock not available, statement timeout / cancel, admin or crash
 # shutdown, cannot connect now (starting up, shutting down, in recovery), idle
@@ -185,13 +181,13 @@ class PostgresAdapter(PooledStoreBase):
         return applied
 
     async def write_batch(self, rows: Sequence[Row], outcomes: Sequence[OutcomeUpdate]) -> None:
-        # Encoding 1,000 rows takes a few ms: not on the event loop.
         self._check_open()
-        records = await asyncio.to_thread(_encode_all, rows) if rows else []
         try:
+            # Each row converted once, off the event loop: asyncpg gets finished bytes.
+            batch = await asyncio.to_thread(copy_batch, rows) if rows else None
             async with self._pool.acquire() as conn:
                 try:
-                    await _write(conn, records, outcomes)
+                    await _write(conn, batch, outcomes)
                 except Exception as exc:
                     _discard_if_broken(conn, exc)
                     raise
@@ -226,20 +222,12 @@ class PostgresAdapter(PooledStoreBase):
             self._pool.terminate()
 
 
-async def _write(
-    conn: Any, records: Sequence[tuple[Any, ...]], outcomes: Sequence[OutcomeUpdate]
-) -> None:
+async def _write(conn: Any, batch: CopyBatch | None, outcomes: Sequence[OutcomeUpdate]) -> None:
     try:
         # Fast path: COPY straight into the table, in one transaction.
         async with conn.transaction():
-            # asyncpg encodes a COPY's records on the event loop: in pieces,
-            # so the loop gets a turn between them.
-            for start in range(0, len(records), COPY_CHUNK_ROWS):
-                await conn.copy_records_to_table(
-                    "llm_requests",
-                    records=records[start : start + COPY_CHUNK_ROWS],
-                    columns=COLUMNS,
-                )
+            if batch is not None:
+                await _copy(conn, "llm_requests", batch)
             await _apply_outcomes(conn, outcomes)
     except asyncpg.exceptions.UniqueViolationError:
         # Some rows are already there (a retry after an ambiguous failure):
@@ -249,18 +237,24 @@ async def _write(
                 f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} "
                 "(LIKE llm_requests INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
             )
-            for start in range(0, len(records), COPY_CHUNK_ROWS):
-                await conn.copy_records_to_table(
-                    _STAGE,
-                    records=records[start : start + COPY_CHUNK_ROWS],
-                    columns=COLUMNS,
-                )
+            if batch is not None:
+                await _copy(conn, _STAGE, batch)
             await conn.execute(
                 f"INSERT INTO llm_requests ({_COLUMN_LIST}) "
                 f"SELECT {_COLUMN_LIST} FROM {_STAGE} "
                 "ON CONFLICT (request_id) DO NOTHING"
             )
             await _apply_outcomes(conn, outcomes)
+
+
+async def _copy(conn: Any, table: str, batch: CopyBatch) -> None:
+    # One buffer, not an async iterable of pieces: asyncpg waits for the transport to
+    # resume writing before each piece, and a connection killed while writing is paused
+    # never resumes, so the COPY would hang until the command timeout. A memoryview:
+    # asyncpg would take bytes for a file name (os.fspath).
+    await conn.copy_to_table(
+        table, source=memoryview(batch.data), columns=batch.columns, format="csv"
+    )
 
 
 def _discard_if_broken(conn: Any, exc: BaseException) -> None:
@@ -305,15 +299,6 @@ async def _apply_outcomes(conn: Any, outcomes: Sequence[OutcomeUpdate]) -> None:
         )
 
 
-def _encode_all(rows: Sequence[Row]) -> list[tuple[Any, ...]]:
-    turns = LoopTurns()
-    encoded = []
-    for row in rows:
-        turns.maybe_yield()
-        encoded.append(_encode(row))
-    return encoded
-
-
 def _split_schema(dsn: str) -> tuple[str, str | None]:
     """Take our ``schema`` query parameter out: asyncpg would send it as a server setting."""
     parts = urlsplit(dsn)
@@ -331,15 +316,6 @@ def _uuid(value: str) -> uuid.UUID | None:
     except ValueError:
         return None
     return parsed if str(parsed) == value else None
-
-
-def _encode(row: Row) -> tuple[Any, ...]:
-    values: list[Any] = list(row)
-    values[0] = uuid.UUID(values[0])
-    tags = values[_TAGS]
-    if not isinstance(tags, str):
-        values[_TAGS] = json.dumps(tags)
-    return tuple(values)
 
 
 def _decode(value: Any) -> Any:

@@ -1,7 +1,8 @@
 """SQLite metadata store: the embedded default.
 
-Writes are batched (one executemany and one commit per batch) and run in
-aiosqlite's thread, off the event loop. WAL mode lets the CLI read while an
+Writes are batched (one transaction per batch) and run in threads, off the event
+loop: the rows are converted in a worker thread (``sqlite_rows.py``), then inserted in
+aiosqlite's thread. WAL mode lets the CLI read while an
 application writes.
 """
 
@@ -11,7 +12,7 @@ import asyncio
 import datetime as dt
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,23 +21,13 @@ from urllib.parse import quote
 import aiosqlite
 
 from ..._exceptions import MigrationError, StoreError, StoreUnavailable
-from ..._loop_turns import LoopTurns
-from ...schema import COLUMNS, MONEY_COLUMNS, OutcomeUpdate, Row
+from ...schema import OutcomeUpdate, Row
 from ..fork import ForkGuard, keep_forever
 from .common import SqlStoreBase
 from .migrate import MIGRATIONS_TABLE, migrations_for, split_statements
+from .sqlite_rows import CHUNK_ROWS, EncodedBatch, encode_batch, sqlite_timestamp
 
-_INSERT = (
-    f"INSERT OR IGNORE INTO llm_requests ({', '.join(COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(COLUMNS))})"
-)
 _UPDATE_OUTCOME = "UPDATE llm_requests SET outcome = ?, outcome_at = ? WHERE request_id = ?"
-
-
-def sqlite_timestamp(value: dt.datetime) -> str:
-    """UTC ISO 8601 with microseconds and 'Z': sorts in time order, date() understands it."""
-    utc = value.astimezone(dt.timezone.utc) if value.utcoffset() else value
-    return utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _encode(value: Any) -> Any:
@@ -45,26 +36,6 @@ def _encode(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
     return value
-
-
-# Only these columns hold values sqlite3 cannot bind as they are.
-_TIME_COLUMNS = tuple(COLUMNS.index(c) for c in ("started_at", "ended_at", "outcome_at"))
-_COST_COLUMNS = tuple(i for i, c in enumerate(COLUMNS) if c in MONEY_COLUMNS)
-
-
-def _encode_rows(rows: Sequence[Row]) -> Iterator[list[Any]]:
-    # A generator: executemany consumes it in aiosqlite's thread, not on the event loop.
-    turns = LoopTurns()
-    for row in rows:
-        turns.maybe_yield()
-        values: list[Any] = list(row)
-        for i in _TIME_COLUMNS:
-            if values[i] is not None:
-                values[i] = sqlite_timestamp(values[i])
-        for i in _COST_COLUMNS:
-            if values[i] is not None:
-                values[i] = format(values[i], "f")
-        yield values
 
 
 _TRANSIENT_NAMES = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR")
@@ -254,10 +225,12 @@ class SqliteAdapter(SqlStoreBase):
             await self._write_batch(rows, outcomes)
 
     async def _write_batch(self, rows: Sequence[Row], outcomes: Sequence[OutcomeUpdate]) -> None:
+        # Each row converted once, in a worker thread; sqlite3 binds the result as it is.
+        batch = await asyncio.to_thread(encode_batch, rows) if rows else None
         try:
             await self._conn.execute("BEGIN")
-            if rows:
-                await self._conn.executemany(_INSERT, _encode_rows(rows))
+            if batch is not None:
+                await self._insert(batch)
             if outcomes:
                 await self._conn.executemany(
                     _UPDATE_OUTCOME,
@@ -273,6 +246,12 @@ class SqliteAdapter(SqlStoreBase):
             if isinstance(exc, sqlite3.Error):
                 raise StoreError(f"SQLite write failed: {exc}") from exc
             raise
+
+    async def _insert(self, batch: EncodedBatch) -> None:
+        # In pieces: binding holds the GIL in aiosqlite's thread, and the event loop
+        # waits for it (up to 5 ms a time); a turn between pieces bounds that.
+        for start in range(0, len(batch.params), CHUNK_ROWS):
+            await self._conn.executemany(batch.sql, batch.params[start : start + CHUNK_ROWS])
 
     async def _rollback(self) -> None:
         try:
