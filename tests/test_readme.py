@@ -47,7 +47,7 @@ def test_quickstart_runs_as_written(
             " FROM llm_requests"
         ).fetchone()
     assert row == ("chat", "u-42", "support", "prod-key-1", "accepted", 15, "computed")
-    assert len(list((tmp_path / "request_logs").rglob("*.json.gz"))) == 1
+    assert len(list((tmp_path / "request_logs").rglob("*.seg.gz"))) == 1  # one batch, one segment
 
 
 def test_schema_table_matches_the_migrations(tmp_path: Path) -> None:

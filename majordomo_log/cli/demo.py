@@ -172,7 +172,8 @@ async def run_demo(out: Path, *, calls: int = 300) -> int:
     )
     print(
         f"\nDatabase: {db_path.resolve()}\n"
-        f"Bodies:   {bodies.resolve()}/YYYY/MM/DD/<request_id>.json.gz"
+        f"Bodies:   {bodies.resolve()}/YYYY/MM/DD/segments/<first request_id>.seg.gz"
+        " (zcat prints them)"
     )
     cli = _command_name()
     print(

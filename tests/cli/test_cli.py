@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import gzip
 import io
 import json
 import sqlite3
@@ -150,7 +151,8 @@ def test_demo_report_matches_sql(tmp_path: Path, capsys: pytest.CaptureFixture[s
     with sqlite3.connect(tmp_path / "llm_logs.db") as conn:
         (rows,) = conn.execute("SELECT COUNT(*) FROM llm_requests").fetchone()
     assert rows == 40
-    assert len(list((tmp_path / "request_logs").rglob("*.json.gz"))) == 40
+    segments = (tmp_path / "request_logs").rglob("*.seg.gz")  # the default layout
+    assert sum(gzip.decompress(p.read_bytes()).count(b"\n") for p in segments) == 40
 
 
 # -- read commands never write -------------------------------------------------------------

@@ -7,7 +7,10 @@ import datetime as dt
 import gzip
 import json
 import os
+import shutil
 import stat
+import subprocess
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,12 +19,13 @@ import pytest
 
 import majordomo_log as ml
 from majordomo_log.capture.ids import uuid7
+from majordomo_log.stores.bodies import layout
 
 WHEN = dt.datetime(2026, 3, 4, 23, 59, 59, tzinfo=dt.timezone.utc)
 
 
 async def test_layout_and_round_trip(tmp_path: Path) -> None:
-    storage = await ml.FileStorageAdapter.create(tmp_path / "bodies")
+    storage = await ml.FileStorageAdapter.create(tmp_path / "bodies", mode="object")
     rid = uuid7(int(WHEN.timestamp() * 1000))
     payload = json.dumps({"request": {"messages": ["héllo 😀"]}, "response": None}).encode()
     (ref,) = await storage.put_many([(rid, WHEN, payload)])
@@ -72,7 +76,7 @@ async def test_a_bad_option_is_a_config_error(tmp_path: Path, options: dict[str,
 
 
 async def test_a_failed_body_is_none_not_an_exception(tmp_path: Path) -> None:
-    storage = await ml.FileStorageAdapter.create(tmp_path)
+    storage = await ml.FileStorageAdapter.create(tmp_path, mode="object")  # a file per body
     # A file where the day folder should be: that body cannot be written, the next one can.
     (tmp_path / "2026").write_text("in the way")
     other_day = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
@@ -137,7 +141,7 @@ async def test_an_existing_root_keeps_its_mode(tmp_path: Path) -> None:
         (ref,) = await storage.put_many([(uuid7(), WHEN, b"{}")])
     assert stat.S_IMODE(root.stat().st_mode) == 0o755
     assert stat.S_IMODE((root / "2026").stat().st_mode) == 0o700
-    assert stat.S_IMODE((root / str(ref)).stat().st_mode) == 0o600
+    assert stat.S_IMODE((root / str(ref).split("#")[0]).stat().st_mode) == 0o600
 
 
 @pytest.mark.parametrize("mode", ["object", "segment"])
@@ -157,3 +161,81 @@ async def test_group_read_shares_bodies_with_the_root_folders_group(
         # folders inherit the setgid bit, and with it the group, from the root
         assert perms == (0o2750 if path.is_dir() else 0o640), f"{path}: {perms:o}"
         assert path.stat().st_gid == group
+
+
+async def test_segments_are_the_default_and_zcat_reads_them(tmp_path: Path) -> None:
+    storage = await ml.FileStorageAdapter.create(tmp_path / "bodies")
+    assert storage.mode == "segment"
+    ids = [uuid7(int(WHEN.timestamp() * 1000)) for _ in range(3)]
+    payloads = [json.dumps({"request_id": rid, "text": "héllo\n😀"}).encode() for rid in ids]
+    refs = await storage.put_many(list(zip(ids, [WHEN] * 3, payloads, strict=True)))
+    files = list((tmp_path / "bodies").rglob("*.gz"))
+    assert [f.relative_to(tmp_path / "bodies").as_posix() for f in files] == [
+        f"2026/03/04/segments/{ids[0]}.seg.gz"
+    ]
+    assert all(ref and ref.startswith(f"2026/03/04/segments/{ids[0]}.seg.gz#") for ref in refs)
+    for ref, payload in zip(refs, payloads, strict=True):
+        assert await storage.get(ref or "") == json.loads(payload)
+    zcat = shutil.which("zcat")
+    if zcat is None:
+        pytest.skip("no zcat on this machine")
+    out = subprocess.run([zcat, str(files[0])], capture_output=True, check=True).stdout
+    assert [json.loads(line) for line in out.splitlines()] == [json.loads(p) for p in payloads]
+    # a bare request id names no member of a segment: the row's body_ref does
+    with pytest.raises(ml.BodyNotFound, match="body_ref"):
+        await storage.get(ids[0])
+
+
+async def test_the_default_store_reads_bodies_written_one_file_each(tmp_path: Path) -> None:
+    """A folder written in object mode (the default before) stays readable: by the
+    reference on the row, and by a bare request id."""
+    old = await ml.FileStorageAdapter.create(tmp_path / "bodies", mode="object")
+    rid = uuid7(int(WHEN.timestamp() * 1000))
+    (ref,) = await old.put_many([(rid, WHEN, json.dumps({"request_id": rid}).encode())])
+    reader = await ml.open_storage(f"file://{tmp_path / 'bodies'}", read_only=True)
+    assert isinstance(reader, ml.FileStorageAdapter) and reader.mode == "segment"
+    assert await reader.get(ref or "") == {"request_id": rid}
+    assert await reader.get(rid) == {"request_id": rid}
+
+
+@pytest.mark.parametrize("writer", ["zlib", "isal"])
+@pytest.mark.parametrize("mode", ["object", "segment"])
+async def test_bodies_deflated_by_either_library_are_standard_gzip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writer: str, mode: str
+) -> None:
+    if writer == "isal" and layout.isal_zlib is None:
+        pytest.skip("python-isal is not installed (the fast extra)")
+    used: list[str] = []
+    for name, module in (("zlib", zlib), ("isal", layout.isal_zlib)):
+        if module is not None:
+            real = module.compressobj
+            monkeypatch.setattr(
+                module, "compressobj", lambda *a, _n=name, _r=real: used.append(_n) or _r(*a)
+            )
+    monkeypatch.setattr(layout, "DEFLATE", writer)
+    storage = await ml.FileStorageAdapter.create(tmp_path / "bodies", mode=mode)
+    ids = [uuid7() for _ in range(3)]
+    big = "x" * 600_000  # deflated in several pieces
+    payloads = [json.dumps({"request_id": rid, "text": big[: 10**i]}).encode() for i, rid in
+                enumerate(ids)]  # fmt: skip
+    refs = await storage.put_many([(rid, WHEN, p) for rid, p in zip(ids, payloads, strict=True)])
+    assert set(used) == {writer}
+    monkeypatch.setattr(layout, "DEFLATE", "zlib")  # read back by the stdlib only
+    for ref, payload in zip(refs, payloads, strict=True):
+        assert await storage.get(ref or "") == json.loads(payload)
+    files = list((tmp_path / "bodies").rglob("*.gz"))
+    # whole files, as gzip and zcat read them: one segment of three, or three objects
+    texts = [gzip.decompress(path.read_bytes()) for path in files]
+    envelopes = [json.loads(line) for text in texts for line in text.splitlines()]
+    assert sorted(e["request_id"] for e in envelopes) == sorted(ids)
+    assert len(files) == (1 if mode == "segment" else 3)
+
+
+def test_level_zero_is_stored_uncompressed_whichever_library() -> None:
+    for deflate in ("zlib", "isal"):
+        layout.DEFLATE = deflate
+        try:
+            member = layout.compress(b"abc" * 100, 0)
+        finally:
+            layout.DEFLATE = "zlib" if layout.isal_zlib is None else "isal"
+        assert gzip.decompress(member) == b"abc" * 100 and len(member) > 300

@@ -349,7 +349,7 @@ async def test_a_tampered_spool_cannot_write_outside_the_body_folder(tmp_path: P
         await storage.close()
     assert result.records == 2
     assert rows["../../escaped"] is None  # the row is kept, without a body
-    assert rows[good] == f"2026/03/04/{good}.json.gz"
+    assert rows[good].startswith(f"2026/03/04/segments/{good}.seg.gz#")
     outside = [p for p in tmp_path.rglob("*escaped*")]
     assert outside == []
     assert os.listdir(tmp_path / "bodies") == ["2026"]
