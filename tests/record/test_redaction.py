@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import gzip
 import logging
 import time
@@ -18,7 +20,7 @@ from majordomo_log.record import redact as _redact
 from majordomo_log.record.call import CallContext, CallRecord
 from majordomo_log.record.envelope import build_envelope
 from majordomo_log.record.pricing import default_prices
-from majordomo_log.record.redact import redact_bytes, redact_text
+from majordomo_log.record.redact import redact_bytes, redact_text, scrub
 from majordomo_log.testing import FakeProvider, fake_openai_client
 
 OPENAI_LIKE = "sk-proj-" + "Zq7" * 16
@@ -225,3 +227,89 @@ def test_a_secret_cut_off_by_the_windows_overlap_is_continued(start: str) -> Non
     for unit in RUN_UNITS:
         run = unit * ((REACH + 2 * window) // len(unit))  # past where any search stops
         assert_windows_find_what_one_search_finds(f"{start}{run} {start}{run}.", window)
+
+
+# -- the envelope: one serialization, the bytes it always had --------------------------
+
+
+def _joined(
+    record: CallRecord, response: bytes, hook_fails: bool, cap: int
+) -> tuple[bytes, bool]:
+    """How the envelope was built before it was one ``orjson.dumps`` (before the
+    built-in rules): the head, the parts and the frame joined, the cap counted with 26
+    bytes for the frame; and whether it was truncated."""
+    from majordomo_log.record.redact import TRUNCATED_HEAD_BYTES, truncated_marker
+    from majordomo_log.record.values import safe_text
+
+    def text(value: Any) -> Any:
+        return None if value is None else safe_text(value)
+
+    error = (
+        None
+        if record.error_type is None
+        else {"type": text(record.error_type), "message": text(record.error_message)}
+    )
+    started = dt.datetime.fromtimestamp(record.started_at, dt.timezone.utc).isoformat()
+    head = orjson.dumps(
+        {
+            "format": "majordomo-log/body@1",
+            "request_id": record.request_id,
+            "started_at": started,
+            "provider": text(record.provider),
+            "operation": text(record.operation),
+            "model": text(record.model),
+            "served_model": text(record.served_model),
+            "stream": bool(record.stream),
+            "status": text(record.status),
+            "error": error,
+        }
+    )[:-1]
+    request = record.request_json if record.request_json is not None else b"null"
+    truncated = len(head) + len(request) + len(response) + 26 > cap
+    if truncated:
+        keep = min(TRUNCATED_HEAD_BYTES, cap // 4)
+        request = truncated_marker(request, keep) if len(request) > keep else request
+        response = truncated_marker(response, keep) if len(response) > keep else response
+    if hook_fails:
+        request = response = b'{"$redaction_failed":"ValueError"}'
+    joined = b"".join((head, b',"request":', request, b',"response":', response, b"}"))
+    return joined, truncated
+
+
+def _failing_hook(envelope: dict[str, Any]) -> None:
+    raise ValueError("no")
+
+
+@settings(deadline=None, max_examples=150)
+@given(
+    request=st.one_of(st.none(), st.text(max_size=300)),
+    response=st.one_of(st.none(), st.text(max_size=300)),
+    error=st.one_of(st.none(), st.text(max_size=40)),
+    served=st.one_of(st.none(), st.text(max_size=20)),
+    slack=st.one_of(st.integers(-3, 3), st.integers(-60, 60)),
+    hook_fails=st.booleans(),
+)
+def test_the_envelope_is_the_head_the_parts_and_the_frame_joined(
+    request: str | None,
+    response: str | None,
+    error: str | None,
+    served: str | None,
+    slack: int,
+    hook_fails: bool,
+) -> None:
+    """Byte for byte what joining the pieces gave, truncated on the same side of the
+    cap (``slack`` puts the cap a few bytes either side of the envelope's size)."""
+    hooks = (_failing_hook,) if hook_fails else ()
+    ctx = CallContext(default_prices(), None, {}, secrets=(b"sk-own",), redact_hooks=hooks)
+    record = CallRecord("r1", 1.7e9, 0.0, "openai", "chat", "m", False, None, None, ctx)
+    record.request_json = None if request is None else orjson.dumps({"content": request})
+    record.response = None if response is None else {"text": response}
+    record.served_model = served
+    if error is not None:
+        record.status, record.error_type, record.error_message = "error", "E", error
+    response_json = orjson.dumps(record.response)
+    cap = max(1, len(_joined(record, response_json, False, 1 << 30)[0]) + slack)
+    record.ctx = dataclasses.replace(ctx, max_body_bytes=cap)
+    expected, truncated = _joined(record, response_json, hook_fails, cap)
+    assert build_envelope(record) == scrub(expected, ctx.secrets)
+    assert ("body_truncated" in record.body_flags) == truncated
