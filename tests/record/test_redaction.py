@@ -229,15 +229,13 @@ def test_a_secret_cut_off_by_the_windows_overlap_is_continued(start: str) -> Non
         assert_windows_find_what_one_search_finds(f"{start}{run} {start}{run}.", window)
 
 
-# -- the envelope: one serialization, the bytes it always had --------------------------
+# -- the envelope: the bytes it always had, however it is built --------------------------
 
 
-def _joined(
-    record: CallRecord, response: bytes, hook_fails: bool, cap: int
-) -> tuple[bytes, bool]:
-    """How the envelope was built before it was one ``orjson.dumps`` (before the
-    built-in rules): the head, the parts and the frame joined, the cap counted with 26
-    bytes for the frame; and whether it was truncated."""
+def _joined(record: CallRecord, response: bytes, hook_fails: bool, cap: int) -> tuple[bytes, bool]:
+    """The envelope before the built-in rules, as a reference: the head, the parts and
+    the frame joined, the cap counted with 26 bytes for the frame; and whether it was
+    truncated."""
     from majordomo_log.record.redact import TRUNCATED_HEAD_BYTES, truncated_marker
     from majordomo_log.record.values import safe_text
 
