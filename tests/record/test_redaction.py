@@ -30,7 +30,8 @@ MSG = [{"role": "user", "content": f"my key is {OPENAI_LIKE}, token {GITHUB_LIKE
 
 async def _llm(tmp_path: Path, provider: FakeProvider, **options: Any) -> Any:
     db = await ml.SqliteAdapter.create(tmp_path / "log.db")
-    storage = await ml.FileStorageAdapter.create(tmp_path / "bodies")
+    # one file per body, found by its request id (the tests read bodies back by it)
+    storage = await ml.FileStorageAdapter.create(tmp_path / "bodies", mode="object")
     return ml.LoggingLLM(fake_openai_client(provider), db, storage, **options), storage
 
 
