@@ -30,7 +30,7 @@ from ..urls import check_url
 from .common import PooledStoreBase, check_identifier, classify, format_placeholders, scrubber
 from .migrate import MIGRATIONS_TABLE, migrations_for, split_statements
 
-ROWS_PER_STATEMENT = 100
+ROWS_PER_STATEMENT = 500
 BYTES_PER_STATEMENT = 4_000_000  # far below max_allowed_packet (16 MB by default)
 _INSERT_HEAD = f"INSERT INTO llm_requests ({', '.join(COLUMNS)}) VALUES "
 _INSERT_TAIL = " ON DUPLICATE KEY UPDATE request_id = request_id"

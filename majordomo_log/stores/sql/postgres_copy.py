@@ -72,7 +72,7 @@ def copy_batch(rows: Sequence[Row]) -> CopyBatch:
     for row in rows:
         turns.maybe_yield()
         values: Sequence[Any] = keep(row)
-        if None in values or any(values[k].tzinfo is not _UTC for k in times if values[k]):
+        if None in values or not all(values[k].tzinfo is _UTC for k in times):
             values = [_cell(v, k in times) for k, v in enumerate(values)]
         pending.append(values)
         if len(pending) >= _WRITE_ROWS:
