@@ -130,7 +130,7 @@ class Stores:
 @pytest.fixture
 async def stores(tmp_path: Path) -> AsyncIterator[Stores]:
     db = await ml.SqliteAdapter.create(tmp_path / "log.db")
-    storage = await ml.FileStorageAdapter.create(tmp_path / "bodies")
+    storage = await ml.FileStorageAdapter.create(tmp_path / "bodies", mode="object")
     yield Stores(db, storage, tmp_path / "log.db", storage.root)
     await db.close()  # idempotent: a test that closed its wrapper closed them already
     await storage.close()

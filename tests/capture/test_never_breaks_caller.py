@@ -14,7 +14,7 @@ from majordomo_log.testing import FakeProvider, fake_openai_client
 
 async def _llm(tmp_path: Path) -> ml.LoggingLLM:  # type: ignore[type-arg]
     db = await ml.SqliteAdapter.create(tmp_path / "log.db")
-    storage = await ml.FileStorageAdapter.create(tmp_path / "bodies")
+    storage = await ml.FileStorageAdapter.create(tmp_path / "bodies", mode="object")
     return ml.LoggingLLM(fake_openai_client(FakeProvider()), db, storage)
 
 
@@ -77,7 +77,7 @@ async def test_requests_json_cannot_hold_are_stored_readably(
     tmp_path: Path, payload: object, readable: object
 ) -> None:
     db = await ml.SqliteAdapter.create(tmp_path / "log.db")
-    storage = await ml.FileStorageAdapter.create(tmp_path / "bodies")
+    storage = await ml.FileStorageAdapter.create(tmp_path / "bodies", mode="object")
     llm = ml.LoggingLLM(OddClient(), db, storage)
     reply = await llm.ask(payload)
     info = ml.call_info(reply)
@@ -93,7 +93,7 @@ async def test_requests_json_cannot_hold_are_stored_readably(
 
 async def test_circular_request_is_logged_not_fatal(tmp_path: Path) -> None:
     db = await ml.SqliteAdapter.create(tmp_path / "log.db")
-    storage = await ml.FileStorageAdapter.create(tmp_path / "bodies")
+    storage = await ml.FileStorageAdapter.create(tmp_path / "bodies", mode="object")
     llm = ml.LoggingLLM(OddClient(), db, storage)
     circle: list[object] = []
     circle.append(circle)

@@ -30,7 +30,7 @@ async def test_ten_thousand_concurrent_calls_leave_ten_thousand_rows_and_bodies(
     tmp_path: Path,
 ) -> None:
     db = await ml.SqliteAdapter.create(tmp_path / "log.db")
-    storage = await ml.FileStorageAdapter.create(tmp_path / "bodies")
+    storage = await ml.FileStorageAdapter.create(tmp_path / "bodies", mode="object")
     # The whole burst held in memory (budgets and spilling are tested in test_spool.py):
     # each record counts 8 KB for its response object, so 10,000 exceed the default 64 MB.
     llm = ml.LoggingLLM(InstantLLM(), db, storage, close_stores=False, max_queue_bytes=2**28)

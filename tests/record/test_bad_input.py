@@ -26,7 +26,7 @@ MSG = [{"role": "user", "content": "hi"}]
 
 async def _pair(tmp_path: Path) -> tuple[ml.SqliteAdapter, ml.FileStorageAdapter]:
     db = await ml.SqliteAdapter.create(tmp_path / "log.db")
-    storage = await ml.FileStorageAdapter.create(tmp_path / "bodies")
+    storage = await ml.FileStorageAdapter.create(tmp_path / "bodies", mode="object")
     return db, storage
 
 
