@@ -212,10 +212,9 @@ class CallRecord:
                 name,
             )
             return usage, None, "unknown_model"
-        if any(f.endswith("_count") for f in usage.flags):
+        if usage.flags and any(f.endswith("_count") for f in usage.flags):
             return usage, None, "invalid_usage"
-        started = dt.datetime.fromtimestamp(self.started_at, dt.timezone.utc)
-        cost = prices.cost(entry, usage, started)
+        cost = prices.cost_at(entry, usage, self.started_at)
         return usage, cost, "incomplete" if self.status == "incomplete" else "computed"
 
     def price_failed(self) -> None:

@@ -21,7 +21,8 @@ from typing import Any
 import yaml
 
 from .._exceptions import ConfigError
-from .usage import Usage
+from .prices_compiled import CompiledRates, amounts, compile_rates
+from .usage import MAX_SANE_TOKENS, Usage
 
 PRICES_ENV_VAR = "MAJORDOMO_LOG_PRICES"
 _MILLION = Decimal(1_000_000)
@@ -118,6 +119,9 @@ class PriceTable:
         self.sources: tuple[PriceSource, ...] = tuple(sources)
         self._by_id = {m.id: m for m in self.models}
         self._resolved: dict[str, ModelPrice | None] = {}
+        # (id(entry), UTC day ordinal) -> that day's price; (id(entry), id(version)) -> it
+        self._compiled: dict[tuple[int, int], _CompiledVersion] = {}
+        self._compiled_versions: dict[tuple[int, int], _CompiledVersion] = {}
 
     @classmethod
     def load(
@@ -170,31 +174,152 @@ class PriceTable:
 
     def cost(self, entry: ModelPrice, usage: Usage, when: dt.datetime) -> Cost:
         """Price each bucket once; a long-context tier reprices the whole request."""
-        version = entry.version_at(when)
-        rates = version.rates
-        for tier in version.tiers:  # ascending thresholds: the highest one crossed applies
-            if usage.total_input > tier.above_input_tokens:
-                rates = tier.rates
-        r_in, r_read, r_w5, r_w1, r_out, r_reason = rates.effective()
-        c_in = _cents(usage.input * r_in)
-        c_read = _cents(usage.cache_read * r_read)
-        c_write = _cents(usage.cache_write_5m * r_w5 + usage.cache_write_1h * r_w1)
-        c_out = _cents(usage.output * r_out)
-        c_reason = _cents(usage.reasoning * r_reason)
-        cached = usage.cache_read + usage.cache_write_5m + usage.cache_write_1h
-        savings = _cents(cached * r_in) - c_read - c_write
-        suffix = "" if entry.origin == "built-in" else "+custom"
-        return Cost(
-            input=c_in,
-            cache_read=c_read,
-            cache_write=c_write,
-            output=c_out,
-            reasoning=c_reason,
-            total=c_in + c_read + c_write + c_out + c_reason,
-            model_id=entry.id,
-            price_version=f"{entry.id}@{version.effective.isoformat()}{suffix}",
-            cache_savings=savings,
+        day = (when.astimezone(dt.timezone.utc) if when.tzinfo else when).date()
+        return self._cost_on(entry, usage, day.toordinal())
+
+    def cost_at(self, entry: ModelPrice, usage: Usage, timestamp: float) -> Cost:
+        """``cost()`` of a call that started at a POSIX timestamp (``time.time()``)."""
+        if type(self).cost is not PriceTable.cost:  # a subclass that prices its own way
+            return self.cost(entry, usage, dt.datetime.fromtimestamp(timestamp, dt.timezone.utc))
+        # The UTC day straight from the number, where fromtimestamp() cannot round it
+        # into the next day (it rounds to the microsecond); a datetime only near midnight.
+        if type(timestamp) is float and 0.0 <= timestamp < _YEAR_2100:
+            seconds = timestamp % 86400.0
+            if 0.001 < seconds < 86399.999:
+                return self._cost_on(entry, usage, _EPOCH_ORDINAL + int(timestamp // 86400.0))
+        return self.cost(entry, usage, dt.datetime.fromtimestamp(timestamp, dt.timezone.utc))
+
+    def _cost_on(self, entry: ModelPrice, usage: Usage, day: int) -> Cost:
+        compiled = self._compiled.get((id(entry), day))
+        if compiled is None or compiled.entry is not entry:  # an id reused by a new entry
+            compiled = self._compile(entry, day)
+        inp, read, w5, w1 = (
+            usage.input,
+            usage.cache_read,
+            usage.cache_write_5m,
+            usage.cache_write_1h,
         )
+        out, reasoning = usage.output, usage.reasoning
+        rates = compiled.rates
+        if (
+            rates is None  # a rate outside the integer path's bounds
+            # counts as normalization makes them (a Usage given here may hold anything)
+            or not (
+                type(inp) is int
+                and type(read) is int
+                and type(w5) is int
+                and type(w1) is int
+                and type(out) is int
+                and type(reasoning) is int
+                and min(inp, read, w5, w1, out, reasoning) >= 0
+                and max(inp, read, w5, w1, out, reasoning) <= MAX_SANE_TOKENS
+            )
+        ):
+            return _decimal_cost(entry, compiled.version, usage)
+        total_input = inp + read + w5 + w1
+        for threshold, tier_rates in compiled.tiers:  # ascending: the highest crossed applies
+            if total_input > threshold:
+                rates = tier_rates
+        c_in, c_read, c_write, c_out, c_reason, total, savings = amounts(
+            rates, inp, read, w5, w1, out, reasoning
+        )
+        cost: Cost = _new_cost(Cost)
+        s_in, s_read, s_write, s_out, s_reason, s_total, s_id, s_version, s_savings = _COST_SLOTS
+        s_in(cost, c_in)
+        s_read(cost, c_read)
+        s_write(cost, c_write)
+        s_out(cost, c_out)
+        s_reason(cost, c_reason)
+        s_total(cost, total)
+        s_id(cost, entry.id)
+        s_version(cost, compiled.price_version)
+        s_savings(cost, savings)
+        return cost
+
+    def _compile(self, entry: ModelPrice, day: int) -> _CompiledVersion:
+        version = entry.version_at(dt.datetime.combine(dt.date.fromordinal(day), dt.time()))
+        key = (id(entry), id(version))
+        compiled = self._compiled_versions.get(key)
+        if compiled is None or compiled.version is not version:
+            compiled = _CompiledVersion(entry, version)
+            if len(self._compiled_versions) >= _MAX_COMPILED:
+                self._compiled_versions.clear()
+            self._compiled_versions[key] = compiled
+        if len(self._compiled) >= _MAX_COMPILED:  # one per model and day: years of a service
+            self._compiled.clear()
+        self._compiled[(id(entry), day)] = compiled
+        return compiled
+
+
+class _CompiledVersion:
+    """One price version of one entry, ready for ``bucket_units``: the compiled rates are
+    None when a rate is outside the integer path's bounds (``prices_compiled.py``)."""
+
+    __slots__ = ("entry", "price_version", "rates", "tiers", "version")
+
+    def __init__(self, entry: ModelPrice, version: PriceVersion) -> None:
+        self.entry = entry
+        self.version = version
+        suffix = "" if entry.origin == "built-in" else "+custom"
+        self.price_version = f"{entry.id}@{version.effective.isoformat()}{suffix}"
+        base = compile_rates(version.rates.effective())
+        tiers = [(t.above_input_tokens, compile_rates(t.rates.effective())) for t in version.tiers]
+        exact = base is not None and all(rates is not None for _, rates in tiers)
+        self.rates = base if exact else None
+        self.tiers: tuple[tuple[int, CompiledRates], ...] = tuple(
+            (threshold, rates) for threshold, rates in tiers if rates is not None
+        )
+
+
+_MAX_COMPILED = 4096
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+_YEAR_2100 = 4_102_444_800.0
+_new_cost = object.__new__
+# Cost is frozen: its slots are filled through their descriptors, as the dataclass's own
+# __init__ does through object.__setattr__, for a third of the cost.
+_COST_SLOTS = tuple(
+    Cost.__dict__[name].__set__
+    for name in (
+        "input",
+        "cache_read",
+        "cache_write",
+        "output",
+        "reasoning",
+        "total",
+        "model_id",
+        "price_version",
+        "cache_savings",
+    )
+)
+
+
+def _decimal_cost(entry: ModelPrice, version: PriceVersion, usage: Usage) -> Cost:
+    """The cost in Decimal arithmetic: for rates and counts outside the integer path's
+    bounds (which gives the same amounts within them)."""
+    rates = version.rates
+    for tier in version.tiers:  # ascending thresholds: the highest one crossed applies
+        if usage.total_input > tier.above_input_tokens:
+            rates = tier.rates
+    r_in, r_read, r_w5, r_w1, r_out, r_reason = rates.effective()
+    c_in = _cents(usage.input * r_in)
+    c_read = _cents(usage.cache_read * r_read)
+    c_write = _cents(usage.cache_write_5m * r_w5 + usage.cache_write_1h * r_w1)
+    c_out = _cents(usage.output * r_out)
+    c_reason = _cents(usage.reasoning * r_reason)
+    cached = usage.cache_read + usage.cache_write_5m + usage.cache_write_1h
+    savings = _cents(cached * r_in) - c_read - c_write
+    suffix = "" if entry.origin == "built-in" else "+custom"
+    return Cost(
+        input=c_in,
+        cache_read=c_read,
+        cache_write=c_write,
+        output=c_out,
+        reasoning=c_reason,
+        total=c_in + c_read + c_write + c_out + c_reason,
+        model_id=entry.id,
+        price_version=f"{entry.id}@{version.effective.isoformat()}{suffix}",
+        cache_savings=savings,
+    )
 
 
 COST_PLACES = Decimal("1e-10")  # the scale of every cost column (NUMERIC(20,10))

@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-# A broken proxy can report anything; counts above this are treated as garbage.
-MAX_SANE_TOKENS = 100_000_000
+from .usage_shapes import MAX_SANE_TOKENS as MAX_SANE_TOKENS  # its public home
+from .usage_shapes import fast_buckets
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +248,44 @@ def normalize_bedrock(usage: Any) -> Usage:
 
 def normalize_any(usage: Any, provider: str | None = None) -> Usage | None:
     """Normalize a usage payload of any known shape; None if it has no counts."""
+    if usage is None:
+        return None
+    # The common payloads (SDK models, dicts) with sane counts are read directly; anything
+    # else, odd values included, by the generic path, which decides every flag.
+    buckets = fast_buckets(usage, provider)
+    if buckets is None:
+        return normalize_generic(usage, provider)
+    usage_ = _new_usage(Usage)
+    s_in, s_read, s_w5, s_w1, s_out, s_reason, s_flags = _USAGE_SLOTS
+    s_in(usage_, buckets[0])
+    s_read(usage_, buckets[1])
+    s_w5(usage_, buckets[2])
+    s_w1(usage_, buckets[3])
+    s_out(usage_, buckets[4])
+    s_reason(usage_, buckets[5])
+    s_flags(usage_, ())
+    return usage_
+
+
+_new_usage = object.__new__
+# Usage is frozen: its slots are filled through their descriptors, as the dataclass's own
+# __init__ does through object.__setattr__, at a fraction of the cost.
+_USAGE_SLOTS = tuple(
+    Usage.__dict__[name].__set__
+    for name in (
+        "input",
+        "cache_read",
+        "cache_write_5m",
+        "cache_write_1h",
+        "output",
+        "reasoning",
+        "flags",
+    )
+)
+
+
+def normalize_generic(usage: Any, provider: str | None = None) -> Usage | None:
+    """``normalize_any`` through ``field_of`` only: any object, mapping or model."""
     if usage is None:
         return None
     if field_of(usage, "prompt_tokens") is not None:
