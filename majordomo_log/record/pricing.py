@@ -211,8 +211,13 @@ class PriceTable:
                 and type(w1) is int
                 and type(out) is int
                 and type(reasoning) is int
-                and min(inp, read, w5, w1, out, reasoning) >= 0
-                and max(inp, read, w5, w1, out, reasoning) <= MAX_SANE_TOKENS
+                # compared one by one: min() and max() cost more than the pricing
+                and 0 <= inp <= MAX_SANE_TOKENS
+                and 0 <= read <= MAX_SANE_TOKENS
+                and 0 <= w5 <= MAX_SANE_TOKENS
+                and 0 <= w1 <= MAX_SANE_TOKENS
+                and 0 <= out <= MAX_SANE_TOKENS
+                and 0 <= reasoning <= MAX_SANE_TOKENS
             )
         ):
             return _decimal_cost(entry, compiled.version, usage)
