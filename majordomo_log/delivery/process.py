@@ -126,8 +126,8 @@ class ProcessWriter(Shipper):
         self._enqueued += 1
         if self._thread is None:
             self._start_thread()
-        elif len(self._queue) >= budget.batch_size:
-            self._wake.set()
+        elif len(self._queue) >= budget.batch_size and not self._wake.is_set():
+            self._wake.set()  # once per batch: the sender takes every full batch it finds
         return True
 
     def is_full(self) -> bool:

@@ -374,3 +374,146 @@ def test_stats_survive_a_restart(tmp_path: Path) -> None:
     stats = asyncio.run(main())
     assert stats.written == 15  # 10 counted by the dead child, 5 by the new one
     shutil.rmtree(tmp_path / "bodies")
+
+
+# -- what crosses the pipe: the child writes what the thread writer writes --------------
+
+
+def _corpus() -> Any:
+    sys.path.insert(0, str(ROOT / "tests" / "golden"))
+    import corpus
+
+    return corpus
+
+
+@pytest.mark.parametrize("forked", [True, False])
+def test_the_golden_corpus_crosses_the_wire_unchanged(forked: bool) -> None:
+    """Every golden record, encoded as the sender encodes it and decoded as the child
+    decodes it, gives the golden row and envelope byte for byte: responses and chunks
+    that crossed as JSON, usage taken from the response, the provider's request id."""
+    import orjson
+
+    from majordomo_log.delivery import wire
+
+    corpus = _corpus()
+    cases = orjson.loads(corpus.CORPUS.read_bytes())
+    records = [corpus.from_input(c["input"]) for c in cases]
+    own_usage = 0
+    for record in records:  # as the wrapper has it: the usage is the response's own
+        usage = getattr(record.response, "usage", None)
+        if usage is not None and usage == record.usage:
+            record.usage = usage
+            own_usage += 1
+    assert own_usage >= 3
+    encoder, decoder = wire.Encoder(forked), wire.Decoder()
+    data = encoder.encode(records)
+    items = decoder.decode(data)
+    shipped = [i for i in items if isinstance(i.response, wire.Shipped)]
+    streamed = [i for i in items if i.stream_chunks]
+    assert len(shipped) >= 5 and streamed
+    assert all(not isinstance(c, dict) for i in streamed for c in i.stream_chunks)
+    assert corpus.outputs(items) == [c["expected"] for c in cases]
+    # a second batch refers to the contexts the first defined
+    again = decoder.decode(encoder.encode([corpus.from_input(c["input"]) for c in cases]))
+    assert corpus.outputs(again) == [c["expected"] for c in cases]
+
+
+def test_a_response_that_is_not_pydantic_crosses_as_it_is() -> None:
+    import orjson
+
+    from majordomo_log.delivery import wire
+
+    corpus = _corpus()
+    cases = orjson.loads(corpus.CORPUS.read_bytes())
+    case = next(c for c in cases if not c["input"]["stream"])
+    record = corpus.from_input(case["input"])
+    record.response = record.response.model_dump(mode="json")
+    [got] = wire.Decoder().decode(wire.Encoder(False).encode([record]))
+    assert got.response == record.response and not isinstance(got.response, wire.Shipped)
+
+
+def _all_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows by call order, without what differs between two runs of the same calls."""
+    varying = ("request_id", "started_at", "ended_at", "time_to_first_token_ms", "body_ref",
+               "provider_request_id", "latency_ms", "created_at")  # fmt: skip
+    with sqlite3.connect(path) as conn:
+        conn.row_factory = sqlite3.Row
+        rows = [dict(r) for r in conn.execute("SELECT * FROM llm_requests")]
+    rows.sort(key=lambda r: str(r["started_at"]))
+    return [
+        {k: v for k, v in r.items() if k not in varying}
+        | {"$ref": r["body_ref"], "$has_provider_id": r["provider_request_id"] is not None}
+        for r in rows
+    ]
+
+
+def _fixed(value: Any) -> Any:
+    """A body without what differs between two runs (ids and times the fake provider
+    and the record make up anew)."""
+    if isinstance(value, dict):
+        return {
+            k: "*" if k in ("id", "created", "request_id") or k.endswith("_at") else _fixed(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_fixed(v) for v in value]
+    return value
+
+
+def _same_calls(tmp_path: Path, writer: str, method: str | None) -> list[Any]:
+    """A mix of calls (plain, streamed, responses API, embeddings, a failure, a secret
+    in the prompt) through one writer mode: each row and its body, in call order."""
+
+    async def main() -> list[Any]:
+        db, storage = await _stores(tmp_path)
+        provider = FakeProvider()
+        options: dict[str, Any] = {}
+        if writer == "process":
+            options["process"] = ml.ProcessOptions(start_method=method)  # type: ignore[arg-type]
+        llm = ml.LoggingLLM(
+            fake_openai_client(provider), db, storage, writer=writer,  # type: ignore[arg-type]
+            spool=False, tags={"feature": "same"}, **options,
+        )  # fmt: skip
+        secret = [{"role": "user", "content": "key sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123"}]
+        for _ in range(3):
+            await llm.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+            await asyncio.sleep(0.002)  # distinct started_at: the rows' order
+            stream = await llm.chat.completions.create(
+                model="gpt-4o-mini", messages=secret, stream=True
+            )
+            async for _ in stream:
+                pass
+            await asyncio.sleep(0.002)
+            await llm.responses.create(model="gpt-4o", input="hello")
+            await asyncio.sleep(0.002)
+            await llm.embeddings.create(model="text-embedding-3-small", input="hello")
+            await asyncio.sleep(0.002)
+            provider.fail_next(400, message="bad request")
+            with pytest.raises(Exception):  # noqa: B017 (the SDK's own error type)
+                await llm.chat.completions.create(model="gpt-4o", messages=secret)
+            await asyncio.sleep(0.002)
+        stats = await llm.close()
+        assert stats.written == 15 and stats.dropped == 0, stats
+        rows = _all_rows(tmp_path / "log.db")
+        out = []
+        for row in rows:
+            ref = row.pop("$ref")
+            body = None if ref is None else await storage.get(ref)
+            out.append((row, _fixed(body)))
+        await storage.close()
+        return out
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_the_process_writer_writes_the_rows_and_bodies_the_thread_writer_writes(
+    tmp_path: Path, method: str
+) -> None:
+    threaded = _same_calls(tmp_path / "thread", "thread", None)
+    processed = _same_calls(tmp_path / "process", "process", method)
+    assert len(threaded) == 15
+    assert [r for r, _ in processed] == [r for r, _ in threaded]
+    assert [b for _, b in processed] == [b for _, b in threaded]
+    assert any(b is not None and "[REDACTED]" in str(b) for _, b in threaded)
+    assert any(r["$has_provider_id"] for r, _ in threaded)
