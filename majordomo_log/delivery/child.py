@@ -217,18 +217,21 @@ def _read(conn: Any, out: _Out, loop: asyncio.AbstractEventLoop, inbox: Any) -> 
         except (EOFError, OSError):
             message = (b"E", 0, None)
             break
-        kind, seq, body = data[:1], int.from_bytes(data[1:9], "big"), data[9:]
+        kind, seq = data[:1], int.from_bytes(data[1:9], "big")
         if kind == b"B":
             try:
-                loop.call_soon_threadsafe(inbox.put_nowait, (kind, seq, decoder.decode(body)))
-            except RuntimeError:
-                return  # the loop is closed: the child is exiting
+                items = decoder.decode(memoryview(data)[9:])
             except Exception as exc:  # a bug: the parent spools the batch instead
                 logger.error("a batch could not be decoded: %s", type(exc).__name__)
                 out.send(("bad", seq))
+                continue
+            try:
+                loop.call_soon_threadsafe(inbox.put_nowait, (kind, seq, items))
+            except RuntimeError:
+                return  # the loop is closed: the child is exiting
             continue
         try:
-            loop.call_soon_threadsafe(inbox.put_nowait, (kind, seq, body))
+            loop.call_soon_threadsafe(inbox.put_nowait, (kind, seq, data[9:]))
         except RuntimeError:
             return
         if kind == b"C":

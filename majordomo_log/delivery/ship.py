@@ -184,7 +184,7 @@ class Shipper:
                 self._spill(items, "internal_error")
                 self._finish(taken)
                 return
-        self._send(child, b"B", seq, data)
+        self._send(child, b"B", seq, *data)
 
     def _make_picklable(self, items: list[QueueItem]) -> None:
         """A response object that does not pickle (a custom client's): price it and build
@@ -197,9 +197,11 @@ class Shipper:
                     prepare([item], self.storage is not None)
                     item.stream_chunks = None
 
-    def _send(self, child: launch.Child, kind: bytes, seq: int, body: bytes) -> None:
+    def _send(self, child: launch.Child, kind: bytes, seq: int, *body: bytes) -> None:
+        """One message: ``kind``, ``seq``, then the body's parts, not joined first (only
+        the sender thread writes to the pipe)."""
         try:
-            child.conn.send_bytes(kind + seq.to_bytes(8, "big") + body)
+            wire.write_parts(child.conn.fileno(), [kind + seq.to_bytes(8, "big"), *body])
         except (OSError, ValueError):
             child.dead = True  # the receiver sees it too; the batch waits unacknowledged
 

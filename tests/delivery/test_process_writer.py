@@ -405,16 +405,16 @@ def test_the_golden_corpus_crosses_the_wire_unchanged(forked: bool) -> None:
             record.usage = usage
             own_usage += 1
     assert own_usage >= 3
+    assert sum(len(r.request_json or b"") >= 512 for r in records) >= 3  # cross apart
     encoder, decoder = wire.Encoder(forked), wire.Decoder()
-    data = encoder.encode(records)
-    items = decoder.decode(data)
+    items = decoder.decode(b"".join(encoder.encode(records)))
     shipped = [i for i in items if isinstance(i.response, wire.Shipped)]
     streamed = [i for i in items if i.stream_chunks]
     assert len(shipped) >= 5 and streamed
     assert all(not isinstance(c, dict) for i in streamed for c in i.stream_chunks)
     assert corpus.outputs(items) == [c["expected"] for c in cases]
     # a second batch refers to the contexts the first defined
-    again = decoder.decode(encoder.encode([corpus.from_input(c["input"]) for c in cases]))
+    again = decoder.decode(b"".join(encoder.encode([corpus.from_input(c["input"]) for c in cases])))
     assert corpus.outputs(again) == [c["expected"] for c in cases]
 
 
@@ -428,8 +428,30 @@ def test_a_response_that_is_not_pydantic_crosses_as_it_is() -> None:
     case = next(c for c in cases if not c["input"]["stream"])
     record = corpus.from_input(case["input"])
     record.response = record.response.model_dump(mode="json")
-    [got] = wire.Decoder().decode(wire.Encoder(False).encode([record]))
+    [got] = wire.Decoder().decode(b"".join(wire.Encoder(False).encode([record])))
     assert got.response == record.response and not isinstance(got.response, wire.Shipped)
+
+
+def test_parts_are_written_as_one_connection_message() -> None:
+    """Many parts (more than one writev takes), large ones, empty ones: what the child's
+    ``recv_bytes`` reads is their concatenation."""
+    import multiprocessing
+    import threading
+
+    from majordomo_log.delivery import wire
+
+    ours, theirs = multiprocessing.Pipe()
+    parts: list[Any] = [b"B" + bytes(8), bytes(8)]
+    parts += [bytes([i % 251]) * (i * 37 % 9000) for i in range(1500)]
+    parts += [memoryview(b"x" * 3_000_000), b""]
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(theirs.recv_bytes()))
+    reader.start()
+    wire.write_parts(ours.fileno(), parts)
+    reader.join(30)
+    assert got == [b"".join(parts)]
+    ours.close()
+    theirs.close()
 
 
 def _all_rows(path: Path) -> list[dict[str, Any]]:
