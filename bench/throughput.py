@@ -51,7 +51,7 @@ from _common import (
 )
 
 import majordomo_log as ml
-from majordomo_log.capture.ids import uuid7
+from majordomo_log.record.ids import uuid7
 from majordomo_log.record.rows import build_row
 
 SCENARIO = "throughput"

@@ -671,15 +671,19 @@ def recorded_request_ids() -> Iterator[list[str]]:
     """Every request id the wrapper hands out, in call order. A call that raises returns
     nothing to call_info(): its row (or refused row) is found by this id."""
     ids: list[str] = []
-    real = _wrapper.uuid7
+    records: list[Any] = []
+    real = _wrapper.CallRecord
 
-    def recording(*args: Any, **kwargs: Any) -> str:
-        request_id = real(*args, **kwargs)
-        ids.append(request_id)
-        return request_id
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        record = real(*args, **kwargs)
+        records.append(record)
+        return record
 
-    with mock.patch.object(_wrapper, "uuid7", recording):
-        yield ids
+    with mock.patch.object(_wrapper, "CallRecord", recording):
+        try:
+            yield ids
+        finally:  # an id is formatted when first read, the same string whoever reads it
+            ids.extend(record.request_id for record in records)
 
 
 class LogLines(logging.Handler):

@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..record.serialize import snapshot_request
-from ..record.usage import Usage
 from .resolve import SDK_PACKAGES, top_package
 
 # Method paths of the official SDKs -> the ``operation`` column.
@@ -85,13 +84,6 @@ def snapshot(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes:
         return snapshot_request(args, kwargs)
     except Exception:
         return b'{"$unserializable": "request"}'
-
-
-def read_usage(response: Any) -> Any:
-    try:
-        return getattr(response, "usage", None)
-    except Exception:  # a property that raises: logged as unreadable, never as free
-        return Usage(flags=("unreadable_usage",))
 
 
 def served_model(result: Any) -> str | None:

@@ -17,7 +17,7 @@ import inspect
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
-from types import TracebackType
+from types import CoroutineType, TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from .._log import logger, warn_once
@@ -27,7 +27,6 @@ from ..record.call import OUTCOMES, CallContext, CallRecord
 from ..record.callinfo import remember
 from ..record.usage import Usage
 from ..record.values import safe_text
-from .ids import uuid7
 from .keys import hash_api_key
 from .methods import (
     CLIENT_COPIES,
@@ -35,7 +34,6 @@ from .methods import (
     STREAMING_RESPONSE,
     is_raw_response,
     operation_of,
-    read_usage,
     served_model,
     snapshot,
     with_stream_usage,
@@ -187,10 +185,9 @@ class ClientWrapper(Generic[ClientT]):
         return self._key_hash
 
     def _new_record(self, operation: str, model: Any, stream: bool) -> CallRecord:
-        started = time.time()
         return CallRecord(
-            uuid7(int(started * 1000)),
-            started,
+            None,  # the id is formatted off the caller's path (record/ids.py)
+            time.time(),
             time.perf_counter(),
             self._provider,
             operation,
@@ -239,7 +236,7 @@ class ClientWrapper(Generic[ClientT]):
                 if known:
                     self._log_error(record, snapshot(args, kwargs), exc)
                 raise
-            if not inspect.iscoroutine(result) and (
+            if type(result) is not CoroutineType and (  # an SDK method's coroutine: go on
                 not inspect.isawaitable(result) or hasattr(result, "__aiter__")
             ):
                 return result  # a plain value, or an SDK paginator: nothing to time
@@ -305,8 +302,9 @@ class ClientWrapper(Generic[ClientT]):
             self._open_streams[record.request_id] = record
             return LoggedStream(result, record, self._submit, hide_usage_chunk)
         record.t_end = t_end
-        if known:
-            record.usage = read_usage(response)
+        record.response = response
+        if known:  # usage and the served model are read in the background (read_response)
+            record.response_unread = True
         else:
             try:
                 usage = self._extract_usage(response)
@@ -317,8 +315,7 @@ class ClientWrapper(Generic[ClientT]):
                 return result  # not an LLM call: pass through unlogged
             self._methods_with_usage.add(record.operation)
             record.usage = usage
-        record.response = response
-        record.served_model = served_model(response)
+            record.served_model = served_model(response)
         remember(result, record)
         if response is not result:  # with_raw_response: the parsed object too
             remember(response, record)

@@ -37,6 +37,7 @@ def drop_body(record: CallRecord) -> bool:
     if record.request_json is None and record.response is None:
         return False
     read_request_id(record)
+    record.read_response()
     if record.stream_chunks is None:
         record.priced()  # usage is read from the response: price it while we have it
         record.response = None

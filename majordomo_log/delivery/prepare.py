@@ -61,6 +61,7 @@ def release(record: CallRecord) -> None:
     Kept, the response would never be freed: call_info()'s map holds the record for as
     long as the response lives, and the record would hold the response."""
     read_request_id(record)
+    record.read_response()
     record.response = None
     record.request_json = None
     record.envelope = None

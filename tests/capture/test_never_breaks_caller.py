@@ -23,10 +23,10 @@ async def test_a_failure_building_the_record_still_returns_the_response(
 ) -> None:
     llm = await _llm(tmp_path)
 
-    def broken_id(*_: object) -> str:
-        raise RuntimeError("id generator exploded")
+    def broken_tags(*_: object) -> None:
+        raise RuntimeError("tag lookup exploded")
 
-    monkeypatch.setattr(_wrapper, "uuid7", broken_id)
+    monkeypatch.setattr(_wrapper, "current_tags", broken_tags)
     resp = await llm.chat.completions.create(model="gpt-4o", messages=[])
     assert isinstance(resp, ChatCompletion)
     assert llm.stats().internal_errors == 1

@@ -33,8 +33,8 @@ from test_sql_servers import _kill_connections
 
 import majordomo_log as ml
 from majordomo_log._log import reset_warnings
-from majordomo_log.capture.ids import uuid7
 from majordomo_log.record.call import CallContext, CallRecord
+from majordomo_log.record.ids import uuid7
 from majordomo_log.record.pricing import PriceTable
 from majordomo_log.record.rows import build_row
 from majordomo_log.record.usage import Usage

@@ -15,7 +15,7 @@ import pytest
 from s3server import S3Server, s3_server, s3_server_with_identities  # noqa: F401
 
 import majordomo_log as ml
-from majordomo_log.capture.ids import uuid7
+from majordomo_log.record.ids import uuid7
 from majordomo_log.stores.base import Reopenable
 
 WHEN = dt.datetime(2026, 3, 4, 23, 59, 59, tzinfo=dt.timezone.utc)

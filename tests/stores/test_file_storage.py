@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import majordomo_log as ml
-from majordomo_log.capture.ids import uuid7
+from majordomo_log.record.ids import uuid7
 from majordomo_log.stores.bodies import layout
 
 WHEN = dt.datetime(2026, 3, 4, 23, 59, 59, tzinfo=dt.timezone.utc)

@@ -23,7 +23,7 @@ from servers import isolated_db, require
 from test_adapter_faults import WHEN, rows
 
 import majordomo_log as ml
-from majordomo_log.capture.ids import uuid7
+from majordomo_log.record.ids import uuid7
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this platform")
 

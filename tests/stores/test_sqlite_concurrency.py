@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import majordomo_log as ml
-from majordomo_log.capture.ids import uuid7
+from majordomo_log.record.ids import uuid7
 from majordomo_log.schema import COLUMNS
 
 

@@ -21,10 +21,10 @@ from secret_scan import exclude_path, register_secret
 from servers import require
 
 import majordomo_log as ml
-from majordomo_log.capture.ids import uuid7
 from majordomo_log.cli import main
 from majordomo_log.delivery.replay import replay_spool
 from majordomo_log.delivery.spool import Spool, SpoolEntry
+from majordomo_log.record.ids import uuid7
 from majordomo_log.schema import COLUMNS
 
 PASSWORD = "pw-never-shown-7q"
