@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import Ticker, count_rows, metadata_store, result, server_answers, skipped
 
-from majordomo_log.capture.ids import uuid7
+from majordomo_log.record.ids import uuid7
 from majordomo_log.schema import Row
 
 SCENARIO = "stall"
