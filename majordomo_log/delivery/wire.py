@@ -179,6 +179,12 @@ class Encoder:
                 if values[_REQUEST_ID] is None:
                     values[_REQUEST_ID] = _request_id(record, response, fields)
                 shipped = (dumped[0], dumped[1], own)
+                if type(response) is not Shipped:
+                    # The parent's copy too: the SDK object (a tree of dicts and
+                    # models) is the application's to keep or free; held here until
+                    # the child acknowledges, each of its containers would be
+                    # scanned by the cyclic GC over and over.
+                    record.response = Shipped(dumped[0], dumped[1])
             elif values[_REQUEST_ID] is None:
                 read_request_id(record)  # as prepare() would, while the parent has it
                 values = list(values)  # a copy of a list is as good
@@ -200,6 +206,8 @@ class Encoder:
         """``(class, model_dump_json(warnings=False))`` for a pydantic model whose class
         pickles by name; None for anything else (it pickles as it is)."""
         cls = type(value)
+        if cls is Shipped:  # sent before, to a child that died
+            return (value.model_class, value.text)
         ok = self._classes.get(cls)
         if ok is None:
             ok = self._classes[cls] = _ships_as_json(cls)
@@ -322,10 +330,11 @@ class Decoder:
 
 
 class Shipped:
-    """In the child: a pydantic response that crossed as JSON. The body is built from
-    the very text the parent dumped (``model_dump_json(warnings=False)``, what
-    ``dumps_body`` calls); any other attribute is read off the model validated from it
-    (once, on first use), so usage and model read as off the SDK object."""
+    """A pydantic response as its JSON: in the child, and on the parent's record once
+    encoded. The body is built from the very text the parent dumped
+    (``model_dump_json(warnings=False)``, what ``dumps_body`` calls); any other
+    attribute is read off the model validated from it (once, on first use), so usage
+    and model read as off the SDK object."""
 
     __slots__ = ("_model", "model_class", "text")
 
@@ -337,10 +346,11 @@ class Shipped:
     def model_dump_json(self, *, warnings: Any = True, **options: Any) -> str:
         if warnings is False and not options:
             return self.text
-        text: str = self.model().model_dump_json(warnings=warnings, **options)
+        text: str = self.validated().model_dump_json(warnings=warnings, **options)
         return text
 
-    def model(self) -> Any:
+    def validated(self) -> Any:
+        """The model (not named ``model``: that is an SDK response's field)."""
         if self._model is None:
             self._model = _validated(self.model_class, self.text)
         return self._model
@@ -348,7 +358,7 @@ class Shipped:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):  # pickle and copy probe these: not the model's
             raise AttributeError(name)
-        return getattr(self.model(), name)
+        return getattr(self.validated(), name)
 
     def __getstate__(self) -> tuple[type, str]:
         return (self.model_class, self.text)

@@ -418,6 +418,50 @@ def test_the_golden_corpus_crosses_the_wire_unchanged(forked: bool) -> None:
     assert corpus.outputs(again) == [c["expected"] for c in cases]
 
 
+def test_a_response_read_in_the_child_gives_the_golden_output() -> None:
+    """``response_unread``: the wrapper kept only the response; usage and served model
+    are read in the child, off the response that crossed as JSON."""
+    import orjson
+
+    from majordomo_log.delivery import wire
+
+    corpus = _corpus()
+    cases = orjson.loads(corpus.CORPUS.read_bytes())
+    records = [corpus.from_input(c["input"]) for c in cases]
+    unread = 0
+    for record in records:
+        response = record.response
+        if (
+            record.stream_chunks is None
+            and response is not None
+            and record.usage == getattr(response, "usage", None)
+            and record.served_model == getattr(response, "model", None)
+        ):
+            record.usage = record.served_model = None
+            record.response_unread = True
+            unread += 1
+    assert unread >= 3
+    items = wire.Decoder().decode(b"".join(wire.Encoder(True).encode(records)))
+    assert corpus.outputs(items) == [c["expected"] for c in cases]
+
+
+def test_the_request_id_crosses_as_its_parts() -> None:
+    """A record whose id was never read crosses as its random bits and start time, and
+    the child formats the id the parent would."""
+    import orjson
+
+    from majordomo_log.delivery import wire
+
+    corpus = _corpus()
+    case = orjson.loads(corpus.CORPUS.read_bytes())[0]
+    record = corpus.from_input(case["input"])
+    record.request_id_text = None
+    record.random_bits = 0x2A5A5A5A5A5A5A5A5A5
+    [got] = wire.Decoder().decode(b"".join(wire.Encoder(False).encode([record])))
+    assert got.request_id_text is None
+    assert got.request_id == record.request_id
+
+
 def test_a_response_that_is_not_pydantic_crosses_as_it_is() -> None:
     import orjson
 
