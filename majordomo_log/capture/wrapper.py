@@ -69,6 +69,7 @@ class ClientWrapper(Generic[ClientT]):
         self._key_hash: str | None = None
         self._ctx = ctx
         self._writer = writer
+        self._blocks_when_full = writer.on_full == "block"  # fixed for the writer's life
         self._close_stores = close_stores
         self._closed = False
         self._derived = False
@@ -267,7 +268,7 @@ class ClientWrapper(Generic[ClientT]):
             raise
         t_end = time.perf_counter()
         writer = self._writer
-        if writer.on_full == "block" and writer.is_full():
+        if self._blocks_when_full and writer.is_full():
             try:
                 await writer.wait_for_room()
             except asyncio.CancelledError:  # queued over budget (spilled), never lost
