@@ -113,6 +113,11 @@ class ProcessWriter(Shipper):
     # -- the caller's path ------------------------------------------------------------
 
     def submit(self, item: QueueItem) -> bool:
+        if isinstance(item, CallRecord):
+            try:
+                wire.detach_response(item)
+            except Exception:  # a bug here costs the GC time, never the call
+                self._internal_errors += 1
         size = held_bytes(item)
         budget = self.queue_options
         if (

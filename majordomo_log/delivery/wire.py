@@ -126,7 +126,6 @@ class Encoder:
         self._contexts: dict[int, tuple[CallContext, int, tuple[bytes, ...]]] = {}
         self._next = 0
         self._reset = False
-        self._classes: dict[type, bool] = {}  # class -> crosses as JSON
 
     def encode(self, items: Sequence[QueueItem]) -> list[bytes]:
         """One batch as parts to send one after the other (``write_parts``): the
@@ -206,11 +205,11 @@ class Encoder:
         """``(class, model_dump_json(warnings=False))`` for a pydantic model whose class
         pickles by name; None for anything else (it pickles as it is)."""
         cls = type(value)
-        if cls is Shipped:  # sent before, to a child that died
+        if cls is Shipped:  # detached on the caller's path, or sent to a child that died
             return (value.model_class, value.text)
-        ok = self._classes.get(cls)
+        ok = _json_classes.get(cls)
         if ok is None:
-            ok = self._classes[cls] = _ships_as_json(cls)
+            ok = _json_classes[cls] = _ships_as_json(cls)
         if not ok:
             return None
         try:
@@ -327,6 +326,37 @@ class Decoder:
 
     def _object(self, ref: int) -> object:
         return pinned(ref) if ref >= 0 else self._objects[ref]
+
+
+_json_classes: dict[type, bool] = {}  # class -> crosses as JSON (_ships_as_json)
+
+
+def detach_response(record: CallRecord) -> None:
+    """On the caller's path, as a record is queued: its pydantic response becomes the
+    JSON it will cross as (2.6 µs for a chat completion), its provider request id read
+    first. Held by the queue as the SDK object, its dozens of containers would live
+    through the cyclic GC's young collections and be promoted, making full collections
+    of the application's whole heap come sooner (25 µs a call in the benchmark); freed
+    here with the caller's last reference, the GC never sees them. Anything else stays
+    as it is (the sender pickles it)."""
+    response = record.response
+    if response is None:
+        return
+    cls = type(response)
+    ok = _json_classes.get(cls)
+    if ok is None:
+        ok = _json_classes[cls] = _ships_as_json(cls)
+    if not ok:
+        return
+    try:
+        text = response.model_dump_json(warnings=False)
+    except Exception:  # dumps_body takes its general path for it: so will the child
+        return
+    if type(text) is not str:
+        return
+    if record.provider_request_id is None:
+        _request_id(record, response, getattr(response, "__dict__", None) or {})
+    record.response = Shipped(cls, text)
 
 
 class Shipped:

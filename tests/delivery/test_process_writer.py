@@ -583,3 +583,26 @@ def test_the_process_writer_writes_the_rows_and_bodies_the_thread_writer_writes(
     assert [b for _, b in processed] == [b for _, b in threaded]
     assert any(b is not None and "[REDACTED]" in str(b) for _, b in threaded)
     assert any(r["$has_provider_id"] for r, _ in threaded)
+
+
+def test_call_info_reads_a_response_detached_on_the_callers_path(tmp_path: Path) -> None:
+    """Queued, the record holds its response as JSON (``wire.detach_response``):
+    call_info() still prices it, and the provider's request id was read before."""
+
+    async def main() -> None:
+        from majordomo_log.delivery import wire
+
+        db, storage = await _stores(tmp_path)
+        llm = ml.LoggingLLM(
+            fake_openai_client(FakeProvider()), db, storage, writer="process", spool=False
+        )
+        reply = await llm.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        record = ml.call_info(reply)
+        assert record.input_tokens == reply.usage.prompt_tokens
+        assert record.total_cost is not None and record.total_cost > 0
+        assert record.provider_request_id == reply._request_id is not None
+        queued = [item for item, _ in llm._writer._queue]
+        assert all(isinstance(r.response, wire.Shipped) for r in queued)
+        await llm.close()
+
+    asyncio.run(main())
