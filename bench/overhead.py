@@ -33,6 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import orjson
 from _common import MESSAGES, FakeOpenAI, median, p99, result
 
 import majordomo_log as ml
@@ -73,6 +74,18 @@ class MinimalWrapper:
 
     async def drain(self) -> None:
         self.queue.clear()
+
+
+class MinimalSnapshotWrapper(MinimalWrapper):
+    """The issue 14 yardstick: the minimal wrapper plus the request snapshot every
+    logger must take on the caller's path (``orjson.dumps`` of the arguments)."""
+
+    async def create(self, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        request = orjson.dumps(kwargs)
+        response = await self._create(**kwargs)
+        self.queue.append(_MinimalRecord(started, time.perf_counter(), request, response))
+        return response
 
 
 def plain_call(create: Callable[..., Awaitable[Any]]) -> Call:
@@ -145,6 +158,12 @@ async def run(rounds: int = 7, quick: bool = False) -> list[dict[str, Any]]:
     llm_y = ml.LoggingLLM(yielding, db, storage, spool=tmp / "spool")
     llm_i = ml.LoggingLLM(instant, db, storage, spool=tmp / "spool")  # shares the writer
     minimal = MinimalWrapper(instant.chat.completions.create)
+    with_snapshot = MinimalSnapshotWrapper(instant.chat.completions.create)
+
+    async def drain_yardsticks() -> None:
+        await minimal.drain()
+        await with_snapshot.drain()
+
     settings = {
         "same loop": (variants(yielding, llm_y), None),
         "hot path": (variants(instant, llm_i), llm_i.flush),
@@ -153,9 +172,13 @@ async def run(rounds: int = 7, quick: bool = False) -> list[dict[str, Any]]:
                 "minimal wrapper": (
                     plain_call(instant.chat.completions.create),
                     plain_call(minimal.create),
-                )
+                ),
+                "minimal wrapper + snapshot": (
+                    plain_call(instant.chat.completions.create),
+                    plain_call(with_snapshot.create),
+                ),
             },
-            minimal.drain,
+            drain_yardsticks,
         ),
     }
     medians: dict[str, list[float]] = {}
@@ -178,8 +201,23 @@ async def run(rounds: int = 7, quick: bool = False) -> list[dict[str, Any]]:
     out = []
     yardstick = medians.pop("minimal wrapper, yardstick")
     p99s.pop("minimal wrapper, yardstick")
+    snapshot_yardstick = medians.pop("minimal wrapper + snapshot, yardstick")
+    p99s.pop("minimal wrapper + snapshot, yardstick")
     out.append(result(SCENARIO, "minimal wrapper (yardstick), median", yardstick, "µs"))
+    out.append(
+        result(SCENARIO, "minimal wrapper + snapshot (yardstick), median", snapshot_yardstick, "µs")
+    )
     ours = medians["plain, hot path"]
+    out.append(
+        result(
+            SCENARIO,
+            "added per call, plain, hot path / (minimal wrapper + snapshot)",
+            [o / y for o, y in zip(ours, snapshot_yardstick, strict=True)],
+            "x",
+            at_most=2,
+            note="per round, the same rounds (issue 14's target: at most 2x)",
+        )
+    )
     scaled = [o * REFERENCE_MINIMAL_US / y for o, y in zip(ours, yardstick, strict=True)]
     out.append(
         result(
