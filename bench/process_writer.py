@@ -1,6 +1,10 @@
 """Scenario: ``writer="thread"`` (the default) against ``writer="process"``, in one run.
 
-    .venv-bench/bin/python bench/process_writer.py [rounds]
+    .venv-bench/bin/python bench/process_writer.py [rounds]   # 3 by default
+
+Every figure is the median of the rounds; the modes are interleaved within a round, and
+compared within one run only (2 shared vCPUs: records/s in particular moves by 2x from
+one run to the next).
 
 Per mode, a fresh SQLite database and body folder (object mode) per round; the wrapped
 ``FakeOpenAI`` answers at once with a new ``ChatCompletion`` per call and yields to the
@@ -15,7 +19,10 @@ loop once per call, as a network call would; 4 KB requests.
   round; "logging CPU per call" is a mode's app CPU minus it: what logging costs the
   application, the figure the 25 µs target of the process writer is about. Pricing,
   envelopes, redaction, gzip and I/O are in it for the thread writer, not for the
-  process writer (there: capture, the sender thread's pickling and pipe writes).
+  process writer (there: capture, turning the response into its JSON as it is queued,
+  the sender thread's pickling and pipe writes, the receiver's bookkeeping). A forked
+  child costs the parent copy-on-write faults (its heap is shared with the child until
+  written), a spawned one does not: fork reads a few µs higher.
 - "records/s": ``CALLS`` / wall time of the same stretch.
 - "child start": from the sender's start of a writer process until it said ready (fork
   and spawn), on a fresh wrapper.
@@ -153,4 +160,4 @@ async def run(rounds: int, quick: bool = False) -> list[dict[str, Any]]:
 if __name__ == "__main__":
     from run import table
 
-    print(table(asyncio.run(run(int(sys.argv[1]) if len(sys.argv) > 1 else 1))))
+    print(table(asyncio.run(run(int(sys.argv[1]) if len(sys.argv) > 1 else 3))))
