@@ -38,6 +38,7 @@ SCENARIOS = (
     "overhead",
     "stages",
     "throughput",
+    "raw_ceiling",
     "stall",
     "process_writer",
     "memory",
