@@ -45,12 +45,13 @@ async def _calls(llm: Any, n: int) -> list[str]:
     return ids
 
 
-async def _running_child(writer: Any) -> int:
-    """The writer process's pid, once one runs (a spawned one takes a while to start)."""
+async def _running_child(writer: Any, other_than: int | None = None) -> int:
+    """The writer process's pid, once one runs (a spawned one takes a while to start),
+    and not ``other_than``: a child just killed may not have been noticed yet."""
     deadline = time.monotonic() + 30
-    while writer.child_pid is None and time.monotonic() < deadline:
+    while writer.child_pid in (None, other_than) and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
-    assert writer.child_pid is not None
+    assert writer.child_pid not in (None, other_than)
     return int(writer.child_pid)
 
 
@@ -187,9 +188,11 @@ def test_a_killed_child_is_restarted_and_nothing_is_lost_or_doubled(
         )
         writer = llm._writer
         ids: list[str] = []
+        pid = None
         for _ in range(3):
             ids += await _calls(llm, 150)
-            pid = await _running_child(writer)
+            # a new child, not the one killed last time (its death may not be seen yet)
+            pid = await _running_child(writer, other_than=pid)
             os.kill(pid, signal.SIGKILL)  # mid-run: batches in flight, unacknowledged
             ids += await _calls(llm, 50)
         stats = await llm.close(30)
@@ -301,6 +304,7 @@ def test_pre_fork_workers_each_get_their_own_child(tmp_path: Path) -> None:
             if pid == 0:
                 async def work():
                     await calls(llm, 30)
+                    await llm.flush()  # acknowledged: this worker's child is running
                     child = llm._writer.child_pid
                     stats = await llm.close()
                     assert stats.written == 30, stats
