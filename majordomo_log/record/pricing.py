@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -24,12 +24,17 @@ from .._exceptions import ConfigError
 from .prices_compiled import CompiledRates, amounts, compile_rates
 from .usage import MAX_SANE_TOKENS, Usage
 
+if TYPE_CHECKING:
+    from .price_extras import VersionExtras
+
 PRICES_ENV_VAR = "MAJORDOMO_LOG_PRICES"
 _MILLION = Decimal(1_000_000)
 _ONE = Decimal(1)
 _ZERO = Decimal(0)
 _TEN = Decimal(10)
 _RATE_FIELDS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h", "reasoning")
+# The keys of a price version's billing variants, read by record/price_extras.py
+EXTRA_PRICE_KEYS = ("service_tiers", "web_search_per_1k", "input_audio", "output_audio")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +73,8 @@ class PriceVersion:
     effective: dt.date
     rates: Rates
     tiers: tuple[Tier, ...] = ()
+    # service tiers, tool fees, audio rates (record/price_extras.py); None: it has none
+    extras: VersionExtras | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +109,10 @@ class Cost:
     # What the cached tokens would have cost as plain input, minus what reading and
     # writing the cache cost: negative when cache writes were not paid back by reads.
     cache_savings: Decimal = Decimal(0)
+    # The service tier whose rates priced the call (record/billing.py); None: standard.
+    service_tier: str | None = None
+    # USD for server-side tools (web search), included in total; None: none billed.
+    server_tool_cost: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +241,7 @@ class PriceTable:
         )
         cost: Cost = _new_cost(Cost)
         s_in, s_read, s_write, s_out, s_reason, s_total, s_id, s_version, s_savings = _COST_SLOTS
+        s_tier, s_tool = _VARIANT_SLOTS  # a standard call: None, None
         s_in(cost, c_in)
         s_read(cost, c_read)
         s_write(cost, c_write)
@@ -239,6 +251,8 @@ class PriceTable:
         s_id(cost, entry.id)
         s_version(cost, compiled.price_version)
         s_savings(cost, savings)
+        s_tier(cost, None)
+        s_tool(cost, None)
         return cost
 
     def _compile(self, entry: ModelPrice, day: int) -> _CompiledVersion:
@@ -296,6 +310,7 @@ _COST_SLOTS = tuple(
         "cache_savings",
     )
 )
+_VARIANT_SLOTS = tuple(Cost.__dict__[name].__set__ for name in ("service_tier", "server_tool_cost"))
 
 
 def _decimal_cost(entry: ModelPrice, version: PriceVersion, usage: Usage) -> Cost:
@@ -411,7 +426,13 @@ def _parse_version(where: str, raw: Any) -> PriceVersion:
             raise ConfigError(f"{where}: each tier needs an integer 'above_input_tokens'") from exc
         tiers.append(Tier(threshold, _parse_rates(where, tier, base)))
     tiers.sort(key=lambda t: t.above_input_tokens)
-    return PriceVersion(day, base, tuple(tiers))
+    extras = None
+    if any(raw.get(key) is not None for key in EXTRA_PRICE_KEYS):
+        # Imported here: price_extras builds on this module's Rates and Tier.
+        from .price_extras import parse_extras
+
+        extras = parse_extras(where, raw, base, tuple(tiers))
+    return PriceVersion(day, base, tuple(tiers), extras)
 
 
 def _parse_rates(where: str, raw: Mapping[str, Any], base: Rates | None) -> Rates:
