@@ -45,7 +45,9 @@ CONFIG_PATH = Path(__file__).parents[2] / "llm_config.yaml"
 PROVIDERS = ("openai", "anthropic", "google", "mistral", "deepseek")
 RATE_FIELDS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h", "reasoning")
 ENTRY_KEYS = {"id", "provider", "match", "prices", "genai_prices"}
-PRICE_KEYS = {"effective", "tiers", *RATE_FIELDS}
+# A price version's billing variants (record/price_extras.py), checked by _extra_differences
+EXTRA_PRICE_KEYS = {"service_tiers", "web_search_per_1k", "input_audio", "output_audio"}
+PRICE_KEYS = {"effective", "tiers", *RATE_FIELDS, *EXTRA_PRICE_KEYS}
 TIER_KEYS = {"above_input_tokens", *RATE_FIELDS}
 MIN_MODELS = 35
 # The demo and the other tests price calls with these ids.
@@ -69,10 +71,20 @@ GENAI_KEYS: dict[str, tuple[str, ...]] = {
     "reasoning": ("output_reasoning_mtok",),
 }
 MAPPED_GENAI_KEYS = {key for keys in GENAI_KEYS.values() for key in keys}
-# Per-call tool fees are out of scope for the whole table (its header says so), so they need
-# no per-entry explanation. Any other genai-prices rate the table cannot hold (audio, image,
-# ...) must be listed under `differences` by its genai-prices key, e.g. `input_audio_mtok`.
-GENAI_IGNORED_KEYS = {"web_searches_kcount", "storage_searches_kcount"}
+# File search fees are out of scope for the whole table (its header says so), so they need
+# no per-entry explanation; web search fees too for the providers whose responses are not
+# read for web searches (WEB_SEARCH_PROVIDERS). Any other genai-prices rate the table cannot
+# hold (image, cached audio, ...) must be listed under `differences` by its genai-prices key,
+# e.g. `cache_audio_read_mtok`; so are those below where an entry does not hold them.
+GENAI_IGNORED_KEYS = {"storage_searches_kcount"}
+# genai-prices keys the table holds under its own names, per price version; a difference is
+# reported (and listed) under the genai-prices key, as before the table could hold them.
+GENAI_EXTRA_KEYS = {
+    "web_searches_kcount": "web_search_per_1k",
+    "input_audio_mtok": "input_audio",
+    "output_audio_mtok": "output_audio",
+}
+WEB_SEARCH_PROVIDERS = {"openai", "anthropic"}
 
 # Names a call may use or be served under -> the entry that must price it.
 ALIASES = (
@@ -293,7 +305,8 @@ def _raw_differences(entry: Mapping[str, Any]) -> Iterator[Difference]:
         return
     our_dates = {dt.date.fromisoformat(p["effective"]) for p in entry["prices"]}
     oldest = min(our_dates)
-    check_dates = our_dates | {d for d in _genai_change_dates(model) if d >= oldest}
+    changes = _genai_change_dates(model) | _genai_variant_dates(model)
+    check_dates = our_dates | {d for d in changes if d >= oldest}
     for day in sorted(check_dates):
         ours = _ours_at(entry, day)
         values = _genai_values(_genai_price_at(model, day))
@@ -340,8 +353,14 @@ def _raw_differences(entry: Mapping[str, Any]) -> Iterator[Difference]:
                 if mine != theirs:
                     yield f"tiers[{threshold}].{field}", when, mine, theirs
 
-        for key in sorted(set(values) - MAPPED_GENAI_KEYS - GENAI_IGNORED_KEYS):
-            yield key, when, None, values[key]
+        held = {key for key, field in GENAI_EXTRA_KEYS.items() if ours.get(field) is not None}
+        for key in sorted((set(values) | held) - MAPPED_GENAI_KEYS - GENAI_IGNORED_KEYS):
+            if key == "web_searches_kcount" and entry["provider"] not in WEB_SEARCH_PROVIDERS:
+                continue
+            mine = _dec(ours.get(GENAI_EXTRA_KEYS[key])) if key in GENAI_EXTRA_KEYS else None
+            if mine != values.get(key):
+                yield key, when, mine, values.get(key)
+        yield from _service_tier_differences(entry, model, ours, day)
 
 
 def _explaining_fields(field: str) -> set[str]:
@@ -364,7 +383,11 @@ def _listed(entry: Mapping[str, Any]) -> dict[str, str]:
 def _is_checkable(field: str) -> bool:
     """Fields the cross-check compares; anything else under `differences` is a note."""
     head = re.split(r"[\[.]", field, maxsplit=1)[0]
-    return head in RATE_FIELDS or head in {"tiers", "model"} or field.endswith(("_mtok", "_kcount"))
+    return (
+        head in RATE_FIELDS
+        or head in {"tiers", "model", "service_tiers"}
+        or field.endswith(("_mtok", "_kcount"))
+    )
 
 
 def _problems(entry: Mapping[str, Any]) -> list[str]:
@@ -459,6 +482,7 @@ def test_entry_schema(entry: dict[str, Any]) -> None:
         for field in RATE_FIELDS:
             if field in price:
                 _rate(price[field], f"{at}.{field}", errors)
+        _extras_errors(price, at, errors)
         tiers = price.get("tiers")
         if tiers is None:
             continue
@@ -639,3 +663,201 @@ def test_check_catches_an_unknown_model_and_a_stale_difference() -> None:
     entry = _entry("gpt-4o")
     entry["genai_prices"] = {"differences": [{"field": "output", "reason": "because"}]}
     assert any("no longer differs" in line for line in _problems(entry))
+
+
+# --------------------------------------------------------------------------- billing variants
+#
+# Service tiers (`service_tiers`) against genai-prices' price variants: each of our tiers is
+# the variant selected by these request contexts (OpenAI shows `fast` as `priority`, and the
+# two are one price there). genai-prices dates its variants from when it verified them
+# (OpenAI 2026-10-12 and -14, Anthropic 2026-10-14) and models no earlier history: on a day
+# before a variant starts there, ours is not compared (it belongs to the price version in force
+# when the variant was verified, llm_config.yaml's header says so). A variant genai-prices has
+# that we lack is a difference for the providers whose calls report their tier.
+
+TIER_CONTEXTS: dict[str, tuple[dict[str, str], ...]] = {
+    "flex": ({"service_tier": "flex"},),
+    "priority": ({"service_tier": "priority"}, {"service_tier": "fast"}),
+    "batch": ({"processing": "batch"},),
+    "fast": ({"speed": "fast"},),
+}
+TIER_PROVIDERS = {"openai", "anthropic"}
+TIER_KEYS_OF_SERVICE = {"tiers", *RATE_FIELDS}
+
+
+def _genai_variant_dates(model: ModelInfo) -> set[dt.date]:
+    return {
+        v.constraint.start_date
+        for v in model.price_variants or ()
+        if isinstance(v.constraint, StartDateConstraint)
+    }
+
+
+def _has_variant(model: ModelInfo, context: Mapping[str, str]) -> bool:
+    return any(
+        v.when == dict(context) and _genai_values(v.prices) for v in model.price_variants or ()
+    )
+
+
+def _ours_service_rate(
+    price: Mapping[str, Any], spec: Mapping[str, Any], field: str, threshold: int | None
+) -> Decimal | None:
+    """Our service tier's rate, as llm_config.yaml's header says it is read: a bucket the tier
+    names is the tier's own (its `tiers` above a threshold, else flat); any other is the
+    standard price's (its long-context tiers included)."""
+    if field not in spec:
+        if threshold is None:
+            return _dec(price.get(field))
+        return _ours_tier_rate(price, field, threshold)
+    rate = _dec(spec[field])
+    if threshold is not None:
+        for tier in sorted(spec.get("tiers") or (), key=lambda t: int(t["above_input_tokens"])):
+            if int(tier["above_input_tokens"]) <= threshold and field in tier:
+                rate = _dec(tier[field])
+    return rate
+
+
+def _service_tier_differences(
+    entry: Mapping[str, Any], model: ModelInfo, ours: Mapping[str, Any], day: dt.date
+) -> Iterator[Difference]:
+    when = day.isoformat()
+    noon = dt.datetime.combine(day, dt.time(12), tzinfo=dt.timezone.utc)
+    standard = _genai_values(model.get_prices(noon))
+    ours_tiers: Mapping[str, Any] = ours.get("service_tiers") or {}
+    for name in sorted(set(ours_tiers) - set(TIER_CONTEXTS)):
+        yield f"service_tiers.{name}", when, "a tier genai-prices has no variant for", None
+    for name, contexts in TIER_CONTEXTS.items():
+        spec = ours_tiers.get(name)
+        for context in contexts:
+            values = _genai_values(model.get_prices(noon, context))
+            active = values != standard
+            if spec is None:
+                if active and entry["provider"] in TIER_PROVIDERS:
+                    yield f"service_tiers.{name}", when, None, f"a variant for {context}"
+                continue
+            if not active:
+                if not _has_variant(model, context):
+                    yield f"service_tiers.{name}", when, "rates", f"no variant for {context}"
+                continue  # before genai-prices' verification date: not modelled there
+            thresholds = {
+                int(t["above_input_tokens"])
+                for t in [*(ours.get("tiers") or ()), *(spec.get("tiers") or ())]
+            } | {
+                tier.start
+                for field in GENAI_KEYS
+                if isinstance(raw := _genai_raw(values, field), TieredPrices)
+                for tier in raw.tiers
+            }
+            for threshold in [None, *sorted(thresholds)]:
+                where = "" if threshold is None else f"tiers[{threshold}]."
+
+                def theirs_of(
+                    field: str,
+                    threshold: int | None = threshold,
+                    values: Mapping[str, Decimal | TieredPrices] = values,
+                ) -> Decimal | None:
+                    raw = _genai_raw(values, field)
+                    return _base(raw) if threshold is None else _at_threshold(raw, threshold)
+
+                for field in RATE_FIELDS:
+                    mine = _ours_service_rate(ours, spec, field, threshold)
+                    theirs = theirs_of(field)
+                    if field == "output" and theirs is None:
+                        theirs = Decimal(0)
+                    if field == "reasoning":  # both sides: no reasoning price = the output one
+                        if mine is None and theirs is None:
+                            continue
+                        if mine is None:
+                            mine = _ours_service_rate(ours, spec, "output", threshold)
+                        if theirs is None:
+                            theirs = theirs_of("output")
+                    if mine != theirs:
+                        yield f"service_tiers.{name}.{where}{field}", when, mine, theirs
+
+
+def _extras_errors(price: Mapping[str, Any], at: str, errors: list[str]) -> None:
+    """The billing-variant keys of one price version, in the file's format."""
+    for field in ("web_search_per_1k", "input_audio", "output_audio"):
+        if field in price:
+            _rate(price[field], f"{at}.{field}", errors)
+    if ("input_audio" in price or "output_audio" in price) and (
+        price.get("tiers") or price.get("service_tiers")
+    ):
+        errors.append(f"{at}: audio rates cannot be combined with tiers or service_tiers")
+    tiers = price.get("service_tiers")
+    if tiers is None:
+        return
+    if not isinstance(tiers, dict) or not tiers:
+        errors.append(f"{at}.service_tiers: must be a non-empty mapping")
+        return
+    for name, spec in tiers.items():
+        s_at = f"{at}.service_tiers.{name}"
+        if name not in TIER_CONTEXTS:
+            errors.append(f"{s_at}: not a tier a response reports ({sorted(TIER_CONTEXTS)})")
+        if not isinstance(spec, dict):
+            errors.append(f"{s_at}: must be a mapping")
+            continue
+        if extra := set(spec) - TIER_KEYS_OF_SERVICE:
+            errors.append(f"{s_at}: unknown keys {sorted(extra)}")
+        named = [f for f in RATE_FIELDS if f in spec]
+        if not named:
+            errors.append(f"{s_at}: names no rate")
+        for field in named:
+            _rate(spec[field], f"{s_at}.{field}", errors)
+        for index, tier in enumerate(spec.get("tiers") or ()):
+            t_at = f"{s_at}.tiers[{index}]"
+            if not isinstance(tier, dict) or type(tier.get("above_input_tokens")) is not int:
+                errors.append(f"{t_at}: must be a mapping with an integer above_input_tokens")
+                continue
+            if extra := set(tier) - {"above_input_tokens", *named}:
+                errors.append(f"{t_at}: may only change the rates the tier names, not {extra}")
+            for field in RATE_FIELDS:
+                if field in tier:
+                    _rate(tier[field], f"{t_at}.{field}", errors)
+
+
+def test_check_catches_a_changed_service_tier_rate_and_a_missing_tier() -> None:
+    entry = _entry("o4-mini")
+    entry["prices"][0]["service_tiers"]["flex"]["cache_read"] = "0.1375"  # genai: 0.138
+    del entry["prices"][0]["service_tiers"]["priority"]
+    problems = "\n".join(_problems(entry))
+    assert "o4-mini: service_tiers.flex.cache_read @ 2026-10-12: ours=0.1375 theirs=0.138" in (
+        problems
+    )
+    assert "o4-mini: service_tiers.priority @ 2026-10-12: ours=None" in problems
+
+
+def test_check_catches_a_long_context_rate_of_a_tier_and_a_tier_genai_lacks() -> None:
+    entry = _entry("gpt-5.4")
+    entry["prices"][0]["service_tiers"]["flex"]["tiers"][0]["output"] = "11.00"
+    entry["prices"][0]["service_tiers"]["priority"]["tiers"] = [
+        {"above_input_tokens": 272000, "input": "10.00"}  # genai: priority is flat at 5.00
+    ]
+    problems = "\n".join(_problems(entry))
+    assert "service_tiers.flex.tiers[272000].output @ 2026-10-12: ours=11.00 theirs=11.25" in (
+        problems
+    )
+    assert "service_tiers.priority.tiers[272000].input @ 2026-10-12: ours=10.00 theirs=5" in (
+        problems
+    )
+    entry = _entry("claude-opus-4-1")  # genai-prices has no batch variant for it
+    entry["prices"][0]["service_tiers"] = {"batch": {"input": "7.50"}}
+    assert any("service_tiers.batch @ " in line for line in _problems(entry))
+
+
+def test_check_catches_a_changed_web_search_fee_and_audio_rate() -> None:
+    entry = _entry("claude-haiku-4-5")
+    entry["prices"][0]["web_search_per_1k"] = "25.00"
+    assert any(": web_searches_kcount @ " in line for line in _problems(entry))
+    entry = _entry("gpt-4o")
+    del entry["prices"][0]["web_search_per_1k"]
+    assert any(": web_searches_kcount @ " in line for line in _problems(entry))
+    entry = _entry("gpt-audio")
+    entry["prices"][0]["output_audio"] = "80.00"
+    assert any(": output_audio_mtok @ " in line for line in _problems(entry))
+
+
+def test_loader_and_this_check_agree_on_the_extra_keys() -> None:
+    from majordomo_log.record.pricing import EXTRA_PRICE_KEYS as LOADED
+
+    assert set(LOADED) == EXTRA_PRICE_KEYS
