@@ -15,7 +15,15 @@ class Assembled:
     """What the chunks of one stream add up to. Starts as the record's own values,
     which a stream may leave as they are (a stream with no usage chunk)."""
 
-    __slots__ = ("error_message", "error_type", "response", "served_model", "status", "usage")
+    __slots__ = (
+        "error_message",
+        "error_type",
+        "response",
+        "served_model",
+        "service_tier",
+        "status",
+        "usage",
+    )
 
     def __init__(self, status: str, usage: Any, served_model: str | None) -> None:
         self.response: Any = None
@@ -24,6 +32,9 @@ class Assembled:
         self.status = status
         self.error_type: str | None = None
         self.error_message: str | None = None
+        # A chat stream's service tier (each chunk has it): kept for pricing, not put in
+        # the assembled response, which the stored body is.
+        self.service_tier: str | None = None
 
 
 def assemble_stream(operation: str, chunks: list[Any], into: Assembled) -> Assembled:
@@ -53,6 +64,9 @@ def _assemble_chat(into: Assembled, chunks: list[Any]) -> None:
     for chunk in chunks:
         head = head or chunk
         into.served_model = getattr(chunk, "model", None) or into.served_model
+        tier = getattr(chunk, "service_tier", None)
+        if isinstance(tier, str):
+            into.service_tier = tier
         if getattr(chunk, "usage", None) is not None:
             into.usage = chunk.usage
         for choice in getattr(chunk, "choices", None) or ():

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._log import warn_once
 from .assemble import Assembled, assemble_stream
+from .billing import Billing, billed_cost, read_billing
 from .ids import format_uuid7, random_bits
 from .options import DEFAULT_MAX_BODY_BYTES
 from .redact import (
@@ -72,6 +73,7 @@ class CallRecord:
         "__weakref__",
         "_priced",
         "api_key_hash",
+        "billing",
         "body_dropped",
         "body_flags",
         "context_tags",
@@ -97,6 +99,7 @@ class CallRecord:
         "t_end",
         "t_first",
         "t_start",
+        "tier_hint",
         "usage",
     )
 
@@ -143,6 +146,10 @@ class CallRecord:
         self.body_dropped = False  # left out to stay within the memory budget
         self.envelope: bytes | None = None  # the finished body, once built (build_envelope)
         self.body_flags: tuple[str, ...] = ()  # body_truncated, redaction_failed
+        # A service tier known before the response is read: declared for the call
+        # (log_batch_results) or seen in a stream's chunks (record/billing.py).
+        self.tier_hint: str | None = None
+        self.billing: Billing | None = None  # read when priced: tier, web searches, audio
 
     @property
     def request_id(self) -> str:
@@ -229,6 +236,8 @@ class CallRecord:
             if into.response is not None:
                 self.response = into.response
             self.usage, self.served_model = into.usage, into.served_model
+            if into.service_tier is not None and self.tier_hint is None:
+                self.tier_hint = into.service_tier
             if into.error_type is not None:
                 self.status = into.status
                 self.error_type, self.error_message = into.error_type, into.error_message
@@ -241,6 +250,9 @@ class CallRecord:
             return None, None, "missing_usage"
         if "unreadable_usage" in usage.flags:  # could not read is not zero: never $0
             return usage, None, "invalid_usage"
+        billing = self.billing = self._read_billing()
+        if billing is not None and billing.flags:
+            usage = replace(usage, flags=(*usage.flags, *billing.flags))
         prices = self.ctx.prices
         entry = prices.resolve(self.served_model) or prices.resolve(self.model)
         if entry is None:
@@ -255,8 +267,21 @@ class CallRecord:
             return usage, None, "unknown_model"
         if usage.flags and any(f.endswith("_count") for f in usage.flags):
             return usage, None, "invalid_usage"
-        cost = prices.cost_at(entry, usage, self.started_at)
+        if billing is None:
+            cost = prices.cost_at(entry, usage, self.started_at)
+        else:
+            cost, flags = billed_cost(prices, entry, usage, billing, self.started_at)
+            if flags:
+                usage = replace(usage, flags=(*usage.flags, *flags))
         return usage, cost, "incomplete" if self.status == "incomplete" else "computed"
+
+    def _read_billing(self) -> Billing | None:
+        """Service tier, web searches and audio tokens of the response; a response that
+        cannot be read for them is priced as standard, flagged (never lost)."""
+        try:
+            return read_billing(self.response, self.usage, self.tier_hint)
+        except Exception:
+            return Billing(flags=("unreadable_billing",))
 
     def price_failed(self) -> None:
         """Pricing raised (a bug, or a price entry it cannot use): the cost is unknown,

@@ -54,6 +54,10 @@ class FakeProvider:
     - ``first_chunk_delay`` / ``chunk_delay``: seconds before the first / each later content
       delta. Non-streaming replies wait as long as the whole stream would.
     - ``embedding_dimensions``: vector length when the request has no ``dimensions``.
+    - ``service_tier``: the ``service_tier`` OpenAI responses and chunks report (``"default"``
+      when None); Anthropic's is ``anthropic_usage["service_tier"]``.
+    - ``web_search_calls``: how many ``web_search_call`` items a Responses output starts with
+      (Anthropic: ``anthropic_usage["web_search_requests"]``).
     """
 
     def __init__(
@@ -71,6 +75,8 @@ class FakeProvider:
         omit_usage: bool = False,
         chunk_delay: float = 0.0,
         first_chunk_delay: float = 0.0,
+        service_tier: str | None = None,
+        web_search_calls: int = 0,
     ) -> None:
         self.reply_text = reply_text
         self.stream_chunks = stream_chunks
@@ -85,6 +91,8 @@ class FakeProvider:
         self.omit_usage = omit_usage
         self.chunk_delay = chunk_delay
         self.first_chunk_delay = first_chunk_delay
+        self.service_tier = service_tier
+        self.web_search_calls = web_search_calls
         self.requests: list[ReceivedRequest] = []
         self._failures: deque[Failure] = deque()
         self._endpoints: dict[str, Callable[[JSON], httpx2.Response]] = {
@@ -181,11 +189,11 @@ class FakeProvider:
             "total_tokens": prompt + completion,
             "prompt_tokens_details": {
                 "cached_tokens": u.get("cached_tokens", 0),
-                "audio_tokens": 0,
+                "audio_tokens": u.get("audio_tokens", 0),
             },
             "completion_tokens_details": {
                 "reasoning_tokens": u.get("reasoning_tokens", 0),
-                "audio_tokens": 0,
+                "audio_tokens": u.get("completion_audio_tokens", 0),
                 "accepted_prediction_tokens": 0,
                 "rejected_prediction_tokens": 0,
             },
@@ -196,7 +204,7 @@ class FakeProvider:
             "id": random_id("chatcmpl-"),
             "created": int(time.time()),
             "model": self._model(body),
-            "service_tier": "default",
+            "service_tier": self.service_tier or "default",
             "system_fingerprint": _FINGERPRINT,
         }
         if body.get("stream"):
@@ -275,7 +283,7 @@ class FakeProvider:
             "parallel_tool_calls": True,
             "previous_response_id": body.get("previous_response_id"),
             "reasoning": {"effort": None, "summary": None},
-            "service_tier": "default",
+            "service_tier": self.service_tier or "default",
             "store": True,
             "temperature": 1.0,
             "text": {"format": {"type": "text"}, "verbosity": "medium"},
@@ -292,18 +300,28 @@ class FakeProvider:
         rid, mid, created = random_id("resp_", 24), random_id("msg_", 24), int(time.time())
         part = {"type": "output_text", "annotations": [], "logprobs": [], "text": self.reply_text}
         item = {"id": mid, "type": "message", "status": "completed", "role": "assistant"}
-        final = self._response_object(rid, body, created, [{**item, "content": [part]}])
+        searches: list[JSON] = [
+            {
+                "id": random_id("ws_", 24),
+                "type": "web_search_call",
+                "status": "completed",
+                "action": {"type": "search", "query": f"query {n}"},
+            }
+            for n in range(self.web_search_calls)
+        ]
+        final = self._response_object(rid, body, created, [*searches, {**item, "content": [part]}])
         if not body.get("stream"):
             return httpx2.Response(200, json=final, headers=openai_headers())
 
         started = self._response_object(rid, body, created, [])
-        at: JSON = {"item_id": mid, "output_index": 0, "content_index": 0}
+        index = len(searches)  # the message follows the web search calls
+        at: JSON = {"item_id": mid, "output_index": index, "content_index": 0}
         events = [
             typed_event("response.created", response=started),
             typed_event("response.in_progress", response=started),
             typed_event(
                 "response.output_item.added",
-                output_index=0,
+                output_index=index,
                 item={**item, "status": "in_progress", "content": []},
             ),
             typed_event("response.content_part.added", **at, part={**part, "text": ""}),
@@ -313,7 +331,9 @@ class FakeProvider:
             ],
             typed_event("response.output_text.done", **at, text=self.reply_text, logprobs=[]),
             typed_event("response.content_part.done", **at, part=part),
-            typed_event("response.output_item.done", output_index=0, item=final["output"][0]),
+            typed_event(
+                "response.output_item.done", output_index=index, item=final["output"][index]
+            ),
             typed_event("response.completed", response=final),
         ]
         for seq, event in enumerate(events):
@@ -352,14 +372,22 @@ class FakeProvider:
     def _anthropic_usage(self, output_tokens: int | None = None) -> JSON:
         u = self.anthropic_usage
         c5m, c1h = u.get("cache_creation_5m", 0), u.get("cache_creation_1h", 0)
-        return {
+        usage: JSON = {
             "input_tokens": u.get("input_tokens", 25),
             "cache_creation_input_tokens": c5m + c1h,
             "cache_read_input_tokens": u.get("cache_read_input_tokens", 0),
             "cache_creation": {"ephemeral_5m_input_tokens": c5m, "ephemeral_1h_input_tokens": c1h},
             "output_tokens": u.get("output_tokens", 9) if output_tokens is None else output_tokens,
-            "service_tier": "standard",
+            "service_tier": u.get("service_tier", "standard"),
         }
+        if "speed" in u:
+            usage["speed"] = u["speed"]
+        if "web_search_requests" in u:
+            usage["server_tool_use"] = {
+                "web_search_requests": u["web_search_requests"],
+                "web_fetch_requests": 0,
+            }
+        return usage
 
     def _anthropic_message(self, body: JSON, content: list[JSON], done: bool) -> JSON:
         message: JSON = {
@@ -392,7 +420,10 @@ class FakeProvider:
         if not self.omit_usage:
             # Cumulative totals; the real API repeats the input and cache counts here.
             usage = self._anthropic_usage().items()
-            delta["usage"] = {k: v for k, v in usage if k.endswith("tokens")}
+            # (server tool use is cumulative too; the tier is only in message_start's usage)
+            delta["usage"] = {
+                k: v for k, v in usage if k.endswith("tokens") or k == "server_tool_use"
+            }
         text_block = {"type": "text", "text": ""}
         events = [
             typed_event("message_start", message=self._anthropic_message(body, [], False)),

@@ -19,6 +19,8 @@ class OpenAIUsage(TypedDict, total=False):
     cached_tokens: int
     completion_tokens: int
     reasoning_tokens: int
+    audio_tokens: int  # prompt_tokens_details.audio_tokens (part of prompt_tokens)
+    completion_audio_tokens: int  # completion_tokens_details.audio_tokens
 
 
 class ResponsesUsage(TypedDict, total=False):
@@ -34,6 +36,9 @@ class AnthropicUsage(TypedDict, total=False):
     cache_read_input_tokens: int
     cache_creation_5m: int
     cache_creation_1h: int
+    service_tier: str  # "standard" when not given
+    speed: str  # "fast" for fast mode; left out when not given
+    web_search_requests: int  # usage.server_tool_use; left out when not given
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,8 @@ def test_a_service_tier_replaces_the_buckets_it_names_and_keeps_the_rest(
 def test_a_version_without_extras_has_none(tmp_path: Path) -> None:
     table = load(
         tmp_path,
-        'models:\n  - id: m\n    prices:\n      - {effective: "2026-01-01", input: "1", output: "2"}\n',
+        "models:\n  - id: m\n    prices:\n"
+        '      - {effective: "2026-01-01", input: "1", output: "2"}\n',
     )
     assert table.models[0].versions[0].extras is None
 
