@@ -68,6 +68,10 @@ class Row(NamedTuple):
     outcome_at: dt.datetime | None
     body_ref: str | None
     cache_savings: Decimal | None  # added by migration 0002
+    # Added by migration 0003_service_tier (billing variants, record/billing.py):
+    service_tier: str | None  # the tier whose rates priced the call; None: standard
+    web_search_calls: int | None  # server-side web searches reported; None: none
+    server_tool_cost: Decimal | None  # USD for server-side tools, in total_cost; None: none
 
 
 COLUMNS: tuple[str, ...] = Row._fields

@@ -27,6 +27,7 @@ GROUPINGS = (
     "user_id",
     "api_key_alias",
     "environment",
+    "service_tier",
     "day",
 )
 _DAY_SQL = {

@@ -142,7 +142,19 @@ def build_row(record: CallRecord, body_ref: str | None) -> Row:
         outcome_at=None if record.outcome is None else record.outcome[1],
         body_ref=body_ref,
         cache_savings=None if cost is None else cost.cache_savings,
+        **billing_values(record, cost),
     )
+
+
+def billing_values(record: CallRecord, cost: Cost | None) -> dict[str, Any]:
+    """The billing-variant columns (migration 0003): the tier that priced the call, the web
+    searches reported, the server-side tool fee (NULL each when there is none)."""
+    billing = record.billing  # read when the record was priced
+    return {
+        "service_tier": None if cost is None else _clip(cost.service_tier, MAX_TAG_CHARS),
+        "web_search_calls": (billing.web_search_calls or None) if billing is not None else None,
+        "server_tool_cost": None if cost is None else cost.server_tool_cost,
+    }
 
 
 def salvage_row(record: CallRecord, body_ref: str | None) -> Row:
