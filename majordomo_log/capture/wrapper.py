@@ -27,6 +27,7 @@ from ..record.call import OUTCOMES, CallContext, CallRecord
 from ..record.callinfo import remember
 from ..record.usage import Usage
 from ..record.values import safe_text
+from .batch import batch_results
 from .keys import hash_api_key
 from .methods import (
     CLIENT_COPIES,
@@ -128,6 +129,38 @@ class ClientWrapper(Generic[ClientT]):
         if record is not None and record.t_end is None:
             record.outcome = (outcome, when)  # inserted with the row when the stream ends
         self._writer.submit((str(request_id), outcome, when))
+
+    def log_batch_results(self, results: Any, *, service_tier: str | None = "batch") -> list[str]:
+        """Log the results of a Batch API job, one row per result, priced at the
+        ``service_tier`` given (``"batch"``; None: the tier each result reports). Takes an
+        OpenAI batch output file's text (or its lines, parsed or not) or the items of
+        Anthropic's ``messages.batches.results()``; see ``capture/batch.py``. Each row has
+        the result's ``custom_id`` as the tag ``batch_custom_id``, the tags of the
+        enclosing ``ml.tags()`` block, the time the provider made the response (OpenAI; now
+        for Anthropic) and no latency. Returns the request ids, in order. Log a batch once:
+        each call makes new rows."""
+        request_ids = []
+        for result in batch_results(results):
+            record = self._new_record(result.operation, result.model, False)
+            if result.created is not None:
+                record.started_at = result.created
+            record.t_end = record.t_start  # the provider's queue time is no call's latency
+            record.served_model = result.model
+            record.response = result.response
+            record.usage = result.usage
+            record.provider_request_id = result.provider_request_id
+            record.tier_hint = service_tier
+            if result.error_type is not None:
+                record.status = "error"
+                record.error_type, record.error_message = result.error_type, result.error_message
+            if result.custom_id is not None:
+                record.context_tags = {
+                    **(record.context_tags or {}),
+                    "batch_custom_id": result.custom_id,
+                }
+            self._submit(record)
+            request_ids.append(record.request_id)
+        return request_ids
 
     async def close(self, timeout: float | None = DEFAULT_CLOSE_TIMEOUT) -> WriterStats:
         """Flush and detach; the last wrapper on a pair of stores stops the writer and

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from .call import CallRecord
-from .rows import cost_values, token_values
+from .rows import billing_values, cost_values, token_values
 
 _by_id: dict[int, tuple[Any, CallRecord]] = {}
 _strong: collections.OrderedDict[int, tuple[Any, CallRecord]] = collections.OrderedDict()
@@ -51,6 +51,10 @@ class CallInfo:
     time_to_first_token_ms: float | None
     api_key_alias: str | None
     provider_request_id: str | None
+    # Billing variants (record/billing.py), as in the row's columns of the same names
+    service_tier: str | None = None
+    web_search_calls: int | None = None
+    server_tool_cost: Decimal | None = None
 
 
 def remember(result: Any, record: CallRecord) -> None:
@@ -97,6 +101,7 @@ def call_info(response: Any) -> CallInfo:
     buckets: dict[str, Any] = {
         **token_values(usage),
         **cost_values(cost),
+        **billing_values(record, cost),
     }
     return CallInfo(
         request_id=record.request_id,
