@@ -27,6 +27,7 @@ web searches with no fee with ``web_search_unpriced``.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
@@ -57,31 +58,58 @@ class Billing:
     flags: tuple[str, ...] = ()
 
 
-def read_billing(response: Any, raw_usage: Any, tier_hint: str | None) -> Billing | None:
-    """The billing facts of a response and its raw usage; None when it has none."""
+def read_billing(
+    response: Any, raw_usage: Any, tier_hint: str | None, entry: ModelPrice | None
+) -> Billing | None:
+    """The billing facts of a response and its raw usage; None when it has none. Audio
+    counts are read only for a model whose newest price has audio rates (``entry``, the
+    price the call resolved to): for any other, audio tokens are billed as text."""
+    extras = None if entry is None else entry.versions[0].extras
+    audio = extras is not None and extras.audio
+    # The common call, an OpenAI chat completion in the default tier, in a few lookups
+    # (``_fields`` written out for an SDK model, whose class is known by the first call).
+    reply: dict[str, Any] | _Attributes
+    if _plain_models.get(type(response)):
+        fields: dict[str, Any] = response.__dict__
+        extra = response.__pydantic_extra__
+        reply = {**extra, **fields} if extra else fields
+    else:
+        reply = _fields(response)
+    tier = reply.get("service_tier", _ABSENT)
+    if (
+        tier_hint is None
+        and not audio
+        and (tier is None or (tier.__class__ is str and tier in STANDARD_TIER_NAMES))
+        and not reply.get("output")
+    ):
+        return None
+    usage = _fields(raw_usage)
     flags: list[str] = []
+    source = "declared"
     if tier_hint is not None:
-        tier = _tier(tier_hint, flags)
+        tier = tier_hint
+    elif (reported := usage.get("service_tier")) is not None:  # Anthropic: in usage
+        tier, source = reported, "anthropic"
     else:
-        reported = _read(raw_usage, "service_tier")  # Anthropic reports it in usage
-        if reported is not None:
-            tier = _tier(reported, flags)
-        else:
-            tier = _tier(_read(response, "service_tier"), flags)  # OpenAI: on the response
-            tier = _OPENAI_TIER_ALIASES.get(tier, tier) if tier is not None else None
-        if tier is None and _read(raw_usage, "speed") == "fast":  # Anthropic fast mode
-            tier = "fast"
-    server_tools = _read(raw_usage, "server_tool_use")
+        tier, source = (None if tier is _ABSENT else tier), "openai"  # on the response
+    tier = _tier(tier, flags)
+    if source == "openai" and tier is not None:
+        tier = _OPENAI_TIER_ALIASES.get(tier, tier)
+    if tier is None and source != "declared" and usage.get("speed") == "fast":
+        tier = "fast"  # Anthropic fast mode, served in the standard tier
+    server_tools = usage.get("server_tool_use")
     if server_tools is not None:
-        searches = _count(_read(server_tools, "web_search_requests"), "web_search", flags)
+        searches = _count(_fields(server_tools).get("web_search_requests"), "web_search", flags)
     else:
-        searches = _web_search_items(_read(response, "output"))
-    audio_in = _count(
-        _read(_read(raw_usage, "prompt_tokens_details"), "audio_tokens"), "audio", flags
-    )
-    audio_out = _count(
-        _read(_read(raw_usage, "completion_tokens_details"), "audio_tokens"), "audio", flags
-    )
+        searches = _web_search_items(reply.get("output"))
+    audio_in = audio_out = 0
+    if audio:
+        details = usage.get("prompt_tokens_details")
+        if details is not None:
+            audio_in = _count(_fields(details).get("audio_tokens"), "audio", flags)
+        details = usage.get("completion_tokens_details")
+        if details is not None:
+            audio_out = _count(_fields(details).get("audio_tokens"), "audio", flags)
     if tier is None and not (searches or audio_in or audio_out or flags):
         return None
     return Billing(tier, searches, audio_in, audio_out, tuple(flags))
@@ -222,7 +250,7 @@ def _web_search_items(output: Any) -> int:
     """OpenAI Responses: each ``web_search_call`` output item is one billed tool call."""
     if not isinstance(output, (list, tuple)):
         return 0
-    return sum(1 for item in output if _read(item, "type") == "web_search_call")
+    return sum(1 for item in output if _fields(item).get("type") == "web_search_call")
 
 
 def _count(value: Any, kind: str, flags: list[str]) -> int:
@@ -236,21 +264,56 @@ def _count(value: Any, kind: str, flags: list[str]) -> int:
     return 0
 
 
-def _read(obj: Any, name: str) -> Any:
-    """``field_of(obj, name)``, reading a pydantic model's fields from its ``__dict__``
-    (and extras) directly: an SDK model answers a name it does not declare through
-    ``__getattr__`` and an AttributeError, which costs more than the rest of this."""
+class _Attributes:
+    """``.get(name)`` as ``field_of(obj, name)``: for objects that are neither dicts nor
+    plain pydantic models (a process writer's ``Shipped`` response, a client's own types)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def get(self, name: str, default: Any = None) -> Any:
+        value = field_of(self.obj, name)
+        return default if value is None else value
+
+
+_EMPTY: dict[str, Any] = {}
+_ABSENT = object()
+# type -> whether its instances' fields are their __dict__ and pydantic extras (bounded)
+_plain_models: dict[type, bool] = {dict: False}
+
+
+def _is_plain_model(cls: type) -> bool:
+    """A pydantic model with the default attribute lookup: its fields are its instance
+    ``__dict__``, then its ``__pydantic_extra__`` (as ``usage_shapes.py`` reads them)."""
+    return (
+        not issubclass(cls, Mapping)
+        and hasattr(cls, "__pydantic_fields__")
+        and hasattr(cls, "__pydantic_extra__")
+        and cls.__getattribute__ is object.__getattribute__
+    )
+
+
+def _fields(obj: Any) -> dict[str, Any] | _Attributes:
+    """Something whose ``.get(name)`` is ``field_of(obj, name)``: the object itself for a
+    dict, a pydantic model's ``__dict__`` (with its extras), else ``_Attributes``. An SDK
+    model answers a name it does not declare through ``__getattr__`` and an AttributeError;
+    read from its ``__dict__``, the dozen names looked up per call cost a dict lookup each."""
     if obj is None:
-        return None
-    if type(obj) is dict:
-        return obj.get(name)
-    if hasattr(type(obj), "__pydantic_fields__"):
-        fields = getattr(obj, "__dict__", None)
-        if type(fields) is dict:
-            value = fields.get(name)
-            if value is None:
-                extra = getattr(obj, "__pydantic_extra__", None)
-                if type(extra) is dict:
-                    value = extra.get(name)
-            return value
-    return field_of(obj, name)
+        return _EMPTY
+    cls = type(obj)
+    if cls is dict:
+        return obj  # type: ignore[no-any-return]
+    plain = _plain_models.get(cls)
+    if plain is None:
+        plain = _is_plain_model(cls)
+        if len(_plain_models) < 256:  # classes made on the fly must not grow it
+            _plain_models[cls] = plain
+    if not plain:
+        return _Attributes(obj)
+    fields = obj.__dict__
+    extra = obj.__pydantic_extra__
+    if extra:  # an instance attribute is found before pydantic's extras
+        return {**extra, **fields}
+    return fields  # type: ignore[no-any-return]

@@ -250,11 +250,15 @@ class CallRecord:
             return None, None, "missing_usage"
         if "unreadable_usage" in usage.flags:  # could not read is not zero: never $0
             return usage, None, "invalid_usage"
-        billing = self.billing = self._read_billing()
-        if billing is not None and billing.flags:
-            usage = replace(usage, flags=(*usage.flags, *billing.flags))
         prices = self.ctx.prices
         entry = prices.resolve(self.served_model) or prices.resolve(self.model)
+        try:  # service tier, web searches, audio tokens (record/billing.py)
+            billing = read_billing(self.response, self.usage, self.tier_hint, entry)
+        except Exception:  # a response that cannot be read for them is priced as standard
+            billing = Billing(flags=("unreadable_billing",))
+        self.billing = billing
+        if billing is not None and billing.flags:
+            usage = replace(usage, flags=(*usage.flags, *billing.flags))
         if entry is None:
             name = self.served_model or self.model or "<none>"
             warn_once(
@@ -274,14 +278,6 @@ class CallRecord:
             if flags:
                 usage = replace(usage, flags=(*usage.flags, *flags))
         return usage, cost, "incomplete" if self.status == "incomplete" else "computed"
-
-    def _read_billing(self) -> Billing | None:
-        """Service tier, web searches and audio tokens of the response; a response that
-        cannot be read for them is priced as standard, flagged (never lost)."""
-        try:
-            return read_billing(self.response, self.usage, self.tier_hint)
-        except Exception:
-            return Billing(flags=("unreadable_billing",))
 
     def price_failed(self) -> None:
         """Pricing raised (a bug, or a price entry it cannot use): the cost is unknown,

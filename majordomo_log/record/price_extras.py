@@ -76,6 +76,7 @@ class VersionExtras:
     web_search_per_1k: Decimal | None = None  # USD per 1,000 web searches
     input_audio: Decimal | None = None  # USD per 1M input audio tokens
     output_audio: Decimal | None = None  # USD per 1M output audio tokens
+    audio: bool = False  # has either audio rate (read per call: kept ready)
 
 
 def parse_extras(
@@ -100,7 +101,8 @@ def parse_extras(
         name: _service_tier(f"{where} service tier {name!r}", name, spec, base, tiers)
         for name, spec in named.items()
     }
-    return VersionExtras(service_tiers, fee, audio_in, audio_out)
+    has_audio = audio_in is not None or audio_out is not None
+    return VersionExtras(service_tiers, fee, audio_in, audio_out, has_audio)
 
 
 def _service_tier(

@@ -408,10 +408,10 @@ def test_audio_counts_above_their_bucket_are_clamped_and_flagged(table: PriceTab
 
 
 def test_standard_calls_have_no_billing(table: PriceTable) -> None:
-    assert read_billing(None, {"input_tokens": 5, "service_tier": "standard"}, None) is None
-    assert read_billing({"service_tier": "default", "output": []}, None, None) is None
-    assert read_billing(None, None, "batch") == Billing(service_tier="batch")
-    assert read_billing({"service_tier": 7}, None, None) == Billing(
+    assert read_billing(None, {"input_tokens": 5, "service_tier": "standard"}, None, None) is None
+    assert read_billing({"service_tier": "default", "output": []}, None, None, None) is None
+    assert read_billing(None, None, "batch", None) == Billing(service_tier="batch")
+    assert read_billing({"service_tier": 7}, None, None, None) == Billing(
         flags=("service_tier_unpriced",)
     )
 
@@ -451,3 +451,45 @@ def test_a_tier_prices_the_same_in_integers_and_in_decimal(
     got = amounts(compiled, *counts, usage.output, usage.reasoning)
     want = decimal_amounts(rates, usage)
     assert [(v, v.as_tuple()) for v in got] == [(v, v.as_tuple()) for v in want]
+
+
+async def test_a_response_crossing_to_the_writer_process_keeps_its_tier(
+    table: PriceTable,
+) -> None:
+    # writer="process": the response crosses as its JSON (delivery/wire.py Shipped), read
+    # through its validated model, not as a dict.
+    from majordomo_log.delivery.wire import Shipped
+
+    provider = FakeProvider(
+        service_tier="priority",
+        openai_usage={"prompt_tokens": 2006, "cached_tokens": 1920, "completion_tokens": 300},
+    )
+    response = await chat(provider, "gpt-4o")
+    record = record_of(table, response)
+    record.response = Shipped(type(response), response.model_dump_json(warnings=False))
+    _, cost, _ = record.priced()
+    assert cost is not None and cost.total == Decimal("0.0095455")  # as priority above
+    assert cost.service_tier == "priority"
+
+
+def test_a_response_that_cannot_be_read_for_billing_is_standard_and_flagged(
+    table: PriceTable,
+) -> None:
+    class Odd:
+        model = "gpt-4o"
+
+        @property
+        def service_tier(self) -> str:
+            raise RuntimeError("boom")
+
+    ctx = CallContext(prices=table, api_key_alias=None, tags={}, secrets=())
+    record = CallRecord(
+        "r", WHEN.timestamp(), 0.0, "openai", "chat.completions", "gpt-4o", False, None,
+        None, ctx,
+    )  # fmt: skip
+    record.response = Odd()
+    record.usage = {"prompt_tokens": 1000, "completion_tokens": 100}
+    usage, cost, status = record.priced()
+    assert status == "computed" and cost is not None and usage is not None
+    assert cost.total == Decimal("0.0035")  # 1000 * 2.50 + 100 * 10.00 = 3,500 / 1e6
+    assert usage.flags == ("unreadable_billing",)
