@@ -36,7 +36,10 @@ from typing import Any
 
 from .._exceptions import ConfigError
 from .prices_compiled import CompiledRates, compile_rates
-from .pricing import EXTRA_PRICE_KEYS, Rates, Tier
+from .rates import Rates, Tier
+
+# The keys of a price version's billing variants (pricing.py reads a version's others).
+EXTRA_PRICE_KEYS = ("service_tiers", "web_search_per_1k", "input_audio", "output_audio")
 
 _RATE_FIELDS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h", "reasoning")
 # Names a response uses for the standard tier: never a service tier of their own.

@@ -16,16 +16,16 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from .._exceptions import ConfigError
+from .price_extras import EXTRA_PRICE_KEYS, VersionExtras, parse_extras
 from .prices_compiled import CompiledRates, amounts, compile_rates
+from .rates import Rates as Rates  # the rate types' public home is here too
+from .rates import Tier as Tier
 from .usage import MAX_SANE_TOKENS, Usage
-
-if TYPE_CHECKING:
-    from .price_extras import VersionExtras
 
 PRICES_ENV_VAR = "MAJORDOMO_LOG_PRICES"
 _MILLION = Decimal(1_000_000)
@@ -33,39 +33,6 @@ _ONE = Decimal(1)
 _ZERO = Decimal(0)
 _TEN = Decimal(10)
 _RATE_FIELDS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h", "reasoning")
-# The keys of a price version's billing variants, read by record/price_extras.py
-EXTRA_PRICE_KEYS = ("service_tiers", "web_search_per_1k", "input_audio", "output_audio")
-
-
-@dataclass(frozen=True, slots=True)
-class Rates:
-    """USD per 1M tokens for each bucket; None means "fall back" (see ``for_bucket``)."""
-
-    input: Decimal
-    output: Decimal
-    cache_read: Decimal | None = None
-    cache_write_5m: Decimal | None = None
-    cache_write_1h: Decimal | None = None
-    reasoning: Decimal | None = None
-
-    def effective(self) -> tuple[Decimal, Decimal, Decimal, Decimal, Decimal, Decimal]:
-        """Rates per bucket with fallbacks applied: a missing cache rate is billed as
-        plain input (never as free), a missing 1h write as a 5m write, reasoning as output."""
-        write_5m = self.cache_write_5m if self.cache_write_5m is not None else self.input
-        return (
-            self.input,
-            self.cache_read if self.cache_read is not None else self.input,
-            write_5m,
-            self.cache_write_1h if self.cache_write_1h is not None else write_5m,
-            self.output,
-            self.reasoning if self.reasoning is not None else self.output,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Tier:
-    above_input_tokens: int
-    rates: Rates
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,9 +395,6 @@ def _parse_version(where: str, raw: Any) -> PriceVersion:
     tiers.sort(key=lambda t: t.above_input_tokens)
     extras = None
     if any(raw.get(key) is not None for key in EXTRA_PRICE_KEYS):
-        # Imported here: price_extras builds on this module's Rates and Tier.
-        from .price_extras import parse_extras
-
         extras = parse_extras(where, raw, base, tuple(tiers))
     return PriceVersion(day, base, tuple(tiers), extras)
 

@@ -858,6 +858,6 @@ def test_check_catches_a_changed_web_search_fee_and_audio_rate() -> None:
 
 
 def test_loader_and_this_check_agree_on_the_extra_keys() -> None:
-    from majordomo_log.record.pricing import EXTRA_PRICE_KEYS as LOADED
+    from majordomo_log.record.price_extras import EXTRA_PRICE_KEYS as LOADED
 
     assert set(LOADED) == EXTRA_PRICE_KEYS
