@@ -57,6 +57,24 @@ def detect_provider(client: Any) -> str:
     return top_package(type(client))
 
 
+def client_surface(client: Any) -> str:
+    """``"sync"`` for a client whose calls all block (``openai.OpenAI``,
+    ``anthropic.Anthropic`` and its Bedrock and Vertex variants, boto3 clients),
+    ``"async"`` for one whose calls are all awaited, ``"both"`` for anything else
+    (google-genai's ``Client`` with its ``aio`` half, Mistral, the litellm module, a
+    duck-typed client): a wrapper's flush() and close() are plain methods only for
+    a sync client (REFERENCE.md §5)."""
+    names = [(c.__module__, c.__name__) for c in type(client).__mro__]
+    for module, name in names:
+        if name == "AsyncAPIClient" or module.startswith("aiobotocore."):
+            return "async"
+        if name == "SyncAPIClient" or (module, name) == ("botocore.client", "BaseClient"):
+            return "sync"
+    if type(client).__name__.startswith("Async"):
+        return "async"
+    return "both"
+
+
 def with_stream_usage(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Ask an OpenAI chat stream for usage; without it the stream looks free."""
     options = kwargs.get("stream_options")
