@@ -337,3 +337,57 @@ def test_a_forked_child_logs_its_own_calls(tmp_path: Path) -> None:
     assert done.stdout.strip() == "0"
     features = sorted(r["feature"] for r in rows(tmp_path / "x.db"))
     assert features == ["child"] * 5 + ["parent"] * 2
+
+
+@pytest.mark.servers
+def test_a_sync_program_spools_while_the_database_is_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL unreachable mid-run: the calls go on, their records wait in the spool,
+    and once it is back they are written, each exactly once."""
+    import uuid
+    from urllib.parse import urlsplit
+
+    import asyncpg
+    from faultlib import fast_backoff, via_proxy
+    from faultproxy import FaultProxy
+    from servers import require
+
+    fast_backoff(monkeypatch)
+    url = require("postgresql")
+    schema = f"mdl_test_sync_{uuid.uuid4().hex[:10]}"
+    target = urlsplit(url)
+    ids: list[str] = []
+    with FaultProxy(target.hostname or "127.0.0.1", target.port or 5432) as proxy:
+        proxied = f"{via_proxy(url, proxy.port)}?schema={schema}"
+        llm = ml.LoggingLLM(fake_sync_openai_client(), proxied, spool=tmp_path / "spool")
+
+        def call() -> None:
+            reply = llm.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+            ids.append(ml.call_info(reply).request_id)
+
+        for _ in range(5):
+            call()
+        assert llm.flush().written == 5
+        proxy.down()
+        for _ in range(20):
+            call()  # never raises: the caller does not see the database
+        down = llm.flush(timeout=20)
+        assert down.store_down and down.written == 5
+        assert down.spilled + down.pending >= 1  # held for the spool, not dropped
+        assert down.dropped == 0
+        proxy.restore()
+        llm.replay_spool()
+        stats = llm.close()
+        assert stats.dropped == 0
+
+    async def logged() -> list[str]:
+        conn = await asyncpg.connect(url)
+        try:
+            found = await conn.fetch(f"SELECT request_id::text AS id FROM {schema}.llm_requests")
+            return sorted(r["id"] for r in found)
+        finally:
+            await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+            await conn.close()
+
+    assert asyncio.run(logged()) == sorted(ids)
