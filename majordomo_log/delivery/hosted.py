@@ -22,6 +22,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .._log import logger
+from . import lifecycle
 from .stats import WriterStats
 from .writer_thread import WriterThread, host, writer_thread
 
@@ -75,6 +76,9 @@ class HostedWriter:
         self._pid = os.getpid()
         self._shut = False
         host(self)
+        # Before the writer's own rescue at exit or on SIGTERM: what still waits in the
+        # inbox is handed to the writer first, so that its rescue spools it too.
+        lifecycle.register(self, handle_sigterm=False)
 
     def __repr__(self) -> str:
         return f"<HostedWriter {self.writer!r}>"
@@ -215,7 +219,23 @@ class HostedWriter:
         self._shut = True
         return await shut_down(self.writer, timeout, self.close_stores)
 
-    # -- exit ------------------------------------------------------------------------
+    # -- exit, signals, fork ---------------------------------------------------------
+
+    def rescue(self, reason: str) -> None:
+        """Synchronously, from any thread: the inbox to the writer, then the writer's
+        rescue (to the spool). A record both written and spooled is harmless: replay
+        skips rows that exist."""
+        if self._pid != os.getpid():
+            return
+        self._move_inbox()
+        self.writer.rescue(reason)
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: the parent's records and thread are not ours (``thread``
+        makes the child's own on first use)."""
+        self._inbox = []
+        self._wake_pending = False
+        self._lock = threading.Lock()
 
     def close_at_exit(self, timeout: float) -> None:
         """Called by the writer thread's exit hook: flush and close what nobody closed."""

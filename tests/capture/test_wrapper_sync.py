@@ -391,3 +391,35 @@ def test_a_sync_program_spools_while_the_database_is_down(
             await conn.close()
 
     assert asyncio.run(logged()) == sorted(ids)
+
+
+def test_sigterm_keeps_every_record_of_a_sync_program(tmp_path: Path) -> None:
+    """Killed by SIGTERM (no handler of its own) with records still on their way: each
+    one is written or spooled, none lost, and the process dies of SIGTERM."""
+    from faultlib import spooled_ids
+
+    done = run_script(
+        tmp_path,
+        f"""
+        import os, signal, sys
+        import majordomo_log as ml
+        from majordomo_log.testing import FakeProvider, fake_sync_openai_client
+        llm = ml.LoggingLLM(
+            fake_sync_openai_client(FakeProvider()), "sqlite:///{tmp_path}/x.db",
+            spool="{tmp_path}/spool", queue=ml.QueueOptions(flush_interval=30, batch_size=10_000),
+        )
+        for _ in range(200):
+            reply = llm.chat.completions.create(
+                model="gpt-4o-mini", messages=[{{"role": "user", "content": "x"}}]
+            )
+            print(ml.call_info(reply).request_id)
+        sys.stdout.flush()
+        os.kill(os.getpid(), signal.SIGTERM)
+        """,
+    )
+    assert done.returncode == -15, done.stderr
+    ids = done.stdout.split()
+    assert len(ids) == 200
+    written = [r["request_id"] for r in rows(tmp_path / "x.db")]
+    spooled = spooled_ids(tmp_path / "spool")
+    assert sorted(set(written) | set(spooled)) == sorted(ids)
