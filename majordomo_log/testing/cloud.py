@@ -14,7 +14,8 @@ event-stream decoding should all run as in production::
 
 Served (POST): ``/model/{modelId}/converse``, ``/converse-stream``, ``/invoke`` and
 ``/invoke-with-response-stream`` (an Anthropic ``anthropic_version`` body answers as
-Claude, a ``prompt`` body as Llama, anything else as Amazon Nova), and Vertex's
+Claude, a ``prompt`` body as Llama, or as Mistral for a ``mistral.`` model, whose body has
+no usage, only the token-count headers; anything else as Amazon Nova), and Vertex's
 ``/v1/projects/{p}/locations/{r}/publishers/anthropic/models/{model}:rawPredict`` and
 ``:streamRawPredict`` (server-sent events). Streams of Bedrock are AWS event-stream
 frames (``testing/eventstream.py``). Client constructors: ``testing/cloud_clients.py``.
@@ -27,15 +28,14 @@ import re
 import secrets
 import threading
 import time
-import urllib.parse
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, TypedDict
+from typing import TypedDict
 
 from . import eventstream
+from .cloud_http import LocalServer, Reply, Request
 from .keys import remember_sent_keys
 from .provider import DEFAULT_REPLY
 from .wire import JSON, AnthropicUsage, ReceivedRequest, parse_json, split_text
@@ -98,25 +98,17 @@ class FakeCloud:
         self._failures: deque[CloudFailure] = deque()
         self._stream_failure: tuple[int, str, str] | None = None
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: LocalServer | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> FakeCloud:
-        handler = type("_Handler", (_Handler,), {"cloud": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fake-cloud", daemon=True
-        )
-        self._thread.start()
+        self._server = LocalServer(self.handle)
         return self
 
     def close(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.close()
             self._server = None
 
     def __enter__(self) -> FakeCloud:
@@ -134,7 +126,7 @@ class FakeCloud:
     def url(self) -> str:
         """``http://127.0.0.1:<port>``: the ``endpoint_url`` / ``base_url`` to give a client."""
         assert self._server is not None, "FakeCloud is not started"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self._server.port}"
 
     # -- knobs -----------------------------------------------------------------------
 
@@ -166,15 +158,51 @@ class FakeCloud:
             self._failures.clear()
         self._stream_failure = None
 
-    # -- replies ---------------------------------------------------------------------
+    # -- routing ---------------------------------------------------------------------
 
-    def _next_failure(self) -> CloudFailure | None:
+    def handle(self, request: Request) -> Reply:
+        """The server's app: record the request, then answer it."""
+        if request.headers.get("authorization", "").lower().startswith("bearer "):
+            remember_sent_keys(request.headers)  # Vertex's token, a Bedrock API key (not SigV4)
+        parsed = parse_json(request.body)
+        body: JSON = parsed if isinstance(parsed, dict) else {}
         with self._lock:
-            return self._failures.popleft() if self._failures else None
+            self.requests.append(
+                ReceivedRequest(
+                    method=request.method,
+                    path=request.path,
+                    headers=request.headers,
+                    body=parsed,
+                    query=request.query,
+                )
+            )
+            failure = self._failures.popleft() if self._failures else None
+        bedrock = _BEDROCK_PATH.match(request.path)
+        vertex = _VERTEX_PATH.match(request.path)
+        if request.method != "POST" or not (bedrock or vertex):
+            return Reply(
+                404,
+                {"message": f"No route for {request.method} {request.path}"},
+                headers={"x-amzn-ErrorType": "UnknownOperationException", **_aws_headers()},
+            )
+        if failure is not None:
+            return self._failure(failure, vertex=vertex is not None)
+        if vertex:
+            return self._vertex(vertex.group(1), vertex.group(2))
+        assert bedrock is not None
+        return self._bedrock(bedrock.group(1), bedrock.group(2), body)
 
-    def _take_stream_failure(self) -> tuple[int, str, str] | None:
-        failure, self._stream_failure = self._stream_failure, None
-        return failure
+    def _failure(self, failure: CloudFailure, *, vertex: bool) -> Reply:
+        if vertex:
+            error = {"type": failure.code, "message": failure.message}
+            return Reply(failure.status, {"type": "error", "error": error})
+        headers = _aws_headers()
+        headers["x-amzn-ErrorType"] = (
+            f"{failure.code}:http://internal.amazon.com/coral/com.amazon.bedrock/"
+        )
+        return Reply(failure.status, {"message": failure.message}, headers=headers)
+
+    # -- replies ---------------------------------------------------------------------
 
     def _pieces(self) -> list[str]:
         return split_text(self.reply_text, self.stream_chunks)
@@ -261,7 +289,7 @@ class FakeCloud:
 
     def paced(self, items: list[tuple[bytes, bool]]) -> Iterator[bytes]:
         """Each encoded event after its delay; an exception event where one was asked for."""
-        failure = self._take_stream_failure()
+        failure, self._stream_failure = self._stream_failure, None
         first = True
         for index, (data, is_content) in enumerate(items):
             if failure is not None and index == failure[0]:
@@ -274,71 +302,18 @@ class FakeCloud:
                     time.sleep(delay)
             yield data
 
-
-class _Handler(BaseHTTPRequestHandler):
-    cloud: FakeCloud
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return  # quiet: the test output is not the place for an access log
-
-    def do_GET(self) -> None:
-        self._send_json(
-            404, {"message": "Not found"}, {"x-amzn-ErrorType": "UnknownOperationException"}
-        )
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        parts = urllib.parse.urlsplit(self.path)
-        path = urllib.parse.unquote(parts.path)
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        if headers.get("authorization", "").lower().startswith("bearer "):
-            remember_sent_keys(headers)  # Vertex's token, a Bedrock API key (not SigV4)
-        cloud = self.cloud
-        with cloud._lock:
-            cloud.requests.append(
-                ReceivedRequest(
-                    method="POST",
-                    path=path,
-                    headers=headers,
-                    body=parse_json(raw),
-                    query=dict(urllib.parse.parse_qsl(parts.query)),
-                )
-            )
-        body = parse_json(raw)
-        body = body if isinstance(body, dict) else {}
-        bedrock = _BEDROCK_PATH.match(path)
-        vertex = _VERTEX_PATH.match(path)
-        failure = cloud._next_failure()
-        if failure is not None:
-            self._send_failure(failure, vertex=vertex is not None)
-        elif bedrock:
-            self._bedrock(bedrock.group(1), bedrock.group(2), body)
-        elif vertex:
-            self._vertex(vertex.group(1), vertex.group(2), body)
-        else:
-            self._send_json(
-                404,
-                {"message": f"No route for {path}"},
-                {"x-amzn-ErrorType": "UnknownOperationException"},
-            )
-
-    # -- Bedrock ----------------------------------------------------------------------
-
-    def _bedrock(self, model_id: str, action: str, body: JSON) -> None:
-        cloud = self.cloud
+    def _bedrock(self, model_id: str, action: str, body: JSON) -> Reply:
         if action == "converse":
-            usage = {} if cloud.omit_usage else {"usage": cloud.converse_usage_json()}
+            usage = {} if self.omit_usage else {"usage": self.converse_usage_json()}
             reply = {
                 "output": {
-                    "message": {"role": "assistant", "content": [{"text": cloud.reply_text}]}
+                    "message": {"role": "assistant", "content": [{"text": self.reply_text}]}
                 },
                 "stopReason": "end_turn",
                 **usage,
                 "metrics": {"latencyMs": 42},
             }
-            self._send_json(200, reply, _aws_headers())
+            return Reply(json=reply, headers=_aws_headers())
         elif action == "converse-stream":
             items: list[tuple[bytes, bool]] = [
                 (eventstream.event("messageStart", {"role": "assistant"}), False),
@@ -349,18 +324,16 @@ class _Handler(BaseHTTPRequestHandler):
                         ),
                         True,
                     )
-                    for p in cloud._pieces()
+                    for p in self._pieces()
                 ],
                 (eventstream.event("contentBlockStop", {"contentBlockIndex": 0}), False),
                 (eventstream.event("messageStop", {"stopReason": "end_turn"}), False),
             ]
             metadata: JSON = {"metrics": {"latencyMs": 42}}
-            if not cloud.omit_usage:
-                metadata["usage"] = cloud.converse_usage_json()
+            if not self.omit_usage:
+                metadata["usage"] = self.converse_usage_json()
             items.append((eventstream.event("metadata", metadata), False))
-            self._send_stream(
-                cloud.paced(items), "application/vnd.amazon.eventstream", _aws_headers()
-            )
+            return _event_stream(self.paced(items))
         elif action == "invoke":
             reply, counts = self._invoke_reply(model_id, body)
             headers = _aws_headers()
@@ -368,11 +341,11 @@ class _Handler(BaseHTTPRequestHandler):
                 headers["X-Amzn-Bedrock-Input-Token-Count"] = str(counts[0])
                 headers["X-Amzn-Bedrock-Output-Token-Count"] = str(counts[1])
             headers["X-Amzn-Bedrock-Invocation-Latency"] = "42"
-            self._send_json(200, reply, headers)
+            return Reply(json=reply, headers=headers)
         else:  # invoke-with-response-stream: Claude events in base64 chunks
-            events = cloud.claude_events(model_id)
-            if not cloud.omit_usage:
-                usage = cloud.anthropic_usage_json()
+            events = self.claude_events(model_id)
+            if not self.omit_usage:
+                usage = self.anthropic_usage_json()
                 events[-1][0]["amazon-bedrock-invocationMetrics"] = {
                     "inputTokenCount": usage["input_tokens"],
                     "outputTokenCount": usage["output_tokens"],
@@ -380,32 +353,33 @@ class _Handler(BaseHTTPRequestHandler):
                     "firstByteLatency": 7,
                 }
             chunks = [(eventstream.chunk_event(e), content) for e, content in events]
-            self._send_stream(
-                cloud.paced(chunks), "application/vnd.amazon.eventstream", _aws_headers()
-            )
+            return _event_stream(self.paced(chunks))
 
     def _invoke_reply(self, model_id: str, body: JSON) -> tuple[JSON, tuple[int, int] | None]:
-        cloud = self.cloud
         if "anthropic_version" in body:
-            message = cloud.claude_message(
-                model_id, [{"type": "text", "text": cloud.reply_text}], True
+            message = self.claude_message(
+                model_id, [{"type": "text", "text": self.reply_text}], True
             )
             usage = message.get("usage")
             counts = None if usage is None else (usage["input_tokens"], usage["output_tokens"])
             return message, counts
-        u = cloud.converse_usage_json()
+        u = self.converse_usage_json()
         counts = (u["inputTokens"], u["outputTokens"])
+        reply: JSON
+        if "prompt" in body and "mistral." in model_id:  # Mistral's: no usage in the body
+            reply = {"outputs": [{"text": self.reply_text, "stop_reason": "stop"}]}
+            return reply, None if self.omit_usage else counts
         if "prompt" in body:  # Meta Llama's native format
-            reply: JSON = {"generation": cloud.reply_text, "stop_reason": "stop"}
-            if not cloud.omit_usage:
+            reply = {"generation": self.reply_text, "stop_reason": "stop"}
+            if not self.omit_usage:
                 reply["prompt_token_count"] = counts[0]
                 reply["generation_token_count"] = counts[1]
-            return reply, None if cloud.omit_usage else counts
+            return reply, None if self.omit_usage else counts
         reply = {  # Amazon Nova's native format
-            "output": {"message": {"role": "assistant", "content": [{"text": cloud.reply_text}]}},
+            "output": {"message": {"role": "assistant", "content": [{"text": self.reply_text}]}},
             "stopReason": "end_turn",
         }
-        if not cloud.omit_usage:
+        if not self.omit_usage:
             reply["usage"] = {
                 "inputTokens": counts[0],
                 "outputTokens": counts[1],
@@ -413,70 +387,23 @@ class _Handler(BaseHTTPRequestHandler):
                 "cacheReadInputTokenCount": u.get("cacheReadInputTokens", 0),
                 "cacheWriteInputTokenCount": u.get("cacheWriteInputTokens", 0),
             }
-        return reply, None if cloud.omit_usage else counts
+        return reply, None if self.omit_usage else counts
 
-    # -- Vertex -----------------------------------------------------------------------
-
-    def _vertex(self, model: str, action: str, body: JSON) -> None:
-        cloud = self.cloud
+    def _vertex(self, model: str, action: str) -> Reply:
         if action == "rawPredict":
-            message = cloud.claude_message(
-                model, [{"type": "text", "text": cloud.reply_text}], True
-            )
-            self._send_json(200, message, {"request-id": "req_vrtx_" + secrets.token_hex(8)})
-            return
+            content = [{"type": "text", "text": self.reply_text}]
+            return Reply(json=self.claude_message(model, content, True))
         items = [
-            (f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode(), content)
-            for e, content in cloud.claude_events(model)
+            (f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode(), is_content)
+            for e, is_content in self.claude_events(model)
         ]
-        self._send_stream(
-            cloud.paced(items),
-            "text/event-stream",
-            {"request-id": "req_vrtx_" + secrets.token_hex(8)},
-        )
+        return Reply(stream=self.paced(items), content_type="text/event-stream")
 
-    # -- HTTP -------------------------------------------------------------------------
 
-    def _send_failure(self, failure: CloudFailure, *, vertex: bool) -> None:
-        if vertex:
-            payload: JSON = {
-                "type": "error",
-                "error": {"type": failure.code, "message": failure.message},
-            }
-            self._send_json(failure.status, payload, {})
-            return
-        headers = _aws_headers()
-        headers["x-amzn-ErrorType"] = (
-            f"{failure.code}:http://internal.amazon.com/coral/com.amazon.bedrock/"
-        )
-        self._send_json(failure.status, {"message": failure.message}, headers)
-
-    def _send_json(self, status: int, payload: JSON, headers: dict[str, str]) -> None:
-        data = json.dumps(payload).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _send_stream(
-        self, chunks: Iterator[bytes], content_type: str, headers: dict[str, str]
-    ) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Transfer-Encoding", "chunked")
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        try:
-            for data in chunks:
-                self.wfile.write(b"%X\r\n%s\r\n" % (len(data), data))
-                self.wfile.flush()
-            self.wfile.write(b"0\r\n\r\n")
-        except (BrokenPipeError, ConnectionResetError):  # the client closed the stream early
-            self.close_connection = True
+def _event_stream(chunks: Iterator[bytes]) -> Reply:
+    return Reply(
+        stream=chunks, content_type="application/vnd.amazon.eventstream", headers=_aws_headers()
+    )
 
 
 def _aws_headers() -> dict[str, str]:
