@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..record.serialize import snapshot_request
+from .hosted import hosted_provider
 from .resolve import SDK_PACKAGES, top_package
 
 # Method paths of the official SDKs -> the ``operation`` column.
@@ -19,6 +20,16 @@ KNOWN_OPERATIONS: dict[tuple[str, ...], str] = {
     ("chat", "completions", "parse"): "chat.completions",
     ("responses", "parse"): "responses",
 }
+# AWS Bedrock Runtime (botocore, aiobotocore): methods of the client itself, one-element
+# paths, known only as the client's own (``llm.converse``, never ``llm.x.converse``).
+KNOWN_OPERATIONS.update(
+    {
+        ("converse",): "converse",
+        ("converse_stream",): "converse_stream",
+        ("invoke_model",): "invoke_model",
+        ("invoke_model_with_response_stream",): "invoke_model_with_response_stream",
+    }
+)
 # SDK stream helpers: they return an async context manager, not an awaitable.
 STREAM_HELPERS: dict[tuple[str, ...], str] = {
     ("chat", "completions", "stream"): "chat.completions",
@@ -37,7 +48,7 @@ def operation_of(path: tuple[str, ...]) -> tuple[str | None, bool]:
     """(operation, is a stream helper) for a method path; None if not an SDK call."""
     clean = tuple(p for p in path if p != RAW_RESPONSE)
     for table, helper in ((KNOWN_OPERATIONS, False), (STREAM_HELPERS, True)):
-        for size in (3, 2):
+        for size in (3, 2) if len(clean) > 1 else (1,):
             operation = table.get(clean[-size:])
             if operation is not None:
                 return operation, helper
@@ -48,6 +59,9 @@ def detect_provider(client: Any) -> str:
     provider = getattr(client, "provider", None)
     if isinstance(provider, str) and top_package(type(client)) not in SDK_PACKAGES:
         return provider  # majordomo-llm style clients, or a subclass, name their provider
+    hosted = hosted_provider(client)
+    if hosted is not None:  # who bills the call: AWS (bedrock) or Google Cloud (vertex)
+        return hosted
     # By the classes the client is built from: an application may subclass the SDK's.
     sdk_classes = [c for c in type(client).__mro__ if top_package(c) in SDK_PACKAGES]
     if sdk_classes:

@@ -28,6 +28,8 @@ from ..record.call import OUTCOMES, CallContext, CallRecord
 from ..record.callinfo import remember
 from ..record.usage import Usage
 from ..record.values import safe_text
+from . import bedrock
+from .hosted import credential_reader, is_botocore_client
 from .keys import hash_api_key
 from .methods import (
     CLIENT_COPIES,
@@ -84,6 +86,11 @@ class ClientWrapper(Generic[ClientT]):
         self._open_streams: weakref.WeakValueDictionary[str, CallRecord] = (
             weakref.WeakValueDictionary()
         )
+        # Cloud clients (Bedrock, Vertex): credentials instead of an api_key; botocore
+        # clients: only their Bedrock methods are LLM calls (capture/hosted.py, bedrock.py).
+        self._credentials = credential_reader(client)
+        self._botocore = is_botocore_client(client)
+        self._bedrock_hooks: bedrock.Hooks | None = None
         self._api_key_hash()  # read the key once now: a bad key object fails here, not per call
         writer.attach()  # last: a wrapper that failed to build holds no writer open
 
@@ -203,6 +210,8 @@ class ClientWrapper(Generic[ClientT]):
 
     def _api_key_hash(self) -> str | None:
         client = self._client
+        if self._credentials is not None:
+            return self._cloud_key_hash()
         key = getattr(client, "api_key", None) or getattr(client, "auth_token", None)
         # A fingerprint, not the key: this object holds no copy of the key to leak.
         # (str caches its hash, so this costs one attribute read per call.)
@@ -222,6 +231,23 @@ class ClientWrapper(Generic[ClientT]):
                 self._ctx.secrets = (*self._ctx.secrets[-7:], secret)
         self._key_state = (seen, key_hash)
         return key_hash
+
+    def _cloud_key_hash(self) -> str | None:
+        """``_api_key_hash`` for a cloud's credentials: the reader hands back the same
+        tuple until they change (a refresh, a rotation)."""
+        assert self._credentials is not None
+        credential = self._credentials(self._client)
+        if id(credential) == self._key_seen:
+            return self._key_hash
+        self._key_seen = id(credential)  # the reader holds it: the id stays its own
+        key, secrets = credential
+        self._key_hash = None if key is None else hash_api_key(key, self._secret)
+        known = self._ctx.secrets
+        added = [s.encode("utf-8", "surrogatepass") for s in secrets]
+        added = [s for s in added if s not in known]
+        if added:  # kept beside the previous ones: queued records may still hold those
+            self._ctx.secrets = (*known[-(12 - len(added)) :], *added)[-12:]
+        return self._key_hash
 
     def _new_record(self, operation: str, model: Any, stream: bool) -> CallRecord:
         return CallRecord(
@@ -249,6 +275,11 @@ class ClientWrapper(Generic[ClientT]):
         if len(path) == 1 and path[0] in CLIENT_COPIES:
             return self._wrap_client_copy(target, attr)
         operation, helper = operation_of(path)
+        if self._botocore:  # AWS: the Bedrock methods are logged, the rest handed back as is
+            if operation in bedrock.OPERATIONS:
+                return bedrock.wrap_method(self._hooks(), target, attr, operation)
+            if path[-1] not in self._methods:
+                return getattr(target, attr)  # type: ignore[no-any-return]
         if helper and operation is not None:
             return self._wrap_stream_helper(target, attr, operation)
         if STREAMING_RESPONSE in path:  # the caller reads raw bytes: not ours to parse
@@ -447,12 +478,35 @@ class ClientWrapper(Generic[ClientT]):
                 request_id = getattr(exc, "request_id", None)
             except Exception:  # an exception whose attributes raise
                 request_id = None
+            if request_id is None and self._botocore:  # a ClientError's response
+                request_id = bedrock.error_request_id(exc)
             record.provider_request_id = request_id if type(request_id) is str else None
             record.request_json = request
         except Exception as error:
             self._internal_error(error)
             return
         self._submit(record)
+
+    def _hooks(self) -> bedrock.Hooks:
+        """What a Bedrock call borrows from this wrapper (capture/bedrock.py)."""
+        if self._bedrock_hooks is None:
+            self._bedrock_hooks = bedrock.Hooks(
+                self._new_record,
+                self._log_error,
+                self._submit,
+                self._stream_opened,
+                self._internal_error,
+                self._room,
+            )
+        return self._bedrock_hooks
+
+    def _stream_opened(self, record: CallRecord) -> None:
+        self._open_streams[record.request_id] = record
+
+    def _room(self) -> Awaitable[None] | None:
+        if self._blocks_when_full and self._writer.is_full():
+            return self._writer.wait_for_room()
+        return None
 
     def _wrap_stream_helper(self, target: Any, attr: str, operation: str) -> Callable[..., Any]:
         def stream(*args: Any, **kwargs: Any) -> Any:
@@ -488,6 +542,7 @@ class ClientWrapper(Generic[ClientT]):
         derived._key_state = (None, None)
         derived._ctx = dataclasses.replace(self._ctx)
         derived._derived = True
+        derived._bedrock_hooks = None  # bound to the parent's methods
         derived._api_key_hash()
         return derived
 
