@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -57,10 +57,22 @@ class Hooks:
     new_record: Callable[[str, Any, bool], CallRecord]
     log_error: Callable[[CallRecord, bytes, BaseException], None]
     submit: Callable[[CallRecord], None]
-    stream_opened: Callable[[CallRecord], None]
     internal_error: Callable[[Exception], None]
-    # on_full="block" and the queue full: what to await before logging; else None
-    room: Callable[[], Awaitable[None] | None]
+    open_streams: MutableMapping[str, CallRecord]  # where record_outcome() finds a stream's
+    blocking_writer: Any  # the writer when on_full="block" (callers wait for room), else None
+
+    def room(self) -> Awaitable[None] | None:
+        """What an async call awaits before its record is queued: room in a full queue."""
+        writer = self.blocking_writer
+        return writer.wait_for_room() if writer is not None and writer.is_full() else None
+
+    def room_sync(self) -> None:
+        """The same for a blocking call: the writer thread's wait, never a loop's."""
+        writer = self.blocking_writer
+        if writer is not None and writer.is_full():
+            wait = getattr(writer, "wait_for_room_sync", None)
+            if wait is not None:
+                wait()
 
 
 def wrap_method(hooks: Hooks, target: Any, attr: str, operation: str) -> Callable[..., Any]:
@@ -89,6 +101,7 @@ def wrap_method(hooks: Hooks, target: Any, attr: str, operation: str) -> Callabl
             if error is not None:  # the caller meets it at its read; the row says so now
                 hooks.log_error(record, request, error)
                 return result
+        hooks.room_sync()
         return _captured(hooks, result, record, request, data)
 
     call.__name__ = attr
@@ -167,9 +180,13 @@ def _captured(hooks: Hooks, result: Any, record: CallRecord, request: bytes, bod
             if stream is not None and stream[0] in result:
                 key, first_token = stream
                 record.stream_chunks = [{k: v for k, v in result.items() if k != key}]
-                result[key] = LoggedEventStream(result[key], record, hooks.submit, first_token)
-                hooks.stream_opened(record)
-                remember(result, record)
+                logged = LoggedEventStream(result[key], record, hooks.submit, first_token)
+                result[key] = logged
+                hooks.open_streams[record.request_id] = record
+                # call_info(result[key]): the stream, held weakly. A dict cannot be, and
+                # call_info's bounded strong cache would keep a dropped stream from ever
+                # being collected, and logged.
+                remember(logged, record)
                 return result
             if record.operation == "invoke_model":
                 record.stream_chunks = [{k: v for k, v in result.items() if k != "body"}, body]

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..record.serialize import snapshot_request
-from .hosted import hosted_provider
+from .cloud import cloud_provider
 from .resolve import SDK_PACKAGES, top_package
 
 # Method paths of the official SDKs -> the ``operation`` column.
@@ -59,9 +59,9 @@ def detect_provider(client: Any) -> str:
     provider = getattr(client, "provider", None)
     if isinstance(provider, str) and top_package(type(client)) not in SDK_PACKAGES:
         return provider  # majordomo-llm style clients, or a subclass, name their provider
-    hosted = hosted_provider(client)
-    if hosted is not None:  # who bills the call: AWS (bedrock) or Google Cloud (vertex)
-        return hosted
+    cloud = cloud_provider(client)
+    if cloud is not None:  # who bills the call: AWS (bedrock) or Google Cloud (vertex)
+        return cloud
     # By the classes the client is built from: an application may subclass the SDK's.
     sdk_classes = [c for c in type(client).__mro__ if top_package(c) in SDK_PACKAGES]
     if sdk_classes:

@@ -29,7 +29,7 @@ from ..record.callinfo import remember
 from ..record.usage import Usage
 from ..record.values import safe_text
 from . import bedrock
-from .hosted import credential_reader, is_botocore_client
+from .cloud import credential_reader, is_botocore_client
 from .keys import hash_api_key
 from .methods import (
     CLIENT_COPIES,
@@ -87,7 +87,7 @@ class ClientWrapper(Generic[ClientT]):
             weakref.WeakValueDictionary()
         )
         # Cloud clients (Bedrock, Vertex): credentials instead of an api_key; botocore
-        # clients: only their Bedrock methods are LLM calls (capture/hosted.py, bedrock.py).
+        # clients: only their Bedrock methods are LLM calls (capture/cloud.py, bedrock.py).
         self._credentials = credential_reader(client)
         self._botocore = is_botocore_client(client)
         self._bedrock_hooks: bedrock.Hooks | None = None
@@ -233,21 +233,22 @@ class ClientWrapper(Generic[ClientT]):
         return key_hash
 
     def _cloud_key_hash(self) -> str | None:
-        """``_api_key_hash`` for a cloud's credentials: the reader hands back the same
-        tuple until they change (a refresh, a rotation)."""
+        """``_api_key_hash`` for a cloud's credentials (capture/cloud.py): the reader hands
+        back the same tuple until they change (a refresh, a rotation)."""
         assert self._credentials is not None
         credential = self._credentials(self._client)
-        if id(credential) == self._key_seen:
-            return self._key_hash
-        self._key_seen = id(credential)  # the reader holds it: the id stays its own
+        state = self._key_state
+        if id(credential) == state[0]:  # the reader holds it: the id stays its own
+            return state[1]
         key, secrets = credential
-        self._key_hash = None if key is None else hash_api_key(key, self._secret)
+        key_hash = None if key is None else hash_api_key(key, self._secret)
         known = self._ctx.secrets
         added = [s.encode("utf-8", "surrogatepass") for s in secrets]
         added = [s for s in added if s not in known]
         if added:  # kept beside the previous ones: queued records may still hold those
-            self._ctx.secrets = (*known[-(12 - len(added)) :], *added)[-12:]
-        return self._key_hash
+            self._ctx.secrets = (*known, *added)[-12:]
+        self._key_state = (id(credential), key_hash)
+        return key_hash
 
     def _new_record(self, operation: str, model: Any, stream: bool) -> CallRecord:
         return CallRecord(
@@ -494,19 +495,11 @@ class ClientWrapper(Generic[ClientT]):
                 self._new_record,
                 self._log_error,
                 self._submit,
-                self._stream_opened,
                 self._internal_error,
-                self._room,
+                self._open_streams,
+                self._writer if self._blocks_when_full else None,
             )
         return self._bedrock_hooks
-
-    def _stream_opened(self, record: CallRecord) -> None:
-        self._open_streams[record.request_id] = record
-
-    def _room(self) -> Awaitable[None] | None:
-        if self._blocks_when_full and self._writer.is_full():
-            return self._writer.wait_for_room()
-        return None
 
     def _wrap_stream_helper(self, target: Any, attr: str, operation: str) -> Callable[..., Any]:
         def stream(*args: Any, **kwargs: Any) -> Any:

@@ -23,14 +23,19 @@ parsed them. Usage, by method:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 
 from .usage import Usage, field_of, normalize_anthropic, normalize_openai
 
-if TYPE_CHECKING:
-    from .assemble import Assembled
+
+class Assembled(Protocol):
+    """What ``record/assemble.py`` fills (its ``Assembled``), as far as this module goes."""
+
+    response: Any
+    usage: Any
+    served_model: str | None
 
 OPERATIONS = frozenset(
     {"converse", "converse_stream", "invoke_model", "invoke_model_with_response_stream"}

@@ -44,7 +44,10 @@ class LocalServer:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="majordomo-fake-cloud", daemon=True
+            target=self._server.serve_forever,
+            args=(0.05,),
+            name="majordomo-fake-cloud",
+            daemon=True,
         )
         self._thread.start()
 

@@ -45,7 +45,7 @@ def is_botocore_client(client: Any) -> bool:
     )
 
 
-def hosted_provider(client: Any) -> str | None:
+def cloud_provider(client: Any) -> str | None:
     """``bedrock`` or ``vertex`` for the clients of this module, else None."""
     if is_botocore_client(client):
         try:
@@ -69,7 +69,7 @@ def credential_reader(client: Any) -> CredentialReader | None:
     wrapper can tell a rotation by identity."""
     if is_botocore_client(client):
         return _Cached(_botocore_values)
-    provider = hosted_provider(client)
+    provider = cloud_provider(client)
     if provider == "bedrock":
         return _Cached(_anthropic_bedrock_values)
     if provider == "vertex":
@@ -79,28 +79,30 @@ def credential_reader(client: Any) -> CredentialReader | None:
 
 class _Cached:
     """A reader that hands back its last credential while the raw values are the same
-    objects (a few identity checks per call)."""
+    objects (a few identity checks per call). The values and the credential made of them
+    are one attribute: threads calling at once never pair one key with another's hash."""
 
-    __slots__ = ("_last", "_last_values", "_read")
+    __slots__ = ("_last", "_read")
 
     def __init__(self, read: Callable[[Any], tuple[Any, ...]]) -> None:
         self._read = read
-        self._last: Credential = NO_CREDENTIAL
-        self._last_values: tuple[Any, ...] = ()
+        self._last: tuple[tuple[Any, ...], Credential] = ((), NO_CREDENTIAL)
 
     def __call__(self, client: Any) -> Credential:
         try:
             values = self._read(client)
         except Exception:  # a client we cannot read is a client with no key
             return NO_CREDENTIAL
-        last = self._last_values
-        if len(values) == len(last) and all(a is b for a, b in zip(values, last, strict=True)):
-            return self._last
+        last_values, last = self._last
+        if len(values) == len(last_values) and all(
+            a is b for a, b in zip(values, last_values, strict=True)
+        ):
+            return last
         key = values[0] if isinstance(values[0], str) and values[0] else None
         secrets = tuple(dict.fromkeys(v for v in values if isinstance(v, str) and v))
-        self._last_values = values
-        self._last = (key, secrets)
-        return self._last
+        credential: Credential = (key, secrets)
+        self._last = (values, credential)
+        return credential
 
 
 # A reader's values: the key whose hash groups spend first (None: no key), then every
