@@ -59,6 +59,8 @@ def provider_request_id(stream: Any) -> str | None:
         return None
     try:
         value = headers.get("x-request-id") or headers.get("request-id")
+        if value is None:  # AnthropicBedrock's streams: AWS's request id
+            value = headers.get("x-amzn-requestid")
     except Exception:  # an exotic headers object must not break the call
         return None
     return value if isinstance(value, str) else None
