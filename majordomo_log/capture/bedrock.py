@@ -84,7 +84,7 @@ def wrap_method(hooks: Hooks, target: Any, attr: str, operation: str) -> Callabl
             record = hooks.new_record(operation, kwargs.get("modelId"), streamed)
             # Before the call: aiobotocore sends when awaited, the caller may mutate
             # `messages` meanwhile. botocore takes keyword arguments only.
-            request = snapshot(args, kwargs)
+            request = snapshot(args, _readable(kwargs))
         except Exception as exc:
             hooks.internal_error(exc)
             return getattr(target, attr)(*args, **kwargs)
@@ -132,6 +132,18 @@ async def _finish_async(
             _captured(hooks, result, record, request, data)
             raise
     return _captured(hooks, result, record, request, data)
+
+
+def _readable(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``invoke_model``'s ``body`` given as UTF-8 bytes is stored as its text (JSON, for
+    every model family), not as base64."""
+    body = kwargs.get("body")
+    if type(body) is bytes:
+        try:
+            return {**kwargs, "body": body.decode("utf-8")}
+        except UnicodeDecodeError:
+            pass
+    return kwargs
 
 
 Read = tuple[Any, Exception | None]  # (the body's bytes, or the error reading it raised)

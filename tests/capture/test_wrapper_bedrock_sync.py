@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import gzip
 import json
 import sqlite3
 import threading
@@ -113,12 +114,15 @@ def test_invoke_model_body_stays_readable(cloud: FakeCloud, where: tuple[str, st
         raw = body.read()
         assert json.loads(raw)["content"][0]["text"] == cloud.reply_text
         assert body.read() == b""  # read once, as the original
-        again = llm.invoke_model(modelId=US_HAIKU, body=CLAUDE_BODY)
+        again = llm.invoke_model(modelId=US_HAIKU, body=CLAUDE_BODY.encode())
         chunks = list(again["body"].iter_chunks(7))
         assert len(chunks) > 1 and all(len(c) <= 7 for c in chunks)
         assert json.loads(b"".join(chunks))["content"][0]["text"] == cloud.reply_text
     logged = rows(db)
     assert [r["operation"] for r in logged] == ["invoke_model", "invoke_model"]
+    stored = b"".join(gzip.decompress(p.read_bytes()) for p in Path(bodies).rglob("*.gz"))
+    # the request body given as bytes is stored as its text, not base64
+    assert stored.count(b'\\"anthropic_version\\"') == 2
     for row in logged:
         assert row["served_model"] == "claude-haiku-4-5-20251001"
         assert (row["input_tokens"], row["cache_write_1h_tokens"], row["total_tokens"]) == (
