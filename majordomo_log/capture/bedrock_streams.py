@@ -149,6 +149,8 @@ class LoggedEventStream:
             self.end("incomplete")
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # unset slots (copy, pickle): never the stream's
+            raise AttributeError(name)
         return getattr(self._stream, name)
 
     def __repr__(self) -> str:
@@ -195,6 +197,8 @@ class ReplayedBody:
         self._error = error
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # before __init__ (copy, pickle): never the original's
+            raise AttributeError(name)
         return getattr(self._original, name)
 
     def __repr__(self) -> str:

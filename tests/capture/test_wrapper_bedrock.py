@@ -420,3 +420,23 @@ async def test_the_control_plane_is_not_an_llm_call(cloud: FakeCloud, stores: An
         assert llm.list_foundation_models == control.list_foundation_models
         await llm.flush()
         assert stores.rows() == []  # never an error row: not an LLM call
+
+
+async def test_the_process_writer_takes_bedrock_records(client: Any, stores: Any) -> None:
+    """What the caller's path keeps (dicts, bytes, botocore's parsed events) crosses to
+    the writer process and is priced there."""
+    async with ml.LoggingLLM(client, stores.db, stores.storage, writer="process") as llm:
+        await llm.converse(modelId=US_HAIKU, messages=MESSAGES)
+        await (await llm.invoke_model(modelId=US_HAIKU, body=CLAUDE_BODY))["body"].read()
+        result = await llm.invoke_model_with_response_stream(modelId=US_HAIKU, body=CLAUDE_BODY)
+        async for _ in result["body"]:
+            pass
+        await llm.flush()
+        rows = sorted(stores.rows(), key=lambda r: str(r["operation"]))
+    assert [(r["operation"], r["cost_status"]) for r in rows] == [
+        ("converse", "computed"),
+        ("invoke_model", "computed"),
+        ("invoke_model_with_response_stream", "computed"),
+    ]
+    costs = [Decimal(str(r["total_cost"])) for r in rows]
+    assert costs == [US_CONVERSE_COST, US_CLAUDE_COST, US_CLAUDE_COST]
