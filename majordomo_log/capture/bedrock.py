@@ -17,6 +17,7 @@ a record, and noting a stream that is still open.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -101,8 +102,12 @@ def wrap_method(hooks: Hooks, target: Any, attr: str, operation: str) -> Callabl
             if error is not None:  # the caller meets it at its read; the row says so now
                 hooks.log_error(record, request, error)
                 return result
-        hooks.room_sync()
-        return _captured(hooks, result, record, request, data)
+        t_end = time.perf_counter()
+        try:
+            hooks.room_sync()
+        except Exception as exc:  # the writer's trouble is never the caller's
+            hooks.internal_error(exc)
+        return _captured(hooks, result, record, request, data, t_end)
 
     call.__name__ = attr
     call.__qualname__ = attr
@@ -124,14 +129,17 @@ async def _finish_async(
     if error is not None:
         hooks.log_error(record, request, error)
         return result
-    room = hooks.room()
-    if room is not None:
-        try:
+    t_end = time.perf_counter()
+    try:
+        room = hooks.room()
+        if room is not None:
             await room
-        except BaseException:  # cancelled while waiting for room: logged (spilled) all the same
-            _captured(hooks, result, record, request, data)
-            raise
-    return _captured(hooks, result, record, request, data)
+    except asyncio.CancelledError:  # cancelled while waiting for room: logged (spilled) anyway
+        _captured(hooks, result, record, request, data, t_end)
+        raise
+    except Exception as exc:  # the writer's trouble is never the caller's
+        hooks.internal_error(exc)
+    return _captured(hooks, result, record, request, data, t_end)
 
 
 def _readable(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -177,11 +185,12 @@ async def _read_async_body(result: Any) -> Read:
     return data, None
 
 
-def _captured(hooks: Hooks, result: Any, record: CallRecord, request: bytes, body: Any) -> Any:
+def _captured(
+    hooks: Hooks, result: Any, record: CallRecord, request: bytes, body: Any, t_end: float
+) -> Any:
     """Keep the parts of ``result`` the background needs, hand the streams back logged,
     and submit the record (a stream's when it ends). Never raises: a logging failure
     costs the record, not the caller's result."""
-    t_end = time.perf_counter()
     record.request_json = request
     try:
         if type(result) is not dict:  # not botocore's: logged as it is (missing usage)
