@@ -9,6 +9,7 @@ writer (``delivery/shared.py``), and hands both to the wrapper itself
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from os import PathLike
 from typing import Any, TypeVar
@@ -17,7 +18,7 @@ from ._exceptions import ConfigError, StoreError
 from .capture.keys import resolve_key_secret
 from .capture.methods import client_surface, detect_provider
 from .capture.wrapper import ClientWrapper, SyncClientWrapper
-from .delivery.hosted import hosted_writer
+from .delivery.hosted import front_of, hosted_writer
 from .delivery.options import OnFull, ProcessOptions, QueueOptions, RetryOptions, check_writer_mode
 from .delivery.process import ProcessWriter
 from .delivery.shared import shared_writer
@@ -33,6 +34,7 @@ from .stores.base import BodyStore, MetadataStore
 from .stores.by_url import StoreName, db_url, shared_db, shared_storage, storage_url
 
 ClientT = TypeVar("ClientT")
+_building = threading.Lock()
 OptionsT = TypeVar("OptionsT", QueueOptions, RetryOptions, BodyOptions)
 
 
@@ -119,20 +121,6 @@ class LoggingLLM(ClientWrapper[ClientT]):
                 "storage must be a body store (e.g. FileStorageAdapter), a URL or a path, "
                 f"got {type(storage).__name__}"
             )
-        sync = client_surface(client) == "sync"
-        thread = None
-        if sync or any(named) or not _loop_running():
-            # Checked before the stores open: a bad URL or an unreachable server fails here.
-            thread = writer_thread()
-            if isinstance(db, (str, PathLike)):
-                db = thread.run(shared_db(db_url(db)))
-            if isinstance(storage, (str, PathLike)):
-                storage = thread.run(shared_storage(storage_url(storage)))
-        assert isinstance(db, MetadataStore) and (storage is None or isinstance(storage, BodyStore))
-        for store in (db, storage):
-            if getattr(store, "closed", False):
-                # e.g. closed by the last wrapper of an earlier `async with` block
-                raise StoreError(f"{store!r} is closed: open a new one for this wrapper")
         body_options = _options(
             BodyOptions,
             bodies,
@@ -170,31 +158,57 @@ class LoggingLLM(ClientWrapper[ClientT]):
             hash_tags=_tag_names(hash_tags),
             tag_secret=secret,
         )
-        shared = shared_writer(
-            db,
-            storage,
-            queue=queue_options,
-            retries=retry_options,
-            spool=_spool_for(spool, db, storage, spool_max_bytes, spool_fsync),
-            handle_sigterm=handle_sigterm,
-            mode=mode,
-            process=process,
-        )
-        if isinstance(shared, ProcessWriter):
-            shared.register_context(ctx)
-        # ProcessWriter has BatchWriter's surface; capture/wrapper.py annotates the latter.
-        hands_to: Any = shared
-        if thread is not None:  # the stores the library opened are its own to close
-            hands_to = hosted_writer(shared, thread, close_stores or named[0])
-        super().__init__(
-            client,
-            hands_to,
-            ctx,
-            provider=provider or detect_provider(client),
-            key_secret=secret,
-            methods=methods,
-            close_stores=close_stores,
-        )
+        # Threads building wrappers on the same URLs at once (a wrapper per request) must
+        # find one store and one writer, not open one each.
+        with _building:
+            thread = None
+            if client_surface(client) == "sync" or any(named) or not _loop_running():
+                thread = writer_thread()
+                # A bad URL or an unreachable server fails here, in the constructor.
+                if isinstance(db, (str, PathLike)):
+                    db = thread.run(shared_db(db_url(db)))
+                if isinstance(storage, (str, PathLike)):
+                    storage = thread.run(shared_storage(storage_url(storage)))
+            assert isinstance(db, MetadataStore)
+            assert storage is None or isinstance(storage, BodyStore)
+            for store in (db, storage):
+                if getattr(store, "closed", False):
+                    # e.g. closed by the last wrapper of an earlier `async with` block
+                    raise StoreError(f"{store!r} is closed: open a new one for this wrapper")
+            shared = shared_writer(
+                db,
+                storage,
+                queue=queue_options,
+                retries=retry_options,
+                spool=_spool_for(spool, db, storage, spool_max_bytes, spool_fsync),
+                handle_sigterm=handle_sigterm,
+                mode=mode,
+                process=process,
+            )
+            if isinstance(shared, ProcessWriter):
+                shared.register_context(ctx)
+            # ProcessWriter has BatchWriter's surface; capture/wrapper.py annotates the latter.
+            hands_to: Any = front_of(shared)
+            if hands_to is None:
+                if thread is None:
+                    hands_to = shared
+                elif shared.users:  # its worker runs on an application's event loop
+                    raise ConfigError(
+                        f"the stores {db.url} are already used by a wrapper whose writer runs "
+                        "on an event loop; give this wrapper its own stores, or URLs"
+                    )
+                else:
+                    owned = named[0] and (storage is None or named[1])
+                    hands_to = hosted_writer(shared, thread, close_stores or owned, owned)
+            super().__init__(
+                client,
+                hands_to,
+                ctx,
+                provider=provider or detect_provider(client),
+                key_secret=secret,
+                methods=methods,
+                close_stores=close_stores,
+            )
 
 
 class SyncLoggingLLM(SyncClientWrapper[ClientT], LoggingLLM[ClientT]):

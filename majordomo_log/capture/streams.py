@@ -10,10 +10,12 @@ in the background (``record/assemble.py``).
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from ..delivery import lifecycle
 from ..record.callinfo import remember
 
 if TYPE_CHECKING:
@@ -66,6 +68,19 @@ def provider_request_id(stream: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+# Streams being read: at exit or on SIGTERM each is logged as incomplete before the
+# writers close (a stream in a global, or in a thread the exit does not wait for).
+_open: weakref.WeakSet[_StreamLog] = weakref.WeakSet()
+
+
+def end_open_streams() -> None:
+    for stream in list(_open):
+        stream.end("incomplete")
+
+
+lifecycle.on_rescue(end_open_streams)
+
+
 class _StreamLog:
     """What both kinds of stream share: the record, the chunks, and logging it once."""
 
@@ -91,6 +106,7 @@ class _StreamLog:
         record.stream_chunks = []
         remember(self, record)  # call_info(stream) works while it is read
         record.provider_request_id = provider_request_id(stream)
+        _open.add(self)
 
     def _keep(self, chunk: Any) -> bool:
         """Note a chunk (one append); False for the usage-only chunk the caller never asked
@@ -108,6 +124,7 @@ class _StreamLog:
         if self._done:
             return
         self._done = True
+        _open.discard(self)
         record = self._record
         if exc is not None:
             record.fail(exc)

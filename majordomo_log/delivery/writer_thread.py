@@ -3,9 +3,12 @@ that have no loop of their own (sync clients, scripts, Flask and Django workers)
 for stores the library opened from URLs.
 
 One per process, started on first use. After a fork the child starts its own (the
-parent's thread does not exist there). At interpreter exit the writers hosted here are
-closed (flushed, stores closed) before ``concurrent.futures`` stops taking work: the
-writers build their batches in worker threads, and after that point none can start.
+parent's thread does not exist there). At interpreter exit, once the program's other
+threads have finished (the interpreter would wait for them anyway), streams still open
+are logged as incomplete and the writers hosted here are closed (flushed, stores
+closed) before ``concurrent.futures`` stops taking work: the writers build their
+batches in worker threads, and after that point none can start. What a thread pool's
+leftover work logs after that is spooled by the atexit rescue (``lifecycle.py``).
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ import concurrent.futures
 import concurrent.futures.thread  # registers its exit hook now: see _install_exit_hook
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
 from .._log import logger
+from . import lifecycle
 
 T = TypeVar("T")
 
@@ -42,6 +47,11 @@ class WriterThread:
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
+        # Named, so a hook of the user's running in one of them (a redact hook) that calls
+        # flush() is told it would deadlock, instead of waiting forever.
+        self.loop.set_default_executor(
+            concurrent.futures.ThreadPoolExecutor(thread_name_prefix=WORKER_PREFIX)
+        )
         self._ready = threading.Event()
         self.thread = threading.Thread(
             target=self._main, name="majordomo-log-writer-loop", daemon=True
@@ -62,8 +72,10 @@ class WriterThread:
 
     @property
     def in_thread(self) -> bool:
-        """True when called from this loop's own thread (where ``run`` would deadlock)."""
-        return threading.get_ident() == self.thread.ident
+        """True when called from this loop's own thread or one of its workers (where
+        ``run`` would deadlock: the loop may be waiting for that very worker)."""
+        current = threading.current_thread()
+        return current is self.thread or current.name.startswith(WORKER_PREFIX)
 
     def start(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Run ``coro`` on this loop; its future, to wait on from any thread or loop."""
@@ -73,7 +85,10 @@ class WriterThread:
         """Run ``coro`` on this loop and wait for its result, from another thread."""
         if self.in_thread:
             coro.close()
-            raise RuntimeError("WriterThread.run() called from its own loop: it would deadlock")
+            raise RuntimeError(
+                "majordomo-log's writer thread cannot wait for itself (a hook of a LoggingLLM "
+                "called flush() or close()?): it would deadlock"
+            )
         future = self.start(coro)
         try:
             return future.result(timeout)
@@ -85,6 +100,8 @@ class WriterThread:
         self.loop.call_soon_threadsafe(callback, *args)
 
 
+WORKER_PREFIX = "majordomo-log-writer-worker"
+_DRIVER_THREAD_PACKAGES = frozenset({"aiosqlite"})
 _lock = threading.Lock()
 _thread: WriterThread | None = None
 _hosted: weakref.WeakSet[Closable] = weakref.WeakSet()
@@ -104,9 +121,37 @@ def writer_thread() -> WriterThread:
         return _thread
 
 
+def _reset_lock_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # another thread may have held it at the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_lock_in_child)
+
+
 def host(writer: Closable) -> None:
     """Close ``writer`` at interpreter exit (unless it was closed before)."""
     _hosted.add(writer)
+
+
+def _join_program_threads(timeout: float) -> None:
+    """Wait (at most ``timeout`` seconds) for the program's own non-daemon threads, as the
+    interpreter is about to: their last calls are then written, not spooled. Left
+    alone: thread pools' workers (concurrent.futures' exit hook, after this one, stops
+    them) and store drivers' threads (aiosqlite's, which end when their store closes)."""
+    deadline = time.monotonic() + timeout
+    pools = getattr(concurrent.futures.thread, "_threads_queues", {})
+    for thread in threading.enumerate():
+        if (
+            thread is threading.current_thread()
+            or thread.daemon
+            or thread in pools
+            or thread.name.startswith(WORKER_PREFIX)
+            or type(thread).__module__.split(".", 1)[0] in _DRIVER_THREAD_PACKAGES
+        ):
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _install_exit_hook() -> None:
@@ -137,6 +182,8 @@ def close_hosted_at_exit() -> None:
     writers = list(_hosted)
     if not writers:
         return
+    _join_program_threads(EXIT_TIMEOUT)
+    lifecycle.before_rescue()  # streams left open: logged as incomplete
     share = EXIT_TIMEOUT / len(writers)
     for writer in writers:
         try:

@@ -240,19 +240,22 @@ def test_many_threads_keep_their_own_tags(where: tuple[str, str, Path]) -> None:
 
 
 def test_wrappers_given_the_same_url_share_one_writer(where: tuple[str, str, Path]) -> None:
+    """Stores opened from a URL belong to the process: the last wrapper's close() flushes
+    them, and a later wrapper finds the same store and writer, open."""
     url, bodies, db = where
     first = ml.LoggingLLM(fake_sync_openai_client(), url, bodies)
     second = ml.LoggingLLM(fake_sync_openai_client(), url, bodies)
-    assert first.stats() is not None
+    assert first._writer is second._writer
     first.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     second.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-    first.close()  # flushes; the writer and the store stay open for `second`
+    first.close()
     assert len(rows(db)) == 2
     second.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     second.close()
     assert len(rows(db)) == 3
-    # Closed by the last one: a new wrapper opens the store afresh.
+    store = second._writer.db
     with ml.LoggingLLM(fake_sync_openai_client(), url, bodies) as third:
+        assert third._writer.db is store and not store.closed
         third.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert len(rows(db)) == 4
 
