@@ -37,6 +37,7 @@ class Assembled(Protocol):
     usage: Any
     served_model: str | None
 
+
 OPERATIONS = frozenset(
     {"converse", "converse_stream", "invoke_model", "invoke_model_with_response_stream"}
 )
