@@ -68,6 +68,10 @@ class Row(NamedTuple):
     outcome_at: dt.datetime | None
     body_ref: str | None
     cache_savings: Decimal | None  # added by migration 0002
+    # Added by migration 0003; NULL when not known. Defaults here, so that a row of an older
+    # schema (a spool file written before the upgrade) still makes a Row.
+    tool_call_count: int | None = None  # tool calls the model asked for
+    retry_count: int | None = None  # retries the SDK made before the call's last attempt
 
 
 COLUMNS: tuple[str, ...] = Row._fields
