@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..record.callinfo import remember
+from .retries import IN_FLIGHT
 
 if TYPE_CHECKING:
     from ..record.call import CallRecord
@@ -173,12 +174,15 @@ class LoggedStreamManager:
         self._logged: LoggedStream | None = None
 
     async def __aenter__(self) -> Any:
+        token = IN_FLIGHT.set(self._record)  # the request goes out here: count its attempts
         try:
             stream = await self._manager.__aenter__()
         except BaseException as exc:
             self._record.fail(exc)
             self._finish(self._record)
             raise
+        finally:
+            IN_FLIGHT.reset(token)
         self._stream = stream
         raw = getattr(stream, "_raw_stream", None)
         self._logged = LoggedStream(raw, self._record, self._end, self._hide_usage_chunk)
