@@ -39,6 +39,7 @@ from .methods import (
     with_stream_usage,
 )
 from .resolve import resolve
+from .retries import IN_FLIGHT, count_retries
 from .streams import LoggedStream, LoggedStreamManager
 from .tags import current_tags
 
@@ -83,6 +84,7 @@ class ClientWrapper(Generic[ClientT]):
             weakref.WeakValueDictionary()
         )
         self._api_key_hash()  # read the key once now: a bad key object fails here, not per call
+        self._counts_retries = count_retries(client)  # capture/retries.py
         writer.attach()  # last: a wrapper that failed to build holds no writer open
 
     # -- passthrough ---------------------------------------------------------------
@@ -260,12 +262,16 @@ class ClientWrapper(Generic[ClientT]):
         logs_errors: bool,
         hide: bool,
     ) -> Any:
+        token = IN_FLIGHT.set(record) if self._counts_retries else None  # capture/retries.py
         try:
             result = await awaitable
         except BaseException as exc:
             if logs_errors:
                 self._log_error(record, request, exc)
             raise
+        finally:
+            if token is not None:
+                IN_FLIGHT.reset(token)
         t_end = time.perf_counter()
         writer = self._writer
         if self._blocks_when_full and writer.is_full():
@@ -278,6 +284,9 @@ class ClientWrapper(Generic[ClientT]):
             response = result
             if is_raw_response(result) and not record.stream:
                 record.provider_request_id = getattr(result, "request_id", None)
+                retries = getattr(result, "retries_taken", None)  # the SDK's own count
+                if type(retries) is int:
+                    record.retry_count = retries
                 response = result.parse()  # cached by the SDK: the caller's parse() reuses it
                 if inspect.isawaitable(response):
                     response = await response
@@ -405,6 +414,7 @@ class ClientWrapper(Generic[ClientT]):
         derived._ctx = dataclasses.replace(self._ctx)
         derived._derived = True
         derived._api_key_hash()
+        derived._counts_retries = count_retries(client)  # with_options(http_client=...)
         return derived
 
 
