@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..record.serialize import snapshot_request
+from .cloud import cloud_provider
 from .resolve import SDK_PACKAGES, top_package
 
 # Method paths of the official SDKs -> the ``operation`` column.
@@ -19,6 +20,16 @@ KNOWN_OPERATIONS: dict[tuple[str, ...], str] = {
     ("chat", "completions", "parse"): "chat.completions",
     ("responses", "parse"): "responses",
 }
+# AWS Bedrock Runtime (botocore, aiobotocore): methods of the client itself, one-element
+# paths, known only as the client's own (``llm.converse``, never ``llm.x.converse``).
+KNOWN_OPERATIONS.update(
+    {
+        ("converse",): "converse",
+        ("converse_stream",): "converse_stream",
+        ("invoke_model",): "invoke_model",
+        ("invoke_model_with_response_stream",): "invoke_model_with_response_stream",
+    }
+)
 # SDK stream helpers: they return an async context manager, not an awaitable.
 STREAM_HELPERS: dict[tuple[str, ...], str] = {
     ("chat", "completions", "stream"): "chat.completions",
@@ -37,7 +48,7 @@ def operation_of(path: tuple[str, ...]) -> tuple[str | None, bool]:
     """(operation, is a stream helper) for a method path; None if not an SDK call."""
     clean = tuple(p for p in path if p != RAW_RESPONSE)
     for table, helper in ((KNOWN_OPERATIONS, False), (STREAM_HELPERS, True)):
-        for size in (3, 2):
+        for size in (3, 2) if len(clean) > 1 else (1,):
             operation = table.get(clean[-size:])
             if operation is not None:
                 return operation, helper
@@ -48,6 +59,9 @@ def detect_provider(client: Any) -> str:
     provider = getattr(client, "provider", None)
     if isinstance(provider, str) and top_package(type(client)) not in SDK_PACKAGES:
         return provider  # majordomo-llm style clients, or a subclass, name their provider
+    cloud = cloud_provider(client)
+    if cloud is not None:  # who bills the call: AWS (bedrock) or Google Cloud (vertex)
+        return cloud
     # By the classes the client is built from: an application may subclass the SDK's.
     sdk_classes = [c for c in type(client).__mro__ if top_package(c) in SDK_PACKAGES]
     if sdk_classes:
@@ -55,6 +69,24 @@ def detect_provider(client: Any) -> str:
             return "azure"
         return top_package(sdk_classes[0])
     return top_package(type(client))
+
+
+def client_surface(client: Any) -> str:
+    """``"sync"`` for a client whose calls all block (``openai.OpenAI``,
+    ``anthropic.Anthropic`` and its Bedrock and Vertex variants, boto3 clients),
+    ``"async"`` for one whose calls are all awaited, ``"both"`` for anything else
+    (google-genai's ``Client`` with its ``aio`` half, Mistral, the litellm module, a
+    duck-typed client): a wrapper's flush() and close() are plain methods only for
+    a sync client (REFERENCE.md §5)."""
+    names = [(c.__module__, c.__name__) for c in type(client).__mro__]
+    for module, name in names:
+        if name == "AsyncAPIClient" or module.startswith("aiobotocore."):
+            return "async"
+        if name == "SyncAPIClient" or (module, name) == ("botocore.client", "BaseClient"):
+            return "sync"
+    if type(client).__name__.startswith("Async"):
+        return "async"
+    return "both"
 
 
 def with_stream_usage(kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,8 @@ the one call the wrapper awaits, and say so only in the requests they send (the
 calls, in ``retries_taken``; a plain call's parsed result carries neither. So the attempts
 are counted as they go out: a request hook on the SDK's HTTP client (``event_hooks``,
 httpx's public API, which the SDKs' httpx2 client keeps) adds one to the record of the
-call in flight, which the wrapper names in a contextvar around its await. The first
+call in flight, which the wrapper names in a contextvar around its await (around the
+blocking call itself for a sync client). The first
 attempt makes the count 0, each retry adds 1; a call that never sent a request keeps
 None (not known). Each concurrent task has its own context, so calls in flight together
 never count each other's attempts.
@@ -56,20 +57,23 @@ def _note_attempt_sync(request: Any) -> None:
     _note_attempt()
 
 
-def count_retries(client: Any) -> bool:
+def count_retries(client: Any) -> str | None:
     """Hook the client's HTTP client, once (a client shared by several SDK clients or
-    wrappers is hooked once); True when the calls of ``client`` get a ``retry_count``."""
+    wrappers is hooked once). Returns "async" or "sync", the kind of HTTP client whose
+    attempts are counted (a sync client sends its requests inside the wrapped call
+    itself, an async one in the awaited coroutine), or None: not counted."""
     if type(client).__module__.partition(".")[0] not in RETRYING_SDKS:
-        return False
+        return None
     http: Any = getattr(client, "_client", None)
     hooks = getattr(http, "event_hooks", None)
     if not isinstance(hooks, dict) or not isinstance(hooks.get("request"), list):
-        return False
+        return None
     # An async client awaits its hooks, a sync one calls them.
-    hook = _note_attempt_async if callable(getattr(http, "aclose", None)) else _note_attempt_sync
+    kind = "async" if callable(getattr(http, "aclose", None)) else "sync"
+    hook = _note_attempt_async if kind == "async" else _note_attempt_sync
     if hook not in hooks["request"]:
         try:
             http.event_hooks = {**hooks, "request": [*hooks["request"], hook]}
         except Exception:  # an HTTP client that will not take hooks: not counted
-            return False
-    return True
+            return None
+    return kind

@@ -60,13 +60,15 @@ def provider_request_id(stream: Any) -> str | None:
         return None
     try:
         value = headers.get("x-request-id") or headers.get("request-id")
+        if value is None:  # AnthropicBedrock's streams: AWS's request id
+            value = headers.get("x-amzn-requestid")
     except Exception:  # an exotic headers object must not break the call
         return None
     return value if isinstance(value, str) else None
 
 
-class LoggedStream:
-    """Wraps an SDK ``AsyncStream``: same chunks, same methods, logged once."""
+class _StreamLog:
+    """What both kinds of stream share: the record, the chunks, and logging it once."""
 
     __slots__ = (
         "__weakref__",
@@ -91,28 +93,16 @@ class LoggedStream:
         remember(self, record)  # call_info(stream) works while it is read
         record.provider_request_id = provider_request_id(stream)
 
-    def __aiter__(self) -> LoggedStream:
-        return self
-
-    async def __anext__(self) -> Any:
+    def _keep(self, chunk: Any) -> bool:
+        """Note a chunk (one append); False for the usage-only chunk the caller never asked
+        for and may index ``choices[0]`` of."""
         record = self._record
-        while True:
-            try:
-                chunk = await self._stream.__anext__()
-            except StopAsyncIteration:
-                self.end("ok")
-                raise
-            except BaseException as exc:
-                self.end("error", exc)
-                raise
-            if record.t_first is None and self._first_token(chunk):
-                record.t_first = time.perf_counter()
-            chunks = record.stream_chunks
-            if chunks is not None:
-                chunks.append(chunk)
-            if self._hide_usage_chunk and _is_usage_only_chunk(chunk):
-                continue  # the caller did not ask for it and may index choices[0]
-            return chunk
+        if record.t_first is None and self._first_token(chunk):
+            record.t_first = time.perf_counter()
+        chunks = record.stream_chunks
+        if chunks is not None:
+            chunks.append(chunk)
+        return not (self._hide_usage_chunk and _is_usage_only_chunk(chunk))
 
     def end(self, status: str, exc: BaseException | None = None) -> None:
         """Log the call once: ``ok`` at the end of the chunks, else why it stopped."""
@@ -126,6 +116,38 @@ class LoggedStream:
             record.t_end = time.perf_counter()
             record.status = status
         self._finish(record)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} of {self._stream!r}>"
+
+    def __del__(self) -> None:
+        if not self._done:  # abandoned without close(): garbage collection ends it
+            self.end("incomplete")
+
+
+class LoggedStream(_StreamLog):
+    """Wraps an SDK ``AsyncStream``: same chunks, same methods, logged once."""
+
+    __slots__ = ()
+
+    def __aiter__(self) -> LoggedStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        while True:
+            try:
+                chunk = await self._stream.__anext__()
+            except StopAsyncIteration:
+                self.end("ok")
+                raise
+            except BaseException as exc:
+                self.end("error", exc)
+                raise
+            if self._keep(chunk):
+                return chunk
 
     async def close(self) -> None:
         try:
@@ -146,21 +168,53 @@ class LoggedStream:
     ) -> None:
         await self.close()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
 
-    def __repr__(self) -> str:
-        return f"<LoggedStream of {self._stream!r}>"
+class LoggedSyncStream(_StreamLog):
+    """Wraps an SDK ``Stream`` (a sync client's ``stream=True``): same chunks, logged once."""
 
-    def __del__(self) -> None:
-        if not self._done:  # abandoned without close(): garbage collection ends it
+    __slots__ = ()
+
+    def __iter__(self) -> LoggedSyncStream:
+        return self
+
+    def __next__(self) -> Any:
+        while True:
+            try:
+                chunk = next(self._stream)
+            except StopIteration:
+                self.end("ok")
+                raise
+            except BaseException as exc:
+                self.end("error", exc)
+                raise
+            if self._keep(chunk):
+                return chunk
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._stream, "close", None)
+            if close is not None:
+                close()
+        finally:
             self.end("incomplete")
+
+    def __enter__(self) -> LoggedSyncStream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 class LoggedStreamManager:
     """Wraps an SDK stream helper (anthropic ``messages.stream``, openai
-    ``chat.completions.stream`` and ``responses.stream``). ``async with`` yields the
-    SDK's own stream object; its raw chunk stream is swapped for a ``LoggedStream``,
+    ``chat.completions.stream`` and ``responses.stream``). ``async with`` (or ``with``,
+    for a sync client) yields the SDK's own stream object; its raw chunk stream is
+    swapped for a ``LoggedStream`` (``LoggedSyncStream``),
     so every way of consuming it (iteration, ``text_stream``, ``get_final_*``) is seen."""
 
     def __init__(
@@ -171,7 +225,7 @@ class LoggedStreamManager:
         self._finish = finish
         self._hide_usage_chunk = hide_usage_chunk
         self._stream: Any = None
-        self._logged: LoggedStream | None = None
+        self._logged: _StreamLog | None = None
 
     async def __aenter__(self) -> Any:
         token = IN_FLIGHT.set(self._record)  # the request goes out here: count its attempts
@@ -183,9 +237,24 @@ class LoggedStreamManager:
             raise
         finally:
             IN_FLIGHT.reset(token)
+        return self._opened(stream, LoggedStream)
+
+    def __enter__(self) -> Any:
+        token = IN_FLIGHT.set(self._record)  # the request goes out here: count its attempts
+        try:
+            stream = self._manager.__enter__()
+        except BaseException as exc:
+            self._record.fail(exc)
+            self._finish(self._record)
+            raise
+        finally:
+            IN_FLIGHT.reset(token)
+        return self._opened(stream, LoggedSyncStream)
+
+    def _opened(self, stream: Any, kind: type[_StreamLog]) -> Any:
         self._stream = stream
         raw = getattr(stream, "_raw_stream", None)
-        self._logged = LoggedStream(raw, self._record, self._end, self._hide_usage_chunk)
+        self._logged = kind(raw, self._record, self._end, self._hide_usage_chunk)
         if raw is not None:
             stream._raw_stream = self._logged
         remember(stream, self._record)
@@ -212,6 +281,18 @@ class LoggedStreamManager:
         finally:
             if self._logged is not None:
                 self._logged.end("incomplete")  # a no-op when the stream was read to the end
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Any:
+        try:
+            return self._manager.__exit__(exc_type, exc, tb)
+        finally:
+            if self._logged is not None:
+                self._logged.end("incomplete")
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._manager, name)

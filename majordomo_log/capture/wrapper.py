@@ -18,15 +18,18 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from types import CoroutineType, TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .._log import logger, warn_once
+from .._log import warn_once
+from ..delivery.hosted import HostedWriter, shut_down
 from ..delivery.stats import WriterStats
 from ..delivery.writer import DEFAULT_CLOSE_TIMEOUT, BatchWriter
 from ..record.call import OUTCOMES, CallContext, CallRecord
 from ..record.callinfo import remember
 from ..record.usage import Usage
 from ..record.values import safe_text
+from . import bedrock
+from .cloud import credential_reader, is_botocore_client
 from .keys import hash_api_key
 from .methods import (
     CLIENT_COPIES,
@@ -40,7 +43,7 @@ from .methods import (
 )
 from .resolve import resolve
 from .retries import IN_FLIGHT, count_retries
-from .streams import LoggedStream, LoggedStreamManager
+from .streams import LoggedStream, LoggedStreamManager, LoggedSyncStream
 from .tags import current_tags
 
 if TYPE_CHECKING:
@@ -66,8 +69,9 @@ class ClientWrapper(Generic[ClientT]):
         self._client = client
         self._provider = provider
         self._secret = key_secret
-        self._key_seen: int | None = None
-        self._key_hash: str | None = None
+        # (fingerprint of the key last seen, its hash): one attribute, so that threads
+        # calling at once never pair one key's fingerprint with another's hash.
+        self._key_state: tuple[int | None, str | None] = (None, None)
         self._ctx = ctx
         self._writer = writer
         self._blocks_when_full = writer.on_full == "block"  # fixed for the writer's life
@@ -83,6 +87,11 @@ class ClientWrapper(Generic[ClientT]):
         self._open_streams: weakref.WeakValueDictionary[str, CallRecord] = (
             weakref.WeakValueDictionary()
         )
+        # Cloud clients (Bedrock, Vertex): credentials instead of an api_key; botocore
+        # clients: only their Bedrock methods are LLM calls (capture/cloud.py, bedrock.py).
+        self._credentials = credential_reader(client)
+        self._botocore = is_botocore_client(client)
+        self._bedrock_hooks: bedrock.Hooks | None = None
         self._api_key_hash()  # read the key once now: a bad key object fails here, not per call
         self._counts_retries = count_retries(client)  # capture/retries.py
         writer.attach()  # last: a wrapper that failed to build holds no writer open
@@ -123,6 +132,9 @@ class ClientWrapper(Generic[ClientT]):
     async def record_outcome(self, request_id: str, outcome: str) -> None:
         """Set the outcome (accepted, edited, rejected, escalated) of a logged call. May be
         called while the call's record still waits in the queue: it lands either way."""
+        self._record_outcome(request_id, outcome)
+
+    def _record_outcome(self, request_id: str, outcome: str) -> None:
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}, got {outcome!r}")
         when = dt.datetime.now(dt.timezone.utc)
@@ -136,21 +148,54 @@ class ClientWrapper(Generic[ClientT]):
         closes the stores (unless ``close_stores=False``). Idempotent. Waits at most
         ``timeout`` seconds (10 by default, ``None``: as long as it takes); what is not
         written by then is spooled (without a spool: counted as dropped)."""
-        if self._closed:
-            return self._writer.stats()
-        if self._derived:  # a with_options() copy: its parent owns the writer
-            return await self._writer.flush(timeout)
-        self._closed = True
-        deadline = None if timeout is None else time.monotonic() + timeout
+        step = self._closing_step()
         writer = self._writer
-        if writer.detach() > 0:
+        if step == "done":
+            return writer.stats()
+        if step == "flush":
             return await writer.flush(timeout)
-        stats = await writer.close(timeout)
-        if self._close_stores:
-            for store in (writer.db, writer.storage):
-                if store is not None:
-                    await _close_store(store, deadline)
-        return stats
+        if isinstance(writer, HostedWriter):  # its stores live on the writer thread too
+            return await writer.shut_down(timeout)
+        return await shut_down(writer, timeout, self._close_stores)
+
+    def _closing_step(self) -> str:
+        """What close() has left to do: ``done`` (closed before), ``flush`` (a copy, or
+        other wrappers still use the writer) or ``last`` (stop the writer and stores)."""
+        if self._closed:
+            return "done"
+        if self._derived:  # a with_options() copy: its parent owns the writer
+            return "flush"
+        self._closed = True
+        return "flush" if self._writer.detach() > 0 else "last"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """``with`` on a wrapper whose flush() is a coroutine: closes it without awaiting,
+        on the writer thread when the writer is there; a writer on the running loop of
+        this very thread cannot be waited for, so its close() is scheduled on that loop."""
+        writer = self._writer
+        if isinstance(writer, HostedWriter) and not writer.thread.in_thread:
+            step = self._closing_step()
+            if step == "flush":
+                writer.flush_sync()
+            elif step == "last":
+                writer.shut_down_sync(DEFAULT_CLOSE_TIMEOUT)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            asyncio.run(self.close())
+            return
+        task = loop.create_task(self.close())
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
 
     async def __aenter__(self) -> Self:
         return self
@@ -167,25 +212,45 @@ class ClientWrapper(Generic[ClientT]):
 
     def _api_key_hash(self) -> str | None:
         client = self._client
+        if self._credentials is not None:
+            return self._cloud_key_hash()
         key = getattr(client, "api_key", None) or getattr(client, "auth_token", None)
         # A fingerprint, not the key: this object holds no copy of the key to leak.
         # (str caches its hash, so this costs one attribute read per call.)
         seen = hash(key) if isinstance(key, str) else id(key)
-        if seen == self._key_seen:
-            return self._key_hash
-        self._key_seen = seen
+        state = self._key_state
+        if seen == state[0]:
+            return state[1]
         # SDKs put a placeholder such as "<missing API key>" where a token provider or
         # Azure AD authenticates instead: that is no key, and must not group spend.
+        key_hash = None
         if isinstance(key, str) and key and not key.startswith("<"):
-            self._key_hash = hash_api_key(key, self._secret)
+            key_hash = hash_api_key(key, self._secret)
             secret = key.encode("utf-8", "surrogatepass")
             # Added, never replaced: records still queued may carry the previous key
             # (rotation, a refreshing key provider) in an error message or body.
             if secret not in self._ctx.secrets:
                 self._ctx.secrets = (*self._ctx.secrets[-7:], secret)
-        else:
-            self._key_hash = None
-        return self._key_hash
+        self._key_state = (seen, key_hash)
+        return key_hash
+
+    def _cloud_key_hash(self) -> str | None:
+        """``_api_key_hash`` for a cloud's credentials (capture/cloud.py): the reader hands
+        back the same tuple until they change (a refresh, a rotation)."""
+        assert self._credentials is not None
+        credential = self._credentials(self._client)
+        state = self._key_state
+        if id(credential) == state[0]:  # the reader holds it: the id stays its own
+            return state[1]
+        key, secrets = credential
+        key_hash = None if key is None else hash_api_key(key, self._secret)
+        known = self._ctx.secrets
+        added = [s.encode("utf-8", "surrogatepass") for s in secrets]
+        added = [s for s in added if s not in known]
+        if added:  # kept beside the previous ones: queued records may still hold those
+            self._ctx.secrets = (*known, *added)[-12:]
+        self._key_state = (id(credential), key_hash)
+        return key_hash
 
     def _new_record(self, operation: str, model: Any, stream: bool) -> CallRecord:
         return CallRecord(
@@ -213,6 +278,11 @@ class ClientWrapper(Generic[ClientT]):
         if len(path) == 1 and path[0] in CLIENT_COPIES:
             return self._wrap_client_copy(target, attr)
         operation, helper = operation_of(path)
+        if self._botocore:  # AWS: the Bedrock methods are logged, the rest handed back as is
+            if operation in bedrock.OPERATIONS:
+                return bedrock.wrap_method(self._hooks(), target, attr, operation)
+            if path[-1] not in self._methods:
+                return getattr(target, attr)  # type: ignore[no-any-return]
         if helper and operation is not None:
             return self._wrap_stream_helper(target, attr, operation)
         if STREAMING_RESPONSE in path:  # the caller reads raw bytes: not ours to parse
@@ -233,25 +303,69 @@ class ClientWrapper(Generic[ClientT]):
             except Exception as exc:
                 self._internal_error(exc)
                 return getattr(target, attr)(*args, **kwargs)
+            # A sync SDK client sends its requests (and retries) inside this call.
+            token = IN_FLIGHT.set(record) if self._counts_retries == "sync" else None
             try:
                 result = getattr(target, attr)(*args, **sent)
             except BaseException as exc:
                 if known:
                     self._log_error(record, snapshot(args, kwargs), exc)
                 raise
-            if type(result) is not CoroutineType and (  # an SDK method's coroutine: go on
-                not inspect.isawaitable(result) or hasattr(result, "__aiter__")
+            finally:
+                if token is not None:
+                    IN_FLIGHT.reset(token)
+            if type(result) is CoroutineType or (  # an SDK method's coroutine: the usual case
+                inspect.isawaitable(result) and not hasattr(result, "__aiter__")
             ):
-                return result  # a plain value, or an SDK paginator: nothing to time
-            # Frozen before the request goes out: callers mutate `messages` freely.
-            request = snapshot(args, kwargs)
-            logs_errors = known or name in methods_with_usage
-            return self._await(result, record, request, known, logs_errors, sent is not kwargs)
+                # Frozen before the request goes out: callers mutate `messages` freely.
+                request = snapshot(args, kwargs)
+                logs_errors = known or name in methods_with_usage
+                return self._await(result, record, request, known, logs_errors, sent is not kwargs)
+            if hasattr(result, "__aiter__") and not hasattr(result, "__anext__"):
+                return result  # an async SDK paginator: no call to time
+            # A sync client's call has returned: log it now, on the caller's thread.
+            return self._returned(result, record, args, kwargs, known, sent is not kwargs)
 
         call.__name__ = path[-1]
         call.__qualname__ = ".".join(path)
         call.__doc__ = getattr(getattr(target, attr, None), "__doc__", None)
         return call
+
+    def _returned(
+        self,
+        result: Any,
+        record: CallRecord,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        known: bool,
+        hide: bool,
+    ) -> Any:
+        """A blocking call's result: the sync twin of ``_await``'s second half."""
+        t_end = time.perf_counter()
+        try:
+            if not known and record.operation not in self._methods_with_usage:
+                # Most methods of a sync client are not LLM calls (files.list(), a
+                # paginator): find out before paying for a snapshot of their arguments.
+                streamed = record.stream and hasattr(result, "__next__")
+                if not streamed and not self._has_usage(result):
+                    return result
+            request = snapshot(args, kwargs)
+            writer = self._writer
+            if self._blocks_when_full and writer.is_full():
+                wait = getattr(writer, "wait_for_room_sync", None)
+                if wait is not None:  # a hosted writer: never the caller's own loop
+                    wait()
+            response = result
+            if is_raw_response(result) and not record.stream:
+                record.provider_request_id = getattr(result, "request_id", None)
+                retries = getattr(result, "retries_taken", None)  # the SDK's own count
+                if type(retries) is int:
+                    record.retry_count = retries
+                response = result.parse()  # cached by the SDK: the caller's parse() reuses it
+            return self._log_result(result, response, record, request, t_end, known, hide)
+        except Exception as exc:  # a logging bug costs the record, never the caller's result
+            self._internal_error(exc)
+            return result
 
     async def _await(
         self,
@@ -308,9 +422,13 @@ class ClientWrapper(Generic[ClientT]):
         record.request_json = request
         if record.api_key_hash is None:  # a key provider may only set the key during the call
             record.api_key_hash = self._api_key_hash()
-        if record.stream and hasattr(result, "__anext__"):  # ends when the stream does
-            self._open_streams[record.request_id] = record
-            return LoggedStream(result, record, self._submit, hide_usage_chunk)
+        if record.stream:  # logged when the stream ends
+            if hasattr(result, "__anext__"):
+                self._open_streams[record.request_id] = record
+                return LoggedStream(result, record, self._submit, hide_usage_chunk)
+            if hasattr(result, "__next__"):
+                self._open_streams[record.request_id] = record
+                return LoggedSyncStream(result, record, self._submit, hide_usage_chunk)
         record.t_end = t_end
         record.response = response
         if known:  # usage and the served model are read in the background (read_response)
@@ -342,6 +460,12 @@ class ClientWrapper(Generic[ClientT]):
             exc,
         )
 
+    def _has_usage(self, result: Any) -> bool:
+        try:
+            return self._extract_usage(result) is not None
+        except Exception:  # an odd result of a method we do not know: not ours to log
+            return False
+
     def _extract_usage(self, result: Any) -> Any:
         extractor = self._ctx.extractor
         if extractor is not None:
@@ -372,12 +496,27 @@ class ClientWrapper(Generic[ClientT]):
                 request_id = getattr(exc, "request_id", None)
             except Exception:  # an exception whose attributes raise
                 request_id = None
+            if request_id is None and self._botocore:  # a ClientError's response
+                request_id = bedrock.error_request_id(exc)
             record.provider_request_id = request_id if type(request_id) is str else None
             record.request_json = request
         except Exception as error:
             self._internal_error(error)
             return
         self._submit(record)
+
+    def _hooks(self) -> bedrock.Hooks:
+        """What a Bedrock call borrows from this wrapper (capture/bedrock.py)."""
+        if self._bedrock_hooks is None:
+            self._bedrock_hooks = bedrock.Hooks(
+                self._new_record,
+                self._log_error,
+                self._submit,
+                self._internal_error,
+                self._open_streams,
+                self._writer if self._blocks_when_full else None,
+            )
+        return self._bedrock_hooks
 
     def _wrap_stream_helper(self, target: Any, attr: str, operation: str) -> Callable[..., Any]:
         def stream(*args: Any, **kwargs: Any) -> Any:
@@ -410,26 +549,69 @@ class ClientWrapper(Generic[ClientT]):
         derived.__dict__.update({k: v for k, v in self.__dict__.items() if k.startswith("_")})
         derived._client = client
         derived._children = {}
-        derived._key_seen = None
+        derived._key_state = (None, None)
         derived._ctx = dataclasses.replace(self._ctx)
         derived._derived = True
+        derived._bedrock_hooks = None  # bound to the parent's methods
         derived._api_key_hash()
         derived._counts_retries = count_retries(client)  # with_options(http_client=...)
         return derived
 
 
-class _Closable(Protocol):
-    async def close(self) -> None: ...
+# close() tasks scheduled by a `with` block's exit on a running loop: kept until done.
+_closing: set[asyncio.Task[WriterStats]] = set()
 
 
-# A store's close() waits for its last statement (SQLite's busy wait is 5 s): allowed
-# this long past close()'s deadline before the store is left behind, logged.
-_STORE_CLOSE_GRACE = 6.0
+class SyncClientWrapper(ClientWrapper[ClientT]):
+    """A wrapper around a sync-only client (``openai.OpenAI``, ``anthropic.Anthropic``,
+    a boto3 client): the same calls, and flush(), close(), replay_spool() and
+    record_outcome() are plain methods, for programs with no event loop anywhere. Its
+    writer always runs on the library's writer thread (``delivery/writer_thread.py``)."""
 
+    _writer: HostedWriter  # type: ignore[assignment]
 
-async def _close_store(store: _Closable, deadline: float | None) -> None:
-    left = None if deadline is None else max(0.0, deadline - time.monotonic())
-    try:
-        await asyncio.wait_for(store.close(), None if left is None else left + _STORE_CLOSE_GRACE)
-    except asyncio.TimeoutError:
-        logger.error("closing %r timed out: left open", store)
+    def flush(self, timeout: float | None = None) -> WriterStats:  # type: ignore[override]
+        """Wait until every record queued before this call is written (or, while a store
+        is down, spooled); after ``timeout`` seconds, return with the rest pending."""
+        return self._writer.flush_sync(timeout)
+
+    def replay_spool(self) -> int:  # type: ignore[override]
+        """Write the spooled records of these stores now; how many were written."""
+        return self._writer.replay_sync()
+
+    def record_outcome(self, request_id: str, outcome: str) -> None:  # type: ignore[override]
+        """Set the outcome (accepted, edited, rejected, escalated) of a logged call."""
+        self._record_outcome(request_id, outcome)
+
+    def close(  # type: ignore[override]
+        self, timeout: float | None = DEFAULT_CLOSE_TIMEOUT
+    ) -> WriterStats:
+        """Flush and detach; the last wrapper on a pair of stores stops the writer and
+        closes the stores. Idempotent; waits at most ``timeout`` seconds."""
+        step = self._closing_step()
+        writer = self._writer
+        if step == "done":
+            return writer.stats()
+        if step == "flush":
+            return writer.flush_sync(timeout)
+        return writer.shut_down_sync(timeout)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        step = self._closing_step()
+        if step == "flush":
+            await self._writer.flush()
+        elif step == "last":
+            await self._writer.shut_down(DEFAULT_CLOSE_TIMEOUT)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .bedrock import OPERATIONS as BEDROCK_OPERATIONS
+from .bedrock import assemble_bedrock, is_botocore_result
 from .usage import field_of
 
 
@@ -36,6 +38,8 @@ def assemble_stream(operation: str, chunks: list[Any], into: Assembled) -> Assem
         _assemble_responses(into, chunks)
     elif operation == "messages":
         _assemble_messages(into, chunks)
+    elif operation in BEDROCK_OPERATIONS and is_botocore_result(chunks):
+        assemble_bedrock(operation, chunks, into)  # botocore's dicts (record/bedrock.py)
     else:
         into.response = {"chunks": [_dump(c) for c in chunks]}
         for chunk in chunks:

@@ -33,6 +33,12 @@ if TYPE_CHECKING:
 UsageExtractor = Callable[[Any], "Usage | None"]
 
 OUTCOMES = frozenset({"accepted", "edited", "rejected", "escalated"})
+# Providers whose bill follows the model id the caller asked for, not the name the reply
+# carries: on Bedrock the id names the inference profile (``global.``, ``us.``...) that sets
+# the rate, while a Claude reply names only the model. Priced by the requested id alone: an
+# id the table does not know (an application inference profile's ARN) is unknown_model,
+# never Anthropic's own rate.
+PRICED_BY_REQUESTED_MODEL = frozenset({"bedrock"})
 STATUSES = frozenset({"ok", "error", "incomplete", "blocked"})
 # Pricing a record (from call_info() on the caller's thread, or the writer's) happens
 # once, under this lock. Re-entrant: a SIGTERM rescue may interrupt its holder. Held
@@ -258,9 +264,13 @@ class CallRecord:
         if "unreadable_usage" in usage.flags:  # could not read is not zero: never $0
             return usage, None, "invalid_usage"
         prices = self.ctx.prices
-        entry = prices.resolve(self.served_model) or prices.resolve(self.model)
+        by_request = self.provider in PRICED_BY_REQUESTED_MODEL
+        if by_request:
+            entry = prices.resolve(self.model)
+        else:
+            entry = prices.resolve(self.served_model) or prices.resolve(self.model)
         if entry is None:
-            name = self.served_model or self.model or "<none>"
+            name = (self.model if by_request else self.served_model or self.model) or "<none>"
             warn_once(
                 "unknown_model",
                 name,

@@ -185,3 +185,43 @@ async def test_the_count_crosses_to_a_writer_process(stores: Any) -> None:
     provider.fail_next(500, times=2)
     response = await llm.chat.completions.create(model="gpt-4o", messages=[])
     assert (await counts(llm, db))[ml.call_info(response).request_id] == 2
+
+
+def test_sync_clients_count_their_retries_too(tmp_path: Path) -> None:
+    """openai.OpenAI and anthropic.Anthropic retry inside the blocking call: plain calls,
+    stream=True, with_raw_response and the stream helper as a `with` block."""
+    from majordomo_log.testing import fake_sync_anthropic_client, fake_sync_openai_client
+
+    provider = FakeProvider()
+    db = tmp_path / "log.db"
+    llm = ml.LoggingLLM(
+        fake_sync_openai_client(provider, max_retries=3), f"sqlite:///{db}", tmp_path / "b"
+    )
+    claude = ml.LoggingLLM(
+        fake_sync_anthropic_client(provider, max_retries=3), f"sqlite:///{db}", tmp_path / "b"
+    )
+    want = {}
+    provider.fail_next(429, times=2)
+    chat = llm.chat.completions.create(model="gpt-4o", messages=[])
+    want[ml.call_info(chat).request_id] = 2
+    provider.fail_next(500, times=1)
+    stream = llm.chat.completions.create(model="gpt-4o", messages=[], stream=True)
+    _ = list(stream)
+    want[ml.call_info(stream).request_id] = 1
+    provider.fail_next(429, times=3)
+    raw = llm.chat.completions.with_raw_response.create(model="gpt-4o", messages=[])
+    want[ml.call_info(raw).request_id] = 3
+    provider.fail_next(429, times=1)
+    with claude.messages.stream(model="claude-haiku-4-5", max_tokens=5, messages=[]) as s:
+        final = s.get_final_message()
+    want[ml.call_info(final).request_id] = 1
+    message = claude.messages.create(model="claude-haiku-4-5", max_tokens=5, messages=[])
+    want[ml.call_info(message).request_id] = 0
+    llm.close()
+    claude.close()
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        got = dict(conn.execute("SELECT request_id, retry_count FROM llm_requests"))
+    conn.close()
+    assert got == want

@@ -42,7 +42,7 @@ from genai_prices.types import (
 
 CONFIG_PATH = Path(__file__).parents[2] / "llm_config.yaml"
 
-PROVIDERS = ("openai", "anthropic", "google", "mistral", "deepseek")
+PROVIDERS = ("openai", "anthropic", "google", "mistral", "deepseek", "bedrock")
 RATE_FIELDS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h", "reasoning")
 ENTRY_KEYS = {"id", "provider", "source", "match", "prices", "genai_prices"}
 PRICE_KEYS = {"effective", "tiers", *RATE_FIELDS}
@@ -98,7 +98,37 @@ ALIASES = (
     ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"),
     ("anthropic/claude-sonnet-4-5", "claude-sonnet-4-5"),
     ("claude-sonnet-4-5@20250929", "claude-sonnet-4-5"),
-    ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", "claude-sonnet-4-5"),
+    # Bedrock: the inference profile decides the rate (global = Anthropic's, the rest +10%).
+    ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", "anthropic.claude-sonnet-4-5"),
+    ("eu.anthropic.claude-sonnet-4-5-20250929-v1:0", "anthropic.claude-sonnet-4-5"),
+    ("anthropic.claude-sonnet-4-5-20250929-v1:0", "anthropic.claude-sonnet-4-5"),
+    ("global.anthropic.claude-sonnet-4-5-20250929-v1:0", "global.anthropic.claude-sonnet-4-5"),
+    (
+        "bedrock/global.anthropic.claude-haiku-4-5-20251001-v1:0",
+        "global.anthropic.claude-haiku-4-5",
+    ),
+    ("apac.anthropic.claude-haiku-4-5-20251001-v1:0", "anthropic.claude-haiku-4-5"),
+    ("us-gov.anthropic.claude-3-5-haiku-20241022-v1:0", "anthropic.claude-3-5-haiku"),
+    ("us.anthropic.claude-sonnet-4-20250514-v1:0", "anthropic.claude-sonnet-4"),
+    ("us.anthropic.claude-opus-4-1-20250805-v1:0", "anthropic.claude-opus-4-1"),
+    ("global.anthropic.claude-opus-4-6-v1", "global.anthropic.claude-opus-4-6"),
+    (
+        "arn:aws:bedrock:us-east-1:123456789012:inference-profile/"
+        "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        "anthropic.claude-sonnet-4-5",
+    ),
+    (
+        "arn:aws:bedrock:us-west-2::foundation-model/anthropic.claude-haiku-4-5-20251001-v1:0",
+        "anthropic.claude-haiku-4-5",
+    ),
+    ("amazon.nova-micro-v1:0", "amazon.nova-micro"),
+    ("us.amazon.nova-pro-v1:0", "amazon.nova-pro"),
+    ("global.amazon.nova-2-lite-v1:0", "global.amazon.nova-2-lite"),
+    ("us.amazon.nova-2-lite-v1:0", "amazon.nova-2-lite"),
+    ("us.meta.llama3-2-11b-instruct-v1:0", "meta.llama3-2-11b-instruct"),
+    ("meta.llama4-scout-17b-instruct-v1:0", "meta.llama4-scout-17b-instruct"),
+    ("mistral.mistral-7b-instruct-v0:2", "mistral.mistral-7b-instruct"),
+    ("mistral.mixtral-8x7b-instruct-v0:1", "mistral.mixtral-8x7b-instruct"),
     ("claude-sonnet-4-20250514", "claude-sonnet-4"),
     ("claude-haiku-4-5-20251001", "claude-haiku-4-5"),
     ("anthropic/claude-haiku-4-5-20251001", "claude-haiku-4-5"),
@@ -122,7 +152,17 @@ ALIASES = (
     ("deepseek-v4-flash-0731", "deepseek-v4-flash"),
 )
 # Names that must resolve to nothing: a near miss must not be priced as a different model.
-NON_MODELS = ("gpt-4o-mini-search-preview", "gpt-5.1-codex-mini", "gemini-2.5-pro-tts", "gpt-4")
+NON_MODELS = (
+    "gpt-4o-mini-search-preview",
+    "gpt-5.1-codex-mini",
+    "gemini-2.5-pro-tts",
+    "gpt-4",
+    # An application inference profile names no model; a near miss is no Bedrock model.
+    "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3d4e5f6",
+    "us.anthropic.claude-sonnet-4-5-extra-v1:0",
+    "ca.anthropic.claude-sonnet-4-5-20250929-v1:0",
+    "global.meta.llama3-1-8b-instruct-v1:0",
+)
 
 
 def _load_config() -> dict[str, Any]:
@@ -179,6 +219,12 @@ def _probes(entry: Mapping[str, Any]) -> list[str]:
     names = [mid, f"{provider}/{mid}"]
     if provider == "anthropic":
         names += [f"{mid}-20991231", f"{provider}/{mid}-20991231"]
+    elif provider == "bedrock":  # versioned, under a profile, or an ARN
+        names += [f"{mid}-v1:0", f"arn:aws:bedrock:us-east-1::foundation-model/{mid}-v1:0"]
+        if ".anthropic." in f".{mid}":
+            names += [f"{mid}-20991231-v1:0"]
+        if not mid.startswith("global."):
+            names += [f"us.{mid}-v1:0", f"eu.{mid}-v1:0"]
     elif (
         provider == "openai" and "embedding" not in mid and not re.search(r"\d{4}-\d\d-\d\d$", mid)
     ):
