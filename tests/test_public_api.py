@@ -26,6 +26,7 @@ PUBLIC = {
     "ProcessOptions",
     "QueueOptions",
     "ReplayResult",
+    "RepriceResult",
     "RetryOptions",
     "Spool",
     "SpoolCorrupt",
@@ -40,6 +41,7 @@ PUBLIC = {
     "open_db",
     "open_storage",
     "replay_spool",
+    "reprice",
     "tags",
 }
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..delivery import lifecycle
 from ..record.callinfo import remember
+from .retries import IN_FLIGHT
 
 if TYPE_CHECKING:
     from ..record.call import CallRecord
@@ -244,21 +245,27 @@ class LoggedStreamManager:
         self._logged: _StreamLog | None = None
 
     async def __aenter__(self) -> Any:
+        token = IN_FLIGHT.set(self._record)  # the request goes out here: count its attempts
         try:
             stream = await self._manager.__aenter__()
         except BaseException as exc:
             self._record.fail(exc)
             self._finish(self._record)
             raise
+        finally:
+            IN_FLIGHT.reset(token)
         return self._opened(stream, LoggedStream)
 
     def __enter__(self) -> Any:
+        token = IN_FLIGHT.set(self._record)  # the request goes out here: count its attempts
         try:
             stream = self._manager.__enter__()
         except BaseException as exc:
             self._record.fail(exc)
             self._finish(self._record)
             raise
+        finally:
+            IN_FLIGHT.reset(token)
         return self._opened(stream, LoggedSyncStream)
 
     def _opened(self, stream: Any, kind: type[_StreamLog]) -> Any:

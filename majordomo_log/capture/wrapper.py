@@ -42,6 +42,7 @@ from .methods import (
     with_stream_usage,
 )
 from .resolve import resolve
+from .retries import IN_FLIGHT, count_retries
 from .streams import LoggedStream, LoggedStreamManager, LoggedSyncStream
 from .tags import current_tags
 
@@ -92,6 +93,7 @@ class ClientWrapper(Generic[ClientT]):
         self._botocore = is_botocore_client(client)
         self._bedrock_hooks: bedrock.Hooks | None = None
         self._api_key_hash()  # read the key once now: a bad key object fails here, not per call
+        self._counts_retries = count_retries(client)  # capture/retries.py
         writer.attach()  # last: a wrapper that failed to build holds no writer open
 
     # -- passthrough ---------------------------------------------------------------
@@ -301,12 +303,17 @@ class ClientWrapper(Generic[ClientT]):
             except Exception as exc:
                 self._internal_error(exc)
                 return getattr(target, attr)(*args, **kwargs)
+            # A sync SDK client sends its requests (and retries) inside this call.
+            token = IN_FLIGHT.set(record) if self._counts_retries == "sync" else None
             try:
                 result = getattr(target, attr)(*args, **sent)
             except BaseException as exc:
                 if known:
                     self._log_error(record, snapshot(args, kwargs), exc)
                 raise
+            finally:
+                if token is not None:
+                    IN_FLIGHT.reset(token)
             if type(result) is CoroutineType or (  # an SDK method's coroutine: the usual case
                 inspect.isawaitable(result) and not hasattr(result, "__aiter__")
             ):
@@ -351,6 +358,9 @@ class ClientWrapper(Generic[ClientT]):
             response = result
             if is_raw_response(result) and not record.stream:
                 record.provider_request_id = getattr(result, "request_id", None)
+                retries = getattr(result, "retries_taken", None)  # the SDK's own count
+                if type(retries) is int:
+                    record.retry_count = retries
                 response = result.parse()  # cached by the SDK: the caller's parse() reuses it
             return self._log_result(result, response, record, request, t_end, known, hide)
         except Exception as exc:  # a logging bug costs the record, never the caller's result
@@ -366,12 +376,16 @@ class ClientWrapper(Generic[ClientT]):
         logs_errors: bool,
         hide: bool,
     ) -> Any:
+        token = IN_FLIGHT.set(record) if self._counts_retries else None  # capture/retries.py
         try:
             result = await awaitable
         except BaseException as exc:
             if logs_errors:
                 self._log_error(record, request, exc)
             raise
+        finally:
+            if token is not None:
+                IN_FLIGHT.reset(token)
         t_end = time.perf_counter()
         writer = self._writer
         if self._blocks_when_full and writer.is_full():
@@ -384,6 +398,9 @@ class ClientWrapper(Generic[ClientT]):
             response = result
             if is_raw_response(result) and not record.stream:
                 record.provider_request_id = getattr(result, "request_id", None)
+                retries = getattr(result, "retries_taken", None)  # the SDK's own count
+                if type(retries) is int:
+                    record.retry_count = retries
                 response = result.parse()  # cached by the SDK: the caller's parse() reuses it
                 if inspect.isawaitable(response):
                     response = await response
@@ -537,6 +554,7 @@ class ClientWrapper(Generic[ClientT]):
         derived._derived = True
         derived._bedrock_hooks = None  # bound to the parent's methods
         derived._api_key_hash()
+        derived._counts_retries = count_retries(client)  # with_options(http_client=...)
         return derived
 
 

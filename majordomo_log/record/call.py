@@ -24,6 +24,7 @@ from .options import DEFAULT_MAX_BODY_BYTES
 from .redact import (
     RedactHook,
 )
+from .tool_calls import count_tool_calls
 from .usage import Usage, normalize_any
 
 if TYPE_CHECKING:
@@ -95,6 +96,7 @@ class CallRecord:
         "request_json",
         "response",
         "response_unread",
+        "retry_count",
         "served_model",
         "started_at",
         "status",
@@ -103,6 +105,7 @@ class CallRecord:
         "t_end",
         "t_first",
         "t_start",
+        "tool_call_count",
         "usage",
     )
 
@@ -149,6 +152,10 @@ class CallRecord:
         self.body_dropped = False  # left out to stay within the memory budget
         self.envelope: bytes | None = None  # the finished body, once built (build_envelope)
         self.body_flags: tuple[str, ...] = ()  # body_truncated, redaction_failed
+        # Retries the SDK made before the last attempt, counted on the caller's path by
+        # capture/retries.py (None: not known); tool calls, counted off it by priced().
+        self.retry_count: int | None = None
+        self.tool_call_count: int | None = None
 
     @property
     def request_id(self) -> str:
@@ -193,6 +200,7 @@ class CallRecord:
                         self.read_response()
                         if self.stream_chunks is not None:
                             self._assemble()
+                        self._count_tool_calls()
                         self._priced = self._price()
                     except Exception as exc:  # odd chunks or usage: flagged, never $0
                         warn_once(
@@ -223,6 +231,14 @@ class CallRecord:
         except Exception:
             model = None
         self.served_model = model if isinstance(model, str) else None
+
+    def _count_tool_calls(self) -> None:
+        """``tool_call_count`` from the (assembled) response; a response it cannot read
+        costs only that count (NULL), never the record's pricing."""
+        try:
+            self.tool_call_count = count_tool_calls(self.response)
+        except Exception:
+            self.tool_call_count = None
 
     def _assemble(self) -> None:
         chunks, self.stream_chunks = self.stream_chunks, None

@@ -44,7 +44,7 @@ CONFIG_PATH = Path(__file__).parents[2] / "llm_config.yaml"
 
 PROVIDERS = ("openai", "anthropic", "google", "mistral", "deepseek", "bedrock")
 RATE_FIELDS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h", "reasoning")
-ENTRY_KEYS = {"id", "provider", "match", "prices", "genai_prices"}
+ENTRY_KEYS = {"id", "provider", "source", "match", "prices", "genai_prices"}
 PRICE_KEYS = {"effective", "tiers", *RATE_FIELDS}
 TIER_KEYS = {"above_input_tokens", *RATE_FIELDS}
 MIN_MODELS = 35
@@ -484,6 +484,8 @@ def test_entry_schema(entry: dict[str, Any]) -> None:
         errors.append(f"{where}: id must be a non-empty lower-case string")
     if entry.get("provider") not in PROVIDERS:
         errors.append(f"{where}: provider must be one of {PROVIDERS}")
+    if entry.get("source", "genai-prices") != "genai-prices":  # tools/update_prices.py's mark
+        errors.append(f"{where}: source, when present, must be 'genai-prices'")
 
     prices = entry.get("prices")
     if not isinstance(prices, list) or not prices:
