@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..delivery import lifecycle
 from ..record.callinfo import remember
+from .chunks import FIRST_TOKEN as MORE_FIRST_TOKENS
+from .chunks import USAGE_ONLY
 from .retries import IN_FLIGHT
 
 if TYPE_CHECKING:
@@ -53,6 +55,8 @@ _FIRST_TOKEN: dict[str, Callable[[Any], bool]] = {
     "chat.completions": _chat_token,
     "responses": _event_token,
     "messages": _event_token,
+    "completion": _chat_token,  # LiteLLM's chunks are OpenAI chat chunks
+    **MORE_FIRST_TOKENS,  # google-genai, mistralai (capture/chunks.py)
 }
 
 
@@ -101,7 +105,10 @@ class _StreamLog:
         self._stream = stream
         self._record = record
         self._finish = finish
-        self._hide_usage_chunk = hide_usage_chunk
+        # The usage chunk the wrapper asked for on the caller's behalf, hidden from them.
+        self._hide_usage_chunk = (
+            USAGE_ONLY.get(record.operation, _is_usage_only_chunk) if hide_usage_chunk else None
+        )
         self._first_token = _FIRST_TOKEN.get(record.operation, _any_chunk)
         self._done = False
         record.stream_chunks = []
@@ -118,7 +125,8 @@ class _StreamLog:
         chunks = record.stream_chunks
         if chunks is not None:
             chunks.append(chunk)
-        return not (self._hide_usage_chunk and _is_usage_only_chunk(chunk))
+        hidden = self._hide_usage_chunk
+        return hidden is None or not hidden(chunk)
 
     def end(self, status: str, exc: BaseException | None = None) -> None:
         """Log the call once: ``ok`` at the end of the chunks, else why it stopped."""
@@ -168,7 +176,10 @@ class LoggedStream(_StreamLog):
 
     async def close(self) -> None:
         try:
-            await self._stream.close()
+            # SDK streams have close(); async generators (google-genai's streams) and
+            # LiteLLM's CustomStreamWrapper only aclose().
+            close = getattr(self._stream, "close", None) or self._stream.aclose
+            await close()
         finally:
             self.end("incomplete")
 

@@ -30,6 +30,7 @@ from ..record.usage import Usage
 from ..record.values import safe_text
 from . import bedrock
 from .cloud import credential_reader, is_botocore_client
+from .families import Family, family_of, hide_call_keys
 from .keys import hash_api_key
 from .methods import (
     CLIENT_COPIES,
@@ -68,10 +69,14 @@ class ClientWrapper(Generic[ClientT]):
     ) -> None:
         self._client = client
         self._provider = provider
+        # google-genai, mistralai, LiteLLM: their known methods, key and model naming
+        self._family: Family | None = family_of(client)
         self._secret = key_secret
         # (fingerprint of the key last seen, its hash): one attribute, so that threads
         # calling at once never pair one key's fingerprint with another's hash.
         self._key_state: tuple[int | None, str | None] = (None, None)
+        # keys passed with calls (LiteLLM): fingerprint -> (hash,)
+        self._call_keys: dict[int, tuple[str | None]] = {}
         self._ctx = ctx
         self._writer = writer
         self._blocks_when_full = writer.on_full == "block"  # fixed for the writer's life
@@ -214,25 +219,45 @@ class ClientWrapper(Generic[ClientT]):
         client = self._client
         if self._credentials is not None:
             return self._cloud_key_hash()
-        key = getattr(client, "api_key", None) or getattr(client, "auth_token", None)
+        family = self._family
+        if family is None:
+            key = getattr(client, "api_key", None) or getattr(client, "auth_token", None)
+        else:
+            key = family.api_key(client)
         # A fingerprint, not the key: this object holds no copy of the key to leak.
         # (str caches its hash, so this costs one attribute read per call.)
         seen = hash(key) if isinstance(key, str) else id(key)
         state = self._key_state
         if seen == state[0]:
             return state[1]
+        key_hash = self._hash_key(key)
+        self._key_state = (seen, key_hash)
+        return key_hash
+
+    def _hash_key(self, key: object) -> str | None:
+        """The key's HMAC, the key kept among the secrets scrubbed from bodies; None for
+        no key."""
         # SDKs put a placeholder such as "<missing API key>" where a token provider or
         # Azure AD authenticates instead: that is no key, and must not group spend.
-        key_hash = None
         if isinstance(key, str) and key and not key.startswith("<"):
-            key_hash = hash_api_key(key, self._secret)
             secret = key.encode("utf-8", "surrogatepass")
             # Added, never replaced: records still queued may carry the previous key
             # (rotation, a refreshing key provider) in an error message or body.
             if secret not in self._ctx.secrets:
                 self._ctx.secrets = (*self._ctx.secrets[-7:], secret)
-        self._key_state = (seen, key_hash)
-        return key_hash
+            return hash_api_key(key, self._secret)
+        return None
+
+    def _call_key_hash(self, key: object) -> str | None:
+        """The hash of an ``api_key=`` passed with a call (LiteLLM), remembered by the
+        key's fingerprint (a few keys, used in turn, each hashed once)."""
+        seen = hash(key) if isinstance(key, str) else id(key)
+        cached = self._call_keys.get(seen)
+        if cached is None:
+            if len(self._call_keys) >= 64:  # keys made per request must not grow it
+                self._call_keys.clear()
+            cached = self._call_keys[seen] = (self._hash_key(key),)
+        return cached[0]
 
     def _cloud_key_hash(self) -> str | None:
         """``_api_key_hash`` for a cloud's credentials (capture/cloud.py): the reader hands
@@ -277,7 +302,13 @@ class ClientWrapper(Generic[ClientT]):
         so a test that patches the client's method after wrapping is still obeyed."""
         if len(path) == 1 and path[0] in CLIENT_COPIES:
             return self._wrap_client_copy(target, attr)
-        operation, helper = operation_of(path)
+        family = self._family
+        method = None if family is None else family.method(path)
+        operation: str | None
+        if method is not None:  # google-genai, mistralai, LiteLLM (capture/families.py)
+            operation, helper = method.operation, False
+        else:
+            operation, helper = operation_of(path)
         if self._botocore:  # AWS: the Bedrock methods are logged, the rest handed back as is
             if operation in bedrock.OPERATIONS:
                 return bedrock.wrap_method(self._hooks(), target, attr, operation)
@@ -289,17 +320,29 @@ class ClientWrapper(Generic[ClientT]):
             return getattr(target, attr)  # type: ignore[no-any-return]
         known = operation is not None or path[-1] in self._methods
         name = operation or path[-1]
-        is_chat = name == "chat.completions"
+        is_chat = name == "chat.completions" or (
+            family is not None and name in family.asks_stream_usage
+        )
+        always_streams = method is not None and method.streams
+        model_name = None if family is None else family.model_name
+        keys_per_call = family is not None and family.keys_per_call
         raw = RAW_RESPONSE in path
         methods_with_usage = self._methods_with_usage
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            stream = kwargs.get("stream") is True
+            stream = always_streams or kwargs.get("stream") is True
             if raw and stream:  # a raw HTTP stream: chunks are the caller's to parse
                 return getattr(target, attr)(*args, **kwargs)
             sent = with_stream_usage(kwargs) if is_chat and stream else kwargs
+            shown: Any = kwargs  # what the stored request shows
             try:
-                record = self._new_record(name, kwargs.get("model"), stream)
+                model = kwargs.get("model")
+                record = self._new_record(name, model_name(model) if model_name else model, stream)
+                if keys_per_call:  # LiteLLM: the key may come with the call, never stored
+                    call_key = kwargs.get("api_key")
+                    if call_key is not None:
+                        record.api_key_hash = self._call_key_hash(call_key)
+                        shown = hide_call_keys(kwargs)
             except Exception as exc:
                 self._internal_error(exc)
                 return getattr(target, attr)(*args, **kwargs)
@@ -309,7 +352,7 @@ class ClientWrapper(Generic[ClientT]):
                 result = getattr(target, attr)(*args, **sent)
             except BaseException as exc:
                 if known:
-                    self._log_error(record, snapshot(args, kwargs), exc)
+                    self._log_error(record, snapshot(args, shown), exc)
                 raise
             finally:
                 if token is not None:
@@ -318,13 +361,13 @@ class ClientWrapper(Generic[ClientT]):
                 inspect.isawaitable(result) and not hasattr(result, "__aiter__")
             ):
                 # Frozen before the request goes out: callers mutate `messages` freely.
-                request = snapshot(args, kwargs)
+                request = snapshot(args, shown)
                 logs_errors = known or name in methods_with_usage
                 return self._await(result, record, request, known, logs_errors, sent is not kwargs)
             if hasattr(result, "__aiter__") and not hasattr(result, "__anext__"):
                 return result  # an async SDK paginator: no call to time
             # A sync client's call has returned: log it now, on the caller's thread.
-            return self._returned(result, record, args, kwargs, known, sent is not kwargs)
+            return self._returned(result, record, args, shown, known, sent is not kwargs)
 
         call.__name__ = path[-1]
         call.__qualname__ = ".".join(path)
@@ -362,7 +405,9 @@ class ClientWrapper(Generic[ClientT]):
                 if type(retries) is int:
                     record.retry_count = retries
                 response = result.parse()  # cached by the SDK: the caller's parse() reuses it
-            return self._log_result(result, response, record, request, t_end, known, hide)
+            return self._log_result(
+                result, response, record, request, t_end, known, hide, blocking=True
+            )
         except Exception as exc:  # a logging bug costs the record, never the caller's result
             self._internal_error(exc)
             return result
@@ -418,12 +463,18 @@ class ClientWrapper(Generic[ClientT]):
         t_end: float,
         known: bool,
         hide_usage_chunk: bool,
+        blocking: bool = False,
     ) -> Any:
         record.request_json = request
         if record.api_key_hash is None:  # a key provider may only set the key during the call
             record.api_key_hash = self._api_key_hash()
+        family = self._family
+        if family is not None and family.on_result is not None:
+            family.on_result(record, response)  # LiteLLM: the provider it routed the call to
         if record.stream:  # logged when the stream ends
-            if hasattr(result, "__anext__"):
+            # A blocking call's stream is iterated with `for`, even one that could also be
+            # read with `async for` (LiteLLM's CustomStreamWrapper has both).
+            if hasattr(result, "__anext__") and not (blocking and hasattr(result, "__next__")):
                 self._open_streams[record.request_id] = record
                 return LoggedStream(result, record, self._submit, hide_usage_chunk)
             if hasattr(result, "__next__"):
@@ -500,6 +551,11 @@ class ClientWrapper(Generic[ClientT]):
                 request_id = bedrock.error_request_id(exc)
             record.provider_request_id = request_id if type(request_id) is str else None
             record.request_json = request
+            family = self._family
+            if family is not None and family.error_provider is not None:
+                provider = family.error_provider(exc)  # LiteLLM: the provider that failed
+                if provider is not None:
+                    record.provider = provider
         except Exception as error:
             self._internal_error(error)
             return

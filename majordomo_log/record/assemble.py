@@ -11,6 +11,7 @@ from typing import Any
 
 from .bedrock import OPERATIONS as BEDROCK_OPERATIONS
 from .bedrock import assemble_bedrock, is_botocore_result
+from .sdk_shapes import ASSEMBLERS
 from .usage import field_of
 
 
@@ -40,6 +41,8 @@ def assemble_stream(operation: str, chunks: list[Any], into: Assembled) -> Assem
         _assemble_messages(into, chunks)
     elif operation in BEDROCK_OPERATIONS and is_botocore_result(chunks):
         assemble_bedrock(operation, chunks, into)  # botocore's dicts (record/bedrock.py)
+    elif operation in ASSEMBLERS:  # google-genai, mistralai, LiteLLM (record/sdk_shapes.py)
+        ASSEMBLERS[operation](into, chunks)
     else:
         into.response = {"chunks": [_dump(c) for c in chunks]}
         for chunk in chunks:

@@ -24,6 +24,7 @@ from .options import DEFAULT_MAX_BODY_BYTES
 from .redact import (
     RedactHook,
 )
+from .sdk_shapes import RESPONSE_READERS
 from .tool_calls import count_tool_calls
 from .usage import Usage, normalize_any
 
@@ -70,6 +71,9 @@ class CallContext:
     # tags stored as an HMAC of their value (hash_value) under tag_secret, never in clear
     hash_tags: frozenset[str] = frozenset()
     tag_secret: bytes = field(default=b"", repr=False)
+
+
+_UNREADABLE = Usage(flags=("unreadable_usage",))
 
 
 class CallRecord:
@@ -222,6 +226,15 @@ class CallRecord:
             return
         self.response_unread = False
         response = self.response
+        reader = RESPONSE_READERS.get(self.operation)
+        if reader is not None:  # google-genai: usage_metadata, model_version
+            try:
+                self.usage, self.served_model, response_id = reader(response)
+            except Exception:  # as below: unreadable is not free
+                self.usage, self.served_model, response_id = _UNREADABLE, None, None
+            if self.provider_request_id is None:
+                self.provider_request_id = response_id
+            return
         try:
             self.usage = getattr(response, "usage", None)
         except Exception:  # a property that raises: logged as unreadable, never as free

@@ -1,0 +1,256 @@
+"""The SDKs beyond OpenAI's and Anthropic's whose calls are known: Google's
+``google-genai`` (Gemini), Mistral's ``mistralai``, and LiteLLM (the ``litellm`` module
+itself is the client).
+
+A ``Family`` says which of an SDK's methods are LLM calls (logged even when they fail,
+and their ``operation``), which of them always return a stream, which provider a call
+is for, where the client keeps its API key and how a call names its model. The
+methods are looked up by the end of their path, so ``client.models.generate_content``
+and ``client.aio.models.generate_content`` are one method. Everything here runs on the
+caller's path (a few dict lookups and attribute reads, each guarded: an SDK that
+changes its internals costs the log a detail, never the caller's call).
+
+``operation`` for these SDKs is the method's name, the way REFERENCE §5 names other
+clients' calls, with its sync/async/stream variants folded into one (the ``stream``
+column tells them apart) and, where the bare name says too little, the resource in
+front (Mistral's ``chat.complete`` and ``fim.complete``; its ``embeddings.create`` is
+``embeddings``, as OpenAI's is).
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ..record.serialize import REDACTED
+
+if TYPE_CHECKING:
+    from ..record.call import CallRecord
+
+
+class Method(NamedTuple):
+    """A known method: its ``operation``, and whether it returns a stream whatever its
+    arguments (Gemini's ``generate_content_stream``, Mistral's ``chat.stream``)."""
+
+    operation: str
+    streams: bool = False
+
+
+class Family:
+    """What the wrapper needs to know about one SDK (see the module docstring)."""
+
+    __slots__ = (
+        "api_key",
+        "asks_stream_usage",
+        "error_provider",
+        "keys_per_call",
+        "methods",
+        "model_name",
+        "name",
+        "on_result",
+        "provider",
+        "sizes",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        methods: Mapping[tuple[str, ...], Method],
+        *,
+        provider: Callable[[Any], str],
+        api_key: Callable[[Any], Any],
+        model_name: Callable[[Any], Any] | None = None,
+        keys_per_call: bool = False,
+        asks_stream_usage: frozenset[str] = frozenset(),
+        on_result: Callable[[CallRecord, Any], None] | None = None,
+        error_provider: Callable[[BaseException], str | None] | None = None,
+    ) -> None:
+        self.name = name
+        self.methods = dict(methods)
+        self.sizes = tuple(sorted({len(path) for path in methods}, reverse=True))
+        self.provider = provider  # the `provider` column, from the client
+        self.api_key = api_key  # the client's API key, or None
+        self.model_name = model_name  # the `model` column from the `model=` argument
+        self.keys_per_call = keys_per_call  # an `api_key=` argument may come with a call
+        self.asks_stream_usage = asks_stream_usage  # operations whose streams ask for usage
+        self.on_result = on_result  # reads what only the live result has (caller's path)
+        self.error_provider = error_provider  # the provider a failed call was for
+
+    def method(self, path: tuple[str, ...]) -> Method | None:
+        for size in self.sizes:
+            method = self.methods.get(path[-size:])
+            if method is not None:
+                return method
+        return None
+
+    def __repr__(self) -> str:
+        return f"<Family {self.name}>"
+
+
+def _attr_path(obj: Any, *names: str) -> Any:
+    """``obj.a.b`` or None, whatever goes wrong on the way (SDK internals move)."""
+    try:
+        for name in names:
+            obj = getattr(obj, name, None)
+            if obj is None:
+                return None
+    except Exception:
+        return None
+    return obj
+
+
+# -- Google: google-genai (Gemini API and Vertex AI) -----------------------------------------
+
+_GENAI_METHODS: dict[tuple[str, ...], Method] = {
+    ("models", "generate_content"): Method("generate_content"),
+    ("models", "generate_content_stream"): Method("generate_content", streams=True),
+    ("models", "embed_content"): Method("embed_content"),
+}
+
+
+def _genai_provider(client: Any) -> str:
+    return "google-vertex" if _attr_path(client, "_api_client", "vertexai") is True else "google"
+
+
+def _genai_key(client: Any) -> Any:
+    # The client keeps it on its private API client only (Vertex AI authenticates with
+    # Google credentials instead: no key).
+    return _attr_path(client, "_api_client", "api_key")
+
+
+def gemini_model_name(model: Any) -> Any:
+    """The model id of a google-genai ``model=``: ``models/gemini-2.5-flash`` and Vertex AI's
+    ``projects/p/locations/l/publishers/google/models/gemini-2.5-flash`` are
+    ``gemini-2.5-flash``; anything else (``tunedModels/123``, ``google/gemini-...``) as is."""
+    if type(model) is str and "models/" in model:
+        head, _, tail = model.rpartition("models/")
+        if tail and (not head or head.endswith("/")):
+            return tail
+    return model
+
+
+GOOGLE_GENAI = Family(
+    "google-genai",
+    _GENAI_METHODS,
+    provider=_genai_provider,
+    api_key=_genai_key,
+    model_name=gemini_model_name,
+)
+
+
+# -- Mistral: mistralai --------------------------------------------------------------------
+
+
+def _mistral_methods() -> dict[tuple[str, ...], Method]:
+    methods: dict[tuple[str, ...], Method] = {}
+    for resource, operation in (("chat", "chat.complete"), ("fim", "fim.complete")):
+        for name in ("complete", "complete_async"):
+            methods[(resource, name)] = Method(operation)
+        for name in ("stream", "stream_async"):
+            methods[(resource, name)] = Method(operation, streams=True)
+    for name in ("complete", "complete_async"):
+        methods[("agents", name)] = Method("agents.complete")
+    for name in ("stream", "stream_async"):
+        methods[("agents", name)] = Method("agents.complete", streams=True)
+    # Structured output: the SDK's own helpers around complete() and stream().
+    for name in ("parse", "parse_async"):
+        methods[("chat", name)] = Method("chat.complete")
+    for name in ("parse_stream", "parse_stream_async"):
+        methods[("chat", name)] = Method("chat.complete", streams=True)
+    for name in ("create", "create_async"):
+        methods[("embeddings", name)] = Method("embeddings")
+    return methods
+
+
+def _mistral_provider(client: Any) -> str:
+    module = type(client).__module__
+    if module.startswith("mistralai.azure"):
+        return "azure"
+    if module.startswith("mistralai.gcp"):
+        return "google-vertex"
+    return "mistral"
+
+
+def _mistral_key(client: Any) -> Any:
+    security = _attr_path(client, "sdk_configuration", "security")
+    if security is None or callable(security):  # a key provider: not called from here
+        return None
+    return _attr_path(security, "api_key")
+
+
+MISTRAL = Family("mistral", _mistral_methods(), provider=_mistral_provider, api_key=_mistral_key)
+
+
+# -- LiteLLM: the module is the client ------------------------------------------------------
+
+_LITELLM_METHODS: dict[tuple[str, ...], Method] = {
+    ("completion",): Method("completion"),
+    ("acompletion",): Method("completion"),
+    ("text_completion",): Method("text_completion"),
+    ("atext_completion",): Method("text_completion"),
+    ("embedding",): Method("embedding"),
+    ("aembedding",): Method("embedding"),
+    ("responses",): Method("responses"),
+    ("aresponses",): Method("responses"),
+}
+
+
+def _litellm_result(record: CallRecord, result: Any) -> None:
+    """The provider LiteLLM routed the call to, and the provider's request id: only the
+    live response has them (``_hidden_params`` does not survive its JSON), so they are
+    read here, on the caller's path (two dict lookups)."""
+    hidden = _attr_path(result, "_hidden_params")
+    provider = hidden.get("custom_llm_provider") if isinstance(hidden, dict) else None
+    if provider is None:  # a stream: CustomStreamWrapper knows it
+        provider = _attr_path(result, "custom_llm_provider")
+    if isinstance(provider, str) and provider:
+        record.provider = provider
+    headers = hidden.get("additional_headers") if isinstance(hidden, dict) else None
+    if isinstance(headers, dict) and record.provider_request_id is None:
+        request_id = headers.get("llm_provider-x-request-id")
+        if type(request_id) is str:
+            record.provider_request_id = request_id
+
+
+def _litellm_error_provider(exc: BaseException) -> str | None:
+    provider = getattr(exc, "llm_provider", None)  # every litellm.exceptions class has it
+    return provider if isinstance(provider, str) and provider else None
+
+
+LITELLM = Family(
+    "litellm",
+    _LITELLM_METHODS,
+    provider=lambda client: "litellm",  # until a call says which provider it went to
+    api_key=lambda client: getattr(client, "api_key", None),
+    keys_per_call=True,
+    # LiteLLM passes stream_options on to every provider (or computes the usage itself).
+    asks_stream_usage=frozenset({"completion"}),
+    on_result=_litellm_result,
+    error_provider=_litellm_error_provider,
+)
+
+
+# -- which family a client is --------------------------------------------------------------
+
+_BY_PACKAGE = {"google.genai": GOOGLE_GENAI, "mistralai": MISTRAL}
+
+
+def family_of(client: Any) -> Family | None:
+    """The family of a client (or of a subclass of an SDK's client), or None."""
+    if isinstance(client, types.ModuleType):
+        return LITELLM if client.__name__ == "litellm" else None
+    for cls in type(client).__mro__:
+        module = cls.__module__
+        for package, family in _BY_PACKAGE.items():
+            if module == package or module.startswith(package + "."):
+                return family
+    return None
+
+
+def hide_call_keys(kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The arguments as stored: an ``api_key=`` passed with the call is not kept, not even
+    in the queued snapshot (the row has its hash)."""
+    if "api_key" not in kwargs:
+        return kwargs
+    return {**kwargs, "api_key": REDACTED}
