@@ -233,19 +233,48 @@ LITELLM = Family(
 
 # -- which family a client is --------------------------------------------------------------
 
+
+def _client_api_key(client: Any) -> Any:
+    return getattr(client, "api_key", None) or getattr(client, "auth_token", None)
+
+
+# Everything else: OpenAI's and Anthropic's SDKs (capture/methods.py's tables), any other
+# client. Its key is where those SDKs keep it; it knows no method of its own.
+OTHER = Family("other", {}, provider=lambda client: "", api_key=_client_api_key)
+
 _BY_PACKAGE = {"google.genai": GOOGLE_GENAI, "mistralai": MISTRAL}
 
 
-def family_of(client: Any) -> Family | None:
-    """The family of a client (or of a subclass of an SDK's client), or None."""
+def family_of(client: Any) -> Family:
+    """The family of a client (or of a subclass of an SDK's client); ``OTHER`` if none."""
     if isinstance(client, types.ModuleType):
-        return LITELLM if client.__name__ == "litellm" else None
+        return LITELLM if client.__name__ == "litellm" else OTHER
     for cls in type(client).__mro__:
         module = cls.__module__
         for package, family in _BY_PACKAGE.items():
             if module == package or module.startswith(package + "."):
                 return family
-    return None
+    return OTHER
+
+
+class CallKeys:
+    """Hashes of the API keys passed with calls (LiteLLM's ``api_key=``), remembered by the
+    key's fingerprint, never the key: a few keys used in turn are each hashed once."""
+
+    __slots__ = ("_hash_key", "_hashes")
+
+    def __init__(self, hash_key: Callable[[object], str | None]) -> None:
+        self._hash_key = hash_key
+        self._hashes: dict[int, tuple[str | None]] = {}
+
+    def hash(self, key: object) -> str | None:
+        seen = hash(key) if isinstance(key, str) else id(key)
+        cached = self._hashes.get(seen)
+        if cached is None:
+            if len(self._hashes) >= 64:  # keys made per request must not grow it
+                self._hashes.clear()
+            cached = self._hashes[seen] = (self._hash_key(key),)
+        return cached[0]
 
 
 def hide_call_keys(kwargs: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..record.serialize import snapshot_request
 from .cloud import cloud_provider
-from .families import family_of
+from .families import OTHER, family_of
 from .resolve import SDK_PACKAGES, top_package
 
 # Method paths of the official SDKs -> the ``operation`` column.
@@ -58,7 +58,7 @@ def operation_of(path: tuple[str, ...]) -> tuple[str | None, bool]:
 
 def detect_provider(client: Any) -> str:
     family = family_of(client)  # google-genai, mistralai, LiteLLM
-    if family is not None:
+    if family is not OTHER:
         return family.provider(client)
     provider = getattr(client, "provider", None)
     if isinstance(provider, str) and top_package(type(client)) not in SDK_PACKAGES:

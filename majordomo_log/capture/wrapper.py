@@ -30,7 +30,7 @@ from ..record.usage import Usage
 from ..record.values import safe_text
 from . import bedrock
 from .cloud import credential_reader, is_botocore_client
-from .families import Family, family_of, hide_call_keys
+from .families import CallKeys, Family, family_of, hide_call_keys
 from .keys import hash_api_key
 from .methods import (
     CLIENT_COPIES,
@@ -70,13 +70,12 @@ class ClientWrapper(Generic[ClientT]):
         self._client = client
         self._provider = provider
         # google-genai, mistralai, LiteLLM: their known methods, key and model naming
-        self._family: Family | None = family_of(client)
+        self._family: Family = family_of(client)
         self._secret = key_secret
         # (fingerprint of the key last seen, its hash): one attribute, so that threads
         # calling at once never pair one key's fingerprint with another's hash.
         self._key_state: tuple[int | None, str | None] = (None, None)
-        # keys passed with calls (LiteLLM): fingerprint -> (hash,)
-        self._call_keys: dict[int, tuple[str | None]] = {}
+        self._call_keys = CallKeys(self._hash_key)  # keys passed with calls (LiteLLM)
         self._ctx = ctx
         self._writer = writer
         self._blocks_when_full = writer.on_full == "block"  # fixed for the writer's life
@@ -216,14 +215,9 @@ class ClientWrapper(Generic[ClientT]):
     # -- the hot path ----------------------------------------------------------------
 
     def _api_key_hash(self) -> str | None:
-        client = self._client
         if self._credentials is not None:
             return self._cloud_key_hash()
-        family = self._family
-        if family is None:
-            key = getattr(client, "api_key", None) or getattr(client, "auth_token", None)
-        else:
-            key = family.api_key(client)
+        key = self._family.api_key(self._client)
         # A fingerprint, not the key: this object holds no copy of the key to leak.
         # (str caches its hash, so this costs one attribute read per call.)
         seen = hash(key) if isinstance(key, str) else id(key)
@@ -234,9 +228,7 @@ class ClientWrapper(Generic[ClientT]):
         self._key_state = (seen, key_hash)
         return key_hash
 
-    def _hash_key(self, key: object) -> str | None:
-        """The key's HMAC, the key kept among the secrets scrubbed from bodies; None for
-        no key."""
+    def _hash_key(self, key: object) -> str | None:  # None: no key
         # SDKs put a placeholder such as "<missing API key>" where a token provider or
         # Azure AD authenticates instead: that is no key, and must not group spend.
         if isinstance(key, str) and key and not key.startswith("<"):
@@ -247,17 +239,6 @@ class ClientWrapper(Generic[ClientT]):
                 self._ctx.secrets = (*self._ctx.secrets[-7:], secret)
             return hash_api_key(key, self._secret)
         return None
-
-    def _call_key_hash(self, key: object) -> str | None:
-        """The hash of an ``api_key=`` passed with a call (LiteLLM), remembered by the
-        key's fingerprint (a few keys, used in turn, each hashed once)."""
-        seen = hash(key) if isinstance(key, str) else id(key)
-        cached = self._call_keys.get(seen)
-        if cached is None:
-            if len(self._call_keys) >= 64:  # keys made per request must not grow it
-                self._call_keys.clear()
-            cached = self._call_keys[seen] = (self._hash_key(key),)
-        return cached[0]
 
     def _cloud_key_hash(self) -> str | None:
         """``_api_key_hash`` for a cloud's credentials (capture/cloud.py): the reader hands
@@ -303,7 +284,7 @@ class ClientWrapper(Generic[ClientT]):
         if len(path) == 1 and path[0] in CLIENT_COPIES:
             return self._wrap_client_copy(target, attr)
         family = self._family
-        method = None if family is None else family.method(path)
+        method = family.method(path)
         operation: str | None
         if method is not None:  # google-genai, mistralai, LiteLLM (capture/families.py)
             operation, helper = method.operation, False
@@ -320,12 +301,9 @@ class ClientWrapper(Generic[ClientT]):
             return getattr(target, attr)  # type: ignore[no-any-return]
         known = operation is not None or path[-1] in self._methods
         name = operation or path[-1]
-        is_chat = name == "chat.completions" or (
-            family is not None and name in family.asks_stream_usage
-        )
+        is_chat = name == "chat.completions" or name in family.asks_stream_usage
         always_streams = method is not None and method.streams
-        model_name = None if family is None else family.model_name
-        keys_per_call = family is not None and family.keys_per_call
+        model_name, keys_per_call = family.model_name, family.keys_per_call
         raw = RAW_RESPONSE in path
         methods_with_usage = self._methods_with_usage
 
@@ -341,7 +319,7 @@ class ClientWrapper(Generic[ClientT]):
                 if keys_per_call:  # LiteLLM: the key may come with the call, never stored
                     call_key = kwargs.get("api_key")
                     if call_key is not None:
-                        record.api_key_hash = self._call_key_hash(call_key)
+                        record.api_key_hash = self._call_keys.hash(call_key)
                         shown = hide_call_keys(kwargs)
             except Exception as exc:
                 self._internal_error(exc)
@@ -468,9 +446,8 @@ class ClientWrapper(Generic[ClientT]):
         record.request_json = request
         if record.api_key_hash is None:  # a key provider may only set the key during the call
             record.api_key_hash = self._api_key_hash()
-        family = self._family
-        if family is not None and family.on_result is not None:
-            family.on_result(record, response)  # LiteLLM: the provider it routed the call to
+        if self._family.on_result is not None:  # LiteLLM: the provider it routed the call to
+            self._family.on_result(record, response)
         if record.stream:  # logged when the stream ends
             # A blocking call's stream is iterated with `for`, even one that could also be
             # read with `async for` (LiteLLM's CustomStreamWrapper has both).
@@ -551,11 +528,9 @@ class ClientWrapper(Generic[ClientT]):
                 request_id = bedrock.error_request_id(exc)
             record.provider_request_id = request_id if type(request_id) is str else None
             record.request_json = request
-            family = self._family
-            if family is not None and family.error_provider is not None:
-                provider = family.error_provider(exc)  # LiteLLM: the provider that failed
-                if provider is not None:
-                    record.provider = provider
+            error_provider = self._family.error_provider  # LiteLLM: the provider that failed
+            if error_provider is not None:
+                record.provider = error_provider(exc) or record.provider
         except Exception as error:
             self._internal_error(error)
             return
