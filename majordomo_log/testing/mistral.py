@@ -155,7 +155,7 @@ class MistralServer(LocalServer):
         return events
 
     def _embeddings(self, body: JSON, served: str) -> JSON:
-        inputs = body.get("inputs")
+        inputs = body.get("input")  # the SDK's `inputs=` goes on the wire as `input`
         count = len(inputs) if isinstance(inputs, list) else 1
         tokens = self.embedding_tokens
         reply: JSON = {
