@@ -25,6 +25,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import orjson
+
 from .usage import field_of
 
 
@@ -210,7 +212,8 @@ def _add_delta(slot: dict[str, Any], delta: Any) -> None:
         index = position if not isinstance(index, int) else index
         tool = slot["tool_calls"].setdefault(index, {"id": None, "name": [], "arguments": []})
         call_id = field_of(call, "id")
-        if isinstance(call_id, str) and call_id:
+        # The first id wins: mistralai fills an id the chunk lacks with the string "null".
+        if tool["id"] is None and isinstance(call_id, str) and call_id not in ("", "null"):
             tool["id"] = call_id
         function = field_of(call, "function")
         name, arguments = field_of(function, "name"), field_of(function, "arguments")
@@ -219,7 +222,7 @@ def _add_delta(slot: dict[str, Any], delta: Any) -> None:
         if isinstance(arguments, str):
             tool["arguments"].append(arguments)
         elif arguments is not None:  # Mistral may send the arguments as an object
-            tool["arguments"].append(str(_dump(arguments)))
+            tool["arguments"].append(orjson.dumps(_dump(arguments), default=str).decode())
 
 
 def _choice(index: int, slot: dict[str, Any]) -> dict[str, Any]:
