@@ -226,11 +226,11 @@ def test_sync_completion(server: OpenAIServer, tmp_path: Path) -> None:
     with ml.LoggingLLM(litellm, f"sqlite:///{db}", str(tmp_path / "bodies")) as llm:
         reply = llm.completion(**call_args(server))
         assert reply.choices[0].message.content == server.provider.reply_text
-        text = "".join(
-            chunk.choices[0].delta.content or ""
-            for chunk in llm.completion(**call_args(server, stream=True))
+        chunks = list(llm.completion(**call_args(server, stream=True)))
+        assert "".join(c.choices[0].delta.content or "" for c in chunks) == (
+            server.provider.reply_text
         )
-        assert text == server.provider.reply_text
+        assert all(getattr(c, "usage", None) is None for c in chunks)  # its usage chunk hidden
         early = llm.completion(**call_args(server, stream=True))
         next(iter(early))
         early.close()  # the caller stops reading
