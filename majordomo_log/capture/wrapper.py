@@ -30,7 +30,7 @@ from ..record.usage import Usage
 from ..record.values import safe_text
 from . import bedrock
 from .cloud import credential_reader, is_botocore_client
-from .families import CallKeys, Family, family_of, hide_call_keys
+from .families import OTHER, CallKeys, Family, family_of, hide_call_keys
 from .keys import hash_api_key
 from .methods import (
     CLIENT_COPIES,
@@ -71,6 +71,8 @@ class ClientWrapper(Generic[ClientT]):
         self._provider = provider
         # google-genai, mistralai, LiteLLM: their known methods, key and model naming
         self._family: Family = family_of(client)
+        # None: the key is where OpenAI's and Anthropic's SDKs keep it (read inline: hot path)
+        self._read_key = None if self._family is OTHER else self._family.api_key
         self._secret = key_secret
         # (fingerprint of the key last seen, its hash): one attribute, so that threads
         # calling at once never pair one key's fingerprint with another's hash.
@@ -217,7 +219,11 @@ class ClientWrapper(Generic[ClientT]):
     def _api_key_hash(self) -> str | None:
         if self._credentials is not None:
             return self._cloud_key_hash()
-        key = self._family.api_key(self._client)
+        client, read_key = self._client, self._read_key
+        if read_key is None:
+            key = getattr(client, "api_key", None) or getattr(client, "auth_token", None)
+        else:
+            key = read_key(client)
         # A fingerprint, not the key: this object holds no copy of the key to leak.
         # (str caches its hash, so this costs one attribute read per call.)
         seen = hash(key) if isinstance(key, str) else id(key)
