@@ -201,14 +201,22 @@ def _litellm_result(record: CallRecord, result: Any) -> None:
     live response has them (``_hidden_params`` does not survive its JSON), so they are
     read here, on the caller's path (two dict lookups)."""
     hidden = _attr_path(result, "_hidden_params")
-    provider = hidden.get("custom_llm_provider") if isinstance(hidden, dict) else None
+    if not isinstance(hidden, dict):
+        hidden = {}
+    provider = hidden.get("custom_llm_provider")
     if provider is None:  # a stream: CustomStreamWrapper knows it
         provider = _attr_path(result, "custom_llm_provider")
+    if provider is None:  # some providers' responses only name LiteLLM's "provider/model"
+        name = hidden.get("litellm_model_name")
+        provider = name.partition("/")[0] if isinstance(name, str) and "/" in name else None
     if isinstance(provider, str) and provider:
         record.provider = provider
-    headers = hidden.get("additional_headers") if isinstance(hidden, dict) else None
+    headers = hidden.get("additional_headers")
     if isinstance(headers, dict) and record.provider_request_id is None:
-        request_id = headers.get("llm_provider-x-request-id")
+        # the provider's headers, prefixed: OpenAI's x-request-id, Anthropic's request-id
+        request_id = headers.get("llm_provider-x-request-id") or headers.get(
+            "llm_provider-request-id"
+        )
         if type(request_id) is str:
             record.provider_request_id = request_id
 

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from .usage import field_of
+from .usage import Usage, field_of
 
 
 class Into(Protocol):
@@ -54,9 +54,62 @@ def read_gemini(response: Any) -> tuple[Any, str | None, str | None]:
     )
 
 
+# -- LiteLLM -------------------------------------------------------------------------------
+
+
+def litellm_usage(usage: Any) -> Any:
+    """LiteLLM's usage, with the cache writes it reports its own way.
+
+    LiteLLM makes every provider's usage OpenAI-shaped and inclusive: for Anthropic (and
+    Bedrock, Vertex AI's Claude) ``prompt_tokens`` counts the cache reads and writes,
+    ``prompt_tokens_details.cached_tokens`` the reads and ``cache_creation_tokens`` the
+    writes, split by TTL in ``cache_creation_token_details`` when it knows it (its streams
+    do not say: their writes are taken as 5-minute ones). Read as plain OpenAI usage, the
+    writes would be billed as uncached input. Anything without such writes is returned
+    as it came (the OpenAI shape reads it right)."""
+    details = field_of(usage, "prompt_tokens_details")
+    written = field_of(details, "cache_creation_tokens")
+    if type(written) is not int or written <= 0:
+        return usage
+    split = field_of(details, "cache_creation_token_details")
+    one_hour = field_of(split, "ephemeral_1h_input_tokens")
+    one_hour = one_hour if type(one_hour) is int and 0 <= one_hour <= written else 0
+    base = Usage.inclusive(
+        field_of(usage, "prompt_tokens"),
+        field_of(usage, "completion_tokens"),
+        cached_tokens=field_of(details, "cached_tokens"),
+        cache_write_tokens=written,
+        reasoning_tokens=field_of(field_of(usage, "completion_tokens_details"), "reasoning_tokens"),
+    )
+    one_hour = min(one_hour, base.cache_write_5m)  # what is left of the writes once checked
+    return Usage(
+        input=base.input,
+        cache_read=base.cache_read,
+        cache_write_5m=base.cache_write_5m - one_hour,
+        cache_write_1h=one_hour,
+        output=base.output,
+        reasoning=base.reasoning,
+        flags=base.flags,
+    )
+
+
+def read_litellm(response: Any) -> tuple[Any, str | None, str | None]:
+    """(usage, served model, None) of a LiteLLM ``ModelResponse`` or ``EmbeddingResponse``
+    (its provider and request id were read on the caller's path: capture/families.py)."""
+    model = field_of(response, "model")
+    return (
+        litellm_usage(field_of(response, "usage")),
+        model if isinstance(model, str) else None,
+        None,
+    )
+
+
 RESPONSE_READERS: dict[str, Callable[[Any], tuple[Any, str | None, str | None]]] = {
     "generate_content": read_gemini,
     "embed_content": read_gemini,
+    "completion": read_litellm,
+    "text_completion": read_litellm,
+    "embedding": read_litellm,
 }
 
 
@@ -247,10 +300,15 @@ def _choice(index: int, slot: dict[str, Any]) -> dict[str, Any]:
     return {"index": index, "message": message, "finish_reason": slot["finish_reason"]}
 
 
+def assemble_litellm(into: Into, chunks: list[Any]) -> None:
+    assemble_chat_chunks(into, chunks)
+    into.usage = litellm_usage(into.usage)  # the body keeps LiteLLM's own (assembled above)
+
+
 ASSEMBLERS: dict[str, Callable[[Into, list[Any]], None]] = {
     "generate_content": assemble_gemini,
     "chat.complete": assemble_mistral,
     "fim.complete": assemble_mistral,
     "agents.complete": assemble_mistral,
-    "completion": assemble_chat_chunks,
+    "completion": assemble_litellm,
 }

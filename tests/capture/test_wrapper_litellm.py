@@ -177,6 +177,67 @@ async def test_aembedding(server: OpenAIServer, stores: Any) -> None:
     await llm.close()
 
 
+# Anthropic's own counts (additive): LiteLLM reports them OpenAI-style, inclusive.
+ANTHROPIC_USAGE: Any = {
+    "input_tokens": 1000,
+    "cache_read_input_tokens": 2000,
+    "cache_creation_5m": 300,
+    "cache_creation_1h": 200,
+    "output_tokens": 500,
+}
+# claude-haiku-4-5, USD per 1M tokens (anthropic.com/pricing): input 1.00, cache read 0.10,
+# 5-minute cache write 1.25, 1-hour cache write 2.00, output 5.00.
+HAIKU_COST = (
+    1000 * Decimal("1.00")
+    + 2000 * Decimal("0.10")
+    + 300 * Decimal("1.25")
+    + 200 * Decimal("2.00")
+    + 500 * Decimal("5.00")
+) / 1_000_000
+
+
+async def test_anthropic_through_litellm_bills_cache_writes_as_writes(stores: Any) -> None:
+    """LiteLLM's prompt_tokens (3500) includes Anthropic's cache reads and writes: read as
+    plain OpenAI usage, the 500 written tokens would be billed as uncached input."""
+    provider = FakeProvider(anthropic_usage=ANTHROPIC_USAGE)
+    with OpenAIServer(provider) as server:
+        llm = ml.LoggingLLM(litellm, stores.db, stores.storage)
+        args = {
+            "model": "anthropic/claude-haiku-4-5",
+            "messages": MESSAGES,
+            "api_base": server.url,
+            "api_key": KEY,
+            "max_tokens": 100,
+        }
+        resp = await llm.acompletion(**args)
+        assert resp.usage.prompt_tokens == 3500
+        stream = await llm.acompletion(**args, stream=True)
+        async for _chunk in stream:
+            pass
+        await llm.flush()
+    plain, streamed = stores.rows()
+    for row in (plain, streamed):
+        assert (row["provider"], row["model"], row["served_model"]) == (
+            "anthropic",
+            "anthropic/claude-haiku-4-5",
+            "claude-haiku-4-5",
+        )
+        assert (row["input_tokens"], row["cache_read_tokens"], row["output_tokens"]) == (
+            1000,
+            2000,
+            500,
+        )
+        assert row["total_tokens"] == 4000
+    assert (plain["cache_write_5m_tokens"], plain["cache_write_1h_tokens"]) == (300, 200)
+    assert dec(plain["total_cost"]) == HAIKU_COST == Decimal("0.004475")
+    assert plain["provider_request_id"].startswith("req_")
+    # LiteLLM's streamed usage has the writes but not their TTL: all are taken as 5-minute
+    # writes (the 200 one-hour ones under-billed by 0.75 per 1M tokens each).
+    assert (streamed["cache_write_5m_tokens"], streamed["cache_write_1h_tokens"]) == (500, 0)
+    assert dec(streamed["total_cost"]) == HAIKU_COST - 200 * Decimal("0.75") / 1_000_000
+    await llm.close()
+
+
 async def test_module_helpers_pass_through_unlogged(stores: Any) -> None:
     llm = ml.LoggingLLM(litellm, stores.db, stores.storage)
     assert "litellm" in repr(llm)

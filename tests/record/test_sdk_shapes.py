@@ -18,7 +18,12 @@ from mistralai.client import models as mistral
 
 from majordomo_log.capture import chunks, families
 from majordomo_log.record.assemble import Assembled
-from majordomo_log.record.sdk_shapes import assemble_chat_chunks, assemble_gemini, assemble_mistral
+from majordomo_log.record.sdk_shapes import (
+    assemble_chat_chunks,
+    assemble_gemini,
+    assemble_mistral,
+    litellm_usage,
+)
 from majordomo_log.record.usage import normalize_any
 
 # No network here: LiteLLM must not fetch its cost map when it is imported (below).
@@ -138,6 +143,28 @@ def test_assembly_is_linear_in_the_chunks(kind: str) -> None:
     small, large = make(20_000), make(20_000 * GROWTH)
     ratio = growth(lambda c: assemble(Assembled("ok", None, None), c), small, large)
     assert ratio < MAX_RATIO, f"{GROWTH}x the chunks took {ratio:.1f}x as long"
+
+
+def test_litellm_usage_cache_writes() -> None:
+    def usage(prompt: int, cached: int, written: int, split: Any = None) -> dict[str, Any]:
+        details = {"cached_tokens": cached, "cache_creation_tokens": written}
+        if split is not None:
+            details["cache_creation_token_details"] = split
+        return {"prompt_tokens": prompt, "completion_tokens": 10, "prompt_tokens_details": details}
+
+    split = {"ephemeral_5m_input_tokens": 30, "ephemeral_1h_input_tokens": 20}
+    got = litellm_usage(usage(150, 50, 50, split))
+    buckets = (got.input, got.cache_read, got.cache_write_5m, got.cache_write_1h, got.output)
+    assert buckets == (50, 50, 30, 20, 10) and got.flags == ()
+    plain = usage(150, 50, 0)
+    assert litellm_usage(plain) is plain  # no writes: the OpenAI shape reads it right
+    # counts that overlap more than the prompt holds are flagged, never billed twice
+    bad = litellm_usage(usage(60, 50, 50, split))
+    assert "cached_exceeds_input" in bad.flags
+    assert bad.total_input == 60 and bad.cache_write_1h <= 10
+    # a 1-hour count larger than all the writes is not believed
+    odd = litellm_usage(usage(150, 50, 50, {"ephemeral_1h_input_tokens": 99}))
+    assert (odd.cache_write_5m, odd.cache_write_1h) == (50, 0)
 
 
 # -- capture/families.py, capture/chunks.py -------------------------------------------------
