@@ -1,7 +1,7 @@
 """AWS Bedrock Runtime through botocore (boto3, sync) and aiobotocore (aioboto3, async):
 ``converse``, ``converse_stream``, ``invoke_model`` and
-``invoke_model_with_response_stream``, logged under those names with the model of
-``modelId``.
+``invoke_model_with_response_stream`` (the botocore family's methods:
+``capture/families.py``), logged under those names with the model of ``modelId``.
 
 Their results are plain dicts, so the caller's path keeps their parts as they are (a
 shallow copy of the result's head, the body's bytes, the stream's events) in
@@ -32,18 +32,13 @@ from .bedrock_streams import (
     invoke_token,
     replayed_sync_body,
 )
+from .cloud import request_id_of
 from .methods import snapshot
 
 if TYPE_CHECKING:
     from ..record.call import CallRecord
+    from .families import Method
 
-# method -> whether it streams
-OPERATIONS: dict[str, bool] = {
-    "converse": False,
-    "converse_stream": True,
-    "invoke_model": False,
-    "invoke_model_with_response_stream": True,
-}
 # streaming method -> (the result's key holding the stream, what its first token is)
 _STREAMS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "converse_stream": ("stream", converse_token),
@@ -76,9 +71,10 @@ class Hooks:
                 wait()
 
 
-def wrap_method(hooks: Hooks, target: Any, attr: str, operation: str) -> Callable[..., Any]:
-    """A logging ``target.<attr>``, looked up on every call (``mock.patch`` still works)."""
-    streamed = OPERATIONS[operation]
+def wrap_method(hooks: Hooks, target: Any, attr: str, method: Method) -> Callable[..., Any]:
+    """A logging ``target.<attr>``, looked up on every call (``mock.patch`` still works);
+    ``method`` is what the botocore family knows of it (``capture/families.py``)."""
+    operation, streamed = method
 
     def call(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -220,22 +216,3 @@ def _captured(
         return result
     hooks.submit(record)
     return result
-
-
-def request_id_of(result: Any) -> str | None:
-    """AWS's request id (``x-amzn-RequestId``) of a result or of a ``ClientError``'s
-    ``response``: what AWS support asks for."""
-    try:
-        value = result["ResponseMetadata"]["RequestId"]
-    except Exception:
-        return None
-    return value if type(value) is str else None
-
-
-def error_request_id(exc: BaseException) -> str | None:
-    """The request id of a botocore ``ClientError`` (its ``response`` dict), or None."""
-    try:
-        response = exc.response  # type: ignore[attr-defined]
-    except Exception:
-        return None
-    return request_id_of(response) if type(response) is dict else None

@@ -7,6 +7,9 @@ Bedrock's rates (``record/call.py`` prices them by the requested model id, which
 inference profile AWS bills); Google Cloud bills anthropic's ``AnthropicVertex``:
 ``vertex``.
 
+Which client is which is ``capture/families.py``'s to say (a family each: botocore's
+clients, AnthropicBedrock, AnthropicVertex), with this module's reader of its credentials.
+
 Credentials: these clients have no ``api_key``. AWS signs every request with a secret
 key (SigV4), possibly with a session token; a Bedrock API key is a bearer token; Vertex
 sends a short-lived OAuth access token. The AWS access key id (or the bearer token) is
@@ -31,6 +34,9 @@ from .resolve import top_package
 # (the value whose hash groups spend, or None; every value to scrub from what is stored)
 Credential = tuple[str | None, tuple[str, ...]]
 CredentialReader = Callable[[Any], Credential]
+# A client's raw credential values: the key whose hash groups spend first (None: no key),
+# then every value to scrub.
+CredentialValues = Callable[[Any], tuple[Any, ...]]
 
 NO_CREDENTIAL: Credential = (None, ())
 BOTOCORE_PACKAGES = frozenset({"botocore", "aiobotocore"})
@@ -63,28 +69,17 @@ def cloud_provider(client: Any) -> str | None:
     return None
 
 
-def credential_reader(client: Any) -> CredentialReader | None:
-    """How to read ``client``'s credentials on each call, or None for an ordinary
-    ``api_key`` client. A reader returns the same tuple while nothing changed, so the
-    wrapper can tell a rotation by identity."""
-    if is_botocore_client(client):
-        return _Cached(_botocore_values)
-    provider = cloud_provider(client)
-    if provider == "bedrock":
-        return _Cached(_anthropic_bedrock_values)
-    if provider == "vertex":
-        return _Cached(_vertex_values)
-    return None
-
-
-class _Cached:
-    """A reader that hands back its last credential while the raw values are the same
-    objects (a few identity checks per call). The values and the credential made of them
-    are one attribute: threads calling at once never pair one key with another's hash."""
+class CachedCredentials:
+    """Reads a client's credentials on each call through ``read`` (a family's
+    ``credentials``: ``capture/families.py``), handing back its last credential while the
+    raw values are the same objects (a few identity checks per call), so the wrapper can
+    tell a rotation by identity. The values and the credential made of them are one
+    attribute: threads calling at once never pair one key with another's hash. One per
+    wrapper: a reader shared by two clients would take turns forgetting each's."""
 
     __slots__ = ("_last", "_read")
 
-    def __init__(self, read: Callable[[Any], tuple[Any, ...]]) -> None:
+    def __init__(self, read: CredentialValues) -> None:
         self._read = read
         self._last: tuple[tuple[Any, ...], Credential] = ((), NO_CREDENTIAL)
 
@@ -105,11 +100,10 @@ class _Cached:
         return credential
 
 
-# A reader's values: the key whose hash groups spend first (None: no key), then every
-# value to scrub.
+# A client's credential values (``CredentialValues``), for its family.
 
 
-def _botocore_values(client: Any) -> tuple[Any, ...]:
+def botocore_values(client: Any) -> tuple[Any, ...]:
     """The Bedrock API key (bearer token) or else the access key id; then the access key
     id, secret key and session token of a botocore client."""
     signer = client._request_signer
@@ -135,7 +129,7 @@ def _bearer(token: Any) -> Any:
     return getattr(frozen, "token", None)
 
 
-def _anthropic_bedrock_values(client: Any) -> tuple[Any, ...]:
+def anthropic_bedrock_values(client: Any) -> tuple[Any, ...]:
     """AnthropicBedrock's Bedrock API key or else access key id; then the access key id,
     secret key and session token. Without explicit keys it signs with boto3's default
     credentials, found per request: no key to read here."""
@@ -149,7 +143,26 @@ def _anthropic_bedrock_values(client: Any) -> tuple[Any, ...]:
     )
 
 
-def _vertex_values(client: Any) -> tuple[Any, ...]:
+def vertex_values(client: Any) -> tuple[Any, ...]:
     """AnthropicVertex's OAuth access token: an hour's bearer token is no key to group
     spend by (hashing it would make a new "key" every hour), so it is only scrubbed."""
     return (None, client.__dict__.get("access_token"))
+
+
+def request_id_of(result: Any) -> str | None:
+    """AWS's request id (``x-amzn-RequestId``) of a botocore result or of a
+    ``ClientError``'s ``response``: what AWS support asks for."""
+    try:
+        value = result["ResponseMetadata"]["RequestId"]
+    except Exception:
+        return None
+    return value if type(value) is str else None
+
+
+def error_request_id(exc: BaseException) -> str | None:
+    """The request id of a botocore ``ClientError`` (its ``response`` dict), or None."""
+    try:
+        response = exc.response  # type: ignore[attr-defined]
+    except Exception:
+        return None
+    return request_id_of(response) if type(response) is dict else None

@@ -1,20 +1,26 @@
 """The SDKs beyond OpenAI's and Anthropic's whose calls are known: Google's
-``google-genai`` (Gemini), Mistral's ``mistralai``, and LiteLLM (the ``litellm`` module
-itself is the client).
+``google-genai`` (Gemini), Mistral's ``mistralai``, LiteLLM (the ``litellm`` module
+itself is the client), botocore's and aiobotocore's clients (AWS Bedrock Runtime), and
+anthropic's clients for the clouds (``AnthropicBedrock``, ``AnthropicVertex``).
 
 A ``Family`` says which of an SDK's methods are LLM calls (logged even when they fail,
 and their ``operation``), which of them always return a stream, which provider a call
-is for, where the client keeps its API key and how a call names its model. The
-methods are looked up by the end of their path, so ``client.models.generate_content``
-and ``client.aio.models.generate_content`` are one method. Everything here runs on the
-caller's path (a few dict lookups and attribute reads, each guarded: an SDK that
-changes its internals costs the log a detail, never the caller's call).
+is for, where the client keeps its API key (or, for a cloud's clients, the credentials
+that stand for it: ``capture/cloud.py``) and how a call names its model. The methods are
+looked up by the end of their path, so ``client.models.generate_content`` and
+``client.aio.models.generate_content`` are one method (a botocore client's methods are
+its own: the wrapper never walks into its ``meta`` or ``exceptions``). Everything here
+runs on the caller's path (a few dict lookups and attribute reads, each guarded: an SDK
+that changes its internals costs the log a detail, never the caller's call).
 
 ``operation`` for these SDKs is the method's name, the way REFERENCE §5 names other
 clients' calls, with its sync/async/stream variants folded into one (the ``stream``
 column tells them apart) and, where the bare name says too little, the resource in
 front (Mistral's ``chat.complete`` and ``fim.complete``; its ``embeddings.create`` is
-``embeddings``, as OpenAI's is).
+``embeddings``, as OpenAI's is). Bedrock's keep botocore's method names
+(``converse``, ``converse_stream``, ``invoke_model``,
+``invoke_model_with_response_stream``): its two streaming methods are other API calls
+than the plain ones, not variants of them.
 """
 
 from __future__ import annotations
@@ -24,6 +30,16 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..record.serialize import REDACTED
+from .cloud import (
+    CredentialValues,
+    anthropic_bedrock_values,
+    botocore_values,
+    cloud_provider,
+    error_request_id,
+    is_botocore_client,
+    vertex_values,
+)
+from .resolve import top_package
 
 if TYPE_CHECKING:
     from ..record.call import CallRecord
@@ -43,7 +59,10 @@ class Family:
     __slots__ = (
         "api_key",
         "asks_stream_usage",
+        "botocore",
+        "credentials",
         "error_provider",
+        "error_request_id",
         "keys_per_call",
         "methods",
         "model_name",
@@ -59,23 +78,33 @@ class Family:
         methods: Mapping[tuple[str, ...], Method],
         *,
         provider: Callable[[Any], str],
-        api_key: Callable[[Any], Any],
+        api_key: Callable[[Any], Any] = lambda client: None,  # no key of its own
+        credentials: CredentialValues | None = None,
+        botocore: bool = False,
         model_name: Callable[[Any], Any] | None = None,
         keys_per_call: bool = False,
         asks_stream_usage: frozenset[str] = frozenset(),
         on_result: Callable[[CallRecord, Any], None] | None = None,
         error_provider: Callable[[BaseException], str | None] | None = None,
+        error_request_id: Callable[[BaseException], str | None] | None = None,
     ) -> None:
         self.name = name
         self.methods = dict(methods)
         self.sizes = tuple(sorted({len(path) for path in methods}, reverse=True))
         self.provider = provider  # the `provider` column, from the client
         self.api_key = api_key  # the client's API key, or None
+        # A cloud's client: its credentials stand for the key (capture/cloud.py)
+        self.credentials = credentials
+        # botocore's clients: their known methods return plain dicts and are logged by
+        # capture/bedrock.py; their other methods and attributes are handed back untouched
+        self.botocore = botocore
         self.model_name = model_name  # the `model` column from the `model=` argument
         self.keys_per_call = keys_per_call  # an `api_key=` argument may come with a call
         self.asks_stream_usage = asks_stream_usage  # operations whose streams ask for usage
         self.on_result = on_result  # reads what only the live result has (caller's path)
         self.error_provider = error_provider  # the provider a failed call was for
+        # the provider's request id of a failure whose exception has no `request_id`
+        self.error_request_id = error_request_id
 
     def method(self, path: tuple[str, ...]) -> Method | None:
         for size in self.sizes:
@@ -110,7 +139,8 @@ _GENAI_METHODS: dict[tuple[str, ...], Method] = {
 
 
 def _genai_provider(client: Any) -> str:
-    return "google-vertex" if _attr_path(client, "_api_client", "vertexai") is True else "google"
+    # Google Cloud bills Vertex AI: `vertex`, as AnthropicVertex's rows say
+    return "vertex" if _attr_path(client, "_api_client", "vertexai") is True else "google"
 
 
 def _genai_key(client: Any) -> Any:
@@ -168,7 +198,7 @@ def _mistral_provider(client: Any) -> str:
     if module.startswith("mistralai.azure"):
         return "azure"
     if module.startswith("mistralai.gcp"):
-        return "google-vertex"
+        return "vertex"
     return "mistral"
 
 
@@ -239,6 +269,41 @@ LITELLM = Family(
 )
 
 
+# -- the clouds: AWS Bedrock Runtime (botocore, aiobotocore), AnthropicBedrock/Vertex -------
+
+# Methods of the client itself (``llm.converse``): botocore makes a client's class per service
+# at run time, with every operation a method of its own.
+_BEDROCK_METHODS: dict[tuple[str, ...], Method] = {
+    ("converse",): Method("converse"),
+    ("converse_stream",): Method("converse_stream", streams=True),
+    ("invoke_model",): Method("invoke_model"),
+    ("invoke_model_with_response_stream",): Method(
+        "invoke_model_with_response_stream", streams=True
+    ),
+}
+
+BOTOCORE = Family(
+    "botocore",
+    _BEDROCK_METHODS,
+    # bedrock for Bedrock's services; another service's client logs nothing of its own
+    provider=lambda client: cloud_provider(client) or top_package(type(client)),
+    credentials=botocore_values,
+    botocore=True,
+    error_request_id=error_request_id,  # a ClientError's response: AWS's request id
+)
+# anthropic's clients for the clouds: Anthropic's methods (capture/methods.py's tables), the
+# cloud's provider and credentials.
+ANTHROPIC_BEDROCK = Family(
+    "anthropic-bedrock",
+    {},
+    provider=lambda client: "bedrock",
+    credentials=anthropic_bedrock_values,
+)
+ANTHROPIC_VERTEX = Family(
+    "anthropic-vertex", {}, provider=lambda client: "vertex", credentials=vertex_values
+)
+
+
 # -- which family a client is --------------------------------------------------------------
 
 
@@ -257,6 +322,11 @@ def family_of(client: Any) -> Family:
     """The family of a client (or of a subclass of an SDK's client); ``OTHER`` if none."""
     if isinstance(client, types.ModuleType):
         return LITELLM if client.__name__ == "litellm" else OTHER
+    if is_botocore_client(client):
+        return BOTOCORE
+    cloud = cloud_provider(client)  # anthropic's Bedrock and Vertex clients
+    if cloud is not None:
+        return ANTHROPIC_BEDROCK if cloud == "bedrock" else ANTHROPIC_VERTEX
     for cls in type(client).__mro__:
         module = cls.__module__
         for package, family in _BY_PACKAGE.items():

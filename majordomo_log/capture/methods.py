@@ -1,6 +1,7 @@
-"""What a method of a wrapped client is: which SDK calls are LLM calls (``operation``),
-and the few reads of a result the hot path makes, each one guarded (a property that
-raises must not break the caller's call)."""
+"""What a method of a wrapped client is: which SDK calls are LLM calls (``operation``:
+OpenAI's and Anthropic's here, the other SDKs' in ``capture/families.py``), and the few
+reads of a result the hot path makes, each one guarded (a property that raises must not
+break the caller's call)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..record.serialize import snapshot_request
-from .cloud import cloud_provider
 from .families import OTHER, family_of
 from .resolve import SDK_PACKAGES, top_package
 
@@ -21,16 +21,6 @@ KNOWN_OPERATIONS: dict[tuple[str, ...], str] = {
     ("chat", "completions", "parse"): "chat.completions",
     ("responses", "parse"): "responses",
 }
-# AWS Bedrock Runtime (botocore, aiobotocore): methods of the client itself, one-element
-# paths, known only as the client's own (``llm.converse``, never ``llm.x.converse``).
-KNOWN_OPERATIONS.update(
-    {
-        ("converse",): "converse",
-        ("converse_stream",): "converse_stream",
-        ("invoke_model",): "invoke_model",
-        ("invoke_model_with_response_stream",): "invoke_model_with_response_stream",
-    }
-)
 # SDK stream helpers: they return an async context manager, not an awaitable.
 STREAM_HELPERS: dict[tuple[str, ...], str] = {
     ("chat", "completions", "stream"): "chat.completions",
@@ -49,7 +39,7 @@ def operation_of(path: tuple[str, ...]) -> tuple[str | None, bool]:
     """(operation, is a stream helper) for a method path; None if not an SDK call."""
     clean = tuple(p for p in path if p != RAW_RESPONSE)
     for table, helper in ((KNOWN_OPERATIONS, False), (STREAM_HELPERS, True)):
-        for size in (3, 2) if len(clean) > 1 else (1,):
+        for size in (3, 2):
             operation = table.get(clean[-size:])
             if operation is not None:
                 return operation, helper
@@ -57,15 +47,14 @@ def operation_of(path: tuple[str, ...]) -> tuple[str | None, bool]:
 
 
 def detect_provider(client: Any) -> str:
-    family = family_of(client)  # google-genai, mistralai, LiteLLM
+    # google-genai, mistralai, LiteLLM; the clouds' clients: who bills the call (AWS:
+    # bedrock, Google Cloud: vertex)
+    family = family_of(client)
     if family is not OTHER:
         return family.provider(client)
     provider = getattr(client, "provider", None)
     if isinstance(provider, str) and top_package(type(client)) not in SDK_PACKAGES:
         return provider  # majordomo-llm style clients, or a subclass, name their provider
-    cloud = cloud_provider(client)
-    if cloud is not None:  # who bills the call: AWS (bedrock) or Google Cloud (vertex)
-        return cloud
     # By the classes the client is built from: an application may subclass the SDK's.
     sdk_classes = [c for c in type(client).__mro__ if top_package(c) in SDK_PACKAGES]
     if sdk_classes:

@@ -29,8 +29,8 @@ from ..record.callinfo import remember
 from ..record.usage import Usage
 from ..record.values import safe_text
 from . import bedrock
-from .cloud import credential_reader, is_botocore_client
-from .families import OTHER, CallKeys, Family, family_of, hide_call_keys
+from .cloud import CachedCredentials
+from .families import OTHER, CallKeys, family_of, hide_call_keys
 from .keys import hash_api_key
 from .methods import (
     CLIENT_COPIES,
@@ -69,10 +69,15 @@ class ClientWrapper(Generic[ClientT]):
     ) -> None:
         self._client = client
         self._provider = provider
-        # google-genai, mistralai, LiteLLM: their known methods, key and model naming
-        self._family: Family = family_of(client)
+        # google-genai, mistralai, LiteLLM, the clouds' clients: their known methods, key
+        # (or credentials) and model naming (capture/families.py)
+        family = self._family = family_of(client)
         # None: the key is where OpenAI's and Anthropic's SDKs keep it (read inline: hot path)
-        self._read_key = None if self._family is OTHER else self._family.api_key
+        self._read_key = None if family is OTHER else family.api_key
+        # Cloud clients (Bedrock, Vertex): credentials instead of an api_key (capture/cloud.py)
+        self._credentials = (
+            None if family.credentials is None else CachedCredentials(family.credentials)
+        )
         self._secret = key_secret
         # (fingerprint of the key last seen, its hash): one attribute, so that threads
         # calling at once never pair one key's fingerprint with another's hash.
@@ -93,10 +98,6 @@ class ClientWrapper(Generic[ClientT]):
         self._open_streams: weakref.WeakValueDictionary[str, CallRecord] = (
             weakref.WeakValueDictionary()
         )
-        # Cloud clients (Bedrock, Vertex): credentials instead of an api_key; botocore
-        # clients: only their Bedrock methods are LLM calls (capture/cloud.py, bedrock.py).
-        self._credentials = credential_reader(client)
-        self._botocore = is_botocore_client(client)
         self._bedrock_hooks: bedrock.Hooks | None = None
         self._api_key_hash()  # read the key once now: a bad key object fails here, not per call
         self._counts_retries = count_retries(client)  # capture/retries.py
@@ -217,11 +218,11 @@ class ClientWrapper(Generic[ClientT]):
     # -- the hot path ----------------------------------------------------------------
 
     def _api_key_hash(self) -> str | None:
-        if self._credentials is not None:
-            return self._cloud_key_hash()
         client, read_key = self._client, self._read_key
         if read_key is None:
             key = getattr(client, "api_key", None) or getattr(client, "auth_token", None)
+        elif self._credentials is not None:  # a cloud's client (no family is OTHER)
+            return self._cloud_key_hash()
         else:
             key = read_key(client)
         # A fingerprint, not the key: this object holds no copy of the key to leak.
@@ -291,16 +292,16 @@ class ClientWrapper(Generic[ClientT]):
             return self._wrap_client_copy(target, attr)
         family = self._family
         method = family.method(path)
+        if family.botocore:  # AWS: the Bedrock methods are logged, the rest handed back as is
+            if method is not None:
+                return bedrock.wrap_method(self._hooks(), target, attr, method)
+            if path[-1] not in self._methods:
+                return getattr(target, attr)  # type: ignore[no-any-return]
         operation: str | None
         if method is not None:  # google-genai, mistralai, LiteLLM (capture/families.py)
             operation, helper = method.operation, False
         else:
             operation, helper = operation_of(path)
-        if self._botocore:  # AWS: the Bedrock methods are logged, the rest handed back as is
-            if operation in bedrock.OPERATIONS:
-                return bedrock.wrap_method(self._hooks(), target, attr, operation)
-            if path[-1] not in self._methods:
-                return getattr(target, attr)  # type: ignore[no-any-return]
         if helper and operation is not None:
             return self._wrap_stream_helper(target, attr, operation)
         if STREAMING_RESPONSE in path:  # the caller reads raw bytes: not ours to parse
@@ -530,8 +531,8 @@ class ClientWrapper(Generic[ClientT]):
                 request_id = getattr(exc, "request_id", None)
             except Exception:  # an exception whose attributes raise
                 request_id = None
-            if request_id is None and self._botocore:  # a ClientError's response
-                request_id = bedrock.error_request_id(exc)
+            if request_id is None and self._family.error_request_id is not None:
+                request_id = self._family.error_request_id(exc)  # botocore: a ClientError's
             record.provider_request_id = request_id if type(request_id) is str else None
             record.request_json = request
             error_provider = self._family.error_provider  # LiteLLM: the provider that failed
@@ -587,6 +588,10 @@ class ClientWrapper(Generic[ClientT]):
         derived._client = client
         derived._children = {}
         derived._key_state = (None, None)
+        # Its own key readers: a reader caches the last key it saw, of its own client
+        credentials = self._family.credentials
+        derived._credentials = None if credentials is None else CachedCredentials(credentials)
+        derived._call_keys = CallKeys(derived._hash_key)
         derived._ctx = dataclasses.replace(self._ctx)
         derived._derived = True
         derived._bedrock_hooks = None  # bound to the parent's methods

@@ -1,8 +1,8 @@
 """The pieces behind the google-genai, mistralai and LiteLLM support, on their own:
 stream assembly (record/sdk_shapes.py) on SDK objects and on the dicts the writer process
-may be left with, in time linear in the chunks; which family a client is, its provider,
-model name and key (capture/families.py); the first token and LiteLLM's usage chunk
-(capture/chunks.py)."""
+may be left with, in time linear in the chunks; which family a client is (the clouds'
+clients too), its provider, model name and key (capture/families.py); the first token and
+LiteLLM's usage chunk (capture/chunks.py)."""
 
 from __future__ import annotations
 
@@ -208,6 +208,58 @@ def test_families_by_client() -> None:
     assert families.family_of(litellm) is families.LITELLM
     assert families.family_of(pytypes.ModuleType("litellm_helpers")) is families.OTHER
     assert families.family_of(object()) is families.OTHER
+
+
+def test_cloud_families_by_client() -> None:
+    """botocore's clients (any service: only Bedrock's four methods are known, the rest is
+    handed back untouched) and anthropic's cloud clients are families too, with the
+    cloud's provider and credentials (capture/cloud.py)."""
+    import anthropic
+    import boto3
+
+    from majordomo_log.capture.methods import detect_provider, operation_of
+    from majordomo_log.testing.cloud_clients import (
+        TEST_AWS_ACCESS_KEY_ID,
+        TEST_AWS_REGION,
+        TEST_AWS_SECRET_ACCESS_KEY,
+        TEST_VERTEX_ACCESS_TOKEN,
+    )
+
+    aws = {
+        "region_name": TEST_AWS_REGION,
+        "aws_access_key_id": TEST_AWS_ACCESS_KEY_ID,
+        "aws_secret_access_key": TEST_AWS_SECRET_ACCESS_KEY,
+    }
+    runtime, s3 = boto3.client("bedrock-runtime", **aws), boto3.client("s3", **aws)
+    assert families.family_of(runtime) is families.BOTOCORE is families.family_of(s3)
+    assert detect_provider(runtime) == "bedrock" and detect_provider(s3) == "botocore"
+    read = families.BOTOCORE.credentials
+    assert read is not None
+    values = read(runtime)  # the key id (its hash groups spend), then every value to scrub
+    assert values[0] == TEST_AWS_ACCESS_KEY_ID and TEST_AWS_SECRET_ACCESS_KEY in values
+    assert families.BOTOCORE.method(("converse_stream",)) == ("converse_stream", True)
+    assert families.BOTOCORE.method(("invoke_model",)) == ("invoke_model", False)
+    assert families.BOTOCORE.method(("list_foundation_models",)) is None
+    # Bedrock's method names are the botocore family's alone: another client's `converse`
+    # is no SDK call (logged only when it returns usage, like any method)
+    assert operation_of(("converse",)) == (None, False)
+    assert families.OTHER.method(("converse",)) is None
+
+    bedrock = anthropic.AnthropicBedrock(
+        aws_access_key=TEST_AWS_ACCESS_KEY_ID,
+        aws_secret_key=TEST_AWS_SECRET_ACCESS_KEY,
+        aws_region=TEST_AWS_REGION,
+    )
+    vertex = anthropic.AsyncAnthropicVertex(
+        project_id="p", region="us-east5", access_token=TEST_VERTEX_ACCESS_TOKEN
+    )
+    assert families.family_of(bedrock) is families.ANTHROPIC_BEDROCK
+    assert families.family_of(vertex) is families.ANTHROPIC_VERTEX
+    assert (detect_provider(bedrock), detect_provider(vertex)) == ("bedrock", "vertex")
+    assert families.family_of(anthropic.Anthropic(api_key="sk-ant-x")) is families.OTHER
+    # Google Cloud's Vertex AI is one provider, whichever SDK calls it
+    on_vertex = pytypes.SimpleNamespace(_api_client=pytypes.SimpleNamespace(vertexai=True))
+    assert families.GOOGLE_GENAI.provider(on_vertex) == "vertex"
 
 
 def test_mistral_provider_and_key() -> None:
