@@ -1,16 +1,21 @@
 """What a method of a wrapped client is: which SDK calls are LLM calls (``operation``:
 OpenAI's and Anthropic's here, the other SDKs' in ``capture/families.py``), and the few
-reads of a result the hot path makes, each one guarded (a property that raises must not
-break the caller's call)."""
+reads of a result the hot path makes (its usage, when no table knows the method; its
+served model; a raw response), each one guarded (a property that raises must not break
+the caller's call) or, for ``extract_usage``, raising for its caller to guard."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..record.serialize import snapshot_request
+from ..record.usage import Usage
 from .families import OTHER, family_of
 from .resolve import SDK_PACKAGES, top_package
+
+if TYPE_CHECKING:
+    from ..record.call import UsageExtractor
 
 # Method paths of the official SDKs -> the ``operation`` column.
 KNOWN_OPERATIONS: dict[tuple[str, ...], str] = {
@@ -109,6 +114,37 @@ def snapshot(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes:
         return snapshot_request(args, kwargs)
     except Exception:
         return b'{"$unserializable": "request"}'
+
+
+def extract_usage(result: Any, extractor: UsageExtractor | None) -> Any:
+    """The usage of a result of a method no SDK table knows: the user's extractor's, an
+    OpenAI- or Anthropic-shaped ``.usage``, Gemini's ``.usage_metadata``, or
+    majordomo-llm-style token counts; None if it has none (not an LLM call). A result
+    whose attributes raise raises."""
+    if extractor is not None:
+        try:
+            usage = extractor(result)
+        except Exception:
+            usage = None
+        if usage is not None:
+            return usage
+    usage = getattr(result, "usage", None)
+    if usage is not None and not callable(usage):
+        return usage
+    if getattr(result, "usage_metadata", None) is not None:  # google-genai
+        return result.usage_metadata
+    inp, out = getattr(result, "input_tokens", None), getattr(result, "output_tokens", None)
+    if isinstance(inp, int) and isinstance(out, int):  # majordomo-llm style results
+        cached = getattr(result, "cached_tokens", 0)
+        return Usage.inclusive(inp, out, cached_tokens=cached if isinstance(cached, int) else 0)
+    return None
+
+
+def has_usage(result: Any, extractor: UsageExtractor | None) -> bool:
+    try:
+        return extract_usage(result, extractor) is not None
+    except Exception:  # an odd result of a method we do not know: not ours to log
+        return False
 
 
 def served_model(result: Any) -> str | None:

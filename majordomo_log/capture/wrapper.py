@@ -1,41 +1,49 @@
 """The wrapper: attribute access passes through to the client, methods come back wrapped.
 
-A call takes two clocks, snapshots the request, builds a ``CallRecord`` and hands it
-to the shared ``BatchWriter`` (``delivery/writer.py``); nothing else happens on the
-caller's path. Known SDK methods (OpenAI chat/responses/embeddings, Anthropic
-messages) are always logged; any other awaited method is logged when its result
-carries usage (``capture/methods.py``). ``LoggingLLM`` (``majordomo_log/logging_llm.py``)
-is this class with a constructor that turns options into a writer and a context.
+A call takes two clocks, snapshots the request and builds a ``CallRecord``
+(``_new_record``; the key's hash is ``capture/client_keys.py``'s). Once the provider
+answers (``_await`` for an awaited call, ``_returned`` for a blocking one) the record is
+handed to the shared ``BatchWriter`` (``delivery/writer.py``), which prices and writes
+it in the background; a stream's record is handed over when the stream ends
+(``capture/streams.py``), a failed call's by ``_log_error``. The logging's only wait on
+the caller's path is for room in a full queue (``on_full='block'``; Bedrock's
+``invoke_model`` also reads its body there, ``capture/bedrock.py``); nothing else
+happens on it. Known SDK methods (OpenAI's and Anthropic's: ``capture/methods.py``;
+google-genai's, mistralai's, LiteLLM's and Bedrock's: ``capture/families.py``, Bedrock's
+dict results through ``capture/bedrock.py``) are always logged; any other method is
+logged when its result carries usage. flush(), close() and record_outcome() are
+``capture/control.py``'s. ``LoggingLLM`` (``majordomo_log/logging_llm.py``) is this
+class with a constructor that turns options into a writer and a context.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime as dt
 import inspect
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
-from types import CoroutineType, TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from types import CoroutineType
+from typing import Any, Generic, TypeVar
 
 from .._log import warn_once
-from ..delivery.hosted import HostedWriter, shut_down
-from ..delivery.stats import WriterStats
-from ..delivery.writer import DEFAULT_CLOSE_TIMEOUT, BatchWriter
-from ..record.call import OUTCOMES, CallContext, CallRecord
+from ..delivery.hosted import HostedWriter
+from ..delivery.writer import BatchWriter
+from ..record.call import CallContext, CallRecord
 from ..record.callinfo import remember
 from ..record.usage import Usage
 from ..record.values import safe_text
 from . import bedrock
-from .cloud import CachedCredentials
-from .families import OTHER, CallKeys, family_of, hide_call_keys
-from .keys import hash_api_key
+from .client_keys import ClientKeys
+from .control import Control, SyncControl
+from .families import family_of, hide_call_keys
 from .methods import (
     CLIENT_COPIES,
     RAW_RESPONSE,
     STREAMING_RESPONSE,
+    extract_usage,
+    has_usage,
     is_raw_response,
     operation_of,
     served_model,
@@ -47,14 +55,16 @@ from .retries import IN_FLIGHT, count_retries
 from .streams import LoggedStream, LoggedStreamManager, LoggedSyncStream
 from .tags import current_tags
 
-if TYPE_CHECKING:
-    from typing_extensions import Self
-
 ClientT = TypeVar("ClientT")
 
 
-class ClientWrapper(Generic[ClientT]):
-    """A client whose calls are logged through ``writer`` (see ``LoggingLLM``)."""
+class ClientWrapper(ClientKeys, Control, Generic[ClientT]):
+    """A client whose calls are logged through ``writer`` (see ``LoggingLLM``). Its key
+    state is ``ClientKeys``' (``capture/client_keys.py``), its flush(), close() and
+    record_outcome() ``Control``'s (``capture/control.py``): mixins of this one object,
+    sharing its private attributes."""
+
+    _client: ClientT
 
     def __init__(
         self,
@@ -71,19 +81,10 @@ class ClientWrapper(Generic[ClientT]):
         self._provider = provider
         # google-genai, mistralai, LiteLLM, the clouds' clients: their known methods, key
         # (or credentials) and model naming (capture/families.py)
-        family = self._family = family_of(client)
-        # None: the key is where OpenAI's and Anthropic's SDKs keep it (read inline: hot path)
-        self._read_key = None if family is OTHER else family.api_key
-        # Cloud clients (Bedrock, Vertex): credentials instead of an api_key (capture/cloud.py)
-        self._credentials = (
-            None if family.credentials is None else CachedCredentials(family.credentials)
-        )
+        self._family = family_of(client)
         self._secret = key_secret
-        # (fingerprint of the key last seen, its hash): one attribute, so that threads
-        # calling at once never pair one key's fingerprint with another's hash.
-        self._key_state: tuple[int | None, str | None] = (None, None)
-        self._call_keys = CallKeys(self._hash_key)  # keys passed with calls (LiteLLM)
         self._ctx = ctx
+        self._start_keys()  # capture/client_keys.py
         self._writer = writer
         self._blocks_when_full = writer.on_full == "block"  # fixed for the writer's life
         self._close_stores = close_stores
@@ -120,150 +121,7 @@ class ClientWrapper(Generic[ClientT]):
         """The wrapped client, unwrapped (calls made on it are not logged)."""
         return self._client
 
-    # -- control -------------------------------------------------------------------
-
-    async def flush(self, timeout: float | None = None) -> WriterStats:
-        """Wait until every record queued before this call is written (or, while a store
-        is down, spooled); after ``timeout`` seconds, return with the rest pending."""
-        return await self._writer.flush(timeout)
-
-    def stats(self) -> WriterStats:
-        """Counts since the writer started: written, spooled, replayed, dropped by reason."""
-        return self._writer.stats()
-
-    async def replay_spool(self) -> int:
-        """Write the spooled records of these stores now (the writer also does this in the
-        background once the stores are back); returns how many were written."""
-        return await self._writer.replay()
-
-    async def record_outcome(self, request_id: str, outcome: str) -> None:
-        """Set the outcome (accepted, edited, rejected, escalated) of a logged call. May be
-        called while the call's record still waits in the queue: it lands either way."""
-        self._record_outcome(request_id, outcome)
-
-    def _record_outcome(self, request_id: str, outcome: str) -> None:
-        if outcome not in OUTCOMES:
-            raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}, got {outcome!r}")
-        when = dt.datetime.now(dt.timezone.utc)
-        record = self._open_streams.get(request_id)
-        if record is not None and record.t_end is None:
-            record.outcome = (outcome, when)  # inserted with the row when the stream ends
-        self._writer.submit((str(request_id), outcome, when))
-
-    async def close(self, timeout: float | None = DEFAULT_CLOSE_TIMEOUT) -> WriterStats:
-        """Flush and detach; the last wrapper on a pair of stores stops the writer and
-        closes the stores (unless ``close_stores=False``). Idempotent. Waits at most
-        ``timeout`` seconds (10 by default, ``None``: as long as it takes); what is not
-        written by then is spooled (without a spool: counted as dropped)."""
-        step = self._closing_step()
-        writer = self._writer
-        if step == "done":
-            return writer.stats()
-        if step == "flush":
-            return await writer.flush(timeout)
-        if isinstance(writer, HostedWriter):  # its stores live on the writer thread too
-            return await writer.shut_down(timeout)
-        return await shut_down(writer, timeout, self._close_stores)
-
-    def _closing_step(self) -> str:
-        """What close() has left to do: ``done`` (closed before), ``flush`` (a copy, or
-        other wrappers still use the writer) or ``last`` (stop the writer and stores)."""
-        if self._closed:
-            return "done"
-        if self._derived:  # a with_options() copy: its parent owns the writer
-            return "flush"
-        self._closed = True
-        return "flush" if self._writer.detach() > 0 else "last"
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """``with`` on a wrapper whose flush() is a coroutine: closes it without awaiting,
-        on the writer thread when the writer is there; a writer on the running loop of
-        this very thread cannot be waited for, so its close() is scheduled on that loop."""
-        writer = self._writer
-        if isinstance(writer, HostedWriter) and not writer.thread.in_thread:
-            step = self._closing_step()
-            if step == "flush":
-                writer.flush_sync()
-            elif step == "last":
-                writer.shut_down_sync(DEFAULT_CLOSE_TIMEOUT)
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            asyncio.run(self.close())
-            return
-        task = loop.create_task(self.close())
-        _closing.add(task)
-        task.add_done_callback(_closing.discard)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
     # -- the hot path ----------------------------------------------------------------
-
-    def _api_key_hash(self) -> str | None:
-        client, read_key = self._client, self._read_key
-        if read_key is None:
-            key = getattr(client, "api_key", None) or getattr(client, "auth_token", None)
-        elif self._credentials is not None:  # a cloud's client (no family is OTHER)
-            return self._cloud_key_hash()
-        else:
-            key = read_key(client)
-        # A fingerprint, not the key: this object holds no copy of the key to leak.
-        # (str caches its hash, so this costs one attribute read per call.)
-        seen = hash(key) if isinstance(key, str) else id(key)
-        state = self._key_state
-        if seen == state[0]:
-            return state[1]
-        key_hash = self._hash_key(key)
-        self._key_state = (seen, key_hash)
-        return key_hash
-
-    def _hash_key(self, key: object) -> str | None:  # None: no key
-        # SDKs put a placeholder such as "<missing API key>" where a token provider or
-        # Azure AD authenticates instead: that is no key, and must not group spend.
-        if isinstance(key, str) and key and not key.startswith("<"):
-            secret = key.encode("utf-8", "surrogatepass")
-            # Added, never replaced: records still queued may carry the previous key
-            # (rotation, a refreshing key provider) in an error message or body.
-            if secret not in self._ctx.secrets:
-                self._ctx.secrets = (*self._ctx.secrets[-7:], secret)
-            return hash_api_key(key, self._secret)
-        return None
-
-    def _cloud_key_hash(self) -> str | None:
-        """``_api_key_hash`` for a cloud's credentials (capture/cloud.py): the reader hands
-        back the same tuple until they change (a refresh, a rotation)."""
-        assert self._credentials is not None
-        credential = self._credentials(self._client)
-        state = self._key_state
-        if id(credential) == state[0]:  # the reader holds it: the id stays its own
-            return state[1]
-        key, secrets = credential
-        key_hash = None if key is None else hash_api_key(key, self._secret)
-        known = self._ctx.secrets
-        added = [s.encode("utf-8", "surrogatepass") for s in secrets]
-        added = [s for s in added if s not in known]
-        if added:  # kept beside the previous ones: queued records may still hold those
-            self._ctx.secrets = (*known, *added)[-12:]
-        self._key_state = (id(credential), key_hash)
-        return key_hash
 
     def _new_record(self, operation: str, model: Any, stream: bool) -> CallRecord:
         return CallRecord(
@@ -375,7 +233,7 @@ class ClientWrapper(Generic[ClientT]):
                 # Most methods of a sync client are not LLM calls (files.list(), a
                 # paginator): find out before paying for a snapshot of their arguments.
                 streamed = record.stream and hasattr(result, "__next__")
-                if not streamed and not self._has_usage(result):
+                if not streamed and not has_usage(result, self._ctx.extractor):
                     return result
             request = snapshot(args, kwargs)
             writer = self._writer
@@ -470,7 +328,7 @@ class ClientWrapper(Generic[ClientT]):
             record.response_unread = True
         else:
             try:
-                usage = self._extract_usage(response)
+                usage = extract_usage(response, self._ctx.extractor)
             except Exception:  # logged as unreadable if this method is known to bill
                 known_to_bill = record.operation in self._methods_with_usage
                 usage = Usage(flags=("unreadable_usage",)) if known_to_bill else None
@@ -494,32 +352,6 @@ class ClientWrapper(Generic[ClientT]):
             type(exc).__name__,
             exc,
         )
-
-    def _has_usage(self, result: Any) -> bool:
-        try:
-            return self._extract_usage(result) is not None
-        except Exception:  # an odd result of a method we do not know: not ours to log
-            return False
-
-    def _extract_usage(self, result: Any) -> Any:
-        extractor = self._ctx.extractor
-        if extractor is not None:
-            try:
-                usage = extractor(result)
-            except Exception:
-                usage = None
-            if usage is not None:
-                return usage
-        usage = getattr(result, "usage", None)
-        if usage is not None and not callable(usage):
-            return usage
-        if getattr(result, "usage_metadata", None) is not None:  # google-genai
-            return result.usage_metadata
-        inp, out = getattr(result, "input_tokens", None), getattr(result, "output_tokens", None)
-        if isinstance(inp, int) and isinstance(out, int):  # majordomo-llm style results
-            cached = getattr(result, "cached_tokens", 0)
-            return Usage.inclusive(inp, out, cached_tokens=cached if isinstance(cached, int) else 0)
-        return None
 
     def _log_error(self, record: CallRecord, request: bytes, exc: BaseException) -> None:
         """Log a failed call; never raises (the caller must get the client's exception)."""
@@ -587,11 +419,7 @@ class ClientWrapper(Generic[ClientT]):
         derived.__dict__.update({k: v for k, v in self.__dict__.items() if k.startswith("_")})
         derived._client = client
         derived._children = {}
-        derived._key_state = (None, None)
-        # Its own key readers: a reader caches the last key it saw, of its own client
-        credentials = self._family.credentials
-        derived._credentials = None if credentials is None else CachedCredentials(credentials)
-        derived._call_keys = CallKeys(derived._hash_key)
+        derived._start_keys()  # its own key readers: each caches its own client's key
         derived._ctx = dataclasses.replace(self._ctx)
         derived._derived = True
         derived._bedrock_hooks = None  # bound to the parent's methods
@@ -600,60 +428,11 @@ class ClientWrapper(Generic[ClientT]):
         return derived
 
 
-# close() tasks scheduled by a `with` block's exit on a running loop: kept until done.
-_closing: set[asyncio.Task[WriterStats]] = set()
-
-
-class SyncClientWrapper(ClientWrapper[ClientT]):
+class SyncClientWrapper(SyncControl, ClientWrapper[ClientT]):
     """A wrapper around a sync-only client (``openai.OpenAI``, ``anthropic.Anthropic``,
     a boto3 client): the same calls, and flush(), close(), replay_spool() and
-    record_outcome() are plain methods, for programs with no event loop anywhere. Its
-    writer always runs on the library's writer thread (``delivery/writer_thread.py``)."""
+    record_outcome() are plain methods (``capture/control.py``), for programs with no
+    event loop anywhere. Its writer always runs on the library's writer thread
+    (``delivery/writer_thread.py``)."""
 
     _writer: HostedWriter  # type: ignore[assignment]
-
-    def flush(self, timeout: float | None = None) -> WriterStats:  # type: ignore[override]
-        """Wait until every record queued before this call is written (or, while a store
-        is down, spooled); after ``timeout`` seconds, return with the rest pending."""
-        return self._writer.flush_sync(timeout)
-
-    def replay_spool(self) -> int:  # type: ignore[override]
-        """Write the spooled records of these stores now; how many were written."""
-        return self._writer.replay_sync()
-
-    def record_outcome(self, request_id: str, outcome: str) -> None:  # type: ignore[override]
-        """Set the outcome (accepted, edited, rejected, escalated) of a logged call."""
-        self._record_outcome(request_id, outcome)
-
-    def close(  # type: ignore[override]
-        self, timeout: float | None = DEFAULT_CLOSE_TIMEOUT
-    ) -> WriterStats:
-        """Flush and detach; the last wrapper on a pair of stores stops the writer and
-        closes the stores. Idempotent; waits at most ``timeout`` seconds."""
-        step = self._closing_step()
-        writer = self._writer
-        if step == "done":
-            return writer.stats()
-        if step == "flush":
-            return writer.flush_sync(timeout)
-        return writer.shut_down_sync(timeout)
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        step = self._closing_step()
-        if step == "flush":
-            await self._writer.flush()
-        elif step == "last":
-            await self._writer.shut_down(DEFAULT_CLOSE_TIMEOUT)
