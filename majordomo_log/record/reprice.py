@@ -36,6 +36,7 @@ from .._log import logger
 from ..schema import TOKEN_COLUMNS, CostUpdate, CostWindow, RowKey
 from ..stores.base import MetadataStore, Repriceable
 from ..stores.open import open_db
+from .call import PRICED_BY_REQUESTED_MODEL
 from .pricing import Cost, Prices, PriceTable, price_table
 from .usage import MAX_SANE_TOKENS, Usage
 
@@ -192,7 +193,10 @@ def reprice_row(prices: PriceTable, row: Mapping[str, Any]) -> CostUpdate | str 
     usage = _usage(row)
     if isinstance(usage, str):
         return usage
-    entry = prices.resolve(row["served_model"]) or prices.resolve(row["model"])
+    if row.get("provider") in PRICED_BY_REQUESTED_MODEL:  # as the writer prices them
+        entry = prices.resolve(row["model"])
+    else:
+        entry = prices.resolve(row["served_model"]) or prices.resolve(row["model"])
     if entry is None:
         return "unknown_model"
     old_version = row["price_version"]

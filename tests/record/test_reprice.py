@@ -329,3 +329,21 @@ async def test_a_row_the_database_refuses_costs_only_itself(dialect: str, tmp_pa
         got = await stored(store)
         assert got[49]["cost_status"] == "unknown_model"
         assert all(got[40 + i]["cost_status"] == "computed" for i in range(5))
+
+
+def test_a_bedrock_row_is_repriced_by_the_model_id_it_asked_for() -> None:
+    """Bedrock bills by the inference profile named in modelId (us. costs 10% more than
+    Anthropic's own rate for Haiku 4.5); the served name is Anthropic's model. Reprice
+    must price as the writer did, by the requested id, not by the served name."""
+    from majordomo_log.record.reprice import reprice_row
+
+    logged = row(40, "us.anthropic.claude-haiku-4-5-20251001-v1:0", when(2026, 3, 10))
+    fields = dict(zip(COLUMNS, logged, strict=True))
+    fields.update(provider="bedrock", served_model="claude-haiku-4-5-20251001")
+    fields.update(cost_status="unknown_model", total_cost=None, price_version=None)
+    update = reprice_row(default_prices(), fields)
+    assert isinstance(update, CostUpdate)
+    # us. profile, Haiku 4.5: $1.10 / MTok input, $0.11 cache read, $5.50 output:
+    # 400 * 1.10e-6 + 100 * 0.11e-6 + 100 * 5.50e-6 = 0.00044 + 0.000011 + 0.00055
+    assert update.total_cost == Decimal("0.001001")
+    assert update.price_version.startswith("anthropic.claude-haiku-4-5@")
