@@ -5,16 +5,18 @@ Counted: the calls the model hands to the caller to run. OpenAI chat: every
 ``choices[].message.tool_calls`` entry (a legacy ``function_call`` counts one); the
 Responses API: ``function_call`` output items and the other kinds the caller executes
 (``custom_tool_call``, ``computer_call``, ``local_shell_call``, ``shell_call``,
-``apply_patch_call``); Anthropic: ``tool_use`` content blocks. Not counted: tools the
-provider runs itself (web or file search, code interpreter, MCP, Anthropic's
+``apply_patch_call``); Anthropic: ``tool_use`` content blocks; Gemini: parts of the
+candidates' content with a ``function_call``; Bedrock Converse: ``toolUse`` blocks of
+the output message, and an ``invoke_model`` body by its own (Anthropic) shape. Not
+counted: tools the provider runs itself (web or file search, code interpreter, MCP, Anthropic's
 ``server_tool_use``), which bill as fees, not as work for the caller.
 
 One small function per response shape, in ``SHAPES``: each returns None when the
 response is not of its shape, else its count (0 included). The first that recognizes
 the response answers; none: NULL (not known, never 0). A stream is counted on the
 response ``record/assemble.py`` put together from its chunks, which keeps the tool
-calls in the shape of a plain response. To add a provider (Gemini's function calls,
-Bedrock's ``toolUse`` blocks), write its function and add it to ``SHAPES``.
+calls in the shape of a plain response. To add a provider, write its function and add
+it to ``SHAPES``.
 """
 
 from __future__ import annotations
@@ -73,10 +75,41 @@ def anthropic_messages(response: Any) -> int | None:
     return sum(1 for block in content if field_of(block, "type") == "tool_use")
 
 
+def gemini(response: Any) -> int | None:
+    """google-genai: ``candidates[].content.parts[].function_call``."""
+    candidates = _sequence(field_of(response, "candidates"))
+    if candidates is None:
+        return None
+    count = 0
+    for candidate in candidates:
+        parts = _sequence(field_of(field_of(candidate, "content"), "parts")) or ()
+        count += sum(1 for part in parts if field_of(part, "function_call") is not None)
+    return count
+
+
+def bedrock_converse(response: Any) -> int | None:
+    """Bedrock Converse (plain, or a stream as record/bedrock.py assembles it):
+    ``output.message.content[]`` blocks with a ``toolUse``."""
+    output = field_of(response, "output")
+    if not isinstance(output, dict) or not isinstance(output.get("message"), dict):
+        return None
+    content = _sequence(output["message"].get("content")) or ()
+    return sum(1 for block in content if isinstance(block, dict) and "toolUse" in block)
+
+
+def bedrock_invoke(response: Any) -> int | None:
+    """Bedrock ``invoke_model``: the model's own reply is the parsed ``body``."""
+    body = field_of(response, "body") if isinstance(response, dict) else None
+    return anthropic_messages(body) if isinstance(body, dict) else None
+
+
 SHAPES: tuple[Callable[[Any], int | None], ...] = (
     openai_chat,
     openai_responses,
     anthropic_messages,
+    gemini,
+    bedrock_converse,
+    bedrock_invoke,
 )
 
 

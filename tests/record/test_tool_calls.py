@@ -130,8 +130,7 @@ def test_each_shape_counts_the_calls_the_caller_runs() -> None:
         None,
         "text",
         {"chunks": []},
-        {"candidates": [{"content": {"parts": [{"function_call": {}}]}}]},  # not yet known
-        {"output": {"message": {"content": [{"toolUse": {}}]}}},  # not yet known
+        {"output": "text"},  # neither Responses' list nor Bedrock's message
         CreateEmbeddingResponse.model_validate(
             {
                 "object": "list",
@@ -141,7 +140,7 @@ def test_each_shape_counts_the_calls_the_caller_runs() -> None:
             }
         ),
     ],
-    ids=["none", "text", "dict", "gemini", "bedrock", "embeddings"],
+    ids=["none", "text", "dict", "output-text", "embeddings"],
 )
 def test_a_shape_no_function_knows_is_null_not_zero(response: Any) -> None:
     assert count_tool_calls(response) is None
@@ -316,3 +315,54 @@ def test_a_response_that_cannot_be_read_costs_only_its_count() -> None:
     row = build_row(rec, None)
     assert row.tool_call_count is None
     assert row.cost_status == "computed" and row.total_cost is not None
+
+
+def test_gemini_and_bedrock_tool_calls_are_counted() -> None:
+    from google.genai import types
+
+    gemini = types.GenerateContentResponse.model_validate(
+        {
+            "candidates": [
+                {
+                    "content": {
+                        "role": "model",
+                        "parts": [
+                            {"text": "Looking both up."},
+                            {"function_call": {"name": "weather", "args": {"city": "Oslo"}}},
+                            {"function_call": {"name": "time", "args": {"tz": "CET"}}},
+                        ],
+                    }
+                }
+            ]
+        }
+    )
+    assert count_tool_calls(gemini) == 2
+    plain = types.GenerateContentResponse.model_validate(
+        {"candidates": [{"content": {"role": "model", "parts": [{"text": "hi"}]}}]}
+    )
+    assert count_tool_calls(plain) == 0
+    converse = {
+        "output": {
+            "message": {
+                "role": "assistant",
+                "content": [
+                    {"text": "calling"},
+                    {"toolUse": {"toolUseId": "t1", "name": "weather", "input": {}}},
+                ],
+            }
+        },
+        "stopReason": "tool_use",
+    }
+    assert count_tool_calls(converse) == 1
+    invoke = {
+        "ResponseMetadata": {},
+        "body": {
+            "type": "message",
+            "content": [
+                {"type": "tool_use", "id": "a", "name": "x", "input": {}},
+                {"type": "tool_use", "id": "b", "name": "y", "input": {}},
+            ],
+        },
+    }
+    assert count_tool_calls(invoke) == 2
+    assert count_tool_calls({"ResponseMetadata": {}, "body": "not json"}) is None
