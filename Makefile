@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: demo test lint typecheck clean bench
+.PHONY: demo test lint typecheck clean bench prices
 
 $(BIN)/majordomo-log: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ test: $(BIN)/majordomo-log
 lint: $(BIN)/majordomo-log
 	$(BIN)/ruff check majordomo_log tests
 	$(BIN)/mypy
+
+# The entries of llm_config.yaml marked `source: genai-prices`, regenerated from the pinned
+# genai-prices (a test dependency): writes the file and prints the diff for review.
+prices: $(BIN)/majordomo-log
+	$(BIN)/python tools/update_prices.py
 
 # Benchmarks (bench/run.py): Python 3.12+ for majordomo-llm, in a venv of their own.
 BENCH_PYTHON ?= $(shell command -v python3.12 || echo /root/.pyenv/versions/3.12.1/bin/python3.12)

@@ -36,6 +36,7 @@ from .logging_llm import LoggingLLM
 from .record.callinfo import CallInfo, call_info
 from .record.options import BodyOptions
 from .record.pricing import Cost, PriceTable
+from .record.reprice import RepriceResult, reprice
 from .record.usage import Usage
 from .stores.base import BodyStore, MetadataStore
 from .stores.bodies.files import FileStorageAdapter
@@ -65,6 +66,7 @@ __all__ = [
     "ProcessOptions",
     "QueueOptions",
     "ReplayResult",
+    "RepriceResult",
     "RetryOptions",
     "Spool",
     "SpoolCorrupt",
@@ -79,6 +81,7 @@ __all__ = [
     "open_db",
     "open_storage",
     "replay_spool",
+    "reprice",
     "tags",
 ]
 

@@ -8,32 +8,50 @@ writer (``delivery/shared.py``), and hands both to the wrapper itself
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from os import PathLike
 from typing import Any, TypeVar
 
 from ._exceptions import ConfigError, StoreError
 from .capture.keys import resolve_key_secret
-from .capture.methods import detect_provider
-from .capture.wrapper import ClientWrapper
+from .capture.methods import client_surface, detect_provider
+from .capture.wrapper import ClientWrapper, SyncClientWrapper
+from .delivery.hosted import front_of, hosted_writer
 from .delivery.options import OnFull, ProcessOptions, QueueOptions, RetryOptions, check_writer_mode
 from .delivery.process import ProcessWriter
 from .delivery.shared import shared_writer
 from .delivery.spool import DEFAULT_MAX_BYTES as DEFAULT_SPOOL_BYTES
 from .delivery.spool import Spool, default_spool_dir
+from .delivery.writer_thread import writer_thread
 from .record.call import CallContext, UsageExtractor
 from .record.options import BodyOptions
 from .record.pricing import Prices, price_table
 from .record.redact import RedactHook
 from .record.values import storable_mapping
 from .stores.base import BodyStore, MetadataStore
+from .stores.by_url import StoreName, db_url, shared_db, shared_storage, storage_url
 
 ClientT = TypeVar("ClientT")
+_building = threading.Lock()
 OptionsT = TypeVar("OptionsT", QueueOptions, RetryOptions, BodyOptions)
 
 
 class LoggingLLM(ClientWrapper[ClientT]):
     """Wrap ``client`` so that every call is logged to ``db`` (rows) and ``storage`` (bodies).
+
+    ``db`` and ``storage`` are stores (``await ml.SqliteAdapter.create(...)``), or URLs
+    and paths the library opens itself: ``"sqlite:///llm_logs.db"`` (or just a file
+    name), ``"postgresql://..."``, ``"mysql://..."``; ``"request_logs"`` (a folder),
+    ``"file:///..."``, ``"s3://bucket/prefix"``.
+
+    Sync clients (``openai.OpenAI``, ``anthropic.Anthropic``, boto3) get a wrapper whose
+    ``flush()``, ``close()``, ``replay_spool()`` and ``record_outcome()`` are plain
+    methods (``with LoggingLLM(...) as llm:``); every other wrapper's are coroutines
+    (``async with``). The writer runs on the caller's event loop when the wrapper is
+    built inside one with store objects, and otherwise (a sync client, stores given by
+    URL, no loop running) on the library's own writer thread.
 
     Options come as small objects (``queue=ml.QueueOptions(...)``,
     ``retries=ml.RetryOptions(...)``, ``bodies=ml.BodyOptions(...)``, ``spool=ml.Spool(...)``)
@@ -52,11 +70,16 @@ class LoggingLLM(ClientWrapper[ClientT]):
     that work in this process, in a background task and its worker threads.
     """
 
+    def __new__(cls, client: Any, *args: Any, **kwargs: Any) -> Any:
+        if cls is LoggingLLM and client_surface(client) == "sync":
+            cls = SyncLoggingLLM
+        return super().__new__(cls)
+
     def __init__(
         self,
         client: ClientT,
-        db: MetadataStore,
-        storage: BodyStore | None = None,
+        db: MetadataStore | StoreName,
+        storage: BodyStore | StoreName | None = None,
         *,
         api_key_alias: str | None = None,
         tags: Mapping[str, Any] | None = None,
@@ -87,19 +110,17 @@ class LoggingLLM(ClientWrapper[ClientT]):
         spool_max_bytes: int = DEFAULT_SPOOL_BYTES,
         spool_fsync: bool = True,
     ) -> None:
-        if not isinstance(db, MetadataStore):
+        named = isinstance(db, (str, PathLike)), isinstance(storage, (str, PathLike))
+        if not named[0] and not isinstance(db, MetadataStore):
             raise TypeError(
-                f"db must be a metadata store (e.g. SqliteAdapter), got {type(db).__name__}"
+                "db must be a metadata store (e.g. SqliteAdapter), a URL or a path, "
+                f"got {type(db).__name__}"
             )
-        if storage is not None and not isinstance(storage, BodyStore):
+        if not named[1] and storage is not None and not isinstance(storage, BodyStore):
             raise TypeError(
-                "storage must be a body store (e.g. FileStorageAdapter), "
+                "storage must be a body store (e.g. FileStorageAdapter), a URL or a path, "
                 f"got {type(storage).__name__}"
             )
-        for store in (db, storage):
-            if getattr(store, "closed", False):
-                # e.g. closed by the last wrapper of an earlier `async with` block
-                raise StoreError(f"{store!r} is closed: open a new one for this wrapper")
         body_options = _options(
             BodyOptions,
             bodies,
@@ -137,29 +158,69 @@ class LoggingLLM(ClientWrapper[ClientT]):
             hash_tags=_tag_names(hash_tags),
             tag_secret=secret,
         )
-        shared = shared_writer(
-            db,
-            storage,
-            queue=queue_options,
-            retries=retry_options,
-            spool=_spool_for(spool, db, storage, spool_max_bytes, spool_fsync),
-            handle_sigterm=handle_sigterm,
-            mode=mode,
-            process=process,
-        )
-        if isinstance(shared, ProcessWriter):
-            shared.register_context(ctx)
-        # ProcessWriter has BatchWriter's surface; capture/wrapper.py annotates the latter.
-        hands_to: Any = shared
-        super().__init__(
-            client,
-            hands_to,
-            ctx,
-            provider=provider or detect_provider(client),
-            key_secret=secret,
-            methods=methods,
-            close_stores=close_stores,
-        )
+        # Threads building wrappers on the same URLs at once (a wrapper per request) must
+        # find one store and one writer, not open one each.
+        with _building:
+            thread = None
+            if client_surface(client) == "sync" or any(named) or not _loop_running():
+                thread = writer_thread()
+                # A bad URL or an unreachable server fails here, in the constructor.
+                if isinstance(db, (str, PathLike)):
+                    db = thread.run(shared_db(db_url(db)))
+                if isinstance(storage, (str, PathLike)):
+                    storage = thread.run(shared_storage(storage_url(storage)))
+            assert isinstance(db, MetadataStore)
+            assert storage is None or isinstance(storage, BodyStore)
+            for store in (db, storage):
+                if getattr(store, "closed", False):
+                    # e.g. closed by the last wrapper of an earlier `async with` block
+                    raise StoreError(f"{store!r} is closed: open a new one for this wrapper")
+            shared = shared_writer(
+                db,
+                storage,
+                queue=queue_options,
+                retries=retry_options,
+                spool=_spool_for(spool, db, storage, spool_max_bytes, spool_fsync),
+                handle_sigterm=handle_sigterm,
+                mode=mode,
+                process=process,
+            )
+            if isinstance(shared, ProcessWriter):
+                shared.register_context(ctx)
+            # ProcessWriter has BatchWriter's surface; capture/wrapper.py annotates the latter.
+            hands_to: Any = front_of(shared)
+            if hands_to is None:
+                if thread is None:
+                    hands_to = shared
+                elif shared.users:  # its worker runs on an application's event loop
+                    raise ConfigError(
+                        f"the stores {db.url} are already used by a wrapper whose writer runs "
+                        "on an event loop; give this wrapper its own stores, or URLs"
+                    )
+                else:
+                    owned = named[0] and (storage is None or named[1])
+                    hands_to = hosted_writer(shared, thread, close_stores or owned, owned)
+            super().__init__(
+                client,
+                hands_to,
+                ctx,
+                provider=provider or detect_provider(client),
+                key_secret=secret,
+                methods=methods,
+                close_stores=close_stores,
+            )
+
+
+class SyncLoggingLLM(SyncClientWrapper[ClientT], LoggingLLM[ClientT]):
+    """What ``LoggingLLM(sync_client, ...)`` makes: plain flush() and close()."""
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _options(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 # Widths of the text columns: an indexed VARCHAR(255) in every dialect, and the error.
 MAX_TAG_CHARS = 255
@@ -68,10 +68,15 @@ class Row(NamedTuple):
     outcome_at: dt.datetime | None
     body_ref: str | None
     cache_savings: Decimal | None  # added by migration 0002
-    # Added by migration 0003_service_tier (billing variants, record/billing.py):
-    service_tier: str | None  # the tier whose rates priced the call; None: standard
-    web_search_calls: int | None  # server-side web searches reported; None: none
-    server_tool_cost: Decimal | None  # USD for server-side tools, in total_cost; None: none
+    # Added by migration 0003; NULL when not known. Defaults here, so that a row of an older
+    # schema (a spool file written before the upgrade) still makes a Row.
+    tool_call_count: int | None = None  # tool calls the model asked for
+    retry_count: int | None = None  # retries the SDK made before the call's last attempt
+    # Added by migration 0004_service_tier (billing variants, record/billing.py), defaults
+    # as above:
+    service_tier: str | None = None  # the tier whose rates priced the call; None: standard
+    web_search_calls: int | None = None  # server-side web searches reported; None: none
+    server_tool_cost: Decimal | None = None  # USD for server-side tools, in total_cost
 
 
 COLUMNS: tuple[str, ...] = Row._fields
@@ -106,3 +111,57 @@ MONEY_COLUMNS = frozenset(c for c in COLUMNS if c.endswith("_cost") or c == "cac
 
 OutcomeUpdate = tuple[str, str, dt.datetime]  # (request_id, outcome, when)
 Body = tuple[str, dt.datetime, bytes]  # (request_id, started_at, uncompressed JSON envelope)
+
+
+# -- repricing (``record/reprice.py``): what it reads of a row, and what it writes back --
+
+# The columns a row is priced again from (its tokens, model, time and status), and the
+# ones it may change (its costs, status and price version).
+REPRICE_COLUMNS: tuple[str, ...] = (
+    "request_id",
+    "started_at",
+    "provider",
+    "model",
+    "served_model",
+    "status",
+    "cost_status",
+    "price_version",
+    "usage_flags",
+    *TOKEN_COLUMNS,
+    *COST_COLUMNS,
+    "cache_savings",
+    # billing variants (migration 0004): priced again with them, never rewritten
+    "service_tier",
+    "web_search_calls",
+    "server_tool_cost",
+)
+
+
+class CostWindow(NamedTuple):
+    """Which rows a reprice reads: ``since <= started_at < until`` (either may be None),
+    and, when ``model`` is given, only rows whose ``model`` or ``served_model`` is it."""
+
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    model: str | None = None
+
+
+# Where a page of rows ended: (started_at as the store returned it, request_id). Rows are
+# read in (started_at, request_id) order, so a page starts after the previous page's key.
+RowKey = tuple[Any, str]
+
+
+class CostUpdate(NamedTuple):
+    """A row's new cost columns (``COST_COLUMNS`` then ``cache_savings``), its new
+    ``cost_status`` and ``price_version``, by request id."""
+
+    request_id: str
+    input_cost: Decimal | None
+    cache_read_cost: Decimal | None
+    cache_write_cost: Decimal | None
+    output_cost: Decimal | None
+    reasoning_cost: Decimal | None
+    total_cost: Decimal | None
+    cache_savings: Decimal | None
+    cost_status: str
+    price_version: str | None

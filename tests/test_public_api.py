@@ -26,6 +26,7 @@ PUBLIC = {
     "ProcessOptions",
     "QueueOptions",
     "ReplayResult",
+    "RepriceResult",
     "RetryOptions",
     "Spool",
     "SpoolCorrupt",
@@ -40,6 +41,7 @@ PUBLIC = {
     "open_db",
     "open_storage",
     "replay_spool",
+    "reprice",
     "tags",
 }
 
@@ -113,5 +115,7 @@ async def test_password_never_in_url_errors() -> None:
 
 
 def test_wrapper_rejects_non_stores() -> None:
-    with pytest.raises(TypeError, match="metadata store"):
-        ml.LoggingLLM(object(), "llm_logs.db")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"db must be a metadata store .*, a URL or a path"):
+        ml.LoggingLLM(object(), 42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"storage must be a body store .*, a URL or a path"):
+        ml.LoggingLLM(object(), "sqlite:///unused.db", 3.5)  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from majordomo_log.schema import COLUMNS
-from majordomo_log.testing import FakeProvider, fake_openai_client
+from majordomo_log.testing import FakeProvider, fake_openai_client, fake_sync_openai_client
 
 README = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
 
@@ -48,6 +48,23 @@ def test_quickstart_runs_as_written(
         ).fetchone()
     assert row == ("chat", "u-42", "support", "prod-key-1", "accepted", 15, "computed")
     assert len(list((tmp_path / "request_logs").rglob("*.seg.gz"))) == 1  # one batch, one segment
+
+
+def test_sync_quickstart_runs_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    provider = FakeProvider(openai_usage={"prompt_tokens": 10, "completion_tokens": 5})
+    client = fake_sync_openai_client(provider)
+    monkeypatch.setattr(openai, "OpenAI", lambda: client)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(_section_code("Quickstart, sync"), "README.md", "exec"), {"__name__": "readme"})
+    assert capsys.readouterr().out.splitlines()[-1] == "1"
+    with sqlite3.connect(tmp_path / "llm_logs.db") as conn:
+        row = conn.execute(
+            "SELECT feature, user_id, outcome, total_tokens, cost_status FROM llm_requests"
+        ).fetchone()
+    assert row == ("chat", "u-42", "accepted", 15, "computed")
+    assert len(list((tmp_path / "request_logs").rglob("*.seg.gz"))) == 1
 
 
 def test_schema_table_matches_the_migrations(tmp_path: Path) -> None:

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from ..record.call import CallRecord
 from ..record.usage import field_of
 
 # What a body's "object" says it is -> the operation a synchronous call would log.
@@ -148,3 +149,45 @@ def _time(value: Any) -> float | None:
     if not math.isfinite(seconds) or not _EARLIEST <= seconds <= time.time() + 86_400:
         return None
     return seconds
+
+
+class BatchLog:
+    """``log_batch_results()``, a mixin of ``ClientWrapper`` (``capture/wrapper.py``): it
+    makes and hands over records as a call does, through the wrapper's own methods,
+    declared here."""
+
+    _new_record: Callable[[str, Any, bool], CallRecord]
+    _submit: Callable[[CallRecord], None]
+
+    def log_batch_results(self, results: Any, *, service_tier: str | None = "batch") -> list[str]:
+        """Log the results of a Batch API job, one row per result, priced at the
+        ``service_tier`` given (``"batch"``; None: the tier each result reports). Takes an
+        OpenAI batch output file's text (or its lines, parsed or not) or the items of
+        Anthropic's ``messages.batches.results()`` (see the module docstring). Each row has
+        the result's ``custom_id`` as the tag ``batch_custom_id``, the tags of the
+        enclosing ``ml.tags()`` block, the time the provider made the response (OpenAI; now
+        for Anthropic) and no latency. Returns the request ids, in order. Log a batch once:
+        each call makes new rows. A plain method, for sync and async clients alike: it
+        only hands records to the writer."""
+        request_ids = []
+        for result in batch_results(results):
+            record = self._new_record(result.operation, result.model, False)
+            if result.created is not None:
+                record.started_at = result.created
+            record.t_end = record.t_start  # the provider's queue time is no call's latency
+            record.served_model = result.model
+            record.response = result.response
+            record.usage = result.usage
+            record.provider_request_id = result.provider_request_id
+            record.tier_hint = service_tier
+            if result.error_type is not None:
+                record.status = "error"
+                record.error_type, record.error_message = result.error_type, result.error_message
+            if result.custom_id is not None:
+                record.context_tags = {
+                    **(record.context_tags or {}),
+                    "batch_custom_id": result.custom_id,
+                }
+            self._submit(record)
+            request_ids.append(record.request_id)
+        return request_ids

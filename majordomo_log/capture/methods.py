@@ -1,14 +1,21 @@
-"""What a method of a wrapped client is: which SDK calls are LLM calls (``operation``),
-and the few reads of a result the hot path makes, each one guarded (a property that
-raises must not break the caller's call)."""
+"""What a method of a wrapped client is: which SDK calls are LLM calls (``operation``:
+OpenAI's and Anthropic's here, the other SDKs' in ``capture/families.py``), and the few
+reads of a result the hot path makes (its usage, when no table knows the method; its
+served model; a raw response), each one guarded (a property that raises must not break
+the caller's call) or, for ``extract_usage``, raising for its caller to guard."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..record.serialize import snapshot_request
+from ..record.usage import Usage
+from .families import OTHER, family_of
 from .resolve import SDK_PACKAGES, top_package
+
+if TYPE_CHECKING:
+    from ..record.call import UsageExtractor
 
 # Method paths of the official SDKs -> the ``operation`` column.
 KNOWN_OPERATIONS: dict[tuple[str, ...], str] = {
@@ -45,6 +52,11 @@ def operation_of(path: tuple[str, ...]) -> tuple[str | None, bool]:
 
 
 def detect_provider(client: Any) -> str:
+    # google-genai, mistralai, LiteLLM; the clouds' clients: who bills the call (AWS:
+    # bedrock, Google Cloud: vertex)
+    family = family_of(client)
+    if family is not OTHER:
+        return family.provider(client)
     provider = getattr(client, "provider", None)
     if isinstance(provider, str) and top_package(type(client)) not in SDK_PACKAGES:
         return provider  # majordomo-llm style clients, or a subclass, name their provider
@@ -55,6 +67,24 @@ def detect_provider(client: Any) -> str:
             return "azure"
         return top_package(sdk_classes[0])
     return top_package(type(client))
+
+
+def client_surface(client: Any) -> str:
+    """``"sync"`` for a client whose calls all block (``openai.OpenAI``,
+    ``anthropic.Anthropic`` and its Bedrock and Vertex variants, boto3 clients),
+    ``"async"`` for one whose calls are all awaited, ``"both"`` for anything else
+    (google-genai's ``Client`` with its ``aio`` half, Mistral, the litellm module, a
+    duck-typed client): a wrapper's flush() and close() are plain methods only for
+    a sync client (REFERENCE.md §5)."""
+    names = [(c.__module__, c.__name__) for c in type(client).__mro__]
+    for module, name in names:
+        if name == "AsyncAPIClient" or module.startswith("aiobotocore."):
+            return "async"
+        if name == "SyncAPIClient" or (module, name) == ("botocore.client", "BaseClient"):
+            return "sync"
+    if type(client).__name__.startswith("Async"):
+        return "async"
+    return "both"
 
 
 def with_stream_usage(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -84,6 +114,37 @@ def snapshot(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes:
         return snapshot_request(args, kwargs)
     except Exception:
         return b'{"$unserializable": "request"}'
+
+
+def extract_usage(result: Any, extractor: UsageExtractor | None) -> Any:
+    """The usage of a result of a method no SDK table knows: the user's extractor's, an
+    OpenAI- or Anthropic-shaped ``.usage``, Gemini's ``.usage_metadata``, or
+    majordomo-llm-style token counts; None if it has none (not an LLM call). A result
+    whose attributes raise raises."""
+    if extractor is not None:
+        try:
+            usage = extractor(result)
+        except Exception:
+            usage = None
+        if usage is not None:
+            return usage
+    usage = getattr(result, "usage", None)
+    if usage is not None and not callable(usage):
+        return usage
+    if getattr(result, "usage_metadata", None) is not None:  # google-genai
+        return result.usage_metadata
+    inp, out = getattr(result, "input_tokens", None), getattr(result, "output_tokens", None)
+    if isinstance(inp, int) and isinstance(out, int):  # majordomo-llm style results
+        cached = getattr(result, "cached_tokens", 0)
+        return Usage.inclusive(inp, out, cached_tokens=cached if isinstance(cached, int) else 0)
+    return None
+
+
+def has_usage(result: Any, extractor: UsageExtractor | None) -> bool:
+    try:
+        return extract_usage(result, extractor) is not None
+    except Exception:  # an odd result of a method we do not know: not ours to log
+        return False
 
 
 def served_model(result: Any) -> str | None:

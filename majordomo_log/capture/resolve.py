@@ -18,6 +18,9 @@ WrapMethod = Callable[[Any, str, tuple[str, ...]], Callable[..., Any]]
 
 # The official SDKs: their client resources never change once built (cached properties).
 SDK_PACKAGES = frozenset({"openai", "anthropic"})
+# Clients whose methods are all their own, with no resources under them: a sub-object
+# (botocore's ``meta``, ``exceptions``) is handed back as it is, never walked.
+FLAT_PACKAGES = frozenset({"botocore", "aiobotocore"})
 _SCALARS = (str, bytes, int, float, bool, type(None), list, tuple, dict, set, frozenset)
 
 
@@ -89,6 +92,8 @@ def _same_package(value: Any, client: Any) -> bool:
     (httpx, pydantic) do not make their objects resources."""
     package = top_package(type(value))
     client_class = type(client)
+    if package in FLAT_PACKAGES:
+        return False
     if package == top_package(client_class):
         return True
     return package in SDK_PACKAGES and any(top_package(c) == package for c in client_class.__mro__)

@@ -10,11 +10,16 @@ in the background (``record/assemble.py``).
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from ..delivery import lifecycle
 from ..record.callinfo import remember
+from .chunks import FIRST_TOKEN as MORE_FIRST_TOKENS
+from .chunks import USAGE_ONLY
+from .retries import IN_FLIGHT
 
 if TYPE_CHECKING:
     from ..record.call import CallRecord
@@ -50,6 +55,8 @@ _FIRST_TOKEN: dict[str, Callable[[Any], bool]] = {
     "chat.completions": _chat_token,
     "responses": _event_token,
     "messages": _event_token,
+    "completion": _chat_token,  # LiteLLM's chunks are OpenAI chat chunks
+    **MORE_FIRST_TOKENS,  # google-genai, mistralai (capture/chunks.py)
 }
 
 
@@ -59,13 +66,28 @@ def provider_request_id(stream: Any) -> str | None:
         return None
     try:
         value = headers.get("x-request-id") or headers.get("request-id")
+        if value is None:  # AnthropicBedrock's streams: AWS's request id
+            value = headers.get("x-amzn-requestid")
     except Exception:  # an exotic headers object must not break the call
         return None
     return value if isinstance(value, str) else None
 
 
-class LoggedStream:
-    """Wraps an SDK ``AsyncStream``: same chunks, same methods, logged once."""
+# Streams being read: at exit or on SIGTERM each is logged as incomplete before the
+# writers close (a stream in a global, or in a thread the exit does not wait for).
+_open: weakref.WeakSet[_StreamLog] = weakref.WeakSet()
+
+
+def end_open_streams() -> None:
+    for stream in list(_open):
+        stream.end("incomplete")
+
+
+lifecycle.on_rescue(end_open_streams)
+
+
+class _StreamLog:
+    """What both kinds of stream share: the record, the chunks, and logging it once."""
 
     __slots__ = (
         "__weakref__",
@@ -83,18 +105,63 @@ class LoggedStream:
         self._stream = stream
         self._record = record
         self._finish = finish
-        self._hide_usage_chunk = hide_usage_chunk
+        # The usage chunk the wrapper asked for on the caller's behalf, hidden from them.
+        self._hide_usage_chunk = (
+            USAGE_ONLY.get(record.operation, _is_usage_only_chunk) if hide_usage_chunk else None
+        )
         self._first_token = _FIRST_TOKEN.get(record.operation, _any_chunk)
         self._done = False
         record.stream_chunks = []
         remember(self, record)  # call_info(stream) works while it is read
         record.provider_request_id = provider_request_id(stream)
+        _open.add(self)
+
+    def _keep(self, chunk: Any) -> bool:
+        """Note a chunk (one append); False for the usage-only chunk the caller never asked
+        for and may index ``choices[0]`` of."""
+        record = self._record
+        if record.t_first is None and self._first_token(chunk):
+            record.t_first = time.perf_counter()
+        chunks = record.stream_chunks
+        if chunks is not None:
+            chunks.append(chunk)
+        hidden = self._hide_usage_chunk
+        return hidden is None or not hidden(chunk)
+
+    def end(self, status: str, exc: BaseException | None = None) -> None:
+        """Log the call once: ``ok`` at the end of the chunks, else why it stopped."""
+        if self._done:
+            return
+        self._done = True
+        _open.discard(self)
+        record = self._record
+        if exc is not None:
+            record.fail(exc)
+        else:
+            record.t_end = time.perf_counter()
+            record.status = status
+        self._finish(record)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} of {self._stream!r}>"
+
+    def __del__(self) -> None:
+        if not self._done:  # abandoned without close(): garbage collection ends it
+            self.end("incomplete")
+
+
+class LoggedStream(_StreamLog):
+    """Wraps an SDK ``AsyncStream``: same chunks, same methods, logged once."""
+
+    __slots__ = ()
 
     def __aiter__(self) -> LoggedStream:
         return self
 
     async def __anext__(self) -> Any:
-        record = self._record
         while True:
             try:
                 chunk = await self._stream.__anext__()
@@ -104,31 +171,15 @@ class LoggedStream:
             except BaseException as exc:
                 self.end("error", exc)
                 raise
-            if record.t_first is None and self._first_token(chunk):
-                record.t_first = time.perf_counter()
-            chunks = record.stream_chunks
-            if chunks is not None:
-                chunks.append(chunk)
-            if self._hide_usage_chunk and _is_usage_only_chunk(chunk):
-                continue  # the caller did not ask for it and may index choices[0]
-            return chunk
-
-    def end(self, status: str, exc: BaseException | None = None) -> None:
-        """Log the call once: ``ok`` at the end of the chunks, else why it stopped."""
-        if self._done:
-            return
-        self._done = True
-        record = self._record
-        if exc is not None:
-            record.fail(exc)
-        else:
-            record.t_end = time.perf_counter()
-            record.status = status
-        self._finish(record)
+            if self._keep(chunk):
+                return chunk
 
     async def close(self) -> None:
         try:
-            await self._stream.close()
+            # SDK streams have close(); async generators (google-genai's streams) and
+            # LiteLLM's CustomStreamWrapper only aclose().
+            close = getattr(self._stream, "close", None) or self._stream.aclose
+            await close()
         finally:
             self.end("incomplete")
 
@@ -145,21 +196,53 @@ class LoggedStream:
     ) -> None:
         await self.close()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
 
-    def __repr__(self) -> str:
-        return f"<LoggedStream of {self._stream!r}>"
+class LoggedSyncStream(_StreamLog):
+    """Wraps an SDK ``Stream`` (a sync client's ``stream=True``): same chunks, logged once."""
 
-    def __del__(self) -> None:
-        if not self._done:  # abandoned without close(): garbage collection ends it
+    __slots__ = ()
+
+    def __iter__(self) -> LoggedSyncStream:
+        return self
+
+    def __next__(self) -> Any:
+        while True:
+            try:
+                chunk = next(self._stream)
+            except StopIteration:
+                self.end("ok")
+                raise
+            except BaseException as exc:
+                self.end("error", exc)
+                raise
+            if self._keep(chunk):
+                return chunk
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._stream, "close", None)
+            if close is not None:
+                close()
+        finally:
             self.end("incomplete")
+
+    def __enter__(self) -> LoggedSyncStream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 class LoggedStreamManager:
     """Wraps an SDK stream helper (anthropic ``messages.stream``, openai
-    ``chat.completions.stream`` and ``responses.stream``). ``async with`` yields the
-    SDK's own stream object; its raw chunk stream is swapped for a ``LoggedStream``,
+    ``chat.completions.stream`` and ``responses.stream``). ``async with`` (or ``with``,
+    for a sync client) yields the SDK's own stream object; its raw chunk stream is
+    swapped for a ``LoggedStream`` (``LoggedSyncStream``),
     so every way of consuming it (iteration, ``text_stream``, ``get_final_*``) is seen."""
 
     def __init__(
@@ -170,18 +253,36 @@ class LoggedStreamManager:
         self._finish = finish
         self._hide_usage_chunk = hide_usage_chunk
         self._stream: Any = None
-        self._logged: LoggedStream | None = None
+        self._logged: _StreamLog | None = None
 
     async def __aenter__(self) -> Any:
+        token = IN_FLIGHT.set(self._record)  # the request goes out here: count its attempts
         try:
             stream = await self._manager.__aenter__()
         except BaseException as exc:
             self._record.fail(exc)
             self._finish(self._record)
             raise
+        finally:
+            IN_FLIGHT.reset(token)
+        return self._opened(stream, LoggedStream)
+
+    def __enter__(self) -> Any:
+        token = IN_FLIGHT.set(self._record)  # the request goes out here: count its attempts
+        try:
+            stream = self._manager.__enter__()
+        except BaseException as exc:
+            self._record.fail(exc)
+            self._finish(self._record)
+            raise
+        finally:
+            IN_FLIGHT.reset(token)
+        return self._opened(stream, LoggedSyncStream)
+
+    def _opened(self, stream: Any, kind: type[_StreamLog]) -> Any:
         self._stream = stream
         raw = getattr(stream, "_raw_stream", None)
-        self._logged = LoggedStream(raw, self._record, self._end, self._hide_usage_chunk)
+        self._logged = kind(raw, self._record, self._end, self._hide_usage_chunk)
         if raw is not None:
             stream._raw_stream = self._logged
         remember(stream, self._record)
@@ -208,6 +309,18 @@ class LoggedStreamManager:
         finally:
             if self._logged is not None:
                 self._logged.end("incomplete")  # a no-op when the stream was read to the end
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Any:
+        try:
+            return self._manager.__exit__(exc_type, exc, tb)
+        finally:
+            if self._logged is not None:
+                self._logged.end("incomplete")
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._manager, name)

@@ -1,38 +1,50 @@
 """The wrapper: attribute access passes through to the client, methods come back wrapped.
 
-A call takes two clocks, snapshots the request, builds a ``CallRecord`` and hands it
-to the shared ``BatchWriter`` (``delivery/writer.py``); nothing else happens on the
-caller's path. Known SDK methods (OpenAI chat/responses/embeddings, Anthropic
-messages) are always logged; any other awaited method is logged when its result
-carries usage (``capture/methods.py``). ``LoggingLLM`` (``majordomo_log/logging_llm.py``)
-is this class with a constructor that turns options into a writer and a context.
+A call takes two clocks, snapshots the request and builds a ``CallRecord``
+(``_new_record``; the key's hash is ``capture/client_keys.py``'s). Once the provider
+answers (``_await`` for an awaited call, ``_returned`` for a blocking one) the record is
+handed to the shared ``BatchWriter`` (``delivery/writer.py``), which prices and writes
+it in the background; a stream's record is handed over when the stream ends
+(``capture/streams.py``), a failed call's by ``_log_error``. The logging's only wait on
+the caller's path is for room in a full queue (``on_full='block'``; Bedrock's
+``invoke_model`` also reads its body there, ``capture/bedrock.py``); nothing else
+happens on it. Known SDK methods (OpenAI's and Anthropic's: ``capture/methods.py``;
+google-genai's, mistralai's, LiteLLM's and Bedrock's: ``capture/families.py``, Bedrock's
+dict results through ``capture/bedrock.py``) are always logged; any other method is
+logged when its result carries usage. flush(), close() and record_outcome() are
+``capture/control.py``'s. ``LoggingLLM`` (``majordomo_log/logging_llm.py``) is this
+class with a constructor that turns options into a writer and a context.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime as dt
 import inspect
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
-from types import CoroutineType, TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from types import CoroutineType
+from typing import Any, Generic, TypeVar
 
-from .._log import logger, warn_once
-from ..delivery.stats import WriterStats
-from ..delivery.writer import DEFAULT_CLOSE_TIMEOUT, BatchWriter
-from ..record.call import OUTCOMES, CallContext, CallRecord
+from .._log import warn_once
+from ..delivery.hosted import HostedWriter
+from ..delivery.writer import BatchWriter
+from ..record.call import CallContext, CallRecord
 from ..record.callinfo import remember
 from ..record.usage import Usage
 from ..record.values import safe_text
-from .batch import batch_results
-from .keys import hash_api_key
+from . import bedrock
+from .batch import BatchLog
+from .client_keys import ClientKeys
+from .control import Control, SyncControl
+from .families import family_of, hide_call_keys
 from .methods import (
     CLIENT_COPIES,
     RAW_RESPONSE,
     STREAMING_RESPONSE,
+    extract_usage,
+    has_usage,
     is_raw_response,
     operation_of,
     served_model,
@@ -40,17 +52,21 @@ from .methods import (
     with_stream_usage,
 )
 from .resolve import resolve
-from .streams import LoggedStream, LoggedStreamManager
+from .retries import IN_FLIGHT, count_retries
+from .streams import LoggedStream, LoggedStreamManager, LoggedSyncStream
 from .tags import current_tags
-
-if TYPE_CHECKING:
-    from typing_extensions import Self
 
 ClientT = TypeVar("ClientT")
 
 
-class ClientWrapper(Generic[ClientT]):
-    """A client whose calls are logged through ``writer`` (see ``LoggingLLM``)."""
+class ClientWrapper(ClientKeys, Control, BatchLog, Generic[ClientT]):
+    """A client whose calls are logged through ``writer`` (see ``LoggingLLM``). Its key
+    state is ``ClientKeys``' (``capture/client_keys.py``), its flush(), close() and
+    record_outcome() ``Control``'s (``capture/control.py``), log_batch_results()
+    ``BatchLog``'s (``capture/batch.py``): mixins of this one object, sharing its private
+    attributes."""
+
+    _client: ClientT
 
     def __init__(
         self,
@@ -65,10 +81,12 @@ class ClientWrapper(Generic[ClientT]):
     ) -> None:
         self._client = client
         self._provider = provider
+        # google-genai, mistralai, LiteLLM, the clouds' clients: their known methods, key
+        # (or credentials) and model naming (capture/families.py)
+        self._family = family_of(client)
         self._secret = key_secret
-        self._key_seen: int | None = None
-        self._key_hash: str | None = None
         self._ctx = ctx
+        self._start_keys()  # capture/client_keys.py
         self._writer = writer
         self._blocks_when_full = writer.on_full == "block"  # fixed for the writer's life
         self._close_stores = close_stores
@@ -83,7 +101,9 @@ class ClientWrapper(Generic[ClientT]):
         self._open_streams: weakref.WeakValueDictionary[str, CallRecord] = (
             weakref.WeakValueDictionary()
         )
+        self._bedrock_hooks: bedrock.Hooks | None = None
         self._api_key_hash()  # read the key once now: a bad key object fails here, not per call
+        self._counts_retries = count_retries(client)  # capture/retries.py
         writer.attach()  # last: a wrapper that failed to build holds no writer open
 
     # -- passthrough ---------------------------------------------------------------
@@ -103,120 +123,7 @@ class ClientWrapper(Generic[ClientT]):
         """The wrapped client, unwrapped (calls made on it are not logged)."""
         return self._client
 
-    # -- control -------------------------------------------------------------------
-
-    async def flush(self, timeout: float | None = None) -> WriterStats:
-        """Wait until every record queued before this call is written (or, while a store
-        is down, spooled); after ``timeout`` seconds, return with the rest pending."""
-        return await self._writer.flush(timeout)
-
-    def stats(self) -> WriterStats:
-        """Counts since the writer started: written, spooled, replayed, dropped by reason."""
-        return self._writer.stats()
-
-    async def replay_spool(self) -> int:
-        """Write the spooled records of these stores now (the writer also does this in the
-        background once the stores are back); returns how many were written."""
-        return await self._writer.replay()
-
-    async def record_outcome(self, request_id: str, outcome: str) -> None:
-        """Set the outcome (accepted, edited, rejected, escalated) of a logged call. May be
-        called while the call's record still waits in the queue: it lands either way."""
-        if outcome not in OUTCOMES:
-            raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}, got {outcome!r}")
-        when = dt.datetime.now(dt.timezone.utc)
-        record = self._open_streams.get(request_id)
-        if record is not None and record.t_end is None:
-            record.outcome = (outcome, when)  # inserted with the row when the stream ends
-        self._writer.submit((str(request_id), outcome, when))
-
-    def log_batch_results(self, results: Any, *, service_tier: str | None = "batch") -> list[str]:
-        """Log the results of a Batch API job, one row per result, priced at the
-        ``service_tier`` given (``"batch"``; None: the tier each result reports). Takes an
-        OpenAI batch output file's text (or its lines, parsed or not) or the items of
-        Anthropic's ``messages.batches.results()``; see ``capture/batch.py``. Each row has
-        the result's ``custom_id`` as the tag ``batch_custom_id``, the tags of the
-        enclosing ``ml.tags()`` block, the time the provider made the response (OpenAI; now
-        for Anthropic) and no latency. Returns the request ids, in order. Log a batch once:
-        each call makes new rows."""
-        request_ids = []
-        for result in batch_results(results):
-            record = self._new_record(result.operation, result.model, False)
-            if result.created is not None:
-                record.started_at = result.created
-            record.t_end = record.t_start  # the provider's queue time is no call's latency
-            record.served_model = result.model
-            record.response = result.response
-            record.usage = result.usage
-            record.provider_request_id = result.provider_request_id
-            record.tier_hint = service_tier
-            if result.error_type is not None:
-                record.status = "error"
-                record.error_type, record.error_message = result.error_type, result.error_message
-            if result.custom_id is not None:
-                record.context_tags = {
-                    **(record.context_tags or {}),
-                    "batch_custom_id": result.custom_id,
-                }
-            self._submit(record)
-            request_ids.append(record.request_id)
-        return request_ids
-
-    async def close(self, timeout: float | None = DEFAULT_CLOSE_TIMEOUT) -> WriterStats:
-        """Flush and detach; the last wrapper on a pair of stores stops the writer and
-        closes the stores (unless ``close_stores=False``). Idempotent. Waits at most
-        ``timeout`` seconds (10 by default, ``None``: as long as it takes); what is not
-        written by then is spooled (without a spool: counted as dropped)."""
-        if self._closed:
-            return self._writer.stats()
-        if self._derived:  # a with_options() copy: its parent owns the writer
-            return await self._writer.flush(timeout)
-        self._closed = True
-        deadline = None if timeout is None else time.monotonic() + timeout
-        writer = self._writer
-        if writer.detach() > 0:
-            return await writer.flush(timeout)
-        stats = await writer.close(timeout)
-        if self._close_stores:
-            for store in (writer.db, writer.storage):
-                if store is not None:
-                    await _close_store(store, deadline)
-        return stats
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
     # -- the hot path ----------------------------------------------------------------
-
-    def _api_key_hash(self) -> str | None:
-        client = self._client
-        key = getattr(client, "api_key", None) or getattr(client, "auth_token", None)
-        # A fingerprint, not the key: this object holds no copy of the key to leak.
-        # (str caches its hash, so this costs one attribute read per call.)
-        seen = hash(key) if isinstance(key, str) else id(key)
-        if seen == self._key_seen:
-            return self._key_hash
-        self._key_seen = seen
-        # SDKs put a placeholder such as "<missing API key>" where a token provider or
-        # Azure AD authenticates instead: that is no key, and must not group spend.
-        if isinstance(key, str) and key and not key.startswith("<"):
-            self._key_hash = hash_api_key(key, self._secret)
-            secret = key.encode("utf-8", "surrogatepass")
-            # Added, never replaced: records still queued may carry the previous key
-            # (rotation, a refreshing key provider) in an error message or body.
-            if secret not in self._ctx.secrets:
-                self._ctx.secrets = (*self._ctx.secrets[-7:], secret)
-        else:
-            self._key_hash = None
-        return self._key_hash
 
     def _new_record(self, operation: str, model: Any, stream: bool) -> CallRecord:
         return CallRecord(
@@ -243,46 +150,112 @@ class ClientWrapper(Generic[ClientT]):
         so a test that patches the client's method after wrapping is still obeyed."""
         if len(path) == 1 and path[0] in CLIENT_COPIES:
             return self._wrap_client_copy(target, attr)
-        operation, helper = operation_of(path)
+        family = self._family
+        method = family.method(path)
+        if family.botocore:  # AWS: the Bedrock methods are logged, the rest handed back as is
+            if method is not None:
+                return bedrock.wrap_method(self._hooks(), target, attr, method)
+            if path[-1] not in self._methods:
+                return getattr(target, attr)  # type: ignore[no-any-return]
+        operation: str | None
+        if method is not None:  # google-genai, mistralai, LiteLLM (capture/families.py)
+            operation, helper = method.operation, False
+        else:
+            operation, helper = operation_of(path)
         if helper and operation is not None:
             return self._wrap_stream_helper(target, attr, operation)
         if STREAMING_RESPONSE in path:  # the caller reads raw bytes: not ours to parse
             return getattr(target, attr)  # type: ignore[no-any-return]
         known = operation is not None or path[-1] in self._methods
         name = operation or path[-1]
-        is_chat = name == "chat.completions"
+        is_chat = name == "chat.completions" or name in family.asks_stream_usage
+        always_streams = method is not None and method.streams
+        model_name, keys_per_call = family.model_name, family.keys_per_call
         raw = RAW_RESPONSE in path
         methods_with_usage = self._methods_with_usage
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            stream = kwargs.get("stream") is True
+            stream = always_streams or kwargs.get("stream") is True
             if raw and stream:  # a raw HTTP stream: chunks are the caller's to parse
                 return getattr(target, attr)(*args, **kwargs)
             sent = with_stream_usage(kwargs) if is_chat and stream else kwargs
+            shown: Any = kwargs  # what the stored request shows
             try:
-                record = self._new_record(name, kwargs.get("model"), stream)
+                model = kwargs.get("model")
+                record = self._new_record(name, model_name(model) if model_name else model, stream)
+                if keys_per_call:  # LiteLLM: the key may come with the call, never stored
+                    call_key = kwargs.get("api_key")
+                    if call_key is not None:
+                        record.api_key_hash = self._call_keys.hash(call_key)
+                        shown = hide_call_keys(kwargs)
             except Exception as exc:
                 self._internal_error(exc)
                 return getattr(target, attr)(*args, **kwargs)
+            # A sync SDK client sends its requests (and retries) inside this call.
+            token = IN_FLIGHT.set(record) if self._counts_retries == "sync" else None
             try:
                 result = getattr(target, attr)(*args, **sent)
             except BaseException as exc:
                 if known:
-                    self._log_error(record, snapshot(args, kwargs), exc)
+                    self._log_error(record, snapshot(args, shown), exc)
                 raise
-            if type(result) is not CoroutineType and (  # an SDK method's coroutine: go on
-                not inspect.isawaitable(result) or hasattr(result, "__aiter__")
+            finally:
+                if token is not None:
+                    IN_FLIGHT.reset(token)
+            if type(result) is CoroutineType or (  # an SDK method's coroutine: the usual case
+                inspect.isawaitable(result) and not hasattr(result, "__aiter__")
             ):
-                return result  # a plain value, or an SDK paginator: nothing to time
-            # Frozen before the request goes out: callers mutate `messages` freely.
-            request = snapshot(args, kwargs)
-            logs_errors = known or name in methods_with_usage
-            return self._await(result, record, request, known, logs_errors, sent is not kwargs)
+                # Frozen before the request goes out: callers mutate `messages` freely.
+                request = snapshot(args, shown)
+                logs_errors = known or name in methods_with_usage
+                return self._await(result, record, request, known, logs_errors, sent is not kwargs)
+            if hasattr(result, "__aiter__") and not hasattr(result, "__anext__"):
+                return result  # an async SDK paginator: no call to time
+            # A sync client's call has returned: log it now, on the caller's thread.
+            return self._returned(result, record, args, shown, known, sent is not kwargs)
 
         call.__name__ = path[-1]
         call.__qualname__ = ".".join(path)
         call.__doc__ = getattr(getattr(target, attr, None), "__doc__", None)
         return call
+
+    def _returned(
+        self,
+        result: Any,
+        record: CallRecord,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        known: bool,
+        hide: bool,
+    ) -> Any:
+        """A blocking call's result: the sync twin of ``_await``'s second half."""
+        t_end = time.perf_counter()
+        try:
+            if not known and record.operation not in self._methods_with_usage:
+                # Most methods of a sync client are not LLM calls (files.list(), a
+                # paginator): find out before paying for a snapshot of their arguments.
+                streamed = record.stream and hasattr(result, "__next__")
+                if not streamed and not has_usage(result, self._ctx.extractor):
+                    return result
+            request = snapshot(args, kwargs)
+            writer = self._writer
+            if self._blocks_when_full and writer.is_full():
+                wait = getattr(writer, "wait_for_room_sync", None)
+                if wait is not None:  # a hosted writer: never the caller's own loop
+                    wait()
+            response = result
+            if is_raw_response(result) and not record.stream:
+                record.provider_request_id = getattr(result, "request_id", None)
+                retries = getattr(result, "retries_taken", None)  # the SDK's own count
+                if type(retries) is int:
+                    record.retry_count = retries
+                response = result.parse()  # cached by the SDK: the caller's parse() reuses it
+            return self._log_result(
+                result, response, record, request, t_end, known, hide, blocking=True
+            )
+        except Exception as exc:  # a logging bug costs the record, never the caller's result
+            self._internal_error(exc)
+            return result
 
     async def _await(
         self,
@@ -293,12 +266,16 @@ class ClientWrapper(Generic[ClientT]):
         logs_errors: bool,
         hide: bool,
     ) -> Any:
+        token = IN_FLIGHT.set(record) if self._counts_retries else None  # capture/retries.py
         try:
             result = await awaitable
         except BaseException as exc:
             if logs_errors:
                 self._log_error(record, request, exc)
             raise
+        finally:
+            if token is not None:
+                IN_FLIGHT.reset(token)
         t_end = time.perf_counter()
         writer = self._writer
         if self._blocks_when_full and writer.is_full():
@@ -311,6 +288,9 @@ class ClientWrapper(Generic[ClientT]):
             response = result
             if is_raw_response(result) and not record.stream:
                 record.provider_request_id = getattr(result, "request_id", None)
+                retries = getattr(result, "retries_taken", None)  # the SDK's own count
+                if type(retries) is int:
+                    record.retry_count = retries
                 response = result.parse()  # cached by the SDK: the caller's parse() reuses it
                 if inspect.isawaitable(response):
                     response = await response
@@ -328,20 +308,29 @@ class ClientWrapper(Generic[ClientT]):
         t_end: float,
         known: bool,
         hide_usage_chunk: bool,
+        blocking: bool = False,
     ) -> Any:
         record.request_json = request
         if record.api_key_hash is None:  # a key provider may only set the key during the call
             record.api_key_hash = self._api_key_hash()
-        if record.stream and hasattr(result, "__anext__"):  # ends when the stream does
-            self._open_streams[record.request_id] = record
-            return LoggedStream(result, record, self._submit, hide_usage_chunk)
+        if self._family.on_result is not None:  # LiteLLM: the provider it routed the call to
+            self._family.on_result(record, response)
+        if record.stream:  # logged when the stream ends
+            # A blocking call's stream is iterated with `for`, even one that could also be
+            # read with `async for` (LiteLLM's CustomStreamWrapper has both).
+            if hasattr(result, "__anext__") and not (blocking and hasattr(result, "__next__")):
+                self._open_streams[record.request_id] = record
+                return LoggedStream(result, record, self._submit, hide_usage_chunk)
+            if hasattr(result, "__next__"):
+                self._open_streams[record.request_id] = record
+                return LoggedSyncStream(result, record, self._submit, hide_usage_chunk)
         record.t_end = t_end
         record.response = response
         if known:  # usage and the served model are read in the background (read_response)
             record.response_unread = True
         else:
             try:
-                usage = self._extract_usage(response)
+                usage = extract_usage(response, self._ctx.extractor)
             except Exception:  # logged as unreadable if this method is known to bill
                 known_to_bill = record.operation in self._methods_with_usage
                 usage = Usage(flags=("unreadable_usage",)) if known_to_bill else None
@@ -366,26 +355,6 @@ class ClientWrapper(Generic[ClientT]):
             exc,
         )
 
-    def _extract_usage(self, result: Any) -> Any:
-        extractor = self._ctx.extractor
-        if extractor is not None:
-            try:
-                usage = extractor(result)
-            except Exception:
-                usage = None
-            if usage is not None:
-                return usage
-        usage = getattr(result, "usage", None)
-        if usage is not None and not callable(usage):
-            return usage
-        if getattr(result, "usage_metadata", None) is not None:  # google-genai
-            return result.usage_metadata
-        inp, out = getattr(result, "input_tokens", None), getattr(result, "output_tokens", None)
-        if isinstance(inp, int) and isinstance(out, int):  # majordomo-llm style results
-            cached = getattr(result, "cached_tokens", 0)
-            return Usage.inclusive(inp, out, cached_tokens=cached if isinstance(cached, int) else 0)
-        return None
-
     def _log_error(self, record: CallRecord, request: bytes, exc: BaseException) -> None:
         """Log a failed call; never raises (the caller must get the client's exception)."""
         try:
@@ -396,12 +365,30 @@ class ClientWrapper(Generic[ClientT]):
                 request_id = getattr(exc, "request_id", None)
             except Exception:  # an exception whose attributes raise
                 request_id = None
+            if request_id is None and self._family.error_request_id is not None:
+                request_id = self._family.error_request_id(exc)  # botocore: a ClientError's
             record.provider_request_id = request_id if type(request_id) is str else None
             record.request_json = request
+            error_provider = self._family.error_provider  # LiteLLM: the provider that failed
+            if error_provider is not None:
+                record.provider = error_provider(exc) or record.provider
         except Exception as error:
             self._internal_error(error)
             return
         self._submit(record)
+
+    def _hooks(self) -> bedrock.Hooks:
+        """What a Bedrock call borrows from this wrapper (capture/bedrock.py)."""
+        if self._bedrock_hooks is None:
+            self._bedrock_hooks = bedrock.Hooks(
+                self._new_record,
+                self._log_error,
+                self._submit,
+                self._internal_error,
+                self._open_streams,
+                self._writer if self._blocks_when_full else None,
+            )
+        return self._bedrock_hooks
 
     def _wrap_stream_helper(self, target: Any, attr: str, operation: str) -> Callable[..., Any]:
         def stream(*args: Any, **kwargs: Any) -> Any:
@@ -434,25 +421,20 @@ class ClientWrapper(Generic[ClientT]):
         derived.__dict__.update({k: v for k, v in self.__dict__.items() if k.startswith("_")})
         derived._client = client
         derived._children = {}
-        derived._key_seen = None
+        derived._start_keys()  # its own key readers: each caches its own client's key
         derived._ctx = dataclasses.replace(self._ctx)
         derived._derived = True
+        derived._bedrock_hooks = None  # bound to the parent's methods
         derived._api_key_hash()
+        derived._counts_retries = count_retries(client)  # with_options(http_client=...)
         return derived
 
 
-class _Closable(Protocol):
-    async def close(self) -> None: ...
+class SyncClientWrapper(SyncControl, ClientWrapper[ClientT]):
+    """A wrapper around a sync-only client (``openai.OpenAI``, ``anthropic.Anthropic``,
+    a boto3 client): the same calls, and flush(), close(), replay_spool() and
+    record_outcome() are plain methods (``capture/control.py``), for programs with no
+    event loop anywhere. Its writer always runs on the library's writer thread
+    (``delivery/writer_thread.py``)."""
 
-
-# A store's close() waits for its last statement (SQLite's busy wait is 5 s): allowed
-# this long past close()'s deadline before the store is left behind, logged.
-_STORE_CLOSE_GRACE = 6.0
-
-
-async def _close_store(store: _Closable, deadline: float | None) -> None:
-    left = None if deadline is None else max(0.0, deadline - time.monotonic())
-    try:
-        await asyncio.wait_for(store.close(), None if left is None else left + _STORE_CLOSE_GRACE)
-    except asyncio.TimeoutError:
-        logger.error("closing %r timed out: left open", store)
+    _writer: HostedWriter  # type: ignore[assignment]

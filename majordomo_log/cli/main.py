@@ -4,6 +4,7 @@ and the stores.
 Errors a user can fix (a bad URL, a missing database, a bad argument) print one line
 and exit 2. The read commands (report, tail, show, prices, spool status|inspect) never
 write: databases are opened read-only and never migrated, body folders never created.
+``reprice`` writes only to a log that exists (its table is there), after migrating it.
 """
 
 from __future__ import annotations
@@ -21,16 +22,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .._exceptions import MajordomoLogError, SpoolCorrupt
+from .._exceptions import MajordomoLogError, SpoolCorrupt, StoreError
 from ..delivery.replay import replay_spool
 from ..delivery.spool import SPOOL_DIR_ENV, Spool, default_spool_dir, spool_root
-from ..record.pricing import PriceTable
+from ..record.pricing import PRICES_ENV_VAR, PriceTable
+from ..record.reprice import reprice
 from ..schema import COLUMNS
 from ..stores.base import MetadataStore
 from ..stores.open import open_db, open_storage
 from ..stores.urls import redact_url, sqlite_path
 from . import reports
 from .render import FORMATS, render
+from .reprice import ProgressBar, summary
 
 DB_ENV_VAR = "MAJORDOMO_LOG_DB"
 STORAGE_ENV_VAR = "MAJORDOMO_LOG_STORAGE"
@@ -218,6 +221,35 @@ async def _print_prices(
         print(render(missing, args.format) if missing else "(none)")
 
 
+async def cmd_reprice(args: argparse.Namespace) -> int:
+    table = PriceTable.load(args.prices)  # a bad price file fails before the log is opened
+    if urlsplit(args.db).scheme == "sqlite" and not Path(sqlite_path(args.db)).exists():
+        raise UsageError(f"no database at {sqlite_path(args.db)}: pass --db or set {DB_ENV_VAR}")
+    db = await open_db(args.db, migrate=False)
+    bar = ProgressBar(sys.stderr)
+    result = None
+    try:
+        try:  # a log to reprice, not an empty database that would be given a table
+            await db.fetch("SELECT 1 AS present FROM llm_requests WHERE 1 = 0")
+        except StoreError:
+            raise UsageError(f"no llm_requests table in {redact_url(args.db)}") from None
+        await db.migrate()  # the columns a reprice writes exist from migration 0002 on
+        result = await reprice(
+            db,
+            since=args.since,
+            until=args.until,
+            model=args.model,
+            dry_run=args.dry_run,
+            prices=table,
+            progress=bar.update,
+        )
+    finally:
+        await db.close()
+        bar.finish(done=result is not None)
+    print(summary(result, redact_url(args.db)))
+    return 1 if result.skipped.get("store_refused") else 0
+
+
 def _spool_dirs(args: argparse.Namespace) -> list[Path]:
     """The spool named by --spool-dir, or every spool under the spool root."""
     if args.spool_dir:
@@ -315,13 +347,14 @@ async def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    stores = argparse.ArgumentParser(add_help=False)
-    stores.add_argument(
+    database = argparse.ArgumentParser(add_help=False)
+    database.add_argument(
         "--db",
         type=db_url,
         default=os.environ.get(DB_ENV_VAR, DEFAULT_DB),
         help=f"metadata database URL or SQLite file (default: ${DB_ENV_VAR} or {DEFAULT_DB})",
     )
+    stores = argparse.ArgumentParser(add_help=False, parents=[database])
     stores.add_argument(
         "--storage",
         type=storage_url,
@@ -350,6 +383,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prices", parents=[stores, fmt], help="the price table, and unpriced models")
     p.add_argument("--prices", action="append", default=[], help="extra price file (repeatable)")
     p.set_defaults(run=cmd_prices)
+    p = sub.add_parser(
+        "reprice",
+        parents=[database],
+        help="price logged calls again with the current price table",
+        description="Price logged calls again from their stored tokens, model and time, "
+        "and write back the costs that change (a new price, a corrected one). Rows without "
+        "usable usage are never touched. Running it twice changes nothing the second time.",
+    )
+    p.add_argument("--since", type=parse_when, help="from this time: 7d, 24h, 30m or ISO")
+    p.add_argument("--until", type=parse_when, help="before this time: 7d, 24h, 30m or ISO")
+    p.add_argument(
+        "--model", help="only calls whose model or served model is this name or glob (ft:gpt-4o:*)"
+    )
+    p.add_argument("--dry-run", action="store_true", help="count what would change, write nothing")
+    p.add_argument(
+        "--prices",
+        action="append",
+        default=[],
+        help=f"price file over the built-in table (repeatable; also ${PRICES_ENV_VAR})",
+    )
+    p.set_defaults(run=cmd_reprice)
     p = sub.add_parser("spool", help="records waiting on local disk for a store")
     spool_cmds = p.add_subparsers(dest="spool_command", required=True)
     where = argparse.ArgumentParser(add_help=False)

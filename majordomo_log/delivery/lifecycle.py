@@ -18,6 +18,7 @@ import os
 import signal
 import threading
 import weakref
+from collections.abc import Callable
 from types import FrameType
 from typing import Any, Protocol
 
@@ -50,8 +51,26 @@ def register(writer: Rescuable, handle_sigterm: bool) -> None:
         install_sigterm_handler()
 
 
+_before_rescue: list[Callable[[], None]] = []
+
+
+def on_rescue(step: Callable[[], None]) -> None:
+    """Run ``step`` before the writers are rescued or closed at exit or on SIGTERM (the
+    wrapper ends streams still open with it, so they are logged as incomplete)."""
+    _before_rescue.append(step)
+
+
+def before_rescue() -> None:
+    for step in _before_rescue:
+        try:
+            step()
+        except Exception as exc:  # one step's failure must not stop the rescue
+            logger.error("majordomo-log: a step before the exit rescue failed: %s", exc)
+
+
 def rescue_all(reason: str) -> None:
     """Spool what every live writer still holds (synchronous; see module doc)."""
+    before_rescue()
     for writer in list(_live):
         try:
             writer.rescue(reason)

@@ -93,6 +93,19 @@ class ProcessWriter(Shipper):
         return self._closing
 
     @property
+    def queue_records(self) -> int:
+        """Records accepted and not yet acknowledged by the child (cheap to read)."""
+        return self._enqueued - self._done
+
+    @property
+    def queue_bytes(self) -> int:
+        return self._bytes_in - self._bytes_out
+
+    @property
+    def users(self) -> int:
+        return self._users
+
+    @property
     def closed(self) -> bool:
         return self._closed
 

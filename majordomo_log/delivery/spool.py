@@ -39,6 +39,8 @@ DEFAULT_MAX_BYTES = 1 << 30
 SPOOL_DIR_ENV = "MAJORDOMO_LOG_SPOOL_DIR"
 _SUFFIX = ".jsonl"
 _RESCAN_SECONDS = 5.0  # other processes may share the directory: recount this often
+# A row spooled by a version before the columns that have defaults (migration 0003 on).
+_FEWEST_VALUES = len(COLUMNS) - len(Row._field_defaults)
 
 try:  # advisory locks keep two processes from replaying one file at once
     import fcntl
@@ -224,9 +226,11 @@ class Spool:
                 values = item["row"]
                 if not isinstance(values, list):
                     raise ValueError("a row that is not a list")
-                if len(values) != len(COLUMNS):
+                if not _FEWEST_VALUES <= len(values) <= len(COLUMNS):
                     # Not partly written: a row that does not fit the table means a
                     # file edited by hand or written by another version of the schema.
+                    # (A row of an older schema lacks the columns added since, which
+                    # have defaults: it is read, and they are NULL.)
                     raise ValueError(
                         f"a row of {len(values)} values where llm_requests has "
                         f"{len(COLUMNS)} columns"

@@ -96,6 +96,12 @@ class BatchWriter:
         """close() has begun: new records go to the spool."""
         return self._closing
 
+    # Cheap reads for delivery/hosted.py, on callers' paths: records and bytes queued
+    # (as the budgets count them), and the wrappers attached.
+    queue_records = property(lambda self: len(self._queue))
+    queue_bytes = property(lambda self: self._queue_bytes)
+    users = property(lambda self: self._users)
+
     @property
     def closed(self) -> bool:
         """close() has ended: records of later calls are held for the spool."""

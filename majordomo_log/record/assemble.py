@@ -6,8 +6,12 @@ writer's worker thread, when the record is priced.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from .bedrock import OPERATIONS as BEDROCK_OPERATIONS
+from .bedrock import assemble_bedrock, is_botocore_result
+from .sdk_shapes import ASSEMBLERS
 from .usage import field_of
 
 
@@ -46,6 +50,10 @@ def assemble_stream(operation: str, chunks: list[Any], into: Assembled) -> Assem
         _assemble_responses(into, chunks)
     elif operation == "messages":
         _assemble_messages(into, chunks)
+    elif operation in BEDROCK_OPERATIONS and is_botocore_result(chunks):
+        assemble_bedrock(operation, chunks, into)  # botocore's dicts (record/bedrock.py)
+    elif operation in ASSEMBLERS:  # google-genai, mistralai, LiteLLM (record/sdk_shapes.py)
+        ASSEMBLERS[operation](into, chunks)
     else:
         into.response = {"chunks": [_dump(c) for c in chunks]}
         for chunk in chunks:
@@ -154,27 +162,51 @@ def _assemble_messages(into: Assembled, chunks: list[Any]) -> None:
     usage: dict[str, Any] = {}
     message: dict[str, Any] = {}
     texts: dict[int, list[str]] = {}
+    # tool_use blocks by index, with their input's JSON as it streams in pieces
+    tools: dict[int, tuple[dict[str, Any], list[str]]] = {}
     for event in chunks:
         kind = getattr(event, "type", None)
         if kind == "message_start":
             message = _dump(event.message)
             _merge_usage(usage, message.get("usage"))
             into.served_model = message.get("model")
+        elif kind == "content_block_start":
+            block = _dump(getattr(event, "content_block", None))
+            if isinstance(block, dict) and block.get("type") == "tool_use":
+                tools[event.index] = (block, [])
         elif kind == "content_block_delta":
             text = field_of(event.delta, "text")
             if text:
                 texts.setdefault(event.index, []).append(text)
+            piece = field_of(event.delta, "partial_json")
+            if piece and event.index in tools:
+                tools[event.index][1].append(piece)
         elif kind == "message_delta":
             _merge_usage(usage, _dump(getattr(event, "usage", None)))
             message["stop_reason"] = field_of(event.delta, "stop_reason")
-    if texts:
+    if texts or tools:
         message["content"] = [
-            {"type": "text", "text": "".join(parts)} for _, parts in sorted(texts.items())
+            _tool_use(*tools[index])
+            if index in tools
+            else {"type": "text", "text": "".join(texts[index])}
+            for index in sorted(texts.keys() | tools.keys())
         ]
     message["usage"] = usage or None
     message["stream_events"] = len(chunks)
     into.response = message
     into.usage = usage or None
+
+
+def _tool_use(block: dict[str, Any], pieces: list[str]) -> dict[str, Any]:
+    """A streamed tool_use block with its input put together: the JSON object, or the
+    text as it came when a stream ended before the JSON did."""
+    if pieces:
+        text = "".join(pieces)
+        try:
+            block["input"] = json.loads(text)
+        except ValueError:
+            block["input"] = text
+    return block
 
 
 def _merge_usage(into: dict[str, Any], update: Any) -> None:

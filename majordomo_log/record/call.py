@@ -25,6 +25,8 @@ from .options import DEFAULT_MAX_BODY_BYTES
 from .redact import (
     RedactHook,
 )
+from .sdk_shapes import RESPONSE_READERS
+from .tool_calls import count_tool_calls
 from .usage import Usage, normalize_any
 
 if TYPE_CHECKING:
@@ -33,6 +35,12 @@ if TYPE_CHECKING:
 UsageExtractor = Callable[[Any], "Usage | None"]
 
 OUTCOMES = frozenset({"accepted", "edited", "rejected", "escalated"})
+# Providers whose bill follows the model id the caller asked for, not the name the reply
+# carries: on Bedrock the id names the inference profile (``global.``, ``us.``...) that sets
+# the rate, while a Claude reply names only the model. Priced by the requested id alone: an
+# id the table does not know (an application inference profile's ARN) is unknown_model,
+# never Anthropic's own rate.
+PRICED_BY_REQUESTED_MODEL = frozenset({"bedrock"})
 STATUSES = frozenset({"ok", "error", "incomplete", "blocked"})
 # Pricing a record (from call_info() on the caller's thread, or the writer's) happens
 # once, under this lock. Re-entrant: a SIGTERM rescue may interrupt its holder. Held
@@ -66,6 +74,9 @@ class CallContext:
     tag_secret: bytes = field(default=b"", repr=False)
 
 
+_UNREADABLE = Usage(flags=("unreadable_usage",))
+
+
 class CallRecord:
     """One call as captured on the hot path. Mutable until it is enqueued."""
 
@@ -91,6 +102,7 @@ class CallRecord:
         "request_json",
         "response",
         "response_unread",
+        "retry_count",
         "served_model",
         "started_at",
         "status",
@@ -100,6 +112,7 @@ class CallRecord:
         "t_first",
         "t_start",
         "tier_hint",
+        "tool_call_count",
         "usage",
     )
 
@@ -146,6 +159,10 @@ class CallRecord:
         self.body_dropped = False  # left out to stay within the memory budget
         self.envelope: bytes | None = None  # the finished body, once built (build_envelope)
         self.body_flags: tuple[str, ...] = ()  # body_truncated, redaction_failed
+        # Retries the SDK made before the last attempt, counted on the caller's path by
+        # capture/retries.py (None: not known); tool calls, counted off it by priced().
+        self.retry_count: int | None = None
+        self.tool_call_count: int | None = None
         # A service tier known before the response is read: declared for the call
         # (log_batch_results) or seen in a stream's chunks (record/billing.py).
         self.tier_hint: str | None = None
@@ -194,6 +211,7 @@ class CallRecord:
                         self.read_response()
                         if self.stream_chunks is not None:
                             self._assemble()
+                        self._count_tool_calls()
                         self._priced = self._price()
                     except Exception as exc:  # odd chunks or usage: flagged, never $0
                         warn_once(
@@ -215,6 +233,15 @@ class CallRecord:
             return
         self.response_unread = False
         response = self.response
+        reader = RESPONSE_READERS.get(self.operation)
+        if reader is not None:  # google-genai: usage_metadata, model_version
+            try:
+                self.usage, self.served_model, response_id = reader(response)
+            except Exception:  # as below: unreadable is not free
+                self.usage, self.served_model, response_id = _UNREADABLE, None, None
+            if self.provider_request_id is None:
+                self.provider_request_id = response_id
+            return
         try:
             self.usage = getattr(response, "usage", None)
         except Exception:  # a property that raises: logged as unreadable, never as free
@@ -224,6 +251,14 @@ class CallRecord:
         except Exception:
             model = None
         self.served_model = model if isinstance(model, str) else None
+
+    def _count_tool_calls(self) -> None:
+        """``tool_call_count`` from the (assembled) response; a response it cannot read
+        costs only that count (NULL), never the record's pricing."""
+        try:
+            self.tool_call_count = count_tool_calls(self.response)
+        except Exception:
+            self.tool_call_count = None
 
     def _assemble(self) -> None:
         chunks, self.stream_chunks = self.stream_chunks, None
@@ -251,7 +286,11 @@ class CallRecord:
         if "unreadable_usage" in usage.flags:  # could not read is not zero: never $0
             return usage, None, "invalid_usage"
         prices = self.ctx.prices
-        entry = prices.resolve(self.served_model) or prices.resolve(self.model)
+        by_request = self.provider in PRICED_BY_REQUESTED_MODEL
+        if by_request:
+            entry = prices.resolve(self.model)
+        else:
+            entry = prices.resolve(self.served_model) or prices.resolve(self.model)
         try:  # service tier, web searches, audio tokens (record/billing.py)
             billing = read_billing(self.response, self.usage, self.tier_hint, entry)
         except Exception:  # a response that cannot be read for them is priced as standard
@@ -260,7 +299,7 @@ class CallRecord:
         if billing is not None and billing.flags:
             usage = replace(usage, flags=(*usage.flags, *billing.flags))
         if entry is None:
-            name = self.served_model or self.model or "<none>"
+            name = (self.model if by_request else self.served_model or self.model) or "<none>"
             warn_once(
                 "unknown_model",
                 name,

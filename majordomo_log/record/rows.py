@@ -45,6 +45,11 @@ def _clip(value: Any, limit: int) -> str | None:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _small_count(value: Any) -> int | None:
+    """A count for an INTEGER column (32 bits on the servers); anything else is unknown."""
+    return value if type(value) is int and 0 <= value < 2**31 else None
+
+
 def token_values(usage: Usage | None) -> dict[str, Any]:
     """The ``TOKEN_COLUMNS`` of a usage (NULLs without usage, or when it could not be read:
     unknown, not zero)."""
@@ -142,12 +147,14 @@ def build_row(record: CallRecord, body_ref: str | None) -> Row:
         outcome_at=None if record.outcome is None else record.outcome[1],
         body_ref=body_ref,
         cache_savings=None if cost is None else cost.cache_savings,
+        tool_call_count=_small_count(record.tool_call_count),
+        retry_count=_small_count(record.retry_count),
         **billing_values(record, cost),
     )
 
 
 def billing_values(record: CallRecord, cost: Cost | None) -> dict[str, Any]:
-    """The billing-variant columns (migration 0003): the tier that priced the call, the web
+    """The billing-variant columns (migration 0004): the tier that priced the call, the web
     searches reported, the server-side tool fee (NULL each when there is none)."""
     billing = record.billing  # read when the record was priced
     return {

@@ -2,9 +2,10 @@
 
 A store is anything with these methods; no base class is needed. Every adapter
 shipped here passes its protocol's contract suite, and a new one should be added
-to it: tests/stores/test_contract_metadata.py and test_contract_encoding.py (the
-``db`` fixture: SQLite, PostgreSQL, MySQL) and the cases on the ``store`` fixture of
-tests/stores/test_body_stores.py (files and S3, each in both layout modes).
+to it: tests/stores/test_contract_metadata.py, test_contract_encoding.py and
+test_contract_costs.py (the ``db`` fixture: SQLite, PostgreSQL, MySQL) and the cases
+on the ``store`` fixture of tests/stores/test_body_stores.py (files and S3, each in
+both layout modes).
 
 Errors are how a store tells the writer what to do with a batch, so they are
 classified where they happen (``raise StoreUnavailable(...) from exc``):
@@ -25,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from ..schema import Body, OutcomeUpdate, Row
+from ..schema import Body, CostUpdate, CostWindow, OutcomeUpdate, Row, RowKey
 
 
 @runtime_checkable
@@ -122,3 +123,32 @@ class Reopenable(Protocol):
     afterwards, even if it was closed before."""
 
     async def reopen(self) -> None: ...
+
+
+@runtime_checkable
+class Repriceable(Protocol):
+    """A metadata store whose rows can be priced again (``majordomo_log.reprice``): read
+    in pages, in ``(started_at, request_id)`` order, and their cost columns rewritten in
+    batches. Kept out of :class:`MetadataStore`, like :class:`Reopenable`, so that a
+    store written before it still is one; every shipped SQL store has it."""
+
+    async def cost_rows(
+        self, window: CostWindow, after: RowKey | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Up to ``limit`` rows of the window, ``schema.REPRICE_COLUMNS`` as a dict each,
+        ordered by ``(started_at, request_id)`` and starting after ``after`` (the key of
+        the last row of the previous page; None: from the start). Values are as the
+        driver returns them (SQLite: timestamps as text, costs as floats); the key of a
+        row is ``(row["started_at"], row["request_id"])``, passed back as it came."""
+        ...
+
+    async def count_cost_rows(self, window: CostWindow) -> int:
+        """How many rows ``cost_rows`` would return over the whole window."""
+        ...
+
+    async def update_costs(self, updates: Sequence[CostUpdate]) -> int:
+        """Set the cost columns, ``cost_status`` and ``price_version`` of each row named,
+        in one transaction; return how many rows matched. A request id that is not
+        there matches nothing. Errors as ``MetadataStore.write_batch``: ``StoreError``
+        when the database refuses a value (the caller halves the batch to find it)."""
+        ...

@@ -1,7 +1,7 @@
 """In-process fake of the OpenAI and Anthropic HTTP APIs, for tests.
 
 ``FakeProvider`` is an httpx2 transport that answers like the real providers, so the
-real ``openai`` / ``anthropic`` async clients (request building, retries, SSE parsing)
+real ``openai`` / ``anthropic`` clients, async and sync (request building, retries, SSE parsing)
 run end to end with no network and no key::
 
     provider = FakeProvider(openai_usage={"prompt_tokens": 100, "completion_tokens": 20})
@@ -26,7 +26,12 @@ from .clients import AZURE_ENDPOINT as AZURE_ENDPOINT
 from .clients import DEFAULT_ANTHROPIC_KEY as DEFAULT_ANTHROPIC_KEY
 from .clients import DEFAULT_OPENAI_KEY as DEFAULT_OPENAI_KEY
 from .clients import OPENAI_BASE_URL as OPENAI_BASE_URL
-from .clients import fake_anthropic_client, fake_openai_client
+from .clients import (
+    fake_anthropic_client,
+    fake_openai_client,
+    fake_sync_anthropic_client,
+    fake_sync_openai_client,
+)
 from .keys import used_api_keys
 from .provider import DEFAULT_REPLY as DEFAULT_REPLY
 from .provider import FakeProvider
@@ -41,5 +46,7 @@ __all__ = [
     "ResponsesUsage",
     "fake_anthropic_client",
     "fake_openai_client",
+    "fake_sync_anthropic_client",
+    "fake_sync_openai_client",
     "used_api_keys",
 ]

@@ -1,4 +1,4 @@
-"""Real ``openai`` / ``anthropic`` async clients wired to a :class:`FakeProvider`."""
+"""Real ``openai`` / ``anthropic`` clients, async and sync, wired to a :class:`FakeProvider`."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from .keys import remember_key
 from .provider import FakeProvider
 
 if TYPE_CHECKING:
-    from anthropic import AsyncAnthropic
-    from openai import AsyncOpenAI
+    from anthropic import Anthropic, AsyncAnthropic
+    from openai import AsyncOpenAI, OpenAI
 
 OPENAI_BASE_URL = "http://openai.fake/v1"
 AZURE_ENDPOINT = "http://azure-openai.fake"
@@ -63,6 +63,53 @@ def fake_anthropic_client(
     return anthropic.AsyncAnthropic(
         api_key=api_key,
         http_client=httpx2.AsyncClient(transport=provider.transport),
+        max_retries=max_retries,
+        **kwargs,
+    )
+
+
+def fake_sync_openai_client(
+    provider: FakeProvider | None = None,
+    *,
+    api_key: str = DEFAULT_OPENAI_KEY,
+    max_retries: int = 0,
+    azure: bool = False,
+    **kwargs: Any,
+) -> OpenAI:
+    """A real sync ``openai.OpenAI`` (or ``AzureOpenAI``) wired to `provider`."""
+    import openai
+
+    remember_key(api_key)
+    provider = provider or FakeProvider()
+    http_client = httpx2.Client(transport=provider.sync_transport)
+    if azure:
+        kwargs.setdefault("azure_endpoint", AZURE_ENDPOINT)
+        kwargs.setdefault("api_version", AZURE_API_VERSION)
+        return openai.AzureOpenAI(
+            api_key=api_key, http_client=http_client, max_retries=max_retries, **kwargs
+        )
+    kwargs.setdefault("base_url", OPENAI_BASE_URL)
+    return openai.OpenAI(
+        api_key=api_key, http_client=http_client, max_retries=max_retries, **kwargs
+    )
+
+
+def fake_sync_anthropic_client(
+    provider: FakeProvider | None = None,
+    *,
+    api_key: str = DEFAULT_ANTHROPIC_KEY,
+    max_retries: int = 0,
+    **kwargs: Any,
+) -> Anthropic:
+    """A real sync ``anthropic.Anthropic`` wired to `provider`."""
+    import anthropic
+
+    remember_key(api_key)
+    provider = provider or FakeProvider()
+    kwargs.setdefault("base_url", ANTHROPIC_BASE_URL)
+    return anthropic.Anthropic(
+        api_key=api_key,
+        http_client=httpx2.Client(transport=provider.sync_transport),
         max_retries=max_retries,
         **kwargs,
     )

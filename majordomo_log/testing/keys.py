@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 # The headers the SDKs put a key in: OpenAI and Anthropic 2.x send a bearer token,
-# Azure ``api-key``, older Anthropic SDKs ``x-api-key``.
-KEY_HEADERS = ("authorization", "api-key", "x-api-key")
+# Azure ``api-key``, older Anthropic SDKs ``x-api-key``, google-genai ``x-goog-api-key``.
+KEY_HEADERS = ("authorization", "api-key", "x-api-key", "x-goog-api-key")
 
 # Every key a fake client was made with or a FakeProvider was sent, in this process.
 _used_keys: set[str] = set()

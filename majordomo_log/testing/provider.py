@@ -10,7 +10,8 @@ import secrets
 import struct
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextvars import ContextVar
 
 import httpx2
 
@@ -33,6 +34,8 @@ from .wire import (
     typed_event,
 )
 
+# Set while a sync client's request is answered: its stream must be a plain iterator.
+_blocking: ContextVar[bool] = ContextVar("fake_provider_blocking", default=False)
 DEFAULT_REPLY = "Hello from the fake provider! This reply is canned."
 _FINGERPRINT = "fp_fake0000"
 
@@ -102,6 +105,8 @@ class FakeProvider:
             "/messages": self._messages,
         }
         self.transport = httpx2.MockTransport(self._handle)
+        # For sync clients (openai.OpenAI, anthropic.Anthropic): same answers, blocking.
+        self.sync_transport = httpx2.MockTransport(self._handle_sync)
 
     def fail_next(
         self,
@@ -124,6 +129,23 @@ class FakeProvider:
     # -- dispatch ---------------------------------------------------------------------
 
     async def _handle(self, request: httpx2.Request) -> httpx2.Response:
+        delay, respond = self._dispatch(request)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return respond()
+
+    def _handle_sync(self, request: httpx2.Request) -> httpx2.Response:
+        token = _blocking.set(True)  # streams are paced with time.sleep
+        try:
+            delay, respond = self._dispatch(request)
+            if delay > 0:
+                time.sleep(delay)
+            return respond()
+        finally:
+            _blocking.reset(token)
+
+    def _dispatch(self, request: httpx2.Request) -> tuple[float, Callable[[], httpx2.Response]]:
+        """(seconds to wait first, how to answer) for a request."""
         body = parse_json(request.content)
         path = request.url.path
         remember_sent_keys(request.headers)
@@ -139,21 +161,24 @@ class FakeProvider:
         anthropic = "anthropic-version" in request.headers or path.startswith("/v1/messages")
         if self._failures:
             failure = self._failures.popleft()
-            return error_response(
+            error = error_response(
                 failure.status, anthropic, failure.message, failure.retry_after_ms
             )
+            return 0.0, lambda: error
 
         match = ENDPOINT_PATH.match(path)
         handler = self._endpoints.get(match.group(1)) if match else None
         if handler is None or request.method != "POST":
-            return error_response(404, anthropic, f"Invalid URL ({request.method} {path})")
+            error = error_response(404, anthropic, f"Invalid URL ({request.method} {path})")
+            return 0.0, lambda: error
         if not isinstance(body, dict) or not isinstance(body.get("model"), str):
-            return error_response(400, anthropic, "model: Field required")
+            error = error_response(400, anthropic, "model: Field required")
+            return 0.0, lambda: error
+        delay = 0.0
         if not body.get("stream"):
             # A non-streaming reply takes as long as the whole stream would have.
             delay = self.first_chunk_delay + self.chunk_delay * (len(self._pieces()) - 1)
-            await asyncio.sleep(max(delay, 0))
-        return handler(body)
+        return delay, lambda: handler(body)
 
     def _model(self, body: JSON) -> str:
         return self.served_model or f"{body['model']}{self.model_suffix}"
@@ -173,10 +198,23 @@ class FakeProvider:
             prefix = f"event: {event.name}\n" if event.name else ""
             yield f"{prefix}data: {data}\n\n".encode()
 
+    def _paced_sync(self, events: list[SseEvent]) -> Iterator[bytes]:
+        first = True
+        for event in events:
+            if event.is_content:
+                delay = self.first_chunk_delay if first else self.chunk_delay
+                first = False
+                if delay > 0:
+                    time.sleep(delay)
+            data = event.data if isinstance(event.data, str) else json.dumps(event.data)
+            prefix = f"event: {event.name}\n" if event.name else ""
+            yield f"{prefix}data: {data}\n\n".encode()
+
     def _sse(self, events: list[SseEvent], anthropic: bool) -> httpx2.Response:
         headers = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
         headers.update(anthropic_headers() if anthropic else openai_headers())
-        return httpx2.Response(200, headers=headers, content=self._paced(events))
+        content = self._paced_sync(events) if _blocking.get() else self._paced(events)
+        return httpx2.Response(200, headers=headers, content=content)
 
     # -- OpenAI chat completions ---------------------------------------------------------
 

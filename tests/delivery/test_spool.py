@@ -28,7 +28,7 @@ from majordomo_log.delivery import writer as _writer
 from majordomo_log.delivery.options import RetryOptions
 from majordomo_log.delivery.replay import replay_spool
 from majordomo_log.delivery.spool import Spool, SpoolEntry
-from majordomo_log.schema import COLUMNS
+from majordomo_log.schema import COLUMNS, Row
 
 
 class Reply:
@@ -166,19 +166,50 @@ def test_an_unreadable_file_is_quarantined_not_replayed(tmp_path: Path) -> None:
 
 
 def test_a_row_that_does_not_fit_the_table_makes_its_file_unreadable(tmp_path: Path) -> None:
-    """A file is replayed whole or not at all: one row short (a hand edit, another
-    version's schema) and the file is quarantined, its other rows kept with it."""
+    """A file is replayed whole or not at all: a row shorter than any schema's (a hand
+    edit) and the file is quarantined, its other rows kept with it."""
     spool = Spool(tmp_path)
     path = spool.append(
         [SpoolEntry(_row(request_id=str(i))) for i in range(3)], reason="x", db=None, storage=None
     )
     lines = path.read_bytes().splitlines()
     short = orjson.loads(lines[2])
-    short["row"] = short["row"][:-1]
+    fewest = len(COLUMNS) - len(Row._field_defaults)  # a row of the schema before 0003
+    short["row"] = short["row"][: fewest - 1]
     lines[2] = orjson.dumps(short)
     path.write_bytes(b"\n".join(lines) + b"\n")
-    with pytest.raises(SpoolCorrupt, match=f"a row of {len(COLUMNS) - 1} values where"):
+    with pytest.raises(SpoolCorrupt, match=f"a row of {fewest - 1} values where"):
         spool.read(path)
+
+
+def test_a_row_spooled_before_an_upgrade_reads_with_the_new_columns_null(tmp_path: Path) -> None:
+    """A spool file written before migration 0003 (45 values a row) replays after the
+    upgrade: tool_call_count and retry_count are NULL, everything else as it was."""
+    spool = Spool(tmp_path)
+    row = Row(*_row(request_id="old", tool_call_count=4, retry_count=2))
+    path = spool.append([SpoolEntry(row)], reason="x", db=None, storage=None)
+    head, line = path.read_bytes().splitlines()
+    entry = orjson.loads(line)
+    at = COLUMNS.index("tool_call_count")  # 0003's columns, then the later migrations'
+    assert entry["row"][at : at + 2] == [4, 2]
+    entry["row"] = entry["row"][:at]
+    path.write_bytes(head + b"\n" + orjson.dumps(entry) + b"\n")
+    (read,) = spool.read(path).entries
+    assert read.row == row._replace(tool_call_count=None, retry_count=None)
+
+
+def test_a_row_spooled_before_0004_reads_with_its_billing_columns_null(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    row = Row(*_row(request_id="old", service_tier="flex", web_search_calls=2))
+    path = spool.append([SpoolEntry(row)], reason="x", db=None, storage=None)
+    head, line = path.read_bytes().splitlines()
+    entry = orjson.loads(line)
+    at = COLUMNS.index("service_tier")
+    assert entry["row"][at : at + 2] == ["flex", 2]
+    entry["row"] = entry["row"][:at]
+    path.write_bytes(head + b"\n" + orjson.dumps(entry) + b"\n")
+    (read,) = spool.read(path).entries
+    assert read.row == row._replace(service_tier=None, web_search_calls=None)
 
 
 def test_a_claimed_file_is_skipped_by_a_second_replayer(tmp_path: Path) -> None:

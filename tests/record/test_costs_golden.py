@@ -486,7 +486,9 @@ def test_deepseek_reasoner_with_cached_tokens_details(table: PriceTable) -> None
 
 
 def test_bedrock_converse_claude(table: PriceTable) -> None:
-    # Bedrock model id -> claude-haiku-4-5: 1.00 / 5.00 / read 0.10 / write(5m) 1.25.
+    # A geographic (us.) profile of Claude Haiku 4.5 on Bedrock: 1.10 / 5.50 / read 0.11 /
+    # write(5m) 1.375, 10% over the global profile's (Anthropic's) 1.00 / 5.00 / 0.10 / 1.25
+    # (aws.amazon.com/bedrock/pricing, as genai-prices 0.2.3 has it).
     raw = {
         "inputTokens": 120,
         "outputTokens": 450,
@@ -499,9 +501,13 @@ def test_bedrock_converse_claude(table: PriceTable) -> None:
     assert usage.total == raw["totalTokens"]
     assert normalize_any(raw) == usage
     cost = price(table, "us.anthropic.claude-haiku-4-5-20251001-v1:0", usage)
+    # 120 * 1.10 + 4000 * 0.11 + 1000 * 1.375 + 450 * 5.50 = 132 + 440 + 1375 + 2475 = 4422
+    assert cost.total == Decimal("4422") / M == Decimal("0.004422")
+    assert cost.model_id == "anthropic.claude-haiku-4-5"
+    cost = price(table, "global.anthropic.claude-haiku-4-5-20251001-v1:0", usage)
     # 120 * 1.00 + 4000 * 0.10 + 1000 * 1.25 + 450 * 5.00 = 120 + 400 + 1250 + 2250 = 4020
     assert cost.total == Decimal("4020") / M == Decimal("0.00402")
-    assert cost.model_id == "claude-haiku-4-5"
+    assert cost.price_version == "global.anthropic.claude-haiku-4-5@2025-10-01"
 
 
 # --------------------------------------------------------------------------- model names
@@ -521,7 +527,9 @@ def test_bedrock_converse_claude(table: PriceTable) -> None:
         ("openai/gpt-4o-mini", "gpt-4o-mini"),
         ("anthropic/claude-haiku-4-5", "claude-haiku-4-5"),
         ("claude-haiku-4-5-20251001", "claude-haiku-4-5"),
-        ("us.anthropic.claude-haiku-4-5-20251001-v1:0", "claude-haiku-4-5"),
+        ("us.anthropic.claude-haiku-4-5-20251001-v1:0", "anthropic.claude-haiku-4-5"),
+        ("global.anthropic.claude-haiku-4-5-20251001-v1:0", "global.anthropic.claude-haiku-4-5"),
+        ("claude-haiku-4-5@20251001", "claude-haiku-4-5"),  # Vertex AI: Anthropic's rates
         ("models/gemini-2.5-pro", "gemini-2.5-pro"),
         ("gemini-2.5-flash-lite", "gemini-2.5-flash-lite"),
     ],

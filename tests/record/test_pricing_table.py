@@ -146,8 +146,8 @@ def test_user_regex_wins_over_builtin_regex(tmp_path: Path) -> None:
     # An exact built-in id still resolves to itself; names the user regex does not cover too.
     entry = table.resolve("claude-haiku-4-5")
     assert entry is not None and entry.id == "claude-haiku-4-5"
-    entry = table.resolve("us.anthropic.claude-haiku-4-5-20251001-v1:0")
-    assert entry is not None and entry.id == "claude-haiku-4-5"
+    entry = table.resolve("us.anthropic.claude-haiku-4-5-20251001-v1:0")  # Bedrock's own
+    assert entry is not None and entry.id == "anthropic.claude-haiku-4-5"
 
 
 def test_missing_cache_rates_fall_back_never_free(tmp_path: Path) -> None:

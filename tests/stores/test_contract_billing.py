@@ -1,4 +1,4 @@
-"""Migration 0003_service_tier on every store: the billing-variant columns (service_tier,
+"""Migration 0004_service_tier on every store: the billing-variant columns (service_tier,
 web_search_calls, server_tool_cost) are written and read back exactly, are summed into the
 same totals, and the migration upgrades a table that already holds rows."""
 
@@ -22,7 +22,7 @@ from majordomo_log.stores.sql.migrate import migrations_for, split_statements
 
 PRICES = PriceTable.load()
 WHEN = dt.datetime(2026, 11, 2, 8, 30, tzinfo=dt.timezone.utc)
-MIGRATION = "0003_service_tier"
+MIGRATION = "0004_service_tier"
 NEW = ("service_tier", "web_search_calls", "server_tool_cost")
 
 
@@ -117,7 +117,7 @@ async def test_the_new_columns_read_back_exactly(db: ml.MetadataStore) -> None:
     assert {r["service_tier"]: r["calls"] for r in by_tier} == {"batch": 1, "flex": 1, None: 1}
 
 
-async def test_migration_0003_is_last_and_applied(db: ml.MetadataStore) -> None:
+async def test_migration_0004_is_applied(db: ml.MetadataStore) -> None:
     names = [m.name for m in migrations_for(db.dialect)]
     assert MIGRATION in names
     applied = await db.fetch("SELECT name FROM majordomo_migrations")
@@ -126,8 +126,8 @@ async def test_migration_0003_is_last_and_applied(db: ml.MetadataStore) -> None:
 
 @pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
 @pytest.mark.servers
-async def test_0003_reruns_after_failing_halfway(dialect: str, tmp_path: Path) -> None:
-    """MySQL commits each ALTER: a 0003 interrupted after its first column must complete
+async def test_0004_reruns_after_failing_halfway(dialect: str, tmp_path: Path) -> None:
+    """MySQL commits each ALTER: a 0004 interrupted after its first column must complete
     when run again (simulated: its record gone, its effects kept)."""
     async with isolated_db(dialect, tmp_path) as store:
         await store.write_batch(rows(), [])
@@ -147,7 +147,7 @@ async def test_0003_reruns_after_failing_halfway(dialect: str, tmp_path: Path) -
         )
 
 
-async def test_a_sqlite_file_at_0002_upgrades_keeping_its_rows(tmp_path: Path) -> None:
+async def test_a_sqlite_file_at_0003_upgrades_keeping_its_rows(tmp_path: Path) -> None:
     import sqlite3
 
     path = tmp_path / "old.db"

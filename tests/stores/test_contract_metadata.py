@@ -63,6 +63,9 @@ def record(
             cache_write_1h_tokens=1,
         )
     )
+    rec.retry_count = i % 3  # as capture/retries.py counts them
+    # an Anthropic message with i % 4 tool_use blocks: tool_call_count
+    rec.response = {"type": "message", "content": [{"type": "tool_use"}] * (i % 4)}
     if error is not None:
         rec.status, rec.error_type, rec.error_message = "error", "APIError", error
     return rec
@@ -143,6 +146,9 @@ async def test_every_column_reads_back_exactly(db: ml.MetadataStore) -> None:
     # the single 1h token's $0.000002 survives the round trip in every dialect
     cache_write = by_id["01a20000-0000-7000-8000-000000000000"]["cache_write_cost"]
     assert cache_write == Decimal("0.000375") + Decimal("0.000002")
+    # migration 0003's counts: row 7 asked for 3 tools after 1 retry
+    seventh = by_id["01a20000-0000-7000-8000-000000000007"]
+    assert (seventh["tool_call_count"], seventh["retry_count"]) == (3, 1)
 
 
 async def test_rewriting_a_batch_adds_nothing(db: ml.MetadataStore) -> None:
@@ -237,6 +243,7 @@ VIEWS = (
     "llm_cache_savings",
     "llm_error_rate",
     "llm_most_expensive_calls",
+    "llm_call_counts",
 )
 
 

@@ -445,6 +445,8 @@ def test_the_public_names_stay() -> None:
         "ResponsesUsage",
         "fake_anthropic_client",
         "fake_openai_client",
+        "fake_sync_anthropic_client",
+        "fake_sync_openai_client",
         "used_api_keys",
     ]
     for name in (*testing.__all__, "DEFAULT_OPENAI_KEY", "AZURE_ENDPOINT", "DEFAULT_REPLY"):

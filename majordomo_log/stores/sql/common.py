@@ -11,7 +11,9 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 from ..._exceptions import ConfigError, StoreError, StoreUnavailable
+from ...schema import CostUpdate, CostWindow, RowKey
 from ..fork import ForkGuard, abandon
+from . import costs
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -73,6 +75,18 @@ class SqlStoreBase:
         raise NotImplementedError
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    # base.Repriceable: the reads are the same SQL everywhere, the update is per dialect.
+    async def cost_rows(
+        self, window: CostWindow, after: RowKey | None, limit: int
+    ) -> list[dict[str, Any]]:
+        return await costs.cost_rows(self, window, after, limit)
+
+    async def count_cost_rows(self, window: CostWindow) -> int:
+        return await costs.count_cost_rows(self, window)
+
+    async def update_costs(self, updates: Sequence[CostUpdate]) -> int:
         raise NotImplementedError
 
     async def _opened(self, migrate: bool, read_only: bool = False) -> Self:

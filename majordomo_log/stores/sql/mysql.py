@@ -24,10 +24,11 @@ from pymysql.converters import escape_item
 
 from ..._exceptions import ConfigError, MigrationError, StoreError
 from ..._loop_turns import LoopTurns
-from ...schema import COLUMNS, OutcomeUpdate, Row
+from ...schema import COLUMNS, CostUpdate, OutcomeUpdate, Row
 from ..fork import ForkGuard
 from ..urls import check_url
 from .common import PooledStoreBase, check_identifier, classify, format_placeholders, scrubber
+from .costs import UPDATED_COLUMNS
 from .migrate import MIGRATIONS_TABLE, migrations_for, split_statements
 
 ROWS_PER_STATEMENT = 500
@@ -35,6 +36,13 @@ BYTES_PER_STATEMENT = 4_000_000  # far below max_allowed_packet (16 MB by defaul
 _INSERT_HEAD = f"INSERT INTO llm_requests ({', '.join(COLUMNS)}) VALUES "
 _INSERT_TAIL = " ON DUPLICATE KEY UPDATE request_id = request_id"
 _TAGS = COLUMNS.index("tags")
+# Cost updates: one UPDATE per ROWS_PER_STATEMENT rows, joined to their new values as a
+# derived table of SELECT ... UNION ALL (MySQL 8 and MariaDB both take it; their VALUES
+# table constructors differ).
+_UPDATE_COSTS_HEAD = "UPDATE llm_requests AS t JOIN ("
+_UPDATE_COSTS_TAIL = ") AS u ON t.request_id = u.request_id SET " + ", ".join(
+    f"t.{c} = u.{c}" for c in UPDATED_COLUMNS
+)
 # Error codes worth retrying unchanged. Server: disk full (1021), too many connections
 # (1040, 1203), shutdown in progress (1053), network read/write errors and timeouts
 # (1152, 1158-1161), lock wait timeout (1205), deadlock (1213), query interrupted or
@@ -222,39 +230,62 @@ class MySQLAdapter(PooledStoreBase):
             # Escaped and encoded off the event loop: aiomysql's escaping of parameters
             # cost 23.6 ms of event-loop time per 1000 rows (REFERENCE.md §3).
             statements = await asyncio.to_thread(_insert_statements, rows) if rows else []
-            # aiomysql has no read timeout, and its connect timeout stops at the TCP open:
-            # a frozen server would hold the writer in the handshake or the statement.
-            conn = await asyncio.wait_for(self._pool.acquire(), self.command_timeout)
-            try:
-                await asyncio.wait_for(
-                    self._write(conn, statements, outcomes), self.command_timeout
-                )
-            except (asyncio.TimeoutError, asyncio.CancelledError):
-                conn.close()  # mid-statement: the connection cannot be reused
-                raise
-            except BaseException:
-                await _rollback(conn)
-                raise
-            finally:
-                self._pool.release(conn)
+            await self._in_transaction(statements, outcomes)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             raise _error(f"MySQL {self.url}: write failed", exc, self._scrub) from exc
 
+    async def update_costs(self, updates: Sequence[CostUpdate]) -> int:
+        """``base.Repriceable``: UPDATE ... JOIN a derived table of the new values, built
+        and escaped in a worker thread like the INSERTs. Returns the rows MySQL counts as
+        changed (it counts a row set to the values it had as not affected)."""
+        self._check_open()
+        self._check_writable()
+        try:
+            statements = await asyncio.to_thread(_cost_statements, updates) if updates else []
+            return await self._in_transaction(statements, ())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise _error(f"MySQL {self.url}: update failed", exc, self._scrub) from exc
+
+    async def _in_transaction(
+        self, statements: Sequence[bytes], outcomes: Sequence[OutcomeUpdate]
+    ) -> int:
+        """Run the statements, then the outcome updates, in one transaction; the rows
+        they affected. aiomysql has no read timeout, and its connect timeout stops at the
+        TCP open: a frozen server would hold the writer in the handshake or the statement."""
+        conn = await asyncio.wait_for(self._pool.acquire(), self.command_timeout)
+        try:
+            return await asyncio.wait_for(
+                self._write(conn, statements, outcomes), self.command_timeout
+            )
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            conn.close()  # mid-statement: the connection cannot be reused
+            raise
+        except BaseException:
+            await _rollback(conn)
+            raise
+        finally:
+            self._pool.release(conn)
+
     async def _write(
         self, conn: Any, statements: Sequence[bytes], outcomes: Sequence[OutcomeUpdate]
-    ) -> None:
+    ) -> int:
+        affected = 0
         async with conn.cursor() as cur:
             await conn.begin()
             for statement in statements:
                 await cur.execute(statement)
+                affected += max(cur.rowcount, 0)
             for request_id, outcome, when in outcomes:
                 await cur.execute(
                     "UPDATE llm_requests SET outcome = %s, outcome_at = %s WHERE request_id = %s",
                     (outcome, _utc_naive(when), request_id),
                 )
         await conn.commit()
+        return affected
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         self._check_open()
@@ -346,6 +377,20 @@ def _insert_statements(rows: Sequence[Row]) -> list[bytes]:
         size += len(value) + 2
     if values:
         flush()
+    return statements
+
+
+def _cost_statements(updates: Sequence[CostUpdate]) -> list[bytes]:
+    """Worker thread: the updates as UPDATE statements of up to ROWS_PER_STATEMENT rows,
+    every value escaped; the first SELECT of each names the columns."""
+    statements: list[bytes] = []
+    names = CostUpdate._fields
+    for start in range(0, len(updates), ROWS_PER_STATEMENT):
+        chunk = updates[start : start + ROWS_PER_STATEMENT]
+        first = ", ".join(f"{_literal(v)} AS {n}" for v, n in zip(chunk[0], names, strict=True))
+        rest = ("SELECT " + ", ".join([_literal(v) for v in update]) for update in chunk[1:])
+        text = _UPDATE_COSTS_HEAD + " UNION ALL ".join(["SELECT " + first, *rest])
+        statements.append((text + _UPDATE_COSTS_TAIL).encode("utf-8", "surrogateescape"))
     return statements
 
 

@@ -22,15 +22,28 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import asyncpg
 
 from ..._exceptions import MigrationError, StoreError
-from ...schema import COLUMNS, OutcomeUpdate, Row
+from ...schema import COLUMNS, CostUpdate, OutcomeUpdate, Row
 from ..fork import ForkGuard
 from ..urls import check_url, redact_url, url_secrets
 from .common import PooledStoreBase, check_identifier, classify, numbered_placeholders, scrubber
+from .costs import UPDATED_COLUMNS
 from .migrate import MIGRATIONS_TABLE, migrations_for, split_statements
 from .postgres_copy import CopyBatch, copy_batch
 
 _COLUMN_LIST = ", ".join(COLUMNS)
 _STAGE = "majordomo_llm_requests_stage"
+# A batch of cost updates is one statement: one array per column, unnested into rows.
+_COST_TYPES = (
+    "uuid",
+    *("numeric" if c.endswith(("_cost", "_savings")) else "text" for c in UPDATED_COLUMNS),
+)
+_UPDATE_COSTS = (
+    "UPDATE llm_requests AS t SET "
+    + ", ".join(f"{c} = u.{c}" for c in UPDATED_COLUMNS)
+    + " FROM unnest("
+    + ", ".join(f"${i}::{kind}[]" for i, kind in enumerate(_COST_TYPES, 1))
+    + f") AS u(request_id, {', '.join(UPDATED_COLUMNS)}) WHERE t.request_id = u.request_id"
+)
 _MIGRATE_LOCK = 0x6D646C6F67  # pg_advisory_xact_lock key: "mdlog"
 # Worth retrying unchanged (SQLSTATE): serialization failure, deadlock, statement
 # completion unknown, lock not available, statement timeout / cancel, admin or crash
@@ -193,6 +206,30 @@ class PostgresAdapter(PooledStoreBase):
                     raise
         except Exception as exc:
             raise _error(f"PostgreSQL {self.url}: write failed", exc, self._scrub) from exc
+
+    async def update_costs(self, updates: Sequence[CostUpdate]) -> int:
+        """``base.Repriceable``: the whole batch as one UPDATE ... FROM unnest(arrays)."""
+        self._check_open()
+        # An id that is no UUID matches nothing, as in the text-keyed stores.
+        kept = []
+        for update in updates:
+            request_id = _uuid(update.request_id)
+            if request_id is not None:
+                kept.append((request_id, *update[1:]))
+        if not kept:
+            return 0
+        arrays = [list(column) for column in zip(*kept, strict=True)]
+        try:
+            async with self._pool.acquire() as conn:
+                try:
+                    async with conn.transaction():
+                        status = await conn.execute(_UPDATE_COSTS, *arrays)
+                except Exception as exc:
+                    _discard_if_broken(conn, exc)
+                    raise
+        except Exception as exc:
+            raise _error(f"PostgreSQL {self.url}: update failed", exc, self._scrub) from exc
+        return int(str(status).rsplit(" ", 1)[-1])
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         self._check_open()

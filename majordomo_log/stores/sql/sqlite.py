@@ -21,13 +21,17 @@ from urllib.parse import quote
 import aiosqlite
 
 from ..._exceptions import MigrationError, StoreError, StoreUnavailable
-from ...schema import OutcomeUpdate, Row
+from ...schema import CostUpdate, OutcomeUpdate, Row
 from ..fork import ForkGuard, keep_forever
 from .common import SqlStoreBase
+from .costs import UPDATED_COLUMNS
 from .migrate import MIGRATIONS_TABLE, migrations_for, split_statements
 from .sqlite_rows import CHUNK_ROWS, EncodedBatch, encode_batch, sqlite_timestamp
 
 _UPDATE_OUTCOME = "UPDATE llm_requests SET outcome = ?, outcome_at = ? WHERE request_id = ?"
+_UPDATE_COSTS = (
+    f"UPDATE llm_requests SET {', '.join(f'{c} = ?' for c in UPDATED_COLUMNS)} WHERE request_id = ?"
+)
 
 
 def _encode(value: Any) -> Any:
@@ -216,13 +220,47 @@ class SqliteAdapter(SqlStoreBase):
         return applied
 
     async def write_batch(self, rows: Sequence[Row], outcomes: Sequence[OutcomeUpdate]) -> None:
+        async with self._writing():
+            await self._write_batch(rows, outcomes)
+
+    def _writing(self) -> asyncio.Lock:
+        """The lock a write holds (see ``__init__``), once the store is known to be open."""
         if self._closed:
             raise StoreError(f"SQLite {self.path}: the store is closed")
         loop = asyncio.get_running_loop()
         if self._lock_loop is not loop or self._write_lock is None:
             self._write_lock, self._lock_loop = asyncio.Lock(), loop
-        async with self._write_lock:
-            await self._write_batch(rows, outcomes)
+        return self._write_lock
+
+    async def update_costs(self, updates: Sequence[CostUpdate]) -> int:
+        """``base.Repriceable``: one transaction, ``CHUNK_ROWS`` updates per executemany."""
+        params = [
+            (
+                *(None if v is None else format(v, "f") for v in u[1:8]),  # money as text
+                u.cost_status,
+                u.price_version,
+                u.request_id,
+            )
+            for u in updates
+        ]
+        matched = 0
+        async with self._writing():
+            try:
+                await self._conn.execute("BEGIN")
+                for start in range(0, len(params), CHUNK_ROWS):
+                    cursor = await self._conn.executemany(
+                        _UPDATE_COSTS, params[start : start + CHUNK_ROWS]
+                    )
+                    matched += max(cursor.rowcount, 0)
+                await self._conn.execute("COMMIT")
+            except BaseException as exc:
+                await self._rollback()
+                if isinstance(exc, sqlite3.OperationalError) and _busy(exc):
+                    raise StoreUnavailable(f"SQLite update failed: {exc}") from exc
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"SQLite update failed: {exc}") from exc
+                raise
+        return matched
 
     async def _write_batch(self, rows: Sequence[Row], outcomes: Sequence[OutcomeUpdate]) -> None:
         # Each row converted once, in a worker thread; sqlite3 binds the result as it is.

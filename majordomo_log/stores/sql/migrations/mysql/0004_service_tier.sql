@@ -1,4 +1,4 @@
--- Billing variants (issue 15); the same meaning as sqlite/0003. MySQL commits each
+-- Billing variants (issue 15); the same meaning as sqlite/0004. MySQL commits each
 -- statement: the runner treats "already exists" errors (a duplicate column) as done, so a
 -- re-run after a failure halfway adds the rest.
 -- service_tier: the service tier whose rates priced the call (flex, priority, batch, fast);

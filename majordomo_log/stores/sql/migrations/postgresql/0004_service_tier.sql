@@ -1,4 +1,4 @@
--- Billing variants (issue 15). One transaction; the same meaning as sqlite/0003.
+-- Billing variants (issue 15). One transaction; the same meaning as sqlite/0004.
 -- service_tier: the service tier whose rates priced the call (flex, priority, batch, fast);
 --   NULL for the standard tier, or when the call was not priced at a tier's rates.
 -- web_search_calls: server-side web searches the provider reported; NULL for none.
