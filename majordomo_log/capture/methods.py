@@ -6,7 +6,9 @@ the caller's call) or, for ``extract_usage``, raising for its caller to guard.""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
+from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
 from ..record.serialize import snapshot_request
@@ -106,6 +108,31 @@ def is_raw_response(result: Any) -> bool:
     if known is None:
         known = callable(getattr(kind, "parse", None)) and hasattr(kind, "headers")
         _raw_response_types[kind] = known
+    return known
+
+
+AWAIT, ASYNC_PAGINATOR, RETURNED = 0, 1, 2
+_result_kinds: dict[type, int] = {}
+
+
+def result_kind(result: Any) -> int:
+    """What a client method handed back: ``AWAIT`` (an awaitable to time), an
+    ``ASYNC_PAGINATOR`` (awaitable and async-iterable: not a call) or ``RETURNED`` (a
+    sync call's result). Decided once per type, as ``is_raw_response`` is: on a pydantic
+    model a missing attribute costs its ``__getattr__`` and an exception (about 2 µs)."""
+    kind = type(result)
+    known = _result_kinds.get(kind)
+    if known is None:
+        if isinstance(result, GeneratorType):  # awaitable or not by its code's flags
+            return AWAIT if inspect.isawaitable(result) else RETURNED
+        iterable = hasattr(kind, "__aiter__")
+        if iterable and not hasattr(kind, "__anext__"):
+            known = ASYNC_PAGINATOR
+        elif inspect.isawaitable(result) and not iterable:
+            known = AWAIT
+        else:  # a plain value, or an async stream handed back at once
+            known = RETURNED
+        _result_kinds[kind] = known
     return known
 
 

@@ -40,6 +40,8 @@ from .client_keys import ClientKeys
 from .control import Control, SyncControl
 from .families import family_of, hide_call_keys
 from .methods import (
+    ASYNC_PAGINATOR,
+    AWAIT,
     CLIENT_COPIES,
     RAW_RESPONSE,
     STREAMING_RESPONSE,
@@ -47,6 +49,7 @@ from .methods import (
     has_usage,
     is_raw_response,
     operation_of,
+    result_kind,
     served_model,
     snapshot,
     with_stream_usage,
@@ -202,14 +205,13 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Generic[ClientT]):
             finally:
                 if token is not None:
                     IN_FLIGHT.reset(token)
-            if type(result) is CoroutineType or (  # an SDK method's coroutine: the usual case
-                inspect.isawaitable(result) and not hasattr(result, "__aiter__")
-            ):
+            kind = AWAIT if type(result) is CoroutineType else result_kind(result)
+            if kind == AWAIT:  # an SDK method's coroutine: the usual async case
                 # Frozen before the request goes out: callers mutate `messages` freely.
                 request = snapshot(args, shown)
                 logs_errors = known or name in methods_with_usage
                 return self._await(result, record, request, known, logs_errors, sent is not kwargs)
-            if hasattr(result, "__aiter__") and not hasattr(result, "__anext__"):
+            if kind == ASYNC_PAGINATOR:
                 return result  # an async SDK paginator: no call to time
             # A sync client's call has returned: log it now, on the caller's thread.
             return self._returned(result, record, args, shown, known, sent is not kwargs)

@@ -2,10 +2,13 @@
 
 ``HostedWriter`` has the surface the wrapper needs of a writer (``submit``, ``flush``,
 ``close``, ``stats``...). Records are handed over through an inbox: a caller appends
-under a lock held for a few instructions, and only the first record since the loop
-last emptied the inbox wakes the loop, so a busy thread pool pays one wake-up per
-burst, not per call. The writer itself (``BatchWriter`` or ``ProcessWriter``) only
-ever runs on the writer thread's loop, so it needs no locks of its own.
+under a lock held for a few instructions. Waking the loop from another thread costs
+the caller a system call and its turn at the GIL (2.4 µs, and up to 16 µs per call in
+a pool of threads whose calls wait on the network, bench/sync_overhead.py), so a
+caller wakes it only for a full batch (``batch_size``) or when the budget is reached;
+otherwise a timer on the loop takes the inbox every half ``flush_interval``. The
+writer itself (``BatchWriter`` or ``ProcessWriter``) only ever runs on the writer
+thread's loop, so it needs no locks of its own.
 
 The inbox counts against the queue's budgets (``QueueOptions``): when inbox and queue
 together are over, a caller waits for the writer thread to take the inbox (it moves
@@ -92,12 +95,16 @@ class HostedWriter:
         self._inbox_bytes = 0
         self._wake_pending = False
         self._pumping = False  # on_full="block": a task moves the rest as room frees
+        self._wake_at = max(1, writer.queue_options.batch_size)
+        self._tick_every = max(0.01, writer.queue_options.flush_interval / 2)
+        self._ticking = False
         self._pid = os.getpid()
         self._shut = False
         host(self)
         # Before the writer's own rescue at exit or on SIGTERM: what still waits in the
         # inbox is handed to the writer first, so that its rescue spools it too.
         lifecycle.register(self, handle_sigterm=False)
+        thread.call_soon(self._start_ticker)
 
     def __repr__(self) -> str:
         return f"<HostedWriter {self.writer!r}>"
@@ -170,6 +177,7 @@ class HostedWriter:
             self._pid = os.getpid()
             self._thread = writer_thread()
             self.reset_after_fork()  # the lock may have been held by a parent's thread
+            self._thread.call_soon(self._start_ticker)
         return self._thread
 
     def submit(self, item: QueueItem) -> bool:
@@ -180,11 +188,27 @@ class HostedWriter:
                 self._wait_for_room(thread)
             self._inbox.append((item, size))
             self._inbox_bytes += size
-            if self._wake_pending:
-                return True
+            if self._wake_pending or len(self._inbox) < self._wake_at:
+                return True  # the ticker takes it (module doc)
             self._wake_pending = True
         self._wake(thread)
         return True
+
+    def tick(self) -> bool:
+        """The ticker's turn, on the writer thread: take the inbox; False once shut."""
+        if self._shut:
+            return False
+        if self._inbox:
+            self._move_inbox()
+        return True
+
+    def _start_ticker(self) -> None:
+        """On the writer thread: take the inbox every ``_tick_every`` seconds. The timer
+        holds the front weakly: a front no wrapper uses any more is freed, timer and all."""
+        if self._ticking:
+            return
+        self._ticking = True
+        _tick(weakref.ref(self), asyncio.get_running_loop(), self._tick_every)
 
     def _wait_for_room(self, thread: WriterThread) -> None:
         """With the lock held: wait while inbox and queue are over budget. Unless the
@@ -331,7 +355,7 @@ class HostedWriter:
         makes the child's own on first use)."""
         self._inbox = []
         self._inbox_bytes = 0
-        self._wake_pending = self._pumping = False
+        self._wake_pending = self._pumping = self._ticking = False
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
 
@@ -343,6 +367,15 @@ class HostedWriter:
             self._thread.run(self._on_loop_close_at_exit(timeout), timeout + STORE_CLOSE_GRACE)
         except Exception as exc:  # the atexit rescue (lifecycle.py) spools what is left
             logger.error("majordomo-log could not close %r at exit: %s", self.writer, exc)
+
+
+def _tick(
+    front_ref: weakref.ref[HostedWriter], loop: asyncio.AbstractEventLoop, every: float
+) -> None:
+    front = front_ref()
+    if front is None or not front.tick():
+        return
+    loop.call_later(every, _tick, front_ref, loop, every)
 
 
 # One front per writer: wrappers sharing stores share the writer, and its inbox. Weak

@@ -190,3 +190,22 @@ def test_a_stream_left_open_at_exit_is_logged_incomplete(tmp_path: Path) -> None
     )
     assert done.returncode == 0, done.stderr
     assert count(tmp_path / "x.db", "status = 'incomplete'") == 1
+
+
+def test_a_lone_call_is_written_within_the_flush_interval_without_a_flush(
+    tmp_path: Path,
+) -> None:
+    """Callers wake the writer thread only for a full batch; a single call is taken by
+    its timer and written all the same, with no flush() to push it."""
+    import time
+
+    db = tmp_path / "x.db"
+    llm = ml.LoggingLLM(
+        fake_sync_openai_client(), str(db), queue=ml.QueueOptions(flush_interval=0.2)
+    )
+    llm.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    deadline = time.monotonic() + 10
+    while count(db) == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert count(db) == 1
+    llm.close()
