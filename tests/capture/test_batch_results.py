@@ -205,3 +205,29 @@ async def test_wrapped_anthropic_priority_call_is_flagged(db: ml.SqliteAdapter) 
     [row] = await rows(db, [ml.call_info(message).request_id])
     assert (row["service_tier"], row["usage_flags"]) == (None, "service_tier_unpriced")
     assert row["total_cost"] == Decimal("0.0015")  # standard: 1000 * 1 + 100 * 5 per 1M
+
+
+def test_a_sync_client_logs_batch_results_and_tiers(tmp_path: Path) -> None:
+    """openai.OpenAI wrapped with no event loop: a flex call through the sync wrapper and a
+    batch output line, each priced at its tier."""
+    from majordomo_log.testing import fake_sync_openai_client
+
+    provider = FakeProvider(
+        service_tier="flex", openai_usage={"prompt_tokens": 1000, "completion_tokens": 100}
+    )
+    client = fake_sync_openai_client(provider)
+    body = client.chat.completions.create(model="gpt-5-mini", messages=[]).model_dump()
+    body["created"] = CREATED
+    line = {"custom_id": "s-1", "response": {"status_code": 200, "body": body}}
+    db_path = tmp_path / "log.db"
+    with ml.LoggingLLM(client, f"sqlite:///{db_path}", None) as llm:
+        info = ml.call_info(llm.chat.completions.create(model="gpt-5-mini", messages=[]))
+        [batch_id] = llm.log_batch_results([line])
+    import sqlite3
+
+    with sqlite3.connect(db_path) as conn:
+        got = dict(
+            conn.execute("SELECT request_id, service_tier || ' ' || total_cost FROM llm_requests")
+        )
+    # gpt-5-mini flex: 1000 * 0.125 + 100 * 1.00 = 225 / 1e6; batch: the same rates
+    assert got == {info.request_id: "flex 0.000225", batch_id: "batch 0.000225"}
