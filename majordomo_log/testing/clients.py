@@ -21,6 +21,44 @@ DEFAULT_OPENAI_KEY = "sk-fake-openai-key"
 DEFAULT_ANTHROPIC_KEY = "sk-ant-fake-key"
 
 
+def _openai(
+    sync: bool, provider: FakeProvider | None, api_key: str, azure: bool, kwargs: dict[str, Any]
+) -> Any:
+    """The openai client class for ``sync`` and ``azure``, wired to ``provider``."""
+    import openai
+
+    remember_key(api_key)
+    provider = provider or FakeProvider()
+    kind: Any
+    if sync:
+        kwargs["http_client"] = httpx2.Client(transport=provider.sync_transport)
+        kind = openai.AzureOpenAI if azure else openai.OpenAI
+    else:
+        kwargs["http_client"] = httpx2.AsyncClient(transport=provider.transport)
+        kind = openai.AsyncAzureOpenAI if azure else openai.AsyncOpenAI
+    if azure:
+        kwargs.setdefault("azure_endpoint", AZURE_ENDPOINT)
+        kwargs.setdefault("api_version", AZURE_API_VERSION)
+    else:
+        kwargs.setdefault("base_url", OPENAI_BASE_URL)
+    return kind(api_key=api_key, **kwargs)
+
+
+def _anthropic(
+    sync: bool, provider: FakeProvider | None, api_key: str, kwargs: dict[str, Any]
+) -> Any:
+    import anthropic
+
+    remember_key(api_key)
+    provider = provider or FakeProvider()
+    kwargs.setdefault("base_url", ANTHROPIC_BASE_URL)
+    if sync:
+        http: Any = httpx2.Client(transport=provider.sync_transport)
+        return anthropic.Anthropic(api_key=api_key, http_client=http, **kwargs)
+    http = httpx2.AsyncClient(transport=provider.transport)
+    return anthropic.AsyncAnthropic(api_key=api_key, http_client=http, **kwargs)
+
+
 def fake_openai_client(
     provider: FakeProvider | None = None,
     *,
@@ -30,21 +68,10 @@ def fake_openai_client(
     **kwargs: Any,
 ) -> AsyncOpenAI:
     """A real ``openai.AsyncOpenAI`` (or ``AsyncAzureOpenAI``) wired to `provider`."""
-    import openai
-
-    remember_key(api_key)
-    provider = provider or FakeProvider()
-    http_client = httpx2.AsyncClient(transport=provider.transport)
-    if azure:
-        kwargs.setdefault("azure_endpoint", AZURE_ENDPOINT)
-        kwargs.setdefault("api_version", AZURE_API_VERSION)
-        return openai.AsyncAzureOpenAI(
-            api_key=api_key, http_client=http_client, max_retries=max_retries, **kwargs
-        )
-    kwargs.setdefault("base_url", OPENAI_BASE_URL)
-    return openai.AsyncOpenAI(
-        api_key=api_key, http_client=http_client, max_retries=max_retries, **kwargs
+    client: AsyncOpenAI = _openai(
+        False, provider, api_key, azure, {"max_retries": max_retries, **kwargs}
     )
+    return client
 
 
 def fake_anthropic_client(
@@ -55,17 +82,10 @@ def fake_anthropic_client(
     **kwargs: Any,
 ) -> AsyncAnthropic:
     """A real ``anthropic.AsyncAnthropic`` wired to `provider`."""
-    import anthropic
-
-    remember_key(api_key)
-    provider = provider or FakeProvider()
-    kwargs.setdefault("base_url", ANTHROPIC_BASE_URL)
-    return anthropic.AsyncAnthropic(
-        api_key=api_key,
-        http_client=httpx2.AsyncClient(transport=provider.transport),
-        max_retries=max_retries,
-        **kwargs,
+    client: AsyncAnthropic = _anthropic(
+        False, provider, api_key, {"max_retries": max_retries, **kwargs}
     )
+    return client
 
 
 def fake_sync_openai_client(
@@ -77,21 +97,8 @@ def fake_sync_openai_client(
     **kwargs: Any,
 ) -> OpenAI:
     """A real sync ``openai.OpenAI`` (or ``AzureOpenAI``) wired to `provider`."""
-    import openai
-
-    remember_key(api_key)
-    provider = provider or FakeProvider()
-    http_client = httpx2.Client(transport=provider.sync_transport)
-    if azure:
-        kwargs.setdefault("azure_endpoint", AZURE_ENDPOINT)
-        kwargs.setdefault("api_version", AZURE_API_VERSION)
-        return openai.AzureOpenAI(
-            api_key=api_key, http_client=http_client, max_retries=max_retries, **kwargs
-        )
-    kwargs.setdefault("base_url", OPENAI_BASE_URL)
-    return openai.OpenAI(
-        api_key=api_key, http_client=http_client, max_retries=max_retries, **kwargs
-    )
+    client: OpenAI = _openai(True, provider, api_key, azure, {"max_retries": max_retries, **kwargs})
+    return client
 
 
 def fake_sync_anthropic_client(
@@ -102,14 +109,5 @@ def fake_sync_anthropic_client(
     **kwargs: Any,
 ) -> Anthropic:
     """A real sync ``anthropic.Anthropic`` wired to `provider`."""
-    import anthropic
-
-    remember_key(api_key)
-    provider = provider or FakeProvider()
-    kwargs.setdefault("base_url", ANTHROPIC_BASE_URL)
-    return anthropic.Anthropic(
-        api_key=api_key,
-        http_client=httpx2.Client(transport=provider.sync_transport),
-        max_retries=max_retries,
-        **kwargs,
-    )
+    client: Anthropic = _anthropic(True, provider, api_key, {"max_retries": max_retries, **kwargs})
+    return client
