@@ -232,13 +232,14 @@ class HostedWriter:
         try:
             thread.call_soon(self._move_inbox)
         except RuntimeError:  # the loop is closed: interpreter shutdown
-            self._move_inbox()
+            self._move_inbox(everything=True)
 
-    def _move_inbox(self) -> None:
+    def _move_inbox(self, everything: bool = False) -> None:
         """On the writer thread: hand what callers queued to the writer, in order (with
-        ``on_full="block"``, as far as the queue has room; a task moves the rest)."""
+        ``on_full="block"``, as far as the queue has room; a task moves the rest).
+        ``everything``: all of it, whatever the budget (a rescue, from any thread)."""
         writer = self.writer
-        blocks = writer.on_full == "block" and not writer.closing
+        blocks = writer.on_full == "block" and not writer.closing and not everything
         with self._lock:
             items = self._inbox
             if blocks:
@@ -347,7 +348,7 @@ class HostedWriter:
         skips rows that exist."""
         if self._pid != os.getpid():
             return
-        self._move_inbox()
+        self._move_inbox(everything=True)
         self.writer.rescue(reason)
 
     def reset_after_fork(self) -> None:
