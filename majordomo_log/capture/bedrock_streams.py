@@ -21,14 +21,14 @@ failure: the replacement raises the same exception at the caller's first read.
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
+
+from .streams import Finish, StreamLog
 
 if TYPE_CHECKING:
     from ..record.call import CallRecord
 
-Finish = Callable[["CallRecord"], None]
 _CHUNK_SIZE = 1024  # aiobotocore's default for `async for` and iter_chunks()
 
 
@@ -54,20 +54,12 @@ def invoke_token(event: Any) -> bool:
     return isinstance(data, bytes) and any(marker in data for marker in _TOKEN_MARKERS)
 
 
-class LoggedEventStream:
+class LoggedEventStream(StreamLog):
     """Wraps botocore's ``EventStream`` (sync iteration) or aiobotocore's
-    ``AioEventStream`` (``async for``); its events go to ``record.stream_chunks``."""
+    ``AioEventStream`` (``async for``); its events go to ``record.stream_chunks``, which
+    the caller seeded with the result's other parts (``capture/bedrock.py``)."""
 
-    __slots__ = (
-        "__weakref__",
-        "_aiter",
-        "_done",
-        "_finish",
-        "_first_token",
-        "_iter",
-        "_record",
-        "_stream",
-    )
+    __slots__ = ("_aiter", "_iter")
 
     def __init__(
         self,
@@ -76,13 +68,9 @@ class LoggedEventStream:
         finish: Finish,
         first_token: Callable[[Any], bool],
     ) -> None:
-        self._stream = stream
-        self._record = record
-        self._finish = finish
-        self._first_token = first_token
+        super().__init__(stream, record, finish, first_token)
         self._iter: Any = None
         self._aiter: Any = None
-        self._done = False
 
     def __iter__(self) -> LoggedEventStream:
         return self
@@ -100,7 +88,7 @@ class LoggedEventStream:
         except BaseException as exc:
             self.end("error", exc)
             raise
-        self._seen(event)
+        self._keep(event)
         return event
 
     def __aiter__(self) -> LoggedEventStream:
@@ -117,29 +105,8 @@ class LoggedEventStream:
         except BaseException as exc:
             self.end("error", exc)
             raise
-        self._seen(event)
+        self._keep(event)
         return event
-
-    def _seen(self, event: Any) -> None:
-        record = self._record
-        if record.t_first is None and self._first_token(event):
-            record.t_first = time.perf_counter()
-        chunks = record.stream_chunks
-        if chunks is not None:
-            chunks.append(event)
-
-    def end(self, status: str, exc: BaseException | None = None) -> None:
-        """Log the call once: ``ok`` after the last event, else why it stopped."""
-        if self._done:
-            return
-        self._done = True
-        record = self._record
-        if exc is not None:
-            record.fail(exc)
-        else:
-            record.t_end = time.perf_counter()
-            record.status = status
-        self._finish(record)
 
     def close(self) -> None:
         """Both botocore's and aiobotocore's ``close()`` are plain methods."""
@@ -152,13 +119,6 @@ class LoggedEventStream:
         if name.startswith("_"):  # unset slots (copy, pickle): never the stream's
             raise AttributeError(name)
         return getattr(self._stream, name)
-
-    def __repr__(self) -> str:
-        return f"<LoggedEventStream of {self._stream!r}>"
-
-    def __del__(self) -> None:
-        if not self._done:  # dropped unread or half read: garbage collection ends it
-            self.end("incomplete")
 
 
 class _FailedRead(io.RawIOBase):

@@ -75,7 +75,7 @@ def provider_request_id(stream: Any) -> str | None:
 
 # Streams being read: at exit or on SIGTERM each is logged as incomplete before the
 # writers close (a stream in a global, or in a thread the exit does not wait for).
-_open: weakref.WeakSet[_StreamLog] = weakref.WeakSet()
+_open: weakref.WeakSet[StreamLog] = weakref.WeakSet()
 
 
 def end_open_streams() -> None:
@@ -86,8 +86,11 @@ def end_open_streams() -> None:
 lifecycle.on_rescue(end_open_streams)
 
 
-class _StreamLog:
-    """What both kinds of stream share: the record, the chunks, and logging it once."""
+class StreamLog:
+    """What every logged stream shares (the SDKs' here, Bedrock's event streams in
+    ``bedrock_streams.py``): the record, one append per chunk, the first token's time,
+    and logging the call once, at the end, on a failure, a close, garbage collection,
+    or exit (``end_open_streams``)."""
 
     __slots__ = (
         "__weakref__",
@@ -100,20 +103,19 @@ class _StreamLog:
     )
 
     def __init__(
-        self, stream: Any, record: CallRecord, finish: Finish, hide_usage_chunk: bool
+        self,
+        stream: Any,
+        record: CallRecord,
+        finish: Finish,
+        first_token: Callable[[Any], bool],
+        hide_usage_chunk: Callable[[Any], bool] | None = None,
     ) -> None:
         self._stream = stream
         self._record = record
         self._finish = finish
-        # The usage chunk the wrapper asked for on the caller's behalf, hidden from them.
-        self._hide_usage_chunk = (
-            USAGE_ONLY.get(record.operation, _is_usage_only_chunk) if hide_usage_chunk else None
-        )
-        self._first_token = _FIRST_TOKEN.get(record.operation, _any_chunk)
+        self._first_token = first_token
+        self._hide_usage_chunk = hide_usage_chunk
         self._done = False
-        record.stream_chunks = []
-        remember(self, record)  # call_info(stream) works while it is read
-        record.provider_request_id = provider_request_id(stream)
         _open.add(self)
 
     def _keep(self, chunk: Any) -> bool:
@@ -153,7 +155,25 @@ class _StreamLog:
             self.end("incomplete")
 
 
-class LoggedStream(_StreamLog):
+class _SdkStream(StreamLog):
+    """A stream an SDK call returned (``stream=True``, or a stream helper's raw stream)."""
+
+    __slots__ = ()
+
+    def __init__(
+        self, stream: Any, record: CallRecord, finish: Finish, hide_usage_chunk: bool
+    ) -> None:
+        # The usage chunk the wrapper asked for on the caller's behalf, hidden from them.
+        hide = USAGE_ONLY.get(record.operation, _is_usage_only_chunk) if hide_usage_chunk else None
+        super().__init__(
+            stream, record, finish, _FIRST_TOKEN.get(record.operation, _any_chunk), hide
+        )
+        record.stream_chunks = []
+        remember(self, record)  # call_info(stream) works while it is read
+        record.provider_request_id = provider_request_id(stream)
+
+
+class LoggedStream(_SdkStream):
     """Wraps an SDK ``AsyncStream``: same chunks, same methods, logged once."""
 
     __slots__ = ()
@@ -197,7 +217,7 @@ class LoggedStream(_StreamLog):
         await self.close()
 
 
-class LoggedSyncStream(_StreamLog):
+class LoggedSyncStream(_SdkStream):
     """Wraps an SDK ``Stream`` (a sync client's ``stream=True``): same chunks, logged once."""
 
     __slots__ = ()
@@ -253,7 +273,7 @@ class LoggedStreamManager:
         self._finish = finish
         self._hide_usage_chunk = hide_usage_chunk
         self._stream: Any = None
-        self._logged: _StreamLog | None = None
+        self._logged: _SdkStream | None = None
 
     async def __aenter__(self) -> Any:
         token = IN_FLIGHT.set(self._record)  # the request goes out here: count its attempts
@@ -279,7 +299,7 @@ class LoggedStreamManager:
             IN_FLIGHT.reset(token)
         return self._opened(stream, LoggedSyncStream)
 
-    def _opened(self, stream: Any, kind: type[_StreamLog]) -> Any:
+    def _opened(self, stream: Any, kind: type[_SdkStream]) -> Any:
         self._stream = stream
         raw = getattr(stream, "_raw_stream", None)
         self._logged = kind(raw, self._record, self._end, self._hide_usage_chunk)
