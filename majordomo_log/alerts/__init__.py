@@ -1,0 +1,1 @@
+"""Alerts: budget threshold crossings and anomalies, sent to sinks off the call's path."""

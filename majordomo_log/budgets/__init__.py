@@ -1,0 +1,1 @@
+"""Budgets: limits on spend, tokens or requests, checked before a call and charged after."""
