@@ -23,7 +23,7 @@ import dataclasses
 import inspect
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from types import CoroutineType
 from typing import Any, Generic, TypeVar
 
@@ -47,6 +47,7 @@ from .methods import (
     CLIENT_COPIES,
     RAW_RESPONSE,
     STREAMING_RESPONSE,
+    client_surface,
     extract_usage,
     has_usage,
     is_raw_response,
@@ -87,6 +88,7 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Generic[ClientT]):
     ) -> None:
         self._client = client
         self._guard = guard  # budgets: checked before a call, charged after (budgets/guard.py)
+        self._surface = client_surface(client)
         self._provider = provider
         # google-genai, mistralai, LiteLLM, the clouds' clients: their known methods, key
         # (or credentials) and model naming (capture/families.py)
@@ -202,7 +204,11 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Generic[ClientT]):
                 self._internal_error(exc)
                 return getattr(target, attr)(*args, **kwargs)
             if self._guard is not None:
-                self._refuse_over_budget(record, kwargs, args, shown)
+                refused = self._refuse_over_budget(
+                    record, kwargs, args, shown, getattr(target, attr)
+                )
+                if refused is not None:
+                    return refused
             # A sync SDK client sends its requests (and retries) inside this call.
             token = IN_FLIGHT.set(record) if self._counts_retries == "sync" else None
             try:
@@ -357,15 +363,25 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Generic[ClientT]):
         return result
 
     def _refuse_over_budget(
-        self, record: CallRecord, kwargs: dict[str, Any], args: tuple[Any, ...], shown: Any
-    ) -> None:
-        """Raise ``BudgetExceeded`` if a hard budget refuses this call, after logging the
-        attempt as a ``blocked`` row; the provider is not called."""
+        self,
+        record: CallRecord,
+        kwargs: dict[str, Any],
+        args: tuple[Any, ...],
+        shown: Any,
+        method: Callable[..., Any] | None = None,
+    ) -> Coroutine[Any, Any, Any] | None:
+        """None when the budgets allow this call. Otherwise the attempt is logged as a
+        ``blocked`` row and ``BudgetExceeded`` is raised, before the provider is called:
+        here for a blocking method, or (``method`` async) when the returned coroutine is
+        awaited, where the caller awaits every other outcome of the call."""
         assert self._guard is not None
         refusal = self._guard.check(record, kwargs)
         if refusal is None:
-            return
+            return None
         self._log_blocked(record, snapshot(args, shown), refusal)
+        if method is not None and self._surface != "sync":
+            if self._surface == "async" or inspect.iscoroutinefunction(inspect.unwrap(method)):
+                return _raise_when_awaited(refusal)
         raise refusal
 
     def _log_blocked(self, record: CallRecord, request: bytes, refusal: BudgetExceeded) -> None:
@@ -465,6 +481,10 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Generic[ClientT]):
         derived._api_key_hash()
         derived._counts_retries = count_retries(client)  # with_options(http_client=...)
         return derived
+
+
+async def _raise_when_awaited(refusal: BudgetExceeded) -> Any:
+    raise refusal
 
 
 class SyncClientWrapper(SyncControl, ClientWrapper[ClientT]):
