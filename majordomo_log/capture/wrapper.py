@@ -379,9 +379,12 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Generic[ClientT]):
         if refusal is None:
             return None
         self._log_blocked(record, snapshot(args, shown), refusal)
-        if method is not None and self._surface != "sync":
-            if self._surface == "async" or inspect.iscoroutinefunction(inspect.unwrap(method)):
-                return _raise_when_awaited(refusal)
+        surface = self._surface
+        if method is not None and (
+            surface == "async"
+            or (surface == "both" and inspect.iscoroutinefunction(inspect.unwrap(method)))
+        ):
+            return _raise_when_awaited(refusal)
         raise refusal
 
     def _log_blocked(self, record: CallRecord, request: bytes, refusal: BudgetExceeded) -> None:
