@@ -27,7 +27,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from types import CoroutineType
 from typing import Any, Generic, TypeVar
 
+from .._exceptions import BudgetExceeded
 from .._log import warn_once
+from ..budgets.guard import BudgetGuard
 from ..delivery.hosted import HostedWriter
 from ..delivery.writer import BatchWriter
 from ..record.call import CallContext, CallRecord
@@ -81,8 +83,10 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Generic[ClientT]):
         key_secret: bytes,
         methods: Iterable[str] = (),
         close_stores: bool = True,
+        guard: BudgetGuard | None = None,
     ) -> None:
         self._client = client
+        self._guard = guard  # budgets: checked before a call, charged after (budgets/guard.py)
         self._provider = provider
         # google-genai, mistralai, LiteLLM, the clouds' clients: their known methods, key
         # (or credentials) and model naming (capture/families.py)
@@ -143,6 +147,9 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Generic[ClientT]):
         )
 
     def _submit(self, record: CallRecord) -> None:
+        guard = self._guard
+        if guard is not None and record.status != "blocked":
+            guard.charge(record)  # priced here, at once: the next call's check counts it
         try:
             self._writer.submit(record)
         except Exception as exc:  # the logging path never raises into the caller
@@ -194,6 +201,8 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Generic[ClientT]):
             except Exception as exc:
                 self._internal_error(exc)
                 return getattr(target, attr)(*args, **kwargs)
+            if self._guard is not None:
+                self._refuse_over_budget(record, kwargs, args, shown)
             # A sync SDK client sends its requests (and retries) inside this call.
             token = IN_FLIGHT.set(record) if self._counts_retries == "sync" else None
             try:
@@ -347,6 +356,29 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Generic[ClientT]):
         self._submit(record)
         return result
 
+    def _refuse_over_budget(
+        self, record: CallRecord, kwargs: dict[str, Any], args: tuple[Any, ...], shown: Any
+    ) -> None:
+        """Raise ``BudgetExceeded`` if a hard budget refuses this call, after logging the
+        attempt as a ``blocked`` row; the provider is not called."""
+        assert self._guard is not None
+        refusal = self._guard.check(record, kwargs)
+        if refusal is None:
+            return
+        self._log_blocked(record, snapshot(args, shown), refusal)
+        raise refusal
+
+    def _log_blocked(self, record: CallRecord, request: bytes, refusal: BudgetExceeded) -> None:
+        try:
+            record.block(str(refusal))
+            if record.api_key_hash is None:
+                record.api_key_hash = self._api_key_hash()
+            record.request_json = request
+        except Exception as error:
+            self._internal_error(error)
+            return
+        self._submit(record)
+
     def _internal_error(self, exc: Exception) -> None:
         self._writer.count_internal_error()
         warn_once(
@@ -389,6 +421,7 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Generic[ClientT]):
                 self._internal_error,
                 self._open_streams,
                 self._writer if self._blocks_when_full else None,
+                self._refuse_over_budget if self._guard is not None else None,
             )
         return self._bedrock_hooks
 
@@ -396,6 +429,8 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Generic[ClientT]):
         def stream(*args: Any, **kwargs: Any) -> Any:
             sent = with_stream_usage(kwargs) if operation == "chat.completions" else kwargs
             record = self._new_record(operation, kwargs.get("model"), True)
+            if self._guard is not None:
+                self._refuse_over_budget(record, kwargs, args, kwargs)
             try:
                 manager = getattr(target, attr)(*args, **sent)
             except BaseException as exc:
