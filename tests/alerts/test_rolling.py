@@ -18,7 +18,9 @@ costs = st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=Fa
 
 
 @given(st.integers(1, 30), st.lists(costs, min_size=1, max_size=200))
-def test_the_rolling_median_is_the_median_of_the_last_values(size: int, values: list[float]) -> None:
+def test_the_rolling_median_is_the_median_of_the_last_values(
+    size: int, values: list[float]
+) -> None:
     rolling = RollingMedian(size)
     for index, value in enumerate(values):
         rolling.add(value)
