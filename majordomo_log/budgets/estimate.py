@@ -78,9 +78,16 @@ def output_cap(request: Mapping[str, Any], operation: str) -> int | None:
         value = request.get(key)
         if type(value) is int and value >= 0:
             return value
+    inference = request.get("inferenceConfig")  # Bedrock's converse
+    if isinstance(inference, Mapping):
+        value = inference.get("maxTokens")
+        if type(value) is int and value >= 0:
+            return value
     config = request.get("config")  # google-genai: GenerateContentConfig or a dict
-    value = config.get("max_output_tokens") if isinstance(config, Mapping) else (
-        getattr(config, "max_output_tokens", None)
+    value = (
+        config.get("max_output_tokens")
+        if isinstance(config, Mapping)
+        else (getattr(config, "max_output_tokens", None))
     )
     return value if type(value) is int and value >= 0 else None
 

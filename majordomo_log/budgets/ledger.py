@@ -95,7 +95,9 @@ class Ledger:
         while len(self.tallies) >= MAX_TALLIES * 9 // 10:
             del self.tallies[next(iter(self.tallies))]
 
-    def raise_to(self, value: ScopeValue, start: dt.datetime, figure: Decimal | int) -> Tally | None:
+    def raise_to(
+        self, value: ScopeValue, start: dt.datetime, figure: Decimal | int
+    ) -> Tally | None:
         """Raise a tally to a figure counted elsewhere (the store, the fleet counter)."""
         with self.lock:
             tally = self.tallies.get(value)
