@@ -135,6 +135,19 @@ def test_totals_are_exact_with_50_threads_adding(
 
 
 @pytest.mark.servers
+def test_a_read_counts_the_adds_its_process_queued_before_it(
+    redis_url: str, prefix: str, make_counter: Callable[..., RedisCounter]
+) -> None:
+    """Read your writes: a process that reads before each call has its own last call
+    counted there, so the fleet misses at most one call per process."""
+    counter = make_counter(redis_url)
+    for round_ in range(1, 21):
+        for _ in range(10):
+            counter.add(prefix + "k", 1, 0, None, lambda total: None)
+        assert counter.read(prefix + "k", 2.0) == round_ * 10  # no flush() in between
+
+
+@pytest.mark.servers
 def test_many_adds_share_a_round_trip(
     redis_url: str, prefix: str, raw: redis.Redis, make_counter: Callable[..., RedisCounter]
 ) -> None:
