@@ -9,7 +9,7 @@ decides from ``SinkError.transient`` whether to try again: 5xx, 408, 429 (with i
 
 Secrets: a sink URL may carry credentials, and the PagerDuty routing key and the webhook
 secret are secrets. None appears in a sink's ``repr()`` or ``name``, in a log line or in
-an exception message: a sink shows only ``scheme://host[:port]`` (``http.py`` does the
+an exception message: a sink shows only ``scheme://host[:port]`` (``transport.py`` does the
 HTTP and the scrubbing).
 """
 
@@ -25,8 +25,8 @@ from typing import Protocol, runtime_checkable
 from .._exceptions import ConfigError
 from .._log import logger
 from .events import AlertEvent
-from .http import Endpoint, check_timeout, parse_endpoint, post_json
 from .payloads import SOURCE, json_bytes, log_line, pagerduty_event, slack_message, webhook_body
+from .transport import Endpoint, check_timeout, parse_endpoint, post_json
 
 SIGNATURE_HEADER = "X-Majordomo-Signature"
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"

@@ -100,6 +100,20 @@ def test_a_sink_down_for_good_is_given_up_and_the_others_are_not_held_back(
     assert all(secret not in caplog.text for secret in SECRETS)
 
 
+def test_a_hanging_sink_holds_the_others_back_at_most_once(
+    dispatchers: Make, receiver: AlertReceiver
+) -> None:
+    with AlertReceiver(delay=5.0) as hanging:
+        slow = WebhookAlert(hanging.url, timeout=0.5)
+        dispatcher = dispatchers([slow, WebhookAlert(receiver.url)], max_attempts=2)
+        submitted = time.monotonic()
+        for key in ("a", "b", "c"):
+            dispatcher.submit(budget_event(key))
+        assert receiver.wait_for(3, timeout=3)
+        # One timeout (the first alert, before the sink was known down), not three.
+        assert receiver.requests[-1].at - submitted < 0.5 + 0.4
+
+
 def test_retry_after_is_honoured(dispatchers: Make, receiver: AlertReceiver) -> None:
     receiver.fail_next(status=429, headers={"Retry-After": "1"})
     dispatcher = dispatchers(WebhookAlert(receiver.url), backoff=0.01, max_backoff=5)

@@ -1,5 +1,5 @@
-"""POSTing an alert's JSON with the standard library, with the URL's secrets kept out of
-everything shown.
+"""The sinks' transport: POSTing an alert's JSON with the standard library, with the
+URL's secrets kept out of everything shown.
 
 ``urllib`` is enough for a handful of small POSTs, so no dependency. Its errors, though,
 can print the URL, and a sink URL may be a credential (``https://user:pw@host/``, Slack's
