@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import alerting
 import pytest
 from alerting import SECRETS, SLACK_PATH, budget_event
 
@@ -26,6 +27,11 @@ from majordomo_log.testing.receiver import AlertReceiver
 
 Make = Callable[..., AlertDispatcher]
 REPO = Path(__file__).parents[2]
+
+# The shared fixtures (alerting.py says why it is not a conftest.py).
+dispatchers = alerting.dispatchers
+fresh_warnings = alerting.fresh_warnings
+receiver = alerting.receiver
 
 
 def test_each_sink_gets_each_alert(dispatchers: Make, receiver: AlertReceiver) -> None:

@@ -12,6 +12,7 @@ import time
 import traceback
 from typing import Any
 
+import alerting
 import pytest
 from alerting import (
     QUERY_TOKEN,
@@ -39,6 +40,10 @@ from majordomo_log.alerts.sinks import (
     verify_signature,
 )
 from majordomo_log.testing.receiver import AlertReceiver
+
+# The shared fixtures (alerting.py says why it is not a conftest.py).
+fresh_warnings = alerting.fresh_warnings
+receiver = alerting.receiver
 
 
 def send_error(sink: Any) -> SinkError:
