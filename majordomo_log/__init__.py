@@ -28,6 +28,9 @@ from ._exceptions import (
     StoreError,
     StoreUnavailable,
 )
+from .alerts.anomaly_options import Anomalies
+from .alerts.events import AlertEvent
+from .alerts.sinks import LogAlert, PagerDutyAlert, SlackAlert, WebhookAlert
 from .budgets.budget import Budget
 from .capture.tags import hash_tag, tags
 from .delivery.options import ProcessOptions, QueueOptions, RetryOptions
@@ -53,6 +56,8 @@ except _metadata.PackageNotFoundError:  # imported from a source tree that was n
 # PostgresAdapter, MySQLAdapter and S3Adapter are importable too, but stay out of
 # __all__: their drivers are optional, and `import *` must not need them.
 __all__ = [
+    "AlertEvent",
+    "Anomalies",
     "BodyNotFound",
     "BodyOptions",
     "BodyStore",
@@ -62,16 +67,19 @@ __all__ = [
     "ConfigError",
     "Cost",
     "FileStorageAdapter",
+    "LogAlert",
     "LoggingLLM",
     "MajordomoLogError",
     "MetadataStore",
     "MigrationError",
+    "PagerDutyAlert",
     "PriceTable",
     "ProcessOptions",
     "QueueOptions",
     "ReplayResult",
     "RepriceResult",
     "RetryOptions",
+    "SlackAlert",
     "Spool",
     "SpoolCorrupt",
     "SpoolFull",
@@ -79,6 +87,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "Usage",
+    "WebhookAlert",
     "WriterStats",
     "call_info",
     "hash_tag",

@@ -15,6 +15,8 @@ from os import PathLike
 from typing import Any, TypeVar
 
 from ._exceptions import ConfigError, StoreError
+from .alerts.anomaly_options import Anomalies
+from .alerts.sinks import AlertSink
 from .budgets.budget import Budget
 from .budgets.setup import spend_guard
 from .capture.keys import resolve_key_secret
@@ -113,8 +115,8 @@ class LoggingLLM(ClientWrapper[ClientT]):
         spool_fsync: bool = True,
         # Budgets and alerts (docs/budgets.md)
         budgets: Iterable[Budget] = (),
-        alerts: Iterable[Any] = (),
-        anomalies: Any = None,
+        alerts: Iterable[AlertSink] | None = None,
+        anomalies: Anomalies | None = None,
         budget_store: str | None = None,
     ) -> None:
         named = isinstance(db, (str, PathLike)), isinstance(storage, (str, PathLike))
@@ -220,7 +222,6 @@ class LoggingLLM(ClientWrapper[ClientT]):
                 close_stores=close_stores,
                 guard=guard,
             )
-
 
     def _count_budget_error(self, exc: Exception) -> None:
         self._internal_error(exc)

@@ -11,9 +11,17 @@ import pytest
 import majordomo_log as ml
 
 PUBLIC = {
+    "AlertEvent",
+    "Anomalies",
+    "LogAlert",
+    "PagerDutyAlert",
+    "SlackAlert",
+    "WebhookAlert",
     "BodyNotFound",
     "BodyOptions",
     "BodyStore",
+    "Budget",
+    "BudgetExceeded",
     "CallInfo",
     "ConfigError",
     "Cost",

@@ -86,3 +86,22 @@ def test_schema_table_matches_the_migrations(tmp_path: Path) -> None:
         actual = [(r[1], r[2]) for r in conn.execute("PRAGMA table_info(llm_requests)")]
     assert documented == actual
     assert [name for name, _ in actual] == list(COLUMNS)
+
+
+def test_budgets_example_runs_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # gpt-4o-mini at $0.15/M input, $0.60/M output: 1000 + 500 tokens cost $0.00045, so
+    # the third call of the day finds u-42 at $0.0009... and the fourth at $0.00135
+    provider = FakeProvider(openai_usage={"prompt_tokens": 1000, "completion_tokens": 500})
+    client = fake_sync_openai_client(provider)
+    monkeypatch.setattr(openai, "OpenAI", lambda: client)
+    monkeypatch.chdir(tmp_path)
+    code = _section_code("Budgets and alerts")
+    exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-1] == "$0.001 per day by user_id ('u-42',) 0.00135 0.001"
+    assert len(provider.requests) == 3  # the fourth was refused before the provider
+    with sqlite3.connect(tmp_path / "llm_logs.db") as conn:
+        statuses = [s for (s,) in conn.execute("SELECT status FROM llm_requests ORDER BY 1")]
+    assert statuses == ["blocked", "ok", "ok", "ok"]

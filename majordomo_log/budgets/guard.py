@@ -31,11 +31,11 @@ from .ledger import Ledger, Tally, ledger_for
 
 if TYPE_CHECKING:
     from ..alerts.events import AlertEvent
+    from ..alerts.watch import AnomalyWatch
     from ..record.call import CallRecord
     from .budget import Budget, ScopeValue
     from .reconcile import Reconciler
 
-NEAR_LIMIT = 0.8  # a fleet tally at this share of its limit is read from Redis first
 FRESH_SECONDS = 1.0  # a fleet figure older than this is read again before a call
 READ_TIMEOUT = 0.25  # a fleet read that takes longer falls back to the local figure
 
@@ -68,9 +68,11 @@ class BudgetGuard:
         self.reconciler: Reconciler | None = None  # set by the wrapper's constructor
         self._hashed: dict[tuple[str, Any], str] = {}
         self.blocked = 0
+        self.watcher: AnomalyWatch | None = None
 
-    def watch(self, rules: Any, dispatcher: Any) -> None:
-        raise NotImplementedError
+    def watch(self, watch: AnomalyWatch) -> None:
+        """Hand every completed call to the anomaly rules too (``alerts/watch.py``)."""
+        self.watcher = watch
 
     # -- before the call ---------------------------------------------------------------
 
@@ -98,9 +100,10 @@ class BudgetGuard:
         if new:
             self._reconcile(ledger, value, tally)
         limit = budget.limit
-        if tally.spent < limit and self.fleet is not None and (
-            tally.spent >= limit * NEAR_LIMIT
-            or time.monotonic() - tally.fleet_at > FRESH_SECONDS
+        if (
+            tally.spent < limit
+            and self.fleet is not None
+            and (tally.spent >= ledger.near or time.monotonic() - tally.fleet_at > FRESH_SECONDS)
         ):
             self._read_fleet(ledger, value, tally)
         if tally.spent < limit:
@@ -164,7 +167,9 @@ class BudgetGuard:
     def charge(self, record: CallRecord) -> None:
         """Count a completed call (ok, error or incomplete) in every budget it falls in."""
         try:
-            usage, cost, _ = record.priced()
+            usage, cost, cost_status = record.priced()
+            if self.watcher is not None:
+                self.watcher.observe(record, None if cost is None else cost.total, cost_status)
             for ledger in self.ledgers:
                 budget = ledger.budget
                 amount = _amount_of(budget.unit, usage, cost)
@@ -201,15 +206,14 @@ class BudgetGuard:
     def crossed(self, ledger: Ledger, value: ScopeValue, tally: Tally) -> None:
         """Alert each threshold the tally has reached since the last alert (once each)."""
         budget = ledger.budget
-        thresholds = budget.thresholds
-        if tally.crossed >= len(thresholds) or self.alert is None:
+        thresholds, marks = budget.thresholds, ledger.marks
+        if tally.crossed >= len(thresholds) or tally.spent < marks[tally.crossed]:
             return
-        limit = budget.limit
+        if self.alert is None:
+            return
         with ledger.lock:
             first = tally.crossed
-            while tally.crossed < len(thresholds) and (
-                tally.spent >= limit * Decimal(repr(thresholds[tally.crossed]))
-            ):
+            while tally.crossed < len(thresholds) and tally.spent >= marks[tally.crossed]:
                 tally.crossed += 1
             reached = thresholds[first : tally.crossed]
             spent = tally.spent

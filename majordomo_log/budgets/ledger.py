@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 # Tag values are attacker-controlled: a ledger keeps at most this many tallies, dropping
 # the oldest (a dropped tally is read back from the store when its scope value returns).
 MAX_TALLIES = 100_000
+# A fleet tally at this share of its limit is read from the fleet counter before each
+# call (budgets/guard.py).
+NEAR_LIMIT = Decimal("0.8")
 
 
 class Tally:
@@ -63,6 +66,11 @@ class Ledger:
     def __init__(self, budget: Budget) -> None:
         self.budget = budget
         self.zero: Decimal | int = Decimal(0) if budget.unit == "usd" else 0
+        self.near = budget.limit * NEAR_LIMIT
+        # each threshold as an amount, computed once: compared after every charge
+        self.marks: tuple[Decimal, ...] = tuple(
+            budget.limit * Decimal(repr(t)) for t in budget.thresholds
+        )
         self.tallies: dict[ScopeValue, Tally] = {}
         self.lock = threading.Lock()  # charges come from any thread; checks only read
 

@@ -126,8 +126,8 @@ class Reconciler:
                 ledger.raise_to(value, start, figure)
                 tally.reconciled = True
                 # crossed before this process started: alerted then, not again on every deploy
-                while tally.crossed < len(budget.thresholds) and (
-                    tally.spent >= budget.limit * _fraction(budget.thresholds[tally.crossed])
+                while (
+                    tally.crossed < len(ledger.marks) and tally.spent >= ledger.marks[tally.crossed]
                 ):
                     tally.crossed += 1
 
@@ -188,9 +188,3 @@ class Reconciler:
             "process's calls only until it answers",
             type(exc).__name__,
         )
-
-
-def _fraction(threshold: float) -> Any:
-    from decimal import Decimal
-
-    return Decimal(repr(threshold))

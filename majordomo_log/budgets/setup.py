@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 def spend_guard(
     db: MetadataStore,
     budgets: Iterable[Budget],
-    alerts: Iterable[AlertSink],
+    alerts: Iterable[AlertSink] | None,
     anomalies: Anomalies | None,
     budget_store: str | None,
     thread: WriterThread | None,
@@ -37,11 +37,15 @@ def spend_guard(
     for budget in budgets:
         if not isinstance(budget, Budget):
             raise ConfigError(f"budgets= takes ml.Budget objects, got {type(budget).__name__}")
-    sinks = tuple(alerts)
-    if not budgets and not sinks and anomalies is None:
+    if not budgets and not alerts and anomalies is None:
         if budget_store is not None:
             raise ConfigError("budget_store= is given but no budgets= to keep in it")
         return None
+    if alerts is None:  # budgets or anomaly rules with nowhere said: the log, not silence
+        from ..alerts.sinks import LogAlert
+
+        alerts = (LogAlert(),)
+    sinks = tuple(alerts)
     fleet = None
     if budget_store is not None:
         from .redis_counter import fleet_counter
@@ -62,7 +66,11 @@ def spend_guard(
         internal_error=internal_error,
     )
     if anomalies is not None:
-        guard.watch(anomalies, dispatcher)
+        from ..alerts.watch import anomaly_watch
+
+        if dispatcher is None:
+            raise ConfigError("anomalies= needs somewhere to send its alerts: give alerts=[...]")
+        guard.watch(anomaly_watch(anomalies, dispatcher.submit))
     if guard.ledgers:
         loop = thread.loop if thread is not None else asyncio.get_running_loop()
         spawn = spawner_on_loop(loop)
