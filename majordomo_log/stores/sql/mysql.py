@@ -252,21 +252,26 @@ class MySQLAdapter(PooledStoreBase):
             raise _error(f"MySQL {self.url}: update failed", exc, self._scrub) from exc
 
     async def save_budgets(self, definitions: Sequence[Mapping[str, Any]]) -> None:
-        """``base.BudgetRegistry``: one multi-row upsert, in one transaction. A wrapper has a
-        few budgets: escaped here, not in a worker thread as a batch of rows is."""
+        """``base.BudgetRegistry``: one upsert per budget, in one transaction. Each names its
+        new definition twice rather than through VALUES(), which MySQL 8.0.20+ deprecates
+        and MariaDB has no alias syntax for. A wrapper has a few budgets: escaped here, not
+        in a worker thread as a batch of rows is."""
         encoded = encode_definitions(definitions)
         self._check_open()
         self._check_writable()
-        if not encoded:
+        statements = [
+            (
+                "INSERT INTO llm_budgets (name, definition, updated_at) VALUES"
+                f" ({_literal(name)}, {_literal(text)}, UTC_TIMESTAMP(6))"
+                f" ON DUPLICATE KEY UPDATE definition = {_literal(text)},"
+                " updated_at = UTC_TIMESTAMP(6)"
+            ).encode("utf-8")
+            for name, text in encoded
+        ]
+        if not statements:
             return
-        values = ", ".join(f"({_literal(n)}, {_literal(d)}, UTC_TIMESTAMP(6))" for n, d in encoded)
-        statement = (
-            f"INSERT INTO llm_budgets (name, definition, updated_at) VALUES {values}"
-            " ON DUPLICATE KEY UPDATE definition = VALUES(definition),"
-            " updated_at = VALUES(updated_at)"
-        )
         try:
-            await self._in_transaction([statement.encode("utf-8")], ())
+            await self._in_transaction(statements, ())
         except asyncio.CancelledError:
             raise
         except Exception as exc:
