@@ -1,125 +1,51 @@
-"""The ``majordomo-log`` command: thin wiring over ``cli/reports.py``, ``cli/render.py``
-and the stores.
+"""The ``majordomo-log`` command: thin wiring over the library (``cli/reports.py``,
+``cli/outliers.py``, ``budgets/status.py``), ``cli/render.py`` and the stores; what the
+commands share is in ``cli/args.py``, the spool commands in ``cli/spool.py``.
 
 Errors a user can fix (a bad URL, a missing database, a bad argument) print one line
-and exit 2. The read commands (report, tail, show, prices, spool status|inspect) never
-write: databases are opened read-only and never migrated, body folders never created.
-``reprice`` writes only to a log that exists (its table is there), after migrating it.
+and exit 2. The read commands (report, tail, show, prices, budgets status, spool
+status|inspect) never write: databases are opened read-only and never migrated, body
+folders never created. ``reprice`` writes only to a log that exists (its table is
+there), after migrating it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import datetime as dt
 import json
 import os
-import re
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .._exceptions import MajordomoLogError, SpoolCorrupt, StoreError
-from ..delivery.replay import replay_spool
-from ..delivery.spool import SPOOL_DIR_ENV, Spool, default_spool_dir, spool_root
+from .._exceptions import MajordomoLogError, StoreError
+from ..delivery.spool import SPOOL_DIR_ENV
 from ..record.pricing import PRICES_ENV_VAR, PriceTable
 from ..record.reprice import reprice
-from ..schema import COLUMNS
 from ..stores.base import MetadataStore
 from ..stores.open import open_db, open_storage
 from ..stores.urls import redact_url, sqlite_path
 from . import reports
+from .args import (
+    DB_ENV_VAR,
+    DEFAULT_DB,
+    DEFAULT_STORAGE,
+    MAX_DEMO_CALLS,
+    MAX_ROWS,
+    STORAGE_ENV_VAR,
+    UsageError,
+    db_url,
+    existing_db,
+    parse_when,
+    storage_url,
+    whole_number,
+)
 from .render import FORMATS, render
 from .reprice import ProgressBar, summary
-
-DB_ENV_VAR = "MAJORDOMO_LOG_DB"
-STORAGE_ENV_VAR = "MAJORDOMO_LOG_STORAGE"
-DEFAULT_DB = "sqlite:///llm_logs.db"
-DEFAULT_STORAGE = "file://request_logs"
-
-
-class UsageError(Exception):
-    """A mistake in how the command was called: one line, exit 2."""
-
-
-def db_url(value: str) -> str:
-    """Accept a URL or a bare SQLite file path."""
-    return value if "://" in value else f"sqlite:///{value}"
-
-
-def storage_url(value: str) -> str:
-    return value if "://" in value else f"file://{value}"
-
-
-def whole_number(maximum: int) -> Callable[[str], int]:
-    """An argparse type: a whole number from 1 to ``maximum``."""
-
-    def parse(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            number = 0
-        if not 1 <= number <= maximum:
-            raise argparse.ArgumentTypeError(
-                f"{value!r:.40} is not a whole number from 1 to {maximum:,}"
-            )
-        return number
-
-    return parse
-
-
-# A LIMIT every dialect binds (SQLite's integers are 64-bit); far beyond any real tail.
-MAX_ROWS = 2**63 - 1
-# The demo holds its plan and every record in memory.
-MAX_DEMO_CALLS = 100_000
-
-
-def parse_when(value: str) -> dt.datetime:
-    """``7d``, ``24h``, ``30m`` ago, or an ISO date/datetime (UTC if no zone), in UTC."""
-    problem = f"{value!r:.40} is not a time: use 7d, 24h, 30m or 2026-11-01[T12:00]"
-    match = re.fullmatch(r"(\d+)([dhm])", value.strip())
-    try:
-        if match:
-            amount, unit = int(match[1]), match[2]
-            delta = {"d": dt.timedelta(days=amount), "h": dt.timedelta(hours=amount)}.get(
-                unit, dt.timedelta(minutes=amount)
-            )
-            return dt.datetime.now(dt.timezone.utc) - delta
-        when = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        if when.tzinfo is None:
-            return when.replace(tzinfo=dt.timezone.utc)
-        return when.astimezone(dt.timezone.utc)
-    except ValueError:
-        raise argparse.ArgumentTypeError(problem) from None
-    except OverflowError:  # 99999999d ago, or a zone that moves 0001-01-01 before year 1
-        raise argparse.ArgumentTypeError(
-            f"{value!r:.40} is out of range: a time between the years 1 and 9999"
-        ) from None
-
-
-@contextlib.asynccontextmanager
-async def _existing_db(url: str) -> AsyncIterator[MetadataStore]:
-    """The store a read command queries, closed afterwards."""
-    db = await _open_existing_db(url)
-    try:
-        yield db
-    finally:
-        await db.close()
-
-
-async def _open_existing_db(url: str) -> MetadataStore:
-    """Read-only: a read command creates no file, no schema and no table."""
-    if urlsplit(url).scheme == "sqlite":
-        path = sqlite_path(url)
-        if not Path(path).exists():
-            raise UsageError(
-                f"no database at {path}: pass --db, set {DB_ENV_VAR}, or run `majordomo-log demo`"
-            )
-    return await open_db(url, read_only=True)
-
+from .spool import cmd_spool_inspect, cmd_spool_replay, cmd_spool_status
 
 # -- commands --------------------------------------------------------------------------
 
@@ -137,7 +63,7 @@ async def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 async def cmd_report(args: argparse.Namespace) -> int:
-    async with _existing_db(args.db) as db:
+    async with existing_db(args.db) as db:
         rows = await reports.spend_report(db, args.by, since=args.since, until=args.until)
         calls, cost = await reports.total_spend(db, since=args.since, until=args.until)
     print(render(rows, args.format))
@@ -147,14 +73,14 @@ async def cmd_report(args: argparse.Namespace) -> int:
 
 
 async def cmd_tail(args: argparse.Namespace) -> int:
-    async with _existing_db(args.db) as db:
+    async with existing_db(args.db) as db:
         rows = await reports.latest_calls(db, args.n)
     print(render(rows, args.format, reports.TAIL_COLUMNS))
     return 0
 
 
 async def cmd_show(args: argparse.Namespace) -> int:
-    async with _existing_db(args.db) as db:
+    async with existing_db(args.db) as db:
         row = await reports.get_call(db, args.request_id)
     if row is None:
         raise UsageError(f"no call {args.request_id!r:.60} in {redact_url(args.db)}")
@@ -248,94 +174,6 @@ async def cmd_reprice(args: argparse.Namespace) -> int:
         bar.finish(done=result is not None)
     print(summary(result, redact_url(args.db)))
     return 1 if result.skipped.get("store_refused") else 0
-
-
-def _spool_dirs(args: argparse.Namespace) -> list[Path]:
-    """The spool named by --spool-dir, or every spool under the spool root."""
-    if args.spool_dir:
-        return [Path(args.spool_dir)]
-    root = spool_root()
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.is_dir())
-
-
-async def cmd_spool_status(args: argparse.Namespace) -> int:
-    rows = []
-    for folder in _spool_dirs(args):
-        spool = Spool(folder)
-        status = spool.status()
-        first = next(iter(spool.pending() or spool.rejected()), None)
-        try:
-            batch = spool.read(first) if first is not None else None
-        except (SpoolCorrupt, OSError):
-            batch = None
-        rows.append(
-            {
-                "spool": str(folder),
-                # Written by the stores, without secrets; redacted again in case an
-                # older version or another store wrote them.
-                "db": redact_url(batch.db) if batch and batch.db else None,
-                "storage": redact_url(batch.storage) if batch and batch.storage else None,
-                "files": status.files,
-                "records": status.records,
-                "bytes": status.bytes,
-                "oldest": status.oldest.isoformat(timespec="seconds") if status.oldest else None,
-                "rejected": status.rejected_records,
-            }
-        )
-    print(render(rows, args.format) if rows else f"no spooled records under {spool_root()}")
-    return 0
-
-
-async def cmd_spool_inspect(args: argparse.Namespace) -> int:
-    rows = []
-    for folder in _spool_dirs(args):
-        spool = Spool(folder)
-        files = spool.rejected() if args.rejected else spool.pending()
-        for path in files:
-            batch = spool.read(path)
-            for entry in batch.entries:
-                row = dict(zip(COLUMNS, entry.row, strict=True))
-                rows.append(
-                    {
-                        "file": path.name,
-                        "reason": batch.reason,
-                        "request_id": entry.request_id,
-                        "started_at": row["started_at"],
-                        "model": row["model"],
-                        "status": row["status"],
-                        "total_cost": row["total_cost"],
-                        "body": "stored" if entry.body_ref else ("spooled" if entry.body else ""),
-                        "error": entry.error or batch.error,
-                    }
-                )
-    print(render(rows, args.format) if rows else "(empty)")
-    return 0
-
-
-async def cmd_spool_replay(args: argparse.Namespace) -> int:
-    db = await open_db(args.db)
-    try:
-        storage = await open_storage(args.storage)
-        try:
-            folder = args.spool_dir or default_spool_dir(db.url, storage.url)
-            result = await replay_spool(Spool(folder), db, storage, any_store=args.any_store)
-        finally:
-            await storage.close()
-    finally:
-        await db.close()
-    print(
-        f"replayed {result.records} records from {result.files} files in {folder}; "
-        f"{result.rejected} rejected, {result.skipped} files skipped, {result.corrupt} unreadable"
-    )
-    if result.skipped and not args.any_store:
-        print(
-            "skipped files were spooled for other stores: pass --spool-dir and --any-store "
-            "to write them here",
-            file=sys.stderr,
-        )
-    return 1 if result.rejected or result.corrupt else 0
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:
