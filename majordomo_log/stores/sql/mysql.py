@@ -265,7 +265,7 @@ class MySQLAdapter(PooledStoreBase):
                 f" ({_literal(name)}, {_literal(text)}, UTC_TIMESTAMP(6))"
                 f" ON DUPLICATE KEY UPDATE definition = {_literal(text)},"
                 " updated_at = UTC_TIMESTAMP(6)"
-            ).encode("utf-8")
+            ).encode()
             for name, text in encoded
         ]
         if not statements:
