@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import os
 import sys
@@ -22,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .._exceptions import MajordomoLogError, StoreError
+from ..budgets.status import NO_BUDGETS, budget_status, status_rows
 from ..delivery.spool import SPOOL_DIR_ENV
 from ..record.pricing import PRICES_ENV_VAR, PriceTable
 from ..record.reprice import reprice
@@ -43,9 +45,11 @@ from .args import (
     storage_url,
     whole_number,
 )
+from .outliers import DEFAULT_LIMIT, SORTS, outliers, render_outliers
 from .render import FORMATS, render
 from .reprice import ProgressBar, summary
 from .spool import cmd_spool_inspect, cmd_spool_replay, cmd_spool_status
+from .trend import spend_report_with_trend
 
 # -- commands --------------------------------------------------------------------------
 
@@ -63,12 +67,56 @@ async def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 async def cmd_report(args: argparse.Namespace) -> int:
+    if args.outliers:
+        return await cmd_outliers(args)
+    for option, value in (("--sort", args.sort), ("--limit", args.limit)):
+        if value is not None:
+            raise UsageError(f"{option} goes with --outliers")
     async with existing_db(args.db) as db:
-        rows = await reports.spend_report(db, args.by, since=args.since, until=args.until)
+        rows, periods = await spend_report_with_trend(
+            db, args.by or "model", since=args.since, until=args.until
+        )
         calls, cost = await reports.total_spend(db, since=args.since, until=args.until)
     print(render(rows, args.format))
     if args.format == "table":
-        print(f"\n{calls} calls, total ${cost:.6f}")
+        blocked = sum(row["blocked"] for row in rows)
+        refused = f"; {blocked} blocked by budgets" if blocked else ""
+        print(f"\n{calls} calls, total ${cost:.6f}{refused}")
+        if periods is not None:
+            print(periods.describe())
+    return 0
+
+
+async def cmd_outliers(args: argparse.Namespace) -> int:
+    if args.by is not None:
+        raise UsageError("--by does not go with --outliers: each section has its own")
+    async with existing_db(args.db) as db:
+        report = await outliers(
+            db,
+            since=args.since,
+            until=args.until,
+            sort=args.sort or "spend",
+            limit=args.limit or DEFAULT_LIMIT,
+        )
+    print(render_outliers(report, args.format))
+    return 0
+
+
+async def cmd_budgets_status(args: argparse.Namespace) -> int:
+    now = dt.datetime.now(dt.timezone.utc)
+    async with existing_db(args.db) as db:
+        status = await budget_status(db, now)
+    for problem in status.unreadable:
+        print(f"majordomo-log: {problem}", file=sys.stderr)
+    if not status.recorded:  # in a table, the message is the output; else stdout stays data
+        message = NO_BUDGETS.format(url=redact_url(args.db))
+        print(message, file=sys.stdout if args.format == "table" else sys.stderr)
+        if args.format == "table":
+            return 0
+    shown = status.lines[: args.limit]
+    print(render(status_rows(shown, now, readable=args.format == "table"), args.format))
+    if args.format == "table" and len(status.lines) > len(shown):
+        print(f"\n{len(status.lines) - len(shown)} more lines: --limit to see them")
     return 0
 
 
@@ -206,11 +254,42 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("migrate", parents=[stores], help="create or upgrade the schema")
     p.set_defaults(run=cmd_migrate)
-    p = sub.add_parser("report", parents=[stores, fmt], help="spend and tokens by a dimension")
-    p.add_argument("--by", choices=reports.GROUPINGS, default="model")
+    p = sub.add_parser(
+        "report",
+        parents=[stores, fmt],
+        help="spend and tokens by a dimension, with the trend; or --outliers",
+        description="Calls, blocked attempts, errors, tokens and spend by a dimension, each "
+        "with its trend against the period of the same length before --since (without "
+        "--since: the last 7 days against the 7 before). --outliers: the highest-cost "
+        "workflows and users, spend jumps, retry and tool-call rates, and acceptance by "
+        "prompt version (default window: the last 7 days).",
+    )
+    p.add_argument("--by", choices=reports.GROUPINGS, help="default: model")
     p.add_argument("--since", type=parse_when, help="7d, 24h, 30m or an ISO date/time")
     p.add_argument("--until", type=parse_when)
+    p.add_argument("--outliers", action="store_true", help="the views a spend review starts from")
+    p.add_argument(
+        "--sort", choices=SORTS, help="--outliers: order by spend (default) or cost per accepted"
+    )
+    p.add_argument(
+        "--limit",
+        type=whole_number(MAX_ROWS),
+        help=f"--outliers: rows per section ({DEFAULT_LIMIT})",
+    )
     p.set_defaults(run=cmd_report)
+    p = sub.add_parser("budgets", help="the budgets wrappers enforce")
+    budget_cmds = p.add_subparsers(dest="budgets_command", required=True)
+    q = budget_cmds.add_parser(
+        "status",
+        parents=[database, fmt],
+        help="each budget and scope value in its current period",
+        description="Each budget recorded in the log (a wrapper built with budgets=[...] "
+        "records them when it starts) and each scope value in its current period: spend, "
+        "limit, percent used, hard or soft, and when the period ends; per-call caps show "
+        "the largest call of the last day. Highest percent used first.",
+    )
+    q.add_argument("--limit", type=whole_number(MAX_ROWS), default=50, help="lines shown (50)")
+    q.set_defaults(run=cmd_budgets_status)
     p = sub.add_parser("tail", parents=[stores, fmt], help="the latest calls")
     p.add_argument("-n", type=whole_number(MAX_ROWS), default=20)
     p.set_defaults(run=cmd_tail)
