@@ -14,6 +14,8 @@ from servers import DIALECTS, isolated_db
 
 import majordomo_log as ml
 from majordomo_log.cli import reports as _reports
+from majordomo_log.cli.outliers import outliers
+from majordomo_log.cli.trend import spend_report_with_trend
 from majordomo_log.record.call import CallContext, CallRecord
 from majordomo_log.record.pricing import PriceTable
 from majordomo_log.record.rows import build_row
@@ -313,6 +315,15 @@ async def test_reports_match_sqlite_on_the_same_data(dialect: str, tmp_path: Pat
                     until=BASE + dt.timedelta(days=3),
                 ),
                 "total": await _reports.total_spend(store),
+                "trend": await spend_report_with_trend(
+                    store,
+                    "user_id",
+                    since=BASE + dt.timedelta(days=1),
+                    until=BASE + dt.timedelta(days=2),
+                ),
+                "outliers": await outliers(
+                    store, since=BASE + dt.timedelta(days=1), until=BASE + dt.timedelta(days=2)
+                ),
                 "tail": await _reports.latest_calls(store, 7),
                 "show": await _reports.get_call(store, rows[7][0]),
                 "unpriced": await _reports.unpriced_models(store, PRICES),
