@@ -1,6 +1,6 @@
--- Budgets (issue 16); the same meaning as sqlite/0005. MySQL commits each statement, and
--- every statement here can run again (CREATE OR REPLACE, IF NOT EXISTS), so a re-run after
--- a failure halfway completes the rest.
+-- Budgets (issue 16); the same meaning as sqlite/0005. MySQL commits each statement: the
+-- views are made with CREATE OR REPLACE and the runner treats "table exists" as done, so
+-- a re-run after a failure halfway completes the rest.
 -- A call a hard budget refused is logged with status 'blocked' (NULL tokens and cost). The
 -- views that count calls count those attempts apart: `calls` is the calls that were sent
 -- (every status but 'blocked'), `errors` stays the errors among them, `error_rate` is
@@ -50,7 +50,7 @@ GROUP BY DATE_FORMAT(started_at, '%Y-%m-%d'), model;
 -- The budgets the wrappers enforce, one row per budget name: what `Budget.definition()`
 -- returns, as JSON. A wrapper built with budgets=[...] records them when it starts
 -- (the latest definition of a name wins); `majordomo-log budgets status` reads them.
-CREATE TABLE IF NOT EXISTS llm_budgets (
+CREATE TABLE llm_budgets (
     name        VARCHAR(255) NOT NULL PRIMARY KEY,
     definition  JSON NOT NULL,
     updated_at  DATETIME(6) NOT NULL    -- UTC, as started_at
