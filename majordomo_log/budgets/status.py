@@ -87,12 +87,17 @@ async def _lines(store: MetadataStore, budget: Budget, now: dt.datetime) -> list
     return [BudgetLine(budget, value, spent, start, end) for value, spent in figures.items()]
 
 
-def status_rows(
-    lines: list[BudgetLine], now: dt.datetime, *, readable: bool
-) -> list[dict[str, Any]]:
-    """The lines as rows to print. ``readable``: amounts as text (``$4.25``, ``1,200
-    tokens``), times in words; otherwise plain values for JSON and CSV."""
-    return [_readable(line, now) if readable else _plain(line) for line in lines]
+def status_rows(lines: list[BudgetLine], now: dt.datetime, fmt: str) -> list[dict[str, Any]]:
+    """The lines as rows to print in ``fmt``: for a ``"table"``, amounts as text (``$4.25``,
+    ``1,200 tokens``) and times in words; otherwise plain values (the scope as a mapping
+    in JSON, as ``tag=value`` text in CSV)."""
+    if fmt == "table":
+        return [_readable(line, now) for line in lines]
+    rows = [_plain(line) for line in lines]
+    if fmt != "json":
+        for row, line in zip(rows, lines, strict=True):
+            row["scope"] = _scope_text(line)
+    return rows
 
 
 def _scope_text(line: BudgetLine) -> str:

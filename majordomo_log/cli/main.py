@@ -114,7 +114,10 @@ async def cmd_budgets_status(args: argparse.Namespace) -> int:
         if args.format == "table":
             return 0
     shown = status.lines[: args.limit]
-    print(render(status_rows(shown, now, readable=args.format == "table"), args.format))
+    if not shown and args.format == "table":  # every definition was unreadable
+        print("(no budget could be read)")
+        return 0
+    print(render(status_rows(shown, now, args.format), args.format))
     if args.format == "table" and len(status.lines) > len(shown):
         print(f"\n{len(status.lines) - len(shown)} more lines: --limit to see them")
     return 0

@@ -58,6 +58,7 @@ def test_status_of_each_budget_and_scope_value(
         assert code == 0 and err == ""
         lines = json.loads(out)
         table_code, table, _ = _status(["--db", url], capsys)
+        csv_code, csv_text, _ = _status(["--db", url, "--format", "csv"], capsys)
     got = [(r["budget"], r["scope"], Decimal(r["spent"]), r["used_pct"]) for r in lines]
     assert got == [
         ("per user", {"user_id": "u'2"}, Decimal("0.06"), 120.0),
@@ -69,6 +70,8 @@ def test_status_of_each_budget_and_scope_value(
     org = lines[-1]
     assert (org["has_calls"], org["period_end"] is not None, org["kind"]) == (False, True, "soft")
     assert lines[0]["kind"] == "hard" and lines[0]["period_end"] is None  # total: never ends
+    # CSV: plain values, the scope as text
+    assert csv_code == 0 and csv_text.splitlines()[1].startswith("per user,user_id=u'2,True,")
     # the table: the same lines, in words
     assert table_code == 0
     body = table.splitlines()
@@ -176,7 +179,7 @@ async def test_periods_follow_the_budget_and_its_time_zone(tmp_path: Path) -> No
     assert by_name["paris"].period_end == dt.datetime(2026, 3, 5, 23, tzinfo=UTC)
     assert by_name["hourly"].spent == 100  # row 2 alone, in tokens
     assert [line.budget.name for line in status.lines] == ["daily", "paris", "hourly"]
-    readable = status_rows(status.lines, now, readable=True)
+    readable = status_rows(status.lines, now, "table")
     assert readable[0]["ends"] == "2026-03-05 00:00 UTC (in 30m)"
     assert readable[1]["period"] == "day (Europe/Paris)"
 
