@@ -19,6 +19,7 @@ from typing import Any
 
 from ._exceptions import (
     BodyNotFound,
+    BudgetExceeded,
     ConfigError,
     MajordomoLogError,
     MigrationError,
@@ -27,6 +28,7 @@ from ._exceptions import (
     StoreError,
     StoreUnavailable,
 )
+from .budgets.budget import Budget
 from .capture.tags import hash_tag, tags
 from .delivery.options import ProcessOptions, QueueOptions, RetryOptions
 from .delivery.replay import ReplayResult, replay_spool
@@ -54,6 +56,8 @@ __all__ = [
     "BodyNotFound",
     "BodyOptions",
     "BodyStore",
+    "Budget",
+    "BudgetExceeded",
     "CallInfo",
     "ConfigError",
     "Cost",

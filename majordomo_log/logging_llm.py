@@ -15,6 +15,8 @@ from os import PathLike
 from typing import Any, TypeVar
 
 from ._exceptions import ConfigError, StoreError
+from .budgets.budget import Budget
+from .budgets.setup import spend_guard
 from .capture.keys import resolve_key_secret
 from .capture.methods import client_surface, detect_provider
 from .capture.wrapper import ClientWrapper, SyncClientWrapper
@@ -109,6 +111,11 @@ class LoggingLLM(ClientWrapper[ClientT]):
         max_body_bytes: int | None = None,
         spool_max_bytes: int = DEFAULT_SPOOL_BYTES,
         spool_fsync: bool = True,
+        # Budgets and alerts (docs/budgets.md)
+        budgets: Iterable[Budget] = (),
+        alerts: Iterable[Any] = (),
+        anomalies: Any = None,
+        budget_store: str | None = None,
     ) -> None:
         named = isinstance(db, (str, PathLike)), isinstance(storage, (str, PathLike))
         if not named[0] and not isinstance(db, MetadataStore):
@@ -200,6 +207,9 @@ class LoggingLLM(ClientWrapper[ClientT]):
                 else:
                     owned = named[0] and (storage is None or named[1])
                     hands_to = hosted_writer(shared, thread, close_stores or owned, owned)
+            guard = spend_guard(
+                db, budgets, alerts, anomalies, budget_store, thread, self._count_budget_error
+            )
             super().__init__(
                 client,
                 hands_to,
@@ -208,7 +218,12 @@ class LoggingLLM(ClientWrapper[ClientT]):
                 key_secret=secret,
                 methods=methods,
                 close_stores=close_stores,
+                guard=guard,
             )
+
+
+    def _count_budget_error(self, exc: Exception) -> None:
+        self._internal_error(exc)
 
 
 class SyncLoggingLLM(SyncClientWrapper[ClientT], LoggingLLM[ClientT]):

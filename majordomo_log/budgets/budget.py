@@ -155,7 +155,9 @@ def _limit(unit: str, value: Any) -> Decimal | int:
             # a float goes through its shortest repr: 0.1 is ten cents, not 0.1000000000000000055
             amount = Decimal(repr(value) if isinstance(value, float) else value)
         except (InvalidOperation, TypeError, ValueError):
-            raise ConfigError(f"Budget limit_usd must be an amount in dollars, got {value!r}") from None
+            raise ConfigError(
+                f"Budget limit_usd must be an amount in dollars, got {value!r}"
+            ) from None
         if not amount.is_finite() or amount <= 0:
             raise ConfigError(f"Budget limit_usd must be above zero, got {value!r}")
         return amount
@@ -184,7 +186,9 @@ def _thresholds(values: Iterable[float]) -> tuple[float, ...]:
     try:
         fractions = tuple(sorted({float(v) for v in values}))
     except (TypeError, ValueError):
-        raise ConfigError(f"Budget thresholds= must be fractions of the limit, got {values!r}") from None
+        raise ConfigError(
+            f"Budget thresholds= must be fractions of the limit, got {values!r}"
+        ) from None
     for fraction in fractions:
         if not math.isfinite(fraction) or fraction <= 0:
             raise ConfigError(f"Budget thresholds must be above zero, got {fraction!r}")
@@ -193,5 +197,7 @@ def _thresholds(values: Iterable[float]) -> tuple[float, ...]:
 
 def _name(name: Any) -> str:
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
-        raise ConfigError(f"Budget name= must be non-empty text of at most 200 characters, got {name!r}")
+        raise ConfigError(
+            f"Budget name= must be non-empty text of at most 200 characters, got {name!r}"
+        )
     return name

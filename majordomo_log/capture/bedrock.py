@@ -56,6 +56,9 @@ class Hooks:
     internal_error: Callable[[Exception], None]
     open_streams: MutableMapping[str, CallRecord]  # where record_outcome() finds a stream's
     blocking_writer: Any  # the writer when on_full="block" (callers wait for room), else None
+    # budgets: raises BudgetExceeded (after logging the blocked attempt), else None
+    # (the coroutine that raises it, for an async method: returned to the caller)
+    refuse_over_budget: Callable[..., Any] | None
 
     def room(self) -> Awaitable[None] | None:
         """What an async call awaits before its record is queued: room in a full queue."""
@@ -85,6 +88,12 @@ def wrap_method(hooks: Hooks, target: Any, attr: str, method: Method) -> Callabl
         except Exception as exc:
             hooks.internal_error(exc)
             return getattr(target, attr)(*args, **kwargs)
+        if hooks.refuse_over_budget is not None:
+            refused = hooks.refuse_over_budget(
+                record, kwargs, args, _readable(kwargs), getattr(target, attr)
+            )
+            if refused is not None:
+                return refused
         try:
             result = getattr(target, attr)(*args, **kwargs)
         except BaseException as exc:

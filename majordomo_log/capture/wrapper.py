@@ -23,11 +23,13 @@ import dataclasses
 import inspect
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from types import CoroutineType
 from typing import Any, Generic, TypeVar
 
+from .._exceptions import BudgetExceeded
 from .._log import warn_once
+from ..budgets.guard import BudgetGuard
 from ..delivery.hosted import HostedWriter
 from ..delivery.writer import BatchWriter
 from ..record.call import CallContext, CallRecord
@@ -45,6 +47,7 @@ from .methods import (
     CLIENT_COPIES,
     RAW_RESPONSE,
     STREAMING_RESPONSE,
+    client_surface,
     extract_usage,
     has_usage,
     is_raw_response,
@@ -81,8 +84,11 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Generic[ClientT]):
         key_secret: bytes,
         methods: Iterable[str] = (),
         close_stores: bool = True,
+        guard: BudgetGuard | None = None,
     ) -> None:
         self._client = client
+        self._guard = guard  # budgets: checked before a call, charged after (budgets/guard.py)
+        self._surface = client_surface(client)
         self._provider = provider
         # google-genai, mistralai, LiteLLM, the clouds' clients: their known methods, key
         # (or credentials) and model naming (capture/families.py)
@@ -143,6 +149,9 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Generic[ClientT]):
         )
 
     def _submit(self, record: CallRecord) -> None:
+        guard = self._guard
+        if guard is not None and record.status != "blocked":
+            guard.charge(record)  # priced here, at once: the next call's check counts it
         try:
             self._writer.submit(record)
         except Exception as exc:  # the logging path never raises into the caller
@@ -194,6 +203,12 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Generic[ClientT]):
             except Exception as exc:
                 self._internal_error(exc)
                 return getattr(target, attr)(*args, **kwargs)
+            if self._guard is not None:
+                refused = self._refuse_over_budget(
+                    record, kwargs, args, shown, getattr(target, attr)
+                )
+                if refused is not None:
+                    return refused
             # A sync SDK client sends its requests (and retries) inside this call.
             token = IN_FLIGHT.set(record) if self._counts_retries == "sync" else None
             try:
@@ -347,6 +362,42 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Generic[ClientT]):
         self._submit(record)
         return result
 
+    def _refuse_over_budget(
+        self,
+        record: CallRecord,
+        kwargs: dict[str, Any],
+        args: tuple[Any, ...],
+        shown: Any,
+        method: Callable[..., Any] | None = None,
+    ) -> Coroutine[Any, Any, Any] | None:
+        """None when the budgets allow this call. Otherwise the attempt is logged as a
+        ``blocked`` row and ``BudgetExceeded`` is raised, before the provider is called:
+        here for a blocking method, or (``method`` async) when the returned coroutine is
+        awaited, where the caller awaits every other outcome of the call."""
+        assert self._guard is not None
+        refusal = self._guard.check(record, kwargs)
+        if refusal is None:
+            return None
+        self._log_blocked(record, snapshot(args, shown), refusal)
+        surface = self._surface
+        if method is not None and (
+            surface == "async"
+            or (surface == "both" and inspect.iscoroutinefunction(inspect.unwrap(method)))
+        ):
+            return _raise_when_awaited(refusal)
+        raise refusal
+
+    def _log_blocked(self, record: CallRecord, request: bytes, refusal: BudgetExceeded) -> None:
+        try:
+            record.block(str(refusal))
+            if record.api_key_hash is None:
+                record.api_key_hash = self._api_key_hash()
+            record.request_json = request
+        except Exception as error:
+            self._internal_error(error)
+            return
+        self._submit(record)
+
     def _internal_error(self, exc: Exception) -> None:
         self._writer.count_internal_error()
         warn_once(
@@ -389,6 +440,7 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Generic[ClientT]):
                 self._internal_error,
                 self._open_streams,
                 self._writer if self._blocks_when_full else None,
+                self._refuse_over_budget if self._guard is not None else None,
             )
         return self._bedrock_hooks
 
@@ -396,6 +448,8 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Generic[ClientT]):
         def stream(*args: Any, **kwargs: Any) -> Any:
             sent = with_stream_usage(kwargs) if operation == "chat.completions" else kwargs
             record = self._new_record(operation, kwargs.get("model"), True)
+            if self._guard is not None:
+                self._refuse_over_budget(record, kwargs, args, kwargs)
             try:
                 manager = getattr(target, attr)(*args, **sent)
             except BaseException as exc:
@@ -430,6 +484,10 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Generic[ClientT]):
         derived._api_key_hash()
         derived._counts_retries = count_retries(client)  # with_options(http_client=...)
         return derived
+
+
+async def _raise_when_awaited(refusal: BudgetExceeded) -> Any:
+    raise refusal
 
 
 class SyncClientWrapper(SyncControl, ClientWrapper[ClientT]):

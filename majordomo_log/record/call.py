@@ -197,6 +197,13 @@ class CallRecord:
         except Exception:  # an exception whose str() raises still gets its row
             self.error_message = None
 
+    def block(self, reason: str) -> None:
+        """Mark the call as refused by a hard budget before the provider was called."""
+        self.t_end = time.perf_counter()
+        self.status = "blocked"
+        self.error_type = "BudgetExceeded"
+        self.error_message = reason
+
     def elapsed_ms(self, perf_time: float | None) -> float | None:
         """Milliseconds from the call's start to a perf_counter() reading, to the µs."""
         return None if perf_time is None else round((perf_time - self.t_start) * 1000.0, 3)
@@ -280,6 +287,8 @@ class CallRecord:
     def _price(self) -> tuple[Usage | None, Cost | None, str]:
         usage = self.normalized_usage()
         if usage is None:
+            if self.status == "blocked":  # never sent: no cost, not a missing one
+                return None, None, "blocked"
             if self.status in ("error", "incomplete"):
                 return None, None, self.status
             return None, None, "missing_usage"

@@ -1,0 +1,81 @@
+"""The fleet counter: one running total per (budget, scope value, period) shared by
+every process that enforces a budget (``budget_store="redis://..."``).
+
+Amounts are integers: dollars in units of 10⁻¹⁰ (the ten places the SQL columns hold,
+so sums are exact), tokens and requests as they are.
+
+Keys are ``majordomo-log:budget:<budget>:<scope value>:<period start>`` with the budget
+name and the scope value hashed (SHA-256, 16 bytes hex each): tag values are
+attacker-controlled text, and a key must stay short and free of separators.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Protocol, runtime_checkable
+
+USD_SCALE = 10**10
+KEY_PREFIX = "majordomo-log:"
+
+
+def to_units(amount: Decimal | int, unit: str) -> int:
+    """An amount as the counter's integer (dollars to 10⁻¹⁰, rounded half-even)."""
+    if unit == "usd":
+        return int((Decimal(amount) * USD_SCALE).to_integral_value())
+    return int(amount)
+
+
+def from_units(units: int, unit: str) -> Decimal | int:
+    return Decimal(units).scaleb(-10) if unit == "usd" else units
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def counter_key(budget_name: str, scope_value: tuple[str, ...], start: dt.datetime) -> str:
+    value = "\x1f".join(scope_value)  # a separator no tag value holds after text coercion
+    stamp = start.strftime("%Y%m%dT%H%MZ")
+    return f"{KEY_PREFIX}budget:{_digest(budget_name)}:{_digest(value)}:{stamp}"
+
+
+def alert_key(dedup_key: str) -> str:
+    return f"{KEY_PREFIX}alert:{_digest(dedup_key)}"
+
+
+@runtime_checkable
+class FleetCounter(Protocol):
+    """What budgets need from a shared counter. ``add`` is called on the call's path and
+    must not wait; ``read`` and ``claim`` wait for one round trip (with a timeout)."""
+
+    def add(
+        self,
+        key: str,
+        units: int,
+        seed: int,
+        expire_at: dt.datetime | None,
+        on_total: Callable[[int], None],
+    ) -> None:
+        """Add ``units`` to ``key`` in the background; a key that does not exist yet (a
+        new period, or a counter that lost its data) is first set to ``seed`` (what the
+        metadata store had counted). ``on_total`` gets the total after the addition,
+        on a background thread. Never raises; a failure is counted and logged."""
+        ...
+
+    def read(self, key: str, timeout: float) -> int | None:
+        """The key's total now (0 if it does not exist), or None when the counter cannot
+        answer within ``timeout`` seconds."""
+        ...
+
+    def claim(self, dedup_key: str, ttl: float) -> bool:
+        """True for the first process to claim ``dedup_key`` within ``ttl`` seconds (an
+        alert is sent by that process only); True also when the counter cannot answer,
+        since a duplicate alert is better than a lost one."""
+        ...
+
+    def close(self) -> None:
+        """Stop and release connections. Idempotent."""
+        ...

@@ -1,0 +1,301 @@
+"""The budgets of one wrapper, on the call's path: ``check`` before the provider is
+called, ``charge`` once the call has completed.
+
+``check`` reads only memory: each hard budget's tally for the call's scope value and
+period (``budgets/ledger.py``), compared with its limit. The one exception is a fleet
+budget near its limit: with ``budget_store="redis://..."``, a tally at 80% of its limit
+or more, or not refreshed from the fleet counter for a second, is read from Redis before
+the call (one round trip), so that processes sharing a budget stop within the calls in
+flight. ``charge`` prices the call at once (``CallRecord.priced()``: the writer then
+reuses that price), adds it to every tally it counts in, sends the alerts of thresholds
+it crossed, and hands the addition to the fleet counter in the background.
+
+Neither raises into the caller for its own failures: a bug here is counted and logged
+through ``internal_error`` and the call goes on as if there were no budgets.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from .._exceptions import BudgetExceeded, ConfigError
+from .._log import warn_once
+from ..record.values import hash_value, storable, value_text
+from .alerting import budget_alert, format_amount
+from .estimate import largest_cost, largest_tokens
+from .fleet import FleetCounter, counter_key, from_units, to_units
+from .ledger import Ledger, Tally, ledger_for
+
+if TYPE_CHECKING:
+    from ..alerts.events import AlertEvent
+    from ..record.call import CallRecord
+    from .budget import Budget, ScopeValue
+    from .reconcile import Reconciler
+
+NEAR_LIMIT = 0.8  # a fleet tally at this share of its limit is read from Redis first
+FRESH_SECONDS = 1.0  # a fleet figure older than this is read again before a call
+READ_TIMEOUT = 0.25  # a fleet read that takes longer falls back to the local figure
+
+
+class BudgetGuard:
+    """Checks and charges the budgets of one wrapper (and its ``with_options`` copies)."""
+
+    def __init__(
+        self,
+        budgets: Iterable[Budget],
+        store_url: str,
+        *,
+        alert: Callable[[AlertEvent], None] | None,
+        fleet: FleetCounter | None,
+        internal_error: Callable[[Exception], None],
+    ) -> None:
+        budgets = tuple(budgets)
+        names = [b.name for b in budgets]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ConfigError(f"budgets need distinct names; given twice: {duplicates}")
+        self.budgets = budgets
+        self.ledgers = tuple(ledger_for(store_url, b) for b in budgets if b.per != "call")
+        self.hard = tuple(ledger for ledger in self.ledgers if ledger.budget.hard)
+        self.caps = tuple(b for b in budgets if b.per == "call")
+        self.hard_caps = tuple(b for b in self.caps if b.hard)
+        self.alert = alert
+        self.fleet = fleet
+        self.internal_error = internal_error
+        self.reconciler: Reconciler | None = None  # set by the wrapper's constructor
+        self._hashed: dict[tuple[str, Any], str] = {}
+        self.blocked = 0
+
+    def watch(self, rules: Any, dispatcher: Any) -> None:
+        raise NotImplementedError
+
+    # -- before the call ---------------------------------------------------------------
+
+    def check(self, record: CallRecord, request: Mapping[str, Any]) -> BudgetExceeded | None:
+        """The refusal of a hard budget this call would break, or None to let it go."""
+        try:
+            for ledger in self.hard:
+                refusal = self._check_period(ledger, record)
+                if refusal is not None:
+                    return refusal
+            for budget in self.hard_caps:
+                refusal = self._check_cap(budget, record, request)
+                if refusal is not None:
+                    return refusal
+        except Exception as exc:  # a budget bug must not stop the call
+            self.internal_error(exc)
+        return None
+
+    def _check_period(self, ledger: Ledger, record: CallRecord) -> BudgetExceeded | None:
+        budget = ledger.budget
+        value = self.scope_value(budget, record)
+        if value is None:
+            return None
+        tally, new = ledger.tally(value, record.started_at)
+        if new:
+            self._reconcile(ledger, value, tally)
+        limit = budget.limit
+        if tally.spent < limit and self.fleet is not None and (
+            tally.spent >= limit * NEAR_LIMIT
+            or time.monotonic() - tally.fleet_at > FRESH_SECONDS
+        ):
+            self._read_fleet(ledger, value, tally)
+        if tally.spent < limit:
+            return None
+        return self._refusal(budget, value, tally.spent, tally.end, record)
+
+    def _check_cap(
+        self, budget: Budget, record: CallRecord, request: Mapping[str, Any]
+    ) -> BudgetExceeded | None:
+        value = self.scope_value(budget, record)
+        if value is None:
+            return None
+        if budget.unit == "usd":
+            most: Decimal | int | None = largest_cost(
+                record.ctx.prices, record.model, record.operation, request, record.started_at
+            )
+        else:
+            most = largest_tokens(request, record.operation)
+        if most is None:
+            warn_once(
+                "budget_estimate_unknown",
+                budget.name,
+                "budget %r caps each call, but a call's largest cost could not be estimated "
+                "(no price for the model, no max_tokens, or images/audio in the request): "
+                "it was let through and is checked when it completes",
+                budget.name,
+            )
+            return None
+        if most <= budget.limit:
+            return None
+        return self._refusal(budget, value, most, None, record)
+
+    def _refusal(
+        self, budget: Budget, value: ScopeValue, spend: Decimal | int, end: Any, record: CallRecord
+    ) -> BudgetExceeded:
+        self.blocked += 1
+        scope = ", ".join(f"{t}={v}" for t, v in zip(budget.scope, value, strict=True))
+        where = f" for {scope}" if scope else ""
+        if budget.per == "call":
+            what = f"the call could cost up to {_amount(spend, budget.unit)}"
+            until = ""
+        else:
+            what = f"spent {_amount(spend, budget.unit)}"
+            until = "" if end is None else f"; the period ends {end.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+        message = (
+            f"budget {budget.name!r} refused the call{where}: {what} of "
+            f"{_amount(budget.limit, budget.unit)}{until}"
+        )
+        return BudgetExceeded(
+            message,
+            budget=budget,
+            scope_value=value,
+            spend=spend,
+            limit=budget.limit,
+            period_end=end,
+            request_id=record.request_id,
+        )
+
+    # -- after the call ----------------------------------------------------------------
+
+    def charge(self, record: CallRecord) -> None:
+        """Count a completed call (ok, error or incomplete) in every budget it falls in."""
+        try:
+            usage, cost, _ = record.priced()
+            for ledger in self.ledgers:
+                budget = ledger.budget
+                amount = _amount_of(budget.unit, usage, cost)
+                if not amount:
+                    continue
+                value = self.scope_value(budget, record)
+                if value is None:
+                    continue
+                tally, new = ledger.tally(value, record.started_at)
+                with ledger.lock:
+                    tally.spent += amount
+                if self.reconciler is not None:
+                    if new:
+                        self.reconciler.request(ledger, value, tally)
+                    else:
+                        self.reconciler.touch(ledger, value, tally)
+                if self.fleet is not None:
+                    self._add_to_fleet(ledger, value, tally, amount)
+                self.crossed(ledger, value, tally)
+            for budget in self.caps:
+                self._charge_cap(budget, record, usage, cost)
+        except Exception as exc:
+            self.internal_error(exc)
+
+    def _charge_cap(self, budget: Budget, record: CallRecord, usage: Any, cost: Any) -> None:
+        amount = _amount_of(budget.unit, usage, cost)
+        if not amount or self.alert is None:
+            return
+        value = self.scope_value(budget, record)
+        if value is None or amount < budget.limit * Decimal(repr(budget.thresholds[-1])):
+            return
+        self.alert(budget_alert(budget, value, None, None, amount, budget.thresholds[-1], record))
+
+    def crossed(self, ledger: Ledger, value: ScopeValue, tally: Tally) -> None:
+        """Alert each threshold the tally has reached since the last alert (once each)."""
+        budget = ledger.budget
+        thresholds = budget.thresholds
+        if tally.crossed >= len(thresholds) or self.alert is None:
+            return
+        limit = budget.limit
+        with ledger.lock:
+            first = tally.crossed
+            while tally.crossed < len(thresholds) and (
+                tally.spent >= limit * Decimal(repr(thresholds[tally.crossed]))
+            ):
+                tally.crossed += 1
+            reached = thresholds[first : tally.crossed]
+            spent = tally.spent
+        for threshold in reached:
+            self.alert(budget_alert(budget, value, tally.start, tally.end, spent, threshold))
+
+    # -- the store and the fleet ---------------------------------------------------------
+
+    def _reconcile(self, ledger: Ledger, value: ScopeValue, tally: Tally) -> None:
+        if self.reconciler is not None:
+            self.reconciler.request(ledger, value, tally)
+
+    def _add_to_fleet(
+        self, ledger: Ledger, value: ScopeValue, tally: Tally, amount: Decimal | int
+    ) -> None:
+        assert self.fleet is not None
+        unit = ledger.budget.unit
+        key = counter_key(ledger.budget.name, value, tally.start)
+
+        def on_total(total: int) -> None:
+            raised = ledger.raise_to(value, tally.start, from_units(total, unit))
+            if raised is not None:
+                raised.fleet_at = time.monotonic()
+                self.crossed(ledger, value, raised)
+
+        self.fleet.add(
+            key, to_units(amount, unit), to_units(tally.stored, unit), tally.end, on_total
+        )
+
+    def _read_fleet(self, ledger: Ledger, value: ScopeValue, tally: Tally) -> None:
+        assert self.fleet is not None
+        unit = ledger.budget.unit
+        total = self.fleet.read(counter_key(ledger.budget.name, value, tally.start), READ_TIMEOUT)
+        if total is None:
+            return
+        tally.fleet_at = time.monotonic()
+        raised = ledger.raise_to(value, tally.start, from_units(total, unit))
+        if raised is not None:
+            self.crossed(ledger, value, raised)
+
+    # -- scope values -------------------------------------------------------------------
+
+    def scope_value(self, budget: Budget, record: CallRecord) -> ScopeValue | None:
+        """The call's values of the budget's scope tags, as stored on its row (a tag in
+        ``hash_tags`` as its HMAC); None when one is missing."""
+        scope = budget.scope
+        if not scope:
+            return ()
+        ctx = record.ctx
+        context = record.context_tags
+        values = []
+        for name in scope:
+            if name == "api_key_alias":
+                raw: Any = ctx.api_key_alias
+            else:
+                raw = context.get(name) if context else None
+                if raw is None:
+                    raw = ctx.tags.get(name)
+            if raw is None or raw == "":
+                return None
+            text = raw if type(raw) is str else value_text(storable(raw))
+            if text is None:
+                return None
+            if name in ctx.hash_tags:
+                text = self._hash(name, text, ctx.tag_secret)
+            values.append(text)
+        return tuple(values)
+
+    def _hash(self, name: str, text: str, secret: bytes) -> str:
+        key = (name, text)
+        digest = self._hashed.get(key)
+        if digest is None:
+            if len(self._hashed) > 10_000:
+                self._hashed.clear()
+            digest = self._hashed[key] = hash_value(text, secret)
+        return digest
+
+
+def _amount_of(unit: str, usage: Any, cost: Any) -> Decimal | int:
+    """What a completed call counts in a budget of ``unit`` (0: nothing)."""
+    if unit == "usd":
+        return Decimal(0) if cost is None else cost.total
+    if unit == "tokens":
+        return 0 if usage is None or "unreadable_usage" in usage.flags else usage.total
+    return 1
+
+
+def _amount(value: Decimal | int, unit: str) -> str:
+    return format_amount(value, unit)

@@ -1,0 +1,129 @@
+"""What each budget has counted: a ``Tally`` per scope value and period, in memory.
+
+One ``Ledger`` per budget per metadata store, shared by every wrapper of the process
+that enforces that budget on that store (``ledger_for``): an application wrapping an
+OpenAI and an Anthropic client under one per-user budget counts both into one tally.
+
+A tally's ``spent`` is the best view this process has of the period's spend: its own
+calls, added as each completes, raised (never lowered) to what the store or the fleet
+counter report (``budgets/reconcile.py``, ``budgets/redis_counter.py``). Raising to
+the larger figure never counts a call twice (its own calls are in both figures, or
+only in the local one while still queued); it can miss, until the next reconcile, the
+smaller of its own calls still queued and other processes' calls since.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from .._exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from .budget import Budget, ScopeValue
+
+# Tag values are attacker-controlled: a ledger keeps at most this many tallies, dropping
+# the oldest (a dropped tally is read back from the store when its scope value returns).
+MAX_TALLIES = 100_000
+
+
+class Tally:
+    """One budget's count for one scope value in one period."""
+
+    __slots__ = (
+        "crossed",
+        "end",
+        "end_ts",
+        "fleet_at",
+        "reconciled",
+        "spent",
+        "start",
+        "start_ts",
+        "stored",
+    )
+
+    def __init__(self, start: dt.datetime, end: dt.datetime | None, zero: Decimal | int) -> None:
+        self.start = start
+        self.end = end
+        # compared with time.time() on every call: a float, not a datetime
+        self.start_ts = start.timestamp()
+        self.end_ts = float("inf") if end is None else end.timestamp()
+        self.spent: Decimal | int = zero
+        self.stored: Decimal | int = zero  # the store's figure at the last reconcile
+        self.crossed = 0  # how many of the budget's thresholds have alerted
+        self.fleet_at = 0.0  # time.monotonic() of the last figure read from the fleet counter
+        self.reconciled = False
+
+
+class Ledger:
+    """A budget's tallies, by scope value; the current period's only."""
+
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
+        self.zero: Decimal | int = Decimal(0) if budget.unit == "usd" else 0
+        self.tallies: dict[ScopeValue, Tally] = {}
+        self.lock = threading.Lock()  # charges come from any thread; checks only read
+
+    def tally(self, value: ScopeValue, at: float) -> tuple[Tally, bool]:
+        """The tally of ``value`` for the period holding ``at``, and whether it is new (a
+        new one starts at zero and is to be reconciled from the store)."""
+        tally = self.tallies.get(value)
+        if tally is not None and tally.start_ts <= at < tally.end_ts:
+            return tally, False
+        start, end = self.budget.bounds(at)
+        with self.lock:
+            tally = self.tallies.get(value)
+            if tally is not None and tally.start == start:
+                return tally, False
+            if tally is not None and tally.start > start:
+                # a call that started in the previous period, finishing after the turn:
+                # counted in a tally of its own, not kept (the store has its row)
+                return Tally(start, end, self.zero), False
+            if len(self.tallies) >= MAX_TALLIES:
+                self._forget()
+            tally = self.tallies[value] = Tally(start, end, self.zero)
+            return tally, True
+
+    def _forget(self) -> None:
+        """Drop ended periods, then the oldest tenth of the rest (called under the lock)."""
+        for value in [v for v, t in self.tallies.items() if t.reconciled and t.end is not None]:
+            if len(self.tallies) < MAX_TALLIES * 9 // 10:
+                break
+            del self.tallies[value]
+        while len(self.tallies) >= MAX_TALLIES * 9 // 10:
+            del self.tallies[next(iter(self.tallies))]
+
+    def raise_to(
+        self, value: ScopeValue, start: dt.datetime, figure: Decimal | int
+    ) -> Tally | None:
+        """Raise a tally to a figure counted elsewhere (the store, the fleet counter)."""
+        with self.lock:
+            tally = self.tallies.get(value)
+            if tally is None or tally.start != start:
+                return None
+            if figure > tally.spent:
+                tally.spent = figure
+            return tally
+
+
+_ledgers: dict[tuple[str, str], Ledger] = {}
+_ledgers_lock = threading.Lock()
+
+
+def ledger_for(store_url: str, budget: Budget) -> Ledger:
+    """The process's ledger of ``budget`` on the store at ``store_url``. Two wrappers
+    giving the same name to different budgets on one store is a configuration error:
+    their rows could not be told apart by ``budgets status``."""
+    key = (store_url, budget.name)
+    with _ledgers_lock:
+        ledger = _ledgers.get(key)
+        if ledger is None:
+            ledger = _ledgers[key] = Ledger(budget)
+        elif ledger.budget != budget:
+            raise ConfigError(
+                f"two different budgets are named {budget.name!r} on {store_url}: "
+                "give each its own name="
+            )
+        return ledger
