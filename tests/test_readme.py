@@ -105,3 +105,30 @@ def test_budgets_example_runs_as_written(
     with sqlite3.connect(tmp_path / "llm_logs.db") as conn:
         statuses = [s for (s,) in conn.execute("SELECT status FROM llm_requests ORDER BY 1")]
     assert statuses == ["blocked", "ok", "ok", "ok"]
+
+
+def test_views_table_matches_the_migrations(tmp_path: Path) -> None:
+    """Each shipped view's documented columns: its group columns (when they are columns),
+    then the rest, in the order the view has them."""
+    import asyncio
+
+    import majordomo_log as ml
+
+    block = README.split("<!-- views:start -->", 1)[1].split("<!-- views:end -->", 1)[0]
+    documented = {}
+    for line in block.strip().splitlines()[2:]:
+        name, keys, columns = (cell.strip() for cell in line.strip().strip("|").split("|"))
+        documented[name.strip("`")] = [*keys.split(", "), *columns.split(", ")]
+
+    async def create() -> None:
+        db = await ml.SqliteAdapter.create(tmp_path / "views.db")
+        await db.close()
+
+    asyncio.run(create())
+    with sqlite3.connect(tmp_path / "views.db") as conn:
+        views = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'view'")]
+        actual = {v: [r[1] for r in conn.execute(f"PRAGMA table_info({v})")] for v in views}
+    assert sorted(documented) == sorted(actual)
+    for view, columns in actual.items():
+        assert [c for c in documented[view] if c in columns] == columns, view
+        assert set(documented[view]) - set(columns) <= {"priced call"}, view

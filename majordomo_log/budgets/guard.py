@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .._exceptions import BudgetExceeded, ConfigError
 from .._log import warn_once
 from ..record.values import hash_value, storable, value_text
+from ..schema import MAX_TAG_CHARS, PROMOTED_TAGS
 from .alerting import budget_alert, format_amount
 from .estimate import largest_cost, largest_tokens
 from .fleet import FleetCounter, counter_key, from_units, to_units
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from .reconcile import Reconciler
 
 FRESH_SECONDS = 1.0  # a fleet figure older than this is read again before a call
+COLUMN_TAGS = frozenset((*PROMOTED_TAGS, "api_key_alias"))  # tags with a column of their own
 READ_TIMEOUT = 0.25  # a fleet read that takes longer falls back to the local figure
 
 
@@ -279,6 +281,10 @@ class BudgetGuard:
                 return None
             if name in ctx.hash_tags:
                 text = self._hash(name, text, ctx.tag_secret)
+            elif len(text) > MAX_TAG_CHARS and name in COLUMN_TAGS:
+                # as the row's column holds it (record/rows.py), so the store's figure
+                # for this value is found when reconciling
+                text = text[: MAX_TAG_CHARS - 1] + "…"
             values.append(text)
         return tuple(values)
 
