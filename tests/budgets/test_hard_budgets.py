@@ -239,3 +239,29 @@ def test_a_budget_holds_across_a_restart(tmp_path: Path) -> None:
         for _ in range(5)
     ]
     assert outcomes == ["ok", "ok", "ok", "blocked", "blocked"]
+
+
+@pytest.mark.parametrize(
+    ("tag", "value"),
+    [
+        ("user_id", "u\ud800"),  # a lone surrogate: stored as U+FFFD
+        ("user_id", "u\x00v"),  # NUL: stored as U+FFFD
+        ("user_id", "u" * 1000),  # a column's 255 characters
+        ("tenant", "t\x00" + "t" * 70_000),  # the tags JSON's 65,536 characters
+    ],
+)
+def test_a_scope_value_is_read_back_from_the_store_as_its_row_holds_it(
+    tmp_path: Path, provider: FakeProvider, tag: str, value: str
+) -> None:
+    """The spend a wrapper finds in the store (at start, or another process's) is found
+    for values the row stores cleaned or cut: the budget's scope value is the row's."""
+    db = tmp_path / "l.db"
+    first = ml.Budget(limit_requests=2, per="day", scope=tag, hard=True, name="first")
+    with ml.LoggingLLM(fake_sync_openai_client(provider), db, budgets=[first], alerts=[]) as llm:
+        assert calls_until_blocked(llm, **{tag: value})[0] == 2
+    # another budget of the same limit (a fresh tally): its figure comes from the store
+    second = ml.Budget(limit_requests=2, per="day", scope=tag, hard=True, name="second")
+    llm = ml.LoggingLLM(fake_sync_openai_client(provider), db, budgets=[second], alerts=[])
+    with llm, pytest.raises(ml.BudgetExceeded) as refused:
+        call(llm, **{tag: value})
+    assert len(refused.value.scope_value[0]) <= 65_536
