@@ -265,3 +265,45 @@ def test_a_scope_value_is_read_back_from_the_store_as_its_row_holds_it(
     with llm, pytest.raises(ml.BudgetExceeded) as refused:
         call(llm, **{tag: value})
     assert len(refused.value.scope_value[0]) <= 65_536
+
+
+def test_raw_byte_responses_are_refused_too(tmp_path: Path, provider: FakeProvider) -> None:
+    """with_streaming_response and with_raw_response(stream=True) are not logged (the
+    caller parses the bytes), but a spent hard budget refuses them like any other call."""
+    budget = ml.Budget(limit_requests=1, per="day", hard=True)
+    with ml.LoggingLLM(
+        fake_sync_openai_client(provider), tmp_path / "l.db", budgets=[budget], alerts=[]
+    ) as llm:
+        call(llm)
+        sent = len(provider.requests)
+        completions = llm.chat.completions
+        with pytest.raises(ml.BudgetExceeded):
+            completions.with_raw_response.create(
+                model="gpt-4o-mini", messages=MESSAGES, stream=True
+            )
+        with pytest.raises(ml.BudgetExceeded):
+            completions.with_streaming_response.create(model="gpt-4o-mini", messages=MESSAGES)
+        assert len(provider.requests) == sent
+
+    async def refused_when_awaited() -> None:
+        llm = ml.LoggingLLM(
+            fake_openai_client(provider), tmp_path / "a.db", budgets=[budget], alerts=[]
+        )
+        try:
+            await llm.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+            sent = len(provider.requests)
+            raw = llm.chat.completions.with_raw_response.create(
+                model="gpt-4o-mini", messages=MESSAGES, stream=True
+            )
+            with pytest.raises(ml.BudgetExceeded):
+                await raw
+            with pytest.raises(ml.BudgetExceeded):
+                async with llm.chat.completions.with_streaming_response.create(
+                    model="gpt-4o-mini", messages=MESSAGES
+                ):
+                    pass
+            assert len(provider.requests) == sent
+        finally:
+            await llm.close()
+
+    asyncio.run(refused_when_awaited())
