@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .reconcile import Reconciler
 
 FRESH_SECONDS = 1.0  # a fleet figure older than this is read again before a call
+COLUMN_TAGS = frozenset((*PROMOTED_TAGS, "api_key_alias"))  # tags with a column of their own
 READ_TIMEOUT = 0.25  # a fleet read that takes longer falls back to the local figure
 HASH_CACHE_TEXT = 256  # longer tag values are hashed on each call, not cached
 
@@ -291,8 +292,10 @@ class BudgetGuard:
                 return None
             if name in ctx.hash_tags:
                 text = self._hash(name, text, ctx.tag_secret)
-            elif len(text) > MAX_TAG_CHARS and (name in PROMOTED_TAGS or name == "api_key_alias"):
-                text = text[: MAX_TAG_CHARS - 1] + "…"  # as its column holds it
+            elif len(text) > MAX_TAG_CHARS and name in COLUMN_TAGS:
+                # as the row's column holds it (record/rows.py), so the store's figure
+                # for this value is found when reconciling
+                text = text[: MAX_TAG_CHARS - 1] + "…"
             values.append(text)
         return tuple(values)
 
