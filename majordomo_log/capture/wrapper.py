@@ -177,7 +177,9 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Generic[ClientT]):
         if helper and operation is not None:
             return self._wrap_stream_helper(target, attr, operation)
         if STREAMING_RESPONSE in path:  # the caller reads raw bytes: not ours to parse
-            return getattr(target, attr)  # type: ignore[no-any-return]
+            if self._guard is None or operation is None:
+                return getattr(target, attr)  # type: ignore[no-any-return]
+            return self._wrap_unlogged(target, attr, operation)  # but budgets still hold
         known = operation is not None or path[-1] in self._methods
         name = operation or path[-1]
         is_chat = name == "chat.completions" or name in family.asks_stream_usage
@@ -189,6 +191,10 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Generic[ClientT]):
         def call(*args: Any, **kwargs: Any) -> Any:
             stream = always_streams or kwargs.get("stream") is True
             if raw and stream:  # a raw HTTP stream: chunks are the caller's to parse
+                if self._guard is not None and known:  # but budgets still hold
+                    refused = self._refuse_unlogged(name, args, kwargs, getattr(target, attr))
+                    if refused is not None:
+                        return refused
                 return getattr(target, attr)(*args, **kwargs)
             sent = with_stream_usage(kwargs) if is_chat and stream else kwargs
             shown: Any = kwargs  # what the stored request shows
@@ -386,6 +392,33 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Generic[ClientT]):
         ):
             return _raise_when_awaited(refusal)
         raise refusal
+
+    def _refuse_unlogged(
+        self,
+        operation: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        method: Callable[..., Any] | None,
+    ) -> Coroutine[Any, Any, Any] | None:
+        """``_refuse_over_budget`` for a call whose response the caller reads as raw bytes
+        (``with_streaming_response``, ``with_raw_response`` with ``stream=True``): not
+        logged, but refused like any other once a hard budget is spent."""
+        try:
+            record = self._new_record(operation, kwargs.get("model"), True)
+        except Exception as exc:
+            self._internal_error(exc)
+            return None
+        return self._refuse_over_budget(record, kwargs, args, kwargs, method)
+
+    def _wrap_unlogged(self, target: Any, attr: str, operation: str) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            # with_streaming_response returns a context manager, sync or async, never a
+            # coroutine: the refusal is raised here, where the caller opens it
+            self._refuse_unlogged(operation, args, kwargs, None)
+            return getattr(target, attr)(*args, **kwargs)
+
+        call.__name__ = attr
+        return call
 
     def _log_blocked(self, record: CallRecord, request: bytes, refusal: BudgetExceeded) -> None:
         try:

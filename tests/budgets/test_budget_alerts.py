@@ -120,3 +120,23 @@ def test_anomalies_need_somewhere_to_go(tmp_path: Path) -> None:
         ml.LoggingLLM(
             fake_sync_openai_client(), tmp_path / "l.db", alerts=[], anomalies=ml.Anomalies()
         )
+
+
+def test_scope_values_holding_the_separator_keep_their_own_alerts_and_counters() -> None:
+    import datetime as dt
+
+    from majordomo_log.budgets.alerting import budget_alert
+    from majordomo_log.budgets.fleet import counter_key
+
+    budget = ml.Budget("1", per="day", scope=("org_id", "user_id"))
+    start = dt.datetime(2026, 12, 6, tzinfo=dt.timezone.utc)
+    one, other = ("a\x1fb", "c"), ("a", "b\x1fc")
+    assert (
+        budget_alert(budget, one, start, None, 1, 1.0).dedup_key
+        != budget_alert(budget, other, start, None, 1, 1.0).dedup_key
+    )
+    assert counter_key(budget.name, one, start) != counter_key(budget.name, other, start)
+    # values without the separator keep their keys
+    assert counter_key(budget.name, ("a", "b"), start) == counter_key(
+        budget.name, ("a", "b"), start
+    )
