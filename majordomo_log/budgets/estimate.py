@@ -28,7 +28,7 @@ that contains itself). The call's real cost is still checked once it completes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -74,7 +74,7 @@ def input_bytes(request: Mapping[str, Any]) -> int | None:
     if any(isinstance(request.get(key), (str, Mapping)) for key in SERVER_CONTEXT_KEYS):
         return None
     config = request.get("config")  # google-genai: GenerateContentConfig or a dict
-    read = config.get if isinstance(config, Mapping) else lambda key: getattr(config, key, None)
+    read = _field_reader(config)
     if config is not None and any(read(key) is not None for key in CONFIG_SERVER_CONTEXT_KEYS):
         return None
     if isinstance(request.get("prompt"), Mapping):  # a stored prompt template (Responses)
@@ -212,3 +212,14 @@ def largest_tokens(request: Mapping[str, Any], operation: str) -> int | None:
     if output is None or tokens is None:
         return None
     return tokens + output * choices(request)
+
+
+def _field_reader(config: Any) -> Callable[[str], Any]:
+    """How to read a field of google-genai's ``config``: a dict or a config object."""
+    if isinstance(config, Mapping):
+        return config.get
+
+    def read(key: str) -> Any:
+        return getattr(config, key, None)
+
+    return read

@@ -23,11 +23,10 @@ import dataclasses
 import inspect
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from types import CoroutineType
 from typing import Any, Generic, TypeVar
 
-from .._exceptions import BudgetExceeded
 from .._log import warn_once
 from ..budgets.guard import BudgetGuard
 from ..delivery.hosted import HostedWriter
@@ -57,6 +56,7 @@ from .methods import (
     snapshot,
     with_stream_usage,
 )
+from .refusals import Refusals
 from .resolve import resolve
 from .retries import IN_FLIGHT, count_retries
 from .streams import LoggedStream, LoggedStreamManager, LoggedSyncStream
@@ -65,7 +65,7 @@ from .tags import current_tags
 ClientT = TypeVar("ClientT")
 
 
-class ClientWrapper(ClientKeys, Control, BatchLog, Generic[ClientT]):
+class ClientWrapper(ClientKeys, Control, BatchLog, Refusals, Generic[ClientT]):
     """A client whose calls are logged through ``writer`` (see ``LoggingLLM``). Its key
     state is ``ClientKeys``' (``capture/client_keys.py``), its flush(), close() and
     record_outcome() ``Control``'s (``capture/control.py``), log_batch_results()
@@ -368,69 +368,6 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Generic[ClientT]):
         self._submit(record)
         return result
 
-    def _refuse_over_budget(
-        self,
-        record: CallRecord,
-        kwargs: dict[str, Any],
-        args: tuple[Any, ...],
-        shown: Any,
-        method: Callable[..., Any] | None = None,
-    ) -> Coroutine[Any, Any, Any] | None:
-        """None when the budgets allow this call. Otherwise the attempt is logged as a
-        ``blocked`` row and ``BudgetExceeded`` is raised, before the provider is called:
-        here for a blocking method, or (``method`` async) when the returned coroutine is
-        awaited, where the caller awaits every other outcome of the call."""
-        assert self._guard is not None
-        refusal = self._guard.check(record, kwargs)
-        if refusal is None:
-            return None
-        self._log_blocked(record, snapshot(args, shown), refusal)
-        surface = self._surface
-        if method is not None and (
-            surface == "async"
-            or (surface == "both" and inspect.iscoroutinefunction(inspect.unwrap(method)))
-        ):
-            return _raise_when_awaited(refusal)
-        raise refusal
-
-    def _refuse_unlogged(
-        self,
-        operation: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        method: Callable[..., Any] | None,
-    ) -> Coroutine[Any, Any, Any] | None:
-        """``_refuse_over_budget`` for a call whose response the caller reads as raw bytes
-        (``with_streaming_response``, ``with_raw_response`` with ``stream=True``): not
-        logged, but refused like any other once a hard budget is spent."""
-        try:
-            record = self._new_record(operation, kwargs.get("model"), True)
-        except Exception as exc:
-            self._internal_error(exc)
-            return None
-        return self._refuse_over_budget(record, kwargs, args, kwargs, method)
-
-    def _wrap_unlogged(self, target: Any, attr: str, operation: str) -> Callable[..., Any]:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            # with_streaming_response returns a context manager, sync or async, never a
-            # coroutine: the refusal is raised here, where the caller opens it
-            self._refuse_unlogged(operation, args, kwargs, None)
-            return getattr(target, attr)(*args, **kwargs)
-
-        call.__name__ = attr
-        return call
-
-    def _log_blocked(self, record: CallRecord, request: bytes, refusal: BudgetExceeded) -> None:
-        try:
-            record.block(str(refusal))
-            if record.api_key_hash is None:
-                record.api_key_hash = self._api_key_hash()
-            record.request_json = request
-        except Exception as error:
-            self._internal_error(error)
-            return
-        self._submit(record)
-
     def _internal_error(self, exc: Exception) -> None:
         self._writer.count_internal_error()
         warn_once(
@@ -517,10 +454,6 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Generic[ClientT]):
         derived._api_key_hash()
         derived._counts_retries = count_retries(client)  # with_options(http_client=...)
         return derived
-
-
-async def _raise_when_awaited(refusal: BudgetExceeded) -> Any:
-    raise refusal
 
 
 class SyncClientWrapper(SyncControl, ClientWrapper[ClientT]):
