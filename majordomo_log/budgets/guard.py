@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from .budget import Budget, ScopeValue
     from .reconcile import Reconciler
 
-FRESH_SECONDS = 1.0  # a fleet figure older than this is read again before a call
 COLUMN_TAGS = frozenset((*PROMOTED_TAGS, "api_key_alias"))  # tags with a column of their own
 READ_TIMEOUT = 0.25  # a fleet read that takes longer falls back to the local figure
 HASH_CACHE_TEXT = 256  # longer tag values are hashed on each call, not cached
@@ -103,11 +102,7 @@ class BudgetGuard:
         if new:
             self._reconcile(ledger, value, tally)
         limit = budget.limit
-        if (
-            tally.spent < limit
-            and self.fleet is not None
-            and (tally.spent >= ledger.near or time.monotonic() - tally.fleet_at > FRESH_SECONDS)
-        ):
+        if tally.spent < limit and self.fleet is not None and ledger.near_limit(tally):
             self._read_fleet(ledger, value, tally)
         if tally.spent < limit:
             return None
@@ -239,7 +234,7 @@ class BudgetGuard:
         def on_total(total: int) -> None:
             raised = ledger.raise_to(value, tally.start, from_units(total, unit))
             if raised is not None:
-                raised.fleet_at = time.monotonic()
+                raised.saw_fleet(total, time.monotonic())
                 self.crossed(ledger, value, raised)
 
         self.fleet.add(
@@ -252,7 +247,7 @@ class BudgetGuard:
         total = self.fleet.read(counter_key(ledger.budget.name, value, tally.start), READ_TIMEOUT)
         if total is None:
             return
-        tally.fleet_at = time.monotonic()
+        tally.saw_fleet(total, time.monotonic())
         raised = ledger.raise_to(value, tally.start, from_units(total, unit))
         if raised is not None:
             self.crossed(ledger, value, raised)

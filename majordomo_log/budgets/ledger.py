@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from .._exceptions import ConfigError
+from .fleet import to_units
 
 if TYPE_CHECKING:
     from .budget import Budget, ScopeValue
@@ -30,19 +32,30 @@ MAX_TALLIES = 100_000
 # ... and at most this many characters of scope values (a tag in the JSON column may be
 # 64K characters long: 100,000 of those would be gigabytes).
 MAX_VALUE_CHARS = 16_000_000
-# A fleet tally at this share of its limit is read from the fleet counter before each
-# call (budgets/guard.py).
+# When a hard budget has a fleet counter (Redis), a call whose tally is near its limit
+# waits for the counter's figure first (budgets/guard.py). Near means any of: at this
+# share of the limit or more; a fleet figure older than FRESH_SECONDS; or a fleet spending
+# fast enough to reach the limit within HORIZON_SECONDS from the last figure. The last
+# rule is what keeps the overshoot to the calls in flight when a fleet spends the margin
+# faster than a process refreshes its figure (20 processes, 1% of the limit per call
+# each). HORIZON_SECONDS is twice the staleness a figure may have without a read.
 NEAR_LIMIT = Decimal("0.8")
+FRESH_SECONDS = 1.0
+HORIZON_SECONDS = 2.0
+RATE_WINDOW = 0.05  # seconds between the two fleet figures a rate is taken from
 
 
 class Tally:
     """One budget's count for one scope value in one period."""
 
     __slots__ = (
+        "anchor_at",
+        "anchor_units",
         "crossed",
         "end",
         "end_ts",
         "fleet_at",
+        "fleet_rate",
         "reconciled",
         "spent",
         "start",
@@ -60,7 +73,22 @@ class Tally:
         self.stored: Decimal | int = zero  # the store's figure at the last reconcile
         self.crossed = 0  # how many of the budget's thresholds have alerted
         self.fleet_at = 0.0  # time.monotonic() of the last figure read from the fleet counter
+        self.fleet_rate = 0.0  # the fleet's spend per second, in counter units
+        self.anchor_at = 0.0  # the earlier figure the rate is measured from, and when
+        self.anchor_units = 0
         self.reconciled = False
+
+
+    def saw_fleet(self, units: int, now: float) -> None:
+        """A figure from the fleet counter (its integer units) at ``time.monotonic()``:
+        freshness, and the fleet's rate over the last ``RATE_WINDOW`` or more."""
+        self.fleet_at = now
+        if self.anchor_at == 0.0:
+            self.anchor_at, self.anchor_units = now, units
+        elif now - self.anchor_at >= RATE_WINDOW:
+            rate = max(0.0, (units - self.anchor_units) / (now - self.anchor_at))
+            self.fleet_rate = rate if self.fleet_rate == 0.0 else (self.fleet_rate + rate) / 2
+            self.anchor_at, self.anchor_units = now, units
 
 
 class Ledger:
@@ -70,6 +98,8 @@ class Ledger:
         self.budget = budget
         self.zero: Decimal | int = Decimal(0) if budget.unit == "usd" else 0
         self.near = budget.limit * NEAR_LIMIT
+        self.limit_units = to_units(budget.limit, budget.unit)
+        self.units_per = to_units(1, budget.unit)  # counter units in one dollar/token/call
         # each threshold as an amount, computed once: compared after every charge
         self.marks: tuple[Decimal, ...] = tuple(
             budget.limit * Decimal(repr(t)) for t in budget.thresholds
@@ -77,6 +107,18 @@ class Ledger:
         self.tallies: dict[ScopeValue, Tally] = {}
         self.chars = 0  # characters of the scope values kept
         self.lock = threading.Lock()  # charges come from any thread; checks only read
+
+    def near_limit(self, tally: Tally) -> bool:
+        """Whether a call under this tally should read the fleet counter first."""
+        if tally.spent >= self.near:
+            return True
+        now = time.monotonic()
+        if now - tally.fleet_at > FRESH_SECONDS or tally.anchor_at == 0.0:
+            return True
+        if tally.fleet_rate == 0.0 and now - tally.anchor_at < RATE_WINDOW:
+            return True  # the fleet's rate is not known yet: it may be spending fast
+        ahead = float(tally.spent) * self.units_per + tally.fleet_rate * HORIZON_SECONDS
+        return ahead >= self.limit_units
 
     def tally(self, value: ScopeValue, at: float) -> tuple[Tally, bool]:
         """The tally of ``value`` for the period holding ``at``, and whether it is new (a

@@ -261,8 +261,11 @@ def test_processes_claim_once_and_add_up_exactly(
     children = [
         subprocess.Popen(
             [sys.executable, "-c", CHILD, redis_url, prefix + "shared"],
-            env={**os.environ, "PYTHONPATH": path}, text=True,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": path},
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         for _ in range(8)
     ]
@@ -376,7 +379,11 @@ def test_the_password_is_never_shown(
             shown.append(repr(counter))
     assert shown[0] == f"<RedisCounter redis://127.0.0.1:{server.port}/0>"
     assert shown[-1] == "<RedisCounter unix:///nonexistent/redis.sock?db=2 closed>"
-    garbled = (f"redis://:{SECRET}#x@host/0", f"redis://:{SECRET}@h:port/0", f"http://:{SECRET}@h/0")
+    garbled = (
+        f"redis://:{SECRET}#x@host/0",
+        f"redis://:{SECRET}@h:port/0",
+        f"http://:{SECRET}@h/0",
+    )
     for url in garbled:
         with pytest.raises(ml.ConfigError) as error:
             RedisCounter(url)
