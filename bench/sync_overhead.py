@@ -792,8 +792,11 @@ def child(probe: str, count: int) -> None:
     os._exit(0)
 
 
-def _child_command(probe: str, count: int) -> list[str]:
-    return [sys.executable, str(Path(__file__).resolve()), "--child", probe, str(count)]
+SCRIPT = Path(__file__).resolve()
+
+
+def _child_command(probe: str, count: int, script: Path = SCRIPT) -> list[str]:
+    return [sys.executable, str(script), "--child", probe, str(count)]
 
 
 def _child_env() -> dict[str, str]:
@@ -805,15 +808,18 @@ def _child_env() -> dict[str, str]:
     }
 
 
-def thread_totals(probe: str, count: int) -> tuple[dict[int, int], int | None]:
-    """Instructions per thread (1: the caller) of one driver run, and the wake-ups seen."""
+def thread_totals(
+    probe: str, count: int, script: Path = SCRIPT
+) -> tuple[dict[int, int], int | None]:
+    """Instructions per thread (1: the caller) of one driver run of ``script`` (whose
+    ``--child PROBE COUNT`` is the driver), and the wake-ups seen."""
     with tempfile.TemporaryDirectory() as workdir:
         out = Path(workdir) / "callgrind.out"
         subprocess.run(
             [
                 *("valgrind", "--tool=callgrind", "--separate-threads=yes"),
                 f"--callgrind-out-file={out}",
-                *_child_command(probe, count),
+                *_child_command(probe, count, script),
             ],
             cwd=workdir,
             env=_child_env(),
@@ -833,15 +839,22 @@ def thread_totals(probe: str, count: int) -> tuple[dict[int, int], int | None]:
     return totals, wakes
 
 
-def instructions(probes: Sequence[str]) -> dict[str, Any]:
+def instructions(
+    probes: Sequence[str], script: Path = SCRIPT, low: int = LOW, high: int = HIGH
+) -> dict[str, Any]:
+    """Per probe: instructions per call on the caller's thread and on the others, from
+    driver runs of ``script`` (bench/budget_overhead.py passes its own) at ``low`` and
+    ``high`` calls."""
     for probe in probes:  # bytecode caches written, and the driver works, before counting
         with tempfile.TemporaryDirectory() as workdir:
-            subprocess.run(_child_command(probe, LOW), cwd=workdir, env=_child_env(), check=True)
-    runs = [(probe, count) for probe in probes for count in (LOW, HIGH)]
+            subprocess.run(
+                _child_command(probe, low, script), cwd=workdir, env=_child_env(), check=True
+            )
+    runs = [(probe, count) for probe in probes for count in (low, high)]
 
     def one(run: tuple[str, int]) -> tuple[dict[int, int], int | None]:
         started = time.monotonic()
-        totals, wakes = thread_totals(*run)
+        totals, wakes = thread_totals(*run, script)
         took = time.monotonic() - started
         print(
             f"  {run[0]:<15} {run[1]:>5}: caller {totals.get(1, 0):>14,}, "
@@ -855,14 +868,14 @@ def instructions(probes: Sequence[str]) -> dict[str, Any]:
         measured = dict(zip(runs, pool.map(one, runs), strict=True))
     per_call = {}
     for probe in probes:
-        (low, low_wakes), (high, high_wakes) = measured[probe, LOW], measured[probe, HIGH]
-        others_low = sum(v for k, v in low.items() if k != 1)
-        others_high = sum(v for k, v in high.items() if k != 1)
+        (at_low, low_wakes), (at_high, high_wakes) = measured[probe, low], measured[probe, high]
+        others_low = sum(v for k, v in at_low.items() if k != 1)
+        others_high = sum(v for k, v in at_high.items() if k != 1)
         per_call[probe] = {
-            "caller": (high[1] - low[1]) / (HIGH - LOW),
-            "other_threads": (others_high - others_low) / (HIGH - LOW),
+            "caller": (at_high[1] - at_low[1]) / (high - low),
+            "other_threads": (others_high - others_low) / (high - low),
             "wakes": None if low_wakes is None else [low_wakes, high_wakes],
-            "totals": {str(LOW): low, str(HIGH): high},
+            "totals": {str(low): at_low, str(high): at_high},
         }
     return per_call
 
