@@ -839,22 +839,15 @@ def thread_totals(
     return totals, wakes
 
 
-def instructions(
-    probes: Sequence[str], script: Path = SCRIPT, low: int = LOW, high: int = HIGH
-) -> dict[str, Any]:
-    """Per probe: instructions per call on the caller's thread and on the others, from
-    driver runs of ``script`` (bench/budget_overhead.py passes its own) at ``low`` and
-    ``high`` calls."""
+def instructions(probes: Sequence[str]) -> dict[str, Any]:
     for probe in probes:  # bytecode caches written, and the driver works, before counting
         with tempfile.TemporaryDirectory() as workdir:
-            subprocess.run(
-                _child_command(probe, low, script), cwd=workdir, env=_child_env(), check=True
-            )
-    runs = [(probe, count) for probe in probes for count in (low, high)]
+            subprocess.run(_child_command(probe, LOW), cwd=workdir, env=_child_env(), check=True)
+    runs = [(probe, count) for probe in probes for count in (LOW, HIGH)]
 
     def one(run: tuple[str, int]) -> tuple[dict[int, int], int | None]:
         started = time.monotonic()
-        totals, wakes = thread_totals(*run, script)
+        totals, wakes = thread_totals(*run)
         took = time.monotonic() - started
         print(
             f"  {run[0]:<15} {run[1]:>5}: caller {totals.get(1, 0):>14,}, "
@@ -868,14 +861,14 @@ def instructions(
         measured = dict(zip(runs, pool.map(one, runs), strict=True))
     per_call = {}
     for probe in probes:
-        (at_low, low_wakes), (at_high, high_wakes) = measured[probe, low], measured[probe, high]
-        others_low = sum(v for k, v in at_low.items() if k != 1)
-        others_high = sum(v for k, v in at_high.items() if k != 1)
+        (low, low_wakes), (high, high_wakes) = measured[probe, LOW], measured[probe, HIGH]
+        others_low = sum(v for k, v in low.items() if k != 1)
+        others_high = sum(v for k, v in high.items() if k != 1)
         per_call[probe] = {
-            "caller": (at_high[1] - at_low[1]) / (high - low),
-            "other_threads": (others_high - others_low) / (high - low),
+            "caller": (high[1] - low[1]) / (HIGH - LOW),
+            "other_threads": (others_high - others_low) / (HIGH - LOW),
             "wakes": None if low_wakes is None else [low_wakes, high_wakes],
-            "totals": {str(low): at_low, str(high): at_high},
+            "totals": {str(LOW): low, str(HIGH): high},
         }
     return per_call
 
