@@ -210,7 +210,7 @@ class LoggingLLM(ClientWrapper[ClientT]):
                     owned = named[0] and (storage is None or named[1])
                     hands_to = hosted_writer(shared, thread, close_stores or owned, owned)
             guard = spend_guard(
-                db, budgets, alerts, anomalies, budget_store, thread, self._count_budget_error
+                db, budgets, alerts, anomalies, budget_store, thread, self._internal_error
             )
             super().__init__(
                 client,
@@ -222,9 +222,6 @@ class LoggingLLM(ClientWrapper[ClientT]):
                 close_stores=close_stores,
                 guard=guard,
             )
-
-    def _count_budget_error(self, exc: Exception) -> None:
-        self._internal_error(exc)
 
 
 class SyncLoggingLLM(SyncClientWrapper[ClientT], LoggingLLM[ClientT]):

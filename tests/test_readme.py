@@ -86,3 +86,49 @@ def test_schema_table_matches_the_migrations(tmp_path: Path) -> None:
         actual = [(r[1], r[2]) for r in conn.execute("PRAGMA table_info(llm_requests)")]
     assert documented == actual
     assert [name for name, _ in actual] == list(COLUMNS)
+
+
+def test_budgets_example_runs_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # gpt-4o-mini at $0.15/M input, $0.60/M output: 1000 + 500 tokens cost $0.00045, so
+    # the third call of the day finds u-42 at $0.0009... and the fourth at $0.00135
+    provider = FakeProvider(openai_usage={"prompt_tokens": 1000, "completion_tokens": 500})
+    client = fake_sync_openai_client(provider)
+    monkeypatch.setattr(openai, "OpenAI", lambda: client)
+    monkeypatch.chdir(tmp_path)
+    code = _section_code("Budgets and alerts")
+    exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-1] == "$0.001 per day by user_id ('u-42',) 0.00135 0.001"
+    assert len(provider.requests) == 3  # the fourth was refused before the provider
+    with sqlite3.connect(tmp_path / "llm_logs.db") as conn:
+        statuses = [s for (s,) in conn.execute("SELECT status FROM llm_requests ORDER BY 1")]
+    assert statuses == ["blocked", "ok", "ok", "ok"]
+
+
+def test_views_table_matches_the_migrations(tmp_path: Path) -> None:
+    """Each shipped view's documented columns: its group columns (when they are columns),
+    then the rest, in the order the view has them."""
+    import asyncio
+
+    import majordomo_log as ml
+
+    block = README.split("<!-- views:start -->", 1)[1].split("<!-- views:end -->", 1)[0]
+    documented = {}
+    for line in block.strip().splitlines()[2:]:
+        name, keys, columns = (cell.strip() for cell in line.strip().strip("|").split("|"))
+        documented[name.strip("`")] = [*keys.split(", "), *columns.split(", ")]
+
+    async def create() -> None:
+        db = await ml.SqliteAdapter.create(tmp_path / "views.db")
+        await db.close()
+
+    asyncio.run(create())
+    with sqlite3.connect(tmp_path / "views.db") as conn:
+        views = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'view'")]
+        actual = {v: [r[1] for r in conn.execute(f"PRAGMA table_info({v})")] for v in views}
+    assert sorted(documented) == sorted(actual)
+    for view, columns in actual.items():
+        assert [c for c in documented[view] if c in columns] == columns, view
+        assert set(documented[view]) - set(columns) <= {"priced call"}, view

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from ..alerts.events import AlertEvent
+from .fleet import scope_text
 
 if TYPE_CHECKING:
     from ..record.call import CallRecord
@@ -55,7 +56,7 @@ def budget_alert(
         )
     if scope:
         title += f" for {scope}"
-    scope_key = "\x1f".join(value)
+    scope_key = scope_text(value)
     if len(scope_key) > 64:  # tag values are attacker-controlled: keep the key short
         scope_key = hashlib.sha256(scope_key.encode("utf-8", "surrogatepass")).hexdigest()
     hard = budget.hard and threshold >= 1.0

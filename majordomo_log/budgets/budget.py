@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .._exceptions import ConfigError
+from ..record.values import storable, value_text
 from .periods import PERIODS, period_bounds
 
 UNITS = ("usd", "tokens", "requests")
@@ -112,7 +113,8 @@ class Budget:
             value = tags.get(tag)
             if value is None or value == "":
                 return None
-            values.append(value if type(value) is str else str(value))
+            # non-text values as the rows hold them: JSON text (true, 42), not str()
+            values.append(value if type(value) is str else value_text(storable(value)) or "")
         return tuple(values)
 
     def definition(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
@@ -36,8 +37,17 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
+def scope_text(scope_value: tuple[str, ...]) -> str:
+    """A scope value as one string, distinct for distinct values: its parts joined by
+    U+001F, or as JSON when a part holds U+001F itself (tag values are any text, and
+    ("a\x1fb", "c") must not share a counter or an alert with ("a", "b\x1fc"))."""
+    if len(scope_value) > 1 and any("\x1f" in part for part in scope_value):
+        return json.dumps(scope_value, ensure_ascii=False)  # '[...]': never a plain join
+    return "\x1f".join(scope_value)
+
+
 def counter_key(budget_name: str, scope_value: tuple[str, ...], start: dt.datetime) -> str:
-    value = "\x1f".join(scope_value)  # a separator no tag value holds after text coercion
+    value = scope_text(scope_value)
     stamp = start.strftime("%Y%m%dT%H%MZ")
     return f"{KEY_PREFIX}budget:{_digest(budget_name)}:{_digest(value)}:{stamp}"
 

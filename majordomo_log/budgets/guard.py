@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from .._exceptions import BudgetExceeded, ConfigError
 from .._log import warn_once
-from ..record.values import hash_value, storable, value_text
+from ..record.values import MAX_CHARS, hash_value, storable_mapping, value_text
+from ..schema import MAX_TAG_CHARS, PROMOTED_TAGS
 from .alerting import budget_alert, format_amount
 from .estimate import largest_cost, largest_tokens
 from .fleet import FleetCounter, counter_key, from_units, to_units
@@ -37,7 +38,9 @@ if TYPE_CHECKING:
     from .reconcile import Reconciler
 
 FRESH_SECONDS = 1.0  # a fleet figure older than this is read again before a call
+COLUMN_TAGS = frozenset((*PROMOTED_TAGS, "api_key_alias"))  # tags with a column of their own
 READ_TIMEOUT = 0.25  # a fleet read that takes longer falls back to the local figure
+HASH_CACHE_TEXT = 256  # longer tag values are hashed on each call, not cached
 
 
 class BudgetGuard:
@@ -258,7 +261,9 @@ class BudgetGuard:
 
     def scope_value(self, budget: Budget, record: CallRecord) -> ScopeValue | None:
         """The call's values of the budget's scope tags, as stored on its row (a tag in
-        ``hash_tags`` as its HMAC); None when one is missing."""
+        ``hash_tags`` as its HMAC; text cleaned and cut as its column or the ``tags`` JSON
+        holds it), so that the store's figures are found for it; None when one is
+        missing."""
         scope = budget.scope
         if not scope:
             return ()
@@ -274,15 +279,29 @@ class BudgetGuard:
                     raw = ctx.tags.get(name)
             if raw is None or raw == "":
                 return None
-            text = raw if type(raw) is str else value_text(storable(raw))
+            if (
+                type(raw) is str
+                and len(raw) + len(name) <= MAX_CHARS
+                and raw.isascii()
+                and "\x00" not in raw
+            ):
+                text: str | None = raw
+            else:  # as the row stores it: cleaned, cut (the store is read back by this value)
+                text = value_text(storable_mapping({name: raw}).get(name))
             if text is None:
                 return None
             if name in ctx.hash_tags:
                 text = self._hash(name, text, ctx.tag_secret)
+            elif len(text) > MAX_TAG_CHARS and name in COLUMN_TAGS:
+                # as the row's column holds it (record/rows.py), so the store's figure
+                # for this value is found when reconciling
+                text = text[: MAX_TAG_CHARS - 1] + "…"
             values.append(text)
         return tuple(values)
 
     def _hash(self, name: str, text: str, secret: bytes) -> str:
+        if len(text) > HASH_CACHE_TEXT:  # not kept: the cache's size is bounded in bytes too
+            return hash_value(text, secret)
         key = (name, text)
         digest = self._hashed.get(key)
         if digest is None:

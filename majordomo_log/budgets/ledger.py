@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 # Tag values are attacker-controlled: a ledger keeps at most this many tallies, dropping
 # the oldest (a dropped tally is read back from the store when its scope value returns).
 MAX_TALLIES = 100_000
+# ... and at most this many characters of scope values (a tag in the JSON column may be
+# 64K characters long: 100,000 of those would be gigabytes).
+MAX_VALUE_CHARS = 16_000_000
 # A fleet tally at this share of its limit is read from the fleet counter before each
 # call (budgets/guard.py).
 NEAR_LIMIT = Decimal("0.8")
@@ -72,6 +75,7 @@ class Ledger:
             budget.limit * Decimal(repr(t)) for t in budget.thresholds
         )
         self.tallies: dict[ScopeValue, Tally] = {}
+        self.chars = 0  # characters of the scope values kept
         self.lock = threading.Lock()  # charges come from any thread; checks only read
 
     def tally(self, value: ScopeValue, at: float) -> tuple[Tally, bool]:
@@ -89,19 +93,28 @@ class Ledger:
                 # a call that started in the previous period, finishing after the turn:
                 # counted in a tally of its own, not kept (the store has its row)
                 return Tally(start, end, self.zero), False
-            if len(self.tallies) >= MAX_TALLIES:
-                self._forget()
+            if value in self.tallies:  # of a period that has ended
+                self._drop(value)
+            size = sum(map(len, value))
+            if len(self.tallies) >= MAX_TALLIES or self.chars + size > MAX_VALUE_CHARS:
+                self._forget(at)
             tally = self.tallies[value] = Tally(start, end, self.zero)
+            self.chars += size
             return tally, True
 
-    def _forget(self) -> None:
-        """Drop ended periods, then the oldest tenth of the rest (called under the lock)."""
-        for value in [v for v, t in self.tallies.items() if t.reconciled and t.end is not None]:
-            if len(self.tallies) < MAX_TALLIES * 9 // 10:
-                break
-            del self.tallies[value]
-        while len(self.tallies) >= MAX_TALLIES * 9 // 10:
-            del self.tallies[next(iter(self.tallies))]
+    def _drop(self, value: ScopeValue) -> None:
+        del self.tallies[value]
+        self.chars -= sum(map(len, value))
+
+    def _forget(self, now: float) -> None:
+        """Make room (under the lock): drop the tallies of periods that have ended, then
+        the oldest, down to nine tenths of either cap."""
+        for value in [v for v, t in self.tallies.items() if t.end_ts <= now]:
+            self._drop(value)
+        while self.tallies and (
+            len(self.tallies) >= MAX_TALLIES * 9 // 10 or self.chars >= MAX_VALUE_CHARS * 9 // 10
+        ):
+            self._drop(next(iter(self.tallies)))
 
     def raise_to(
         self, value: ScopeValue, start: dt.datetime, figure: Decimal | int

@@ -23,6 +23,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .._log import warn_once
+from ..stores.sql.spend import spend_by_scope
 from .ledger import MAX_TALLIES, Ledger, Tally
 
 if TYPE_CHECKING:
@@ -107,8 +108,6 @@ class Reconciler:
 
     async def preload(self) -> None:
         """Every scope value's figure for each budget's current period."""
-        from ..stores.sql.spend import spend_by_scope
-
         now = time.time()
         for ledger in self.ledgers:
             budget = ledger.budget
@@ -149,8 +148,6 @@ class Reconciler:
             raise
 
     async def _read(self, batch: dict[Ledger, dict[ScopeValue, Tally]]) -> None:
-        from ..stores.sql.spend import spend_by_scope
-
         for ledger, tallies in batch.items():
             budget = ledger.budget
             by_period: dict[Any, list[tuple[ScopeValue, Tally]]] = {}

@@ -44,7 +44,7 @@ CLIENT_COPIES = frozenset({"with_options", "copy"})
 
 def operation_of(path: tuple[str, ...]) -> tuple[str | None, bool]:
     """(operation, is a stream helper) for a method path; None if not an SDK call."""
-    clean = tuple(p for p in path if p != RAW_RESPONSE)
+    clean = tuple(p for p in path if p != RAW_RESPONSE and p != STREAMING_RESPONSE)
     for table, helper in ((KNOWN_OPERATIONS, False), (STREAM_HELPERS, True)):
         for size in (3, 2):
             operation = table.get(clean[-size:])

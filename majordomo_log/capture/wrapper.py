@@ -23,11 +23,10 @@ import dataclasses
 import inspect
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from types import CoroutineType
 from typing import Any, Generic, TypeVar
 
-from .._exceptions import BudgetExceeded
 from .._log import warn_once
 from ..budgets.guard import BudgetGuard
 from ..delivery.hosted import HostedWriter
@@ -57,6 +56,7 @@ from .methods import (
     snapshot,
     with_stream_usage,
 )
+from .refusals import Refusals
 from .resolve import resolve
 from .retries import IN_FLIGHT, count_retries
 from .streams import LoggedStream, LoggedStreamManager, LoggedSyncStream
@@ -65,7 +65,7 @@ from .tags import current_tags
 ClientT = TypeVar("ClientT")
 
 
-class ClientWrapper(ClientKeys, Control, BatchLog, Generic[ClientT]):
+class ClientWrapper(ClientKeys, Control, BatchLog, Refusals, Generic[ClientT]):
     """A client whose calls are logged through ``writer`` (see ``LoggingLLM``). Its key
     state is ``ClientKeys``' (``capture/client_keys.py``), its flush(), close() and
     record_outcome() ``Control``'s (``capture/control.py``), log_batch_results()
@@ -177,7 +177,9 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Generic[ClientT]):
         if helper and operation is not None:
             return self._wrap_stream_helper(target, attr, operation)
         if STREAMING_RESPONSE in path:  # the caller reads raw bytes: not ours to parse
-            return getattr(target, attr)  # type: ignore[no-any-return]
+            if self._guard is None or operation is None:
+                return getattr(target, attr)  # type: ignore[no-any-return]
+            return self._wrap_unlogged(target, attr, operation)  # but budgets still hold
         known = operation is not None or path[-1] in self._methods
         name = operation or path[-1]
         is_chat = name == "chat.completions" or name in family.asks_stream_usage
@@ -189,6 +191,10 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Generic[ClientT]):
         def call(*args: Any, **kwargs: Any) -> Any:
             stream = always_streams or kwargs.get("stream") is True
             if raw and stream:  # a raw HTTP stream: chunks are the caller's to parse
+                if self._guard is not None and known:  # but budgets still hold
+                    refused = self._refuse_unlogged(name, args, kwargs, getattr(target, attr))
+                    if refused is not None:
+                        return refused
                 return getattr(target, attr)(*args, **kwargs)
             sent = with_stream_usage(kwargs) if is_chat and stream else kwargs
             shown: Any = kwargs  # what the stored request shows
@@ -362,42 +368,6 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Generic[ClientT]):
         self._submit(record)
         return result
 
-    def _refuse_over_budget(
-        self,
-        record: CallRecord,
-        kwargs: dict[str, Any],
-        args: tuple[Any, ...],
-        shown: Any,
-        method: Callable[..., Any] | None = None,
-    ) -> Coroutine[Any, Any, Any] | None:
-        """None when the budgets allow this call. Otherwise the attempt is logged as a
-        ``blocked`` row and ``BudgetExceeded`` is raised, before the provider is called:
-        here for a blocking method, or (``method`` async) when the returned coroutine is
-        awaited, where the caller awaits every other outcome of the call."""
-        assert self._guard is not None
-        refusal = self._guard.check(record, kwargs)
-        if refusal is None:
-            return None
-        self._log_blocked(record, snapshot(args, shown), refusal)
-        surface = self._surface
-        if method is not None and (
-            surface == "async"
-            or (surface == "both" and inspect.iscoroutinefunction(inspect.unwrap(method)))
-        ):
-            return _raise_when_awaited(refusal)
-        raise refusal
-
-    def _log_blocked(self, record: CallRecord, request: bytes, refusal: BudgetExceeded) -> None:
-        try:
-            record.block(str(refusal))
-            if record.api_key_hash is None:
-                record.api_key_hash = self._api_key_hash()
-            record.request_json = request
-        except Exception as error:
-            self._internal_error(error)
-            return
-        self._submit(record)
-
     def _internal_error(self, exc: Exception) -> None:
         self._writer.count_internal_error()
         warn_once(
@@ -484,10 +454,6 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Generic[ClientT]):
         derived._api_key_hash()
         derived._counts_retries = count_retries(client)  # with_options(http_client=...)
         return derived
-
-
-async def _raise_when_awaited(refusal: BudgetExceeded) -> Any:
-    raise refusal
 
 
 class SyncClientWrapper(SyncControl, ClientWrapper[ClientT]):

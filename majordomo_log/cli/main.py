@@ -1,125 +1,55 @@
-"""The ``majordomo-log`` command: thin wiring over ``cli/reports.py``, ``cli/render.py``
-and the stores.
+"""The ``majordomo-log`` command: thin wiring over the library (``cli/reports.py``,
+``cli/outliers.py``, ``budgets/status.py``), ``cli/render.py`` and the stores; what the
+commands share is in ``cli/args.py``, the spool commands in ``cli/spool.py``.
 
 Errors a user can fix (a bad URL, a missing database, a bad argument) print one line
-and exit 2. The read commands (report, tail, show, prices, spool status|inspect) never
-write: databases are opened read-only and never migrated, body folders never created.
-``reprice`` writes only to a log that exists (its table is there), after migrating it.
+and exit 2. The read commands (report, tail, show, prices, budgets status, spool
+status|inspect) never write: databases are opened read-only and never migrated, body
+folders never created. ``reprice`` writes only to a log that exists (its table is
+there), after migrating it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import os
-import re
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .._exceptions import MajordomoLogError, SpoolCorrupt, StoreError
-from ..delivery.replay import replay_spool
-from ..delivery.spool import SPOOL_DIR_ENV, Spool, default_spool_dir, spool_root
+from .._exceptions import MajordomoLogError, StoreError
+from ..budgets.status import NO_BUDGETS, budget_status, status_rows
+from ..delivery.spool import SPOOL_DIR_ENV
 from ..record.pricing import PRICES_ENV_VAR, PriceTable
 from ..record.reprice import reprice
-from ..schema import COLUMNS
 from ..stores.base import MetadataStore
 from ..stores.open import open_db, open_storage
 from ..stores.urls import redact_url, sqlite_path
 from . import reports
+from .args import (
+    DB_ENV_VAR,
+    DEFAULT_DB,
+    DEFAULT_STORAGE,
+    MAX_DEMO_CALLS,
+    MAX_ROWS,
+    STORAGE_ENV_VAR,
+    UsageError,
+    db_url,
+    existing_db,
+    parse_when,
+    storage_url,
+    whole_number,
+)
+from .outliers import DEFAULT_LIMIT, SORTS, outliers, render_outliers
 from .render import FORMATS, render
 from .reprice import ProgressBar, summary
-
-DB_ENV_VAR = "MAJORDOMO_LOG_DB"
-STORAGE_ENV_VAR = "MAJORDOMO_LOG_STORAGE"
-DEFAULT_DB = "sqlite:///llm_logs.db"
-DEFAULT_STORAGE = "file://request_logs"
-
-
-class UsageError(Exception):
-    """A mistake in how the command was called: one line, exit 2."""
-
-
-def db_url(value: str) -> str:
-    """Accept a URL or a bare SQLite file path."""
-    return value if "://" in value else f"sqlite:///{value}"
-
-
-def storage_url(value: str) -> str:
-    return value if "://" in value else f"file://{value}"
-
-
-def whole_number(maximum: int) -> Callable[[str], int]:
-    """An argparse type: a whole number from 1 to ``maximum``."""
-
-    def parse(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            number = 0
-        if not 1 <= number <= maximum:
-            raise argparse.ArgumentTypeError(
-                f"{value!r:.40} is not a whole number from 1 to {maximum:,}"
-            )
-        return number
-
-    return parse
-
-
-# A LIMIT every dialect binds (SQLite's integers are 64-bit); far beyond any real tail.
-MAX_ROWS = 2**63 - 1
-# The demo holds its plan and every record in memory.
-MAX_DEMO_CALLS = 100_000
-
-
-def parse_when(value: str) -> dt.datetime:
-    """``7d``, ``24h``, ``30m`` ago, or an ISO date/datetime (UTC if no zone), in UTC."""
-    problem = f"{value!r:.40} is not a time: use 7d, 24h, 30m or 2026-11-01[T12:00]"
-    match = re.fullmatch(r"(\d+)([dhm])", value.strip())
-    try:
-        if match:
-            amount, unit = int(match[1]), match[2]
-            delta = {"d": dt.timedelta(days=amount), "h": dt.timedelta(hours=amount)}.get(
-                unit, dt.timedelta(minutes=amount)
-            )
-            return dt.datetime.now(dt.timezone.utc) - delta
-        when = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        if when.tzinfo is None:
-            return when.replace(tzinfo=dt.timezone.utc)
-        return when.astimezone(dt.timezone.utc)
-    except ValueError:
-        raise argparse.ArgumentTypeError(problem) from None
-    except OverflowError:  # 99999999d ago, or a zone that moves 0001-01-01 before year 1
-        raise argparse.ArgumentTypeError(
-            f"{value!r:.40} is out of range: a time between the years 1 and 9999"
-        ) from None
-
-
-@contextlib.asynccontextmanager
-async def _existing_db(url: str) -> AsyncIterator[MetadataStore]:
-    """The store a read command queries, closed afterwards."""
-    db = await _open_existing_db(url)
-    try:
-        yield db
-    finally:
-        await db.close()
-
-
-async def _open_existing_db(url: str) -> MetadataStore:
-    """Read-only: a read command creates no file, no schema and no table."""
-    if urlsplit(url).scheme == "sqlite":
-        path = sqlite_path(url)
-        if not Path(path).exists():
-            raise UsageError(
-                f"no database at {path}: pass --db, set {DB_ENV_VAR}, or run `majordomo-log demo`"
-            )
-    return await open_db(url, read_only=True)
-
+from .spool import cmd_spool_inspect, cmd_spool_replay, cmd_spool_status
+from .trend import spend_report_with_trend
 
 # -- commands --------------------------------------------------------------------------
 
@@ -137,24 +67,71 @@ async def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 async def cmd_report(args: argparse.Namespace) -> int:
-    async with _existing_db(args.db) as db:
-        rows = await reports.spend_report(db, args.by, since=args.since, until=args.until)
+    if args.outliers:
+        return await cmd_outliers(args)
+    for option, value in (("--sort", args.sort), ("--limit", args.limit)):
+        if value is not None:
+            raise UsageError(f"{option} goes with --outliers")
+    async with existing_db(args.db) as db:
+        rows, periods = await spend_report_with_trend(
+            db, args.by or "model", since=args.since, until=args.until
+        )
         calls, cost = await reports.total_spend(db, since=args.since, until=args.until)
     print(render(rows, args.format))
     if args.format == "table":
-        print(f"\n{calls} calls, total ${cost:.6f}")
+        blocked = sum(row["blocked"] for row in rows)
+        refused = f"; {blocked} blocked by budgets" if blocked else ""
+        print(f"\n{calls} calls, total ${cost:.6f}{refused}")
+        if periods is not None:
+            print(periods.describe())
+    return 0
+
+
+async def cmd_outliers(args: argparse.Namespace) -> int:
+    if args.by is not None:
+        raise UsageError("--by does not go with --outliers: each section has its own")
+    async with existing_db(args.db) as db:
+        report = await outliers(
+            db,
+            since=args.since,
+            until=args.until,
+            sort=args.sort or "spend",
+            limit=args.limit or DEFAULT_LIMIT,
+        )
+    print(render_outliers(report, args.format))
+    return 0
+
+
+async def cmd_budgets_status(args: argparse.Namespace) -> int:
+    now = dt.datetime.now(dt.timezone.utc)
+    async with existing_db(args.db) as db:
+        status = await budget_status(db, now)
+    for problem in status.unreadable:
+        print(f"majordomo-log: {problem}", file=sys.stderr)
+    if not status.recorded:  # in a table, the message is the output; else stdout stays data
+        message = NO_BUDGETS.format(url=redact_url(args.db))
+        print(message, file=sys.stdout if args.format == "table" else sys.stderr)
+        if args.format == "table":
+            return 0
+    shown = status.lines[: args.limit]
+    if not shown and args.format == "table":  # every definition was unreadable
+        print("(no budget could be read)")
+        return 0
+    print(render(status_rows(shown, now, args.format), args.format))
+    if args.format == "table" and len(status.lines) > len(shown):
+        print(f"\n{len(status.lines) - len(shown)} more lines: --limit to see them")
     return 0
 
 
 async def cmd_tail(args: argparse.Namespace) -> int:
-    async with _existing_db(args.db) as db:
+    async with existing_db(args.db) as db:
         rows = await reports.latest_calls(db, args.n)
     print(render(rows, args.format, reports.TAIL_COLUMNS))
     return 0
 
 
 async def cmd_show(args: argparse.Namespace) -> int:
-    async with _existing_db(args.db) as db:
+    async with existing_db(args.db) as db:
         row = await reports.get_call(db, args.request_id)
     if row is None:
         raise UsageError(f"no call {args.request_id!r:.60} in {redact_url(args.db)}")
@@ -250,94 +227,6 @@ async def cmd_reprice(args: argparse.Namespace) -> int:
     return 1 if result.skipped.get("store_refused") else 0
 
 
-def _spool_dirs(args: argparse.Namespace) -> list[Path]:
-    """The spool named by --spool-dir, or every spool under the spool root."""
-    if args.spool_dir:
-        return [Path(args.spool_dir)]
-    root = spool_root()
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.is_dir())
-
-
-async def cmd_spool_status(args: argparse.Namespace) -> int:
-    rows = []
-    for folder in _spool_dirs(args):
-        spool = Spool(folder)
-        status = spool.status()
-        first = next(iter(spool.pending() or spool.rejected()), None)
-        try:
-            batch = spool.read(first) if first is not None else None
-        except (SpoolCorrupt, OSError):
-            batch = None
-        rows.append(
-            {
-                "spool": str(folder),
-                # Written by the stores, without secrets; redacted again in case an
-                # older version or another store wrote them.
-                "db": redact_url(batch.db) if batch and batch.db else None,
-                "storage": redact_url(batch.storage) if batch and batch.storage else None,
-                "files": status.files,
-                "records": status.records,
-                "bytes": status.bytes,
-                "oldest": status.oldest.isoformat(timespec="seconds") if status.oldest else None,
-                "rejected": status.rejected_records,
-            }
-        )
-    print(render(rows, args.format) if rows else f"no spooled records under {spool_root()}")
-    return 0
-
-
-async def cmd_spool_inspect(args: argparse.Namespace) -> int:
-    rows = []
-    for folder in _spool_dirs(args):
-        spool = Spool(folder)
-        files = spool.rejected() if args.rejected else spool.pending()
-        for path in files:
-            batch = spool.read(path)
-            for entry in batch.entries:
-                row = dict(zip(COLUMNS, entry.row, strict=True))
-                rows.append(
-                    {
-                        "file": path.name,
-                        "reason": batch.reason,
-                        "request_id": entry.request_id,
-                        "started_at": row["started_at"],
-                        "model": row["model"],
-                        "status": row["status"],
-                        "total_cost": row["total_cost"],
-                        "body": "stored" if entry.body_ref else ("spooled" if entry.body else ""),
-                        "error": entry.error or batch.error,
-                    }
-                )
-    print(render(rows, args.format) if rows else "(empty)")
-    return 0
-
-
-async def cmd_spool_replay(args: argparse.Namespace) -> int:
-    db = await open_db(args.db)
-    try:
-        storage = await open_storage(args.storage)
-        try:
-            folder = args.spool_dir or default_spool_dir(db.url, storage.url)
-            result = await replay_spool(Spool(folder), db, storage, any_store=args.any_store)
-        finally:
-            await storage.close()
-    finally:
-        await db.close()
-    print(
-        f"replayed {result.records} records from {result.files} files in {folder}; "
-        f"{result.rejected} rejected, {result.skipped} files skipped, {result.corrupt} unreadable"
-    )
-    if result.skipped and not args.any_store:
-        print(
-            "skipped files were spooled for other stores: pass --spool-dir and --any-store "
-            "to write them here",
-            file=sys.stderr,
-        )
-    return 1 if result.rejected or result.corrupt else 0
-
-
 async def cmd_demo(args: argparse.Namespace) -> int:
     # Imported only here: the demo pulls in the wrapper and the fake provider, which the
     # read commands never need.
@@ -368,11 +257,42 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("migrate", parents=[stores], help="create or upgrade the schema")
     p.set_defaults(run=cmd_migrate)
-    p = sub.add_parser("report", parents=[stores, fmt], help="spend and tokens by a dimension")
-    p.add_argument("--by", choices=reports.GROUPINGS, default="model")
+    p = sub.add_parser(
+        "report",
+        parents=[stores, fmt],
+        help="spend and tokens by a dimension, with the trend; or --outliers",
+        description="Calls, blocked attempts, errors, tokens and spend by a dimension, each "
+        "with its trend against the period of the same length before --since (without "
+        "--since: the last 7 days against the 7 before). --outliers: the highest-cost "
+        "workflows and users, spend jumps, retry and tool-call rates, and acceptance by "
+        "prompt version (default window: the last 7 days).",
+    )
+    p.add_argument("--by", choices=reports.GROUPINGS, help="default: model")
     p.add_argument("--since", type=parse_when, help="7d, 24h, 30m or an ISO date/time")
     p.add_argument("--until", type=parse_when)
+    p.add_argument("--outliers", action="store_true", help="the views a spend review starts from")
+    p.add_argument(
+        "--sort", choices=SORTS, help="--outliers: order by spend (default) or cost per accepted"
+    )
+    p.add_argument(
+        "--limit",
+        type=whole_number(MAX_ROWS),
+        help=f"--outliers: rows per section ({DEFAULT_LIMIT})",
+    )
     p.set_defaults(run=cmd_report)
+    p = sub.add_parser("budgets", help="the budgets wrappers enforce")
+    budget_cmds = p.add_subparsers(dest="budgets_command", required=True)
+    q = budget_cmds.add_parser(
+        "status",
+        parents=[database, fmt],
+        help="each budget and scope value in its current period",
+        description="Each budget recorded in the log (a wrapper built with budgets=[...] "
+        "records them when it starts) and each scope value in its current period: spend, "
+        "limit, percent used, hard or soft, and when the period ends; per-call caps show "
+        "the largest call of the last day. Highest percent used first.",
+    )
+    q.add_argument("--limit", type=whole_number(MAX_ROWS), default=50, help="lines shown (50)")
+    q.set_defaults(run=cmd_budgets_status)
     p = sub.add_parser("tail", parents=[stores, fmt], help="the latest calls")
     p.add_argument("-n", type=whole_number(MAX_ROWS), default=20)
     p.set_defaults(run=cmd_tail)

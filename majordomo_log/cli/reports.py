@@ -35,6 +35,9 @@ _DAY_SQL = {
     "postgresql": "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
     "mysql": "DATE_FORMAT(started_at, '%Y-%m-%d')",
 }
+# Attempts a hard budget refused are rows (status 'blocked'), never calls: counted apart.
+CALLS = "SUM(CASE WHEN status <> 'blocked' THEN 1 ELSE 0 END)"
+BLOCKED = "SUM(CASE WHEN status = 'blocked' THEN 1 ELSE 0 END)"
 TAIL_COLUMNS = (
     "request_id",
     "started_at",
@@ -102,28 +105,32 @@ async def spend_report(
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """Calls, tokens and spend grouped by one dimension, most expensive first."""
+    """Calls, tokens and spend grouped by one dimension, most expensive first. ``calls``
+    are the calls sent; ``blocked`` counts the attempts a hard budget refused (logged as
+    rows, without tokens or cost), ``unpriced`` the calls sent whose cost is unknown."""
     if by not in GROUPINGS:
         raise ConfigError(f"cannot group by {by!r}: choose one of {', '.join(GROUPINGS)}")
     key = _DAY_SQL[db.dialect] if by == "day" else by
-    where, params = _window(since, until)
+    where, params = window_where(since, until)
     rows = await db.fetch(
-        f"SELECT {key} AS {by}, COUNT(*) AS calls,"
+        f"SELECT {key} AS {by}, {CALLS} AS calls,"
         " SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS errors,"
+        f" {BLOCKED} AS blocked,"
         " SUM(input_tokens) AS input_tokens,"
         " SUM(cache_read_tokens) AS cache_read_tokens,"
         " SUM(cache_write_5m_tokens + cache_write_1h_tokens) AS cache_write_tokens,"
         " SUM(output_tokens) AS output_tokens,"
         " SUM(reasoning_tokens) AS reasoning_tokens,"
         " SUM(total_cost) AS total_cost,"
-        " SUM(CASE WHEN total_cost IS NULL AND status <> 'error' THEN 1 ELSE 0 END) AS unpriced"
+        " SUM(CASE WHEN total_cost IS NULL AND status NOT IN ('error', 'blocked')"
+        " THEN 1 ELSE 0 END) AS unpriced"
         f" FROM llm_requests{where} GROUP BY {key}",
         params,
     )
     for row in rows:
         row["total_cost"] = as_decimal(row["total_cost"])
         counts = [k for k in row if k.endswith("_tokens")]
-        for name in ("calls", "errors", "unpriced", *counts):
+        for name in ("calls", "errors", "blocked", "unpriced", *counts):
             row[name] = int(row[name] or 0)
     rows.sort(key=lambda r: (-(r["total_cost"] or 0), str(r[by])))
     return rows
@@ -132,11 +139,12 @@ async def spend_report(
 async def total_spend(
     db: MetadataStore, *, since: dt.datetime | None = None, until: dt.datetime | None = None
 ) -> tuple[int, Decimal]:
-    where, params = _window(since, until)
+    """(calls sent, their total cost): blocked attempts are not calls."""
+    where, params = window_where(since, until)
     rows = await db.fetch(
-        f"SELECT COUNT(*) AS calls, SUM(total_cost) AS cost FROM llm_requests{where}", params
+        f"SELECT {CALLS} AS calls, SUM(total_cost) AS cost FROM llm_requests{where}", params
     )
-    return int(rows[0]["calls"]), as_decimal(rows[0]["cost"]) or Decimal(0)
+    return int(rows[0]["calls"] or 0), as_decimal(rows[0]["cost"]) or Decimal(0)
 
 
 async def latest_calls(db: MetadataStore, limit: int = 20) -> list[dict[str, Any]]:
@@ -159,7 +167,7 @@ async def unpriced_models(db: MetadataStore, prices: PriceTable) -> list[dict[st
     """Models seen in the log that the price table cannot price."""
     rows = await db.fetch(
         "SELECT provider, model, served_model, COUNT(*) AS calls FROM llm_requests"
-        " WHERE status <> 'error' GROUP BY provider, model, served_model"
+        " WHERE status NOT IN ('error', 'blocked') GROUP BY provider, model, served_model"
     )
     return [
         {**row, "calls": int(row["calls"])}
@@ -168,7 +176,8 @@ async def unpriced_models(db: MetadataStore, prices: PriceTable) -> list[dict[st
     ]
 
 
-def _window(since: dt.datetime | None, until: dt.datetime | None) -> tuple[str, list[Any]]:
+def window_where(since: dt.datetime | None, until: dt.datetime | None) -> tuple[str, list[Any]]:
+    """The WHERE clause (``started_at`` first: its index) of a window, and its parameters."""
     clauses, params = [], []
     if since is not None:
         clauses.append("started_at >= ?")

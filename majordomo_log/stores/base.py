@@ -23,7 +23,7 @@ Messages never contain a password or secret key: stores scrub what they know.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from ..schema import Body, CostUpdate, CostWindow, OutcomeUpdate, Row, RowKey
@@ -151,4 +151,26 @@ class Repriceable(Protocol):
         in one transaction; return how many rows matched. A request id that is not
         there matches nothing. Errors as ``MetadataStore.write_batch``: ``StoreError``
         when the database refuses a value (the caller halves the batch to find it)."""
+        ...
+
+
+@runtime_checkable
+class BudgetRegistry(Protocol):
+    """A metadata store that keeps the budgets wrappers enforce (``llm_budgets``), so that
+    ``majordomo-log budgets status`` can show them from the log alone: a wrapper built
+    with ``budgets=[...]`` records their definitions when it starts. Optional, like
+    :class:`Repriceable`: a store without it still is a ``MetadataStore`` (and its
+    wrapper still enforces its budgets); every shipped SQL store has it."""
+
+    async def save_budgets(self, definitions: Sequence[Mapping[str, Any]]) -> None:
+        """Upsert each definition (``Budget.definition()``: JSON-able, with a non-empty
+        text ``name``) by its name, in one transaction: the latest definition of a name
+        wins, and budgets not named stay as they were. A definition without a usable
+        name, or one JSON cannot hold, is a ``ConfigError`` before anything is written.
+        Errors otherwise as ``MetadataStore.write_batch``."""
+        ...
+
+    async def budget_definitions(self) -> list[dict[str, Any]]:
+        """Every recorded definition, as it was saved, ordered by name; an empty list when
+        none are, including on a log whose schema predates ``llm_budgets``."""
         ...

@@ -25,6 +25,15 @@ _opened: dict[str, MetadataStore | BodyStore] = {}
 def db_url(name: StoreName) -> str:
     """``name`` as a metadata store URL: a path without a scheme is a SQLite file."""
     text = _text(name, "db")
+    if text.startswith("sqlite:///"):
+        # A relative file ("sqlite:///llm_logs.db") is named by its absolute path: stores
+        # are shared per URL, and the same text from another working directory (a test,
+        # a worker that chdir()s) is another file.
+        path, query = text[len("sqlite:///") :].partition("?")[::2]
+        if path and not path.startswith("/") and path != ":memory:":
+            absolute = "sqlite:///" + str(Path(path).expanduser().resolve())
+            return absolute + ("?" + query if query else "")
+        return text
     if "://" in text:
         return text
     return "sqlite:///" + str(Path(text).expanduser().resolve())

@@ -125,3 +125,22 @@ def test_a_local_day_across_a_dst_change_is_25_hours() -> None:
     # just before local midnight is still the same local day, though the UTC date moved on
     late = paris.bounds(ts(2026, 12, 5, 23, 30))
     assert late[0] == dt.datetime(2026, 12, 5, 23, tzinfo=UTC)
+
+
+def test_a_ledger_keeps_a_bounded_number_of_tallies_and_characters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from majordomo_log.budgets import ledger as ledgers
+
+    monkeypatch.setattr(ledgers, "MAX_TALLIES", 1000)
+    monkeypatch.setattr(ledgers, "MAX_VALUE_CHARS", 50_000)
+    book = ledgers.Ledger(ml.Budget(5, per="day", scope="user_id"))
+    now = ts(2026, 12, 5, 12)
+    for n in range(5000):  # attacker-chosen user ids
+        book.tally((f"user-{n}",), now)
+    assert len(book.tallies) <= 1000
+    for n in range(200):
+        book.tally(("x" * 1000 + str(n),), now)
+    assert book.chars <= 50_000 and book.chars == sum(len(v[0]) for v in book.tallies)
+    # the newest stay: the user seen last is still counted
+    assert ("x" * 1000 + "199",) in book.tallies

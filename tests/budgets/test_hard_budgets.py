@@ -239,3 +239,71 @@ def test_a_budget_holds_across_a_restart(tmp_path: Path) -> None:
         for _ in range(5)
     ]
     assert outcomes == ["ok", "ok", "ok", "blocked", "blocked"]
+
+
+@pytest.mark.parametrize(
+    ("tag", "value"),
+    [
+        ("user_id", "u\ud800"),  # a lone surrogate: stored as U+FFFD
+        ("user_id", "u\x00v"),  # NUL: stored as U+FFFD
+        ("user_id", "u" * 1000),  # a column's 255 characters
+        ("tenant", "t\x00" + "t" * 70_000),  # the tags JSON's 65,536 characters
+    ],
+)
+def test_a_scope_value_is_read_back_from_the_store_as_its_row_holds_it(
+    tmp_path: Path, provider: FakeProvider, tag: str, value: str
+) -> None:
+    """The spend a wrapper finds in the store (at start, or another process's) is found
+    for values the row stores cleaned or cut: the budget's scope value is the row's."""
+    db = tmp_path / "l.db"
+    first = ml.Budget(limit_requests=2, per="day", scope=tag, hard=True, name="first")
+    with ml.LoggingLLM(fake_sync_openai_client(provider), db, budgets=[first], alerts=[]) as llm:
+        assert calls_until_blocked(llm, **{tag: value})[0] == 2
+    # another budget of the same limit (a fresh tally): its figure comes from the store
+    second = ml.Budget(limit_requests=2, per="day", scope=tag, hard=True, name="second")
+    llm = ml.LoggingLLM(fake_sync_openai_client(provider), db, budgets=[second], alerts=[])
+    with llm, pytest.raises(ml.BudgetExceeded) as refused:
+        call(llm, **{tag: value})
+    assert len(refused.value.scope_value[0]) <= 65_536
+
+
+def test_raw_byte_responses_are_refused_too(tmp_path: Path, provider: FakeProvider) -> None:
+    """with_streaming_response and with_raw_response(stream=True) are not logged (the
+    caller parses the bytes), but a spent hard budget refuses them like any other call."""
+    budget = ml.Budget(limit_requests=1, per="day", hard=True)
+    with ml.LoggingLLM(
+        fake_sync_openai_client(provider), tmp_path / "l.db", budgets=[budget], alerts=[]
+    ) as llm:
+        call(llm)
+        sent = len(provider.requests)
+        completions = llm.chat.completions
+        with pytest.raises(ml.BudgetExceeded):
+            completions.with_raw_response.create(
+                model="gpt-4o-mini", messages=MESSAGES, stream=True
+            )
+        with pytest.raises(ml.BudgetExceeded):
+            completions.with_streaming_response.create(model="gpt-4o-mini", messages=MESSAGES)
+        assert len(provider.requests) == sent
+
+    async def refused_when_awaited() -> None:
+        llm = ml.LoggingLLM(
+            fake_openai_client(provider), tmp_path / "a.db", budgets=[budget], alerts=[]
+        )
+        try:
+            await llm.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+            sent = len(provider.requests)
+            raw = llm.chat.completions.with_raw_response.create(
+                model="gpt-4o-mini", messages=MESSAGES, stream=True
+            )
+            with pytest.raises(ml.BudgetExceeded):
+                await raw
+            with pytest.raises(ml.BudgetExceeded):
+                async with llm.chat.completions.with_streaming_response.create(
+                    model="gpt-4o-mini", messages=MESSAGES
+                ):
+                    pass
+            assert len(provider.requests) == sent
+        finally:
+            await llm.close()
+
+    asyncio.run(refused_when_awaited())

@@ -160,8 +160,10 @@ def test_demo_report_matches_sql(tmp_path: Path, capsys: pytest.CaptureFixture[s
 READ_COMMANDS = [
     ["tail"],
     ["report"],
+    ["report", "--outliers"],
     ["show", "0190f5c2-0000-7000-8000-000000000001"],
     ["prices"],
+    ["budgets", "status"],
 ]
 
 
@@ -173,7 +175,7 @@ def _unrelated_sqlite_file(path: Path) -> bytes:
     return path.read_bytes()
 
 
-@pytest.mark.parametrize("command", READ_COMMANDS, ids=lambda c: c[0])
+@pytest.mark.parametrize("command", READ_COMMANDS, ids=lambda c: " ".join(c[:2]))
 def test_read_commands_create_nothing_in_a_sqlite_file_that_is_not_a_log(
     command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -14,11 +14,13 @@ from servers import DIALECTS, isolated_db
 
 import majordomo_log as ml
 from majordomo_log.cli import reports as _reports
+from majordomo_log.cli.outliers import outliers
+from majordomo_log.cli.trend import spend_report_with_trend
 from majordomo_log.record.call import CallContext, CallRecord
 from majordomo_log.record.pricing import PriceTable
 from majordomo_log.record.rows import build_row
 from majordomo_log.record.usage import Usage
-from majordomo_log.schema import COLUMNS
+from majordomo_log.schema import COLUMNS, COST_COLUMNS, TOKEN_COLUMNS, Row
 from majordomo_log.stores.base import Reopenable
 from majordomo_log.stores.sql.migrate import migrations_for
 from majordomo_log.testing import FakeProvider, fake_anthropic_client, fake_openai_client
@@ -91,6 +93,36 @@ def sample_rows() -> list[tuple[Any, ...]]:
     ]
     rows.append(build_row(record(99, error="boom ✨ ünïcode \U0001f680\x00 nul"), None))
     return rows
+
+
+def blocked_row(row: Row, message: str = "budget '$5 per day by user_id' is spent") -> Row:
+    """The row of an attempt a hard budget refused, as the wrapper logs it: status and
+    cost_status 'blocked', no tokens, no cost, no counts, error_type BudgetExceeded."""
+    return row._replace(
+        status="blocked",
+        cost_status="blocked",
+        error_type="BudgetExceeded",
+        error_message=message,
+        served_model=None,
+        price_version=None,
+        usage_flags=None,
+        body_ref=None,
+        cache_savings=None,
+        tool_call_count=None,
+        retry_count=None,
+        **dict.fromkeys((*TOKEN_COLUMNS, *COST_COLUMNS)),
+    )
+
+
+def blocked_rows() -> list[Row]:
+    """Refused attempts beside sample_rows(): in groups that also have calls, and one model
+    (and day) that has nothing but refused attempts."""
+    rows = [
+        blocked_row(build_row(record(200 + i, tags={"user_id": "u-2"}, day=i % 2), None))
+        for i in range(4)
+    ]
+    only = build_row(record(210, model="gpt-4o-mini", tags={"user_id": "u-blocked"}, day=5), None)
+    return [*rows, blocked_row(only)]
 
 
 def expected(row: tuple[Any, ...]) -> dict[str, Any]:
@@ -266,7 +298,7 @@ async def _view(store: ml.MetadataStore, view: str) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
 @pytest.mark.servers
 async def test_reports_match_sqlite_on_the_same_data(dialect: str, tmp_path: Path) -> None:
-    rows = sample_rows()
+    rows = [*sample_rows(), *blocked_rows()]
     outputs = {}
     for name in ("sqlite", dialect):
         async with isolated_db(name, tmp_path) as store:
@@ -283,6 +315,15 @@ async def test_reports_match_sqlite_on_the_same_data(dialect: str, tmp_path: Pat
                     until=BASE + dt.timedelta(days=3),
                 ),
                 "total": await _reports.total_spend(store),
+                "trend": await spend_report_with_trend(
+                    store,
+                    "user_id",
+                    since=BASE + dt.timedelta(days=1),
+                    until=BASE + dt.timedelta(days=2),
+                ),
+                "outliers": await outliers(
+                    store, since=BASE + dt.timedelta(days=1), until=BASE + dt.timedelta(days=2)
+                ),
                 "tail": await _reports.latest_calls(store, 7),
                 "show": await _reports.get_call(store, rows[7][0]),
                 "unpriced": await _reports.unpriced_models(store, PRICES),
@@ -290,6 +331,7 @@ async def test_reports_match_sqlite_on_the_same_data(dialect: str, tmp_path: Pat
             }
     sqlite, other = outputs["sqlite"], outputs[dialect]
     assert all(sqlite[f"view:{view}"] for view in VIEWS)  # every view has rows to compare
+    assert any(r["blocked"] for r in sqlite["view:llm_daily_spend"])  # and blocked rows
     savings = sum(r["cache_savings"] or 0 for r in sqlite["view:llm_cache_savings"])
     assert savings > 0  # cache reads (2000 tokens per call) outweigh the writes here
     for key in sqlite:
@@ -299,21 +341,60 @@ async def test_reports_match_sqlite_on_the_same_data(dialect: str, tmp_path: Pat
             assert other[key] == sqlite[key], key
 
 
+# The views that count calls (migration 0005), and the columns that name a group of each.
+COUNTING_VIEWS = {
+    "llm_daily_spend": ("day", "model"),
+    "llm_spend_by_attribution": ("feature", "user_id", "api_key_alias"),
+    "llm_error_rate": ("model",),
+    "llm_call_counts": ("day", "model"),
+}
+
+
+async def test_views_count_blocked_attempts_apart(db: ml.MetadataStore) -> None:
+    sent = sample_rows()
+    await db.write_batch(sent, [])
+    before = {view: await _view(db, view) for view in COUNTING_VIEWS}
+    await db.write_batch(blocked_rows(), [])
+    for view, group in COUNTING_VIEWS.items():
+        rows = await _view(db, view)
+        assert list(rows[0])[-1] == "blocked", view  # the new column comes last
+        assert sum(r["blocked"] for r in rows) == 5, view
+        # the figures of every group that had calls are what they were without the
+        # blocked attempts (calls, errors, tokens, cost, rate, retries, tool calls)
+        after = {tuple(r[c] for c in group): r for r in rows}
+        for old in before[view]:
+            new = after[tuple(old[c] for c in group)]
+            assert {k: v for k, v in new.items() if k != "blocked"} == {
+                k: v for k, v in old.items() if k != "blocked"
+            }, view
+    rates = {r["model"]: r for r in await _view(db, "llm_error_rate")}
+    only = rates["gpt-4o-mini"]  # nothing but a refused attempt: no rate, not 0
+    assert (only["calls"], only["errors"], only["error_rate"], only["blocked"]) == (0, 0, None, 1)
+    haiku = rates["claude-haiku-4-5"]
+    calls = [r for r in sent if r.model == "claude-haiku-4-5"]
+    errors = sum(1 for r in calls if r.status == "error")
+    assert (haiku["calls"], haiku["errors"], haiku["blocked"]) == (len(calls), errors, 4)
+    assert haiku["error_rate"] == (Decimal(errors) / len(calls)).quantize(Decimal("0.0001"))
+
+
 @pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
 @pytest.mark.servers
 async def test_a_migration_reruns_after_failing_halfway(dialect: str, tmp_path: Path) -> None:
     """MySQL commits DDL as it goes: a migration interrupted after some statements
-    must complete when run again (simulated: its record gone, its effects kept)."""
+    must complete when run again (simulated: its record gone, its effects kept). The
+    latest migration: an earlier one run again over a later one's views would go back
+    (PostgreSQL refuses to drop a view's columns)."""
+    latest = migrations_for(dialect)[-1].name
     async with isolated_db(dialect, tmp_path) as store:
         await store.write_batch(sample_rows(), [])
         delete = "DELETE FROM majordomo_migrations WHERE name = ?"
         if dialect == "postgresql":
-            await store._pool.execute(delete.replace("?", "$1"), "0002_cache_savings_and_views")  # type: ignore[attr-defined]
+            await store._pool.execute(delete.replace("?", "$1"), latest)  # type: ignore[attr-defined]
         else:
             async with store._pool.acquire() as conn, conn.cursor() as cur:  # type: ignore[attr-defined]
-                await cur.execute(delete.replace("?", "%s"), ("0002_cache_savings_and_views",))
+                await cur.execute(delete.replace("?", "%s"), (latest,))
                 await conn.commit()
-        assert await store.migrate() == ["0002_cache_savings_and_views"]
+        assert await store.migrate() == [latest]
         (count,) = await store.fetch("SELECT COUNT(*) AS n FROM llm_daily_spend")
         assert count["n"] > 0
 

@@ -1,8 +1,10 @@
-"""Where the test suite finds PostgreSQL and MySQL/MariaDB, and how each test gets a
-namespace of its own.
+"""Where the test suite finds PostgreSQL, MySQL/MariaDB and Redis, and how each test gets
+a namespace of its own.
 
-``MAJORDOMO_TEST_POSTGRES_URL`` / ``MAJORDOMO_TEST_MYSQL_URL`` name the servers (a
-database the test user may create schemas/databases from). Unset, the local defaults
+``MAJORDOMO_TEST_POSTGRES_URL`` / ``MAJORDOMO_TEST_MYSQL_URL`` name the SQL servers (a
+database the test user may create schemas/databases from), ``MAJORDOMO_TEST_REDIS_URL``
+the Redis server of the budget tests (each test uses keys of its own under a unique
+prefix, and deletes them; see tests/budgets/). Unset, the local defaults
 below are tried; a server that does not answer makes its tests skip with the reason,
 unless ``MAJORDOMO_TEST_REQUIRE_SERVERS=1`` (set by .ci/run), which turns the skip
 into a failure.
@@ -33,6 +35,12 @@ POSTGRES_URL = os.environ.get(
     "MAJORDOMO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 MYSQL_URL = os.environ.get("MAJORDOMO_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+REDIS_URL = os.environ.get("MAJORDOMO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+URL_VARIABLES = {
+    "postgresql": "MAJORDOMO_TEST_POSTGRES_URL",
+    "mysql": "MAJORDOMO_TEST_MYSQL_URL",
+    "redis": "MAJORDOMO_TEST_REDIS_URL",
+}
 REQUIRED = os.environ.get("MAJORDOMO_TEST_REQUIRE_SERVERS") == "1"
 SERVER_MARK = pytest.mark.servers
 DIALECTS = (
@@ -46,6 +54,8 @@ unmarked_test: str | None = None
 
 
 def answers(url: str) -> bool:
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return redis_answers(url)
     parts = urlsplit(url)
     try:
         with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), timeout=1):
@@ -54,8 +64,26 @@ def answers(url: str) -> bool:
         return False
 
 
+def redis_answers(url: str) -> bool:
+    """A PING answered (a port that accepts a connection may not be Redis's)."""
+    try:
+        import redis
+    except ImportError:  # the [redis] extra is not installed
+        return False
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except (redis.RedisError, OSError):
+        return False
+
+
 def require(dialect: str) -> str:
-    """The server URL for a dialect, or skip (fail in CI) when it does not answer.
+    """The server URL for a dialect (``postgresql``, ``mysql`` or ``redis``), or skip
+    (fail in CI) when it does not answer.
 
     Fails a test that is not marked ``servers``, server or not: ``-m "not servers"`` would
     select it."""
@@ -64,11 +92,9 @@ def require(dialect: str) -> str:
             f"{unmarked_test} needs a {dialect} server but is not marked servers: "
             "add @pytest.mark.servers (or pytest.param(..., marks=pytest.mark.servers))"
         )
-    url = POSTGRES_URL if dialect == "postgresql" else MYSQL_URL
+    url = {"postgresql": POSTGRES_URL, "mysql": MYSQL_URL, "redis": REDIS_URL}[dialect]
     if not answers(url):
-        variable = (
-            "MAJORDOMO_TEST_POSTGRES_URL" if dialect == "postgresql" else "MAJORDOMO_TEST_MYSQL_URL"
-        )
+        variable = URL_VARIABLES[dialect]
         reason = f"no {dialect} server answers at {redact_url(url)}; set {variable}"
         if REQUIRED:
             pytest.fail(reason + " (MAJORDOMO_TEST_REQUIRE_SERVERS=1: servers are required)")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
@@ -14,6 +14,7 @@ from ..._exceptions import ConfigError, StoreError, StoreUnavailable
 from ...schema import CostUpdate, CostWindow, RowKey
 from ..fork import ForkGuard, abandon
 from . import costs
+from .budget_table import BUDGETS_TABLE, SELECT_DEFINITIONS, decode_definitions
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -42,13 +43,13 @@ def format_placeholders(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
-# A row when the log's table (or a view of that name) exists in the store's namespace.
+# A row when the table named by the parameter (or a view of that name) exists in the
+# store's namespace.
 _TABLE_EXISTS = {
-    "sqlite": "SELECT 1 AS present FROM sqlite_master"
-    " WHERE type IN ('table', 'view') AND name = 'llm_requests'",
-    "postgresql": "SELECT 1 AS present WHERE to_regclass('llm_requests') IS NOT NULL",
+    "sqlite": "SELECT 1 AS present FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?",
+    "postgresql": "SELECT 1 AS present WHERE to_regclass(?) IS NOT NULL",
     "mysql": "SELECT 1 AS present FROM information_schema.tables"
-    " WHERE table_schema = DATABASE() AND table_name = 'llm_requests'",
+    " WHERE table_schema = DATABASE() AND table_name = ?",
 }
 
 
@@ -89,6 +90,19 @@ class SqlStoreBase:
     async def update_costs(self, updates: Sequence[CostUpdate]) -> int:
         raise NotImplementedError
 
+    # base.BudgetRegistry: the read is the same SQL everywhere, the upsert is per dialect.
+    async def save_budgets(self, definitions: Sequence[Mapping[str, Any]]) -> None:
+        raise NotImplementedError
+
+    async def budget_definitions(self) -> list[dict[str, Any]]:
+        if not await self.has_table(BUDGETS_TABLE):  # a log migrated before 0005
+            return []
+        return decode_definitions(await self.fetch(SELECT_DEFINITIONS))
+
+    async def has_table(self, name: str) -> bool:
+        """Whether the store's namespace holds a table (or view) of this name."""
+        return bool(await self.fetch(_TABLE_EXISTS[self.dialect], (name,)))
+
     async def _opened(self, migrate: bool, read_only: bool = False) -> Self:
         try:
             if read_only:
@@ -102,7 +116,7 @@ class SqlStoreBase:
 
     async def _require_table(self) -> None:
         """A reader opens a log, never makes one: no table is an error, not a migration."""
-        if not await self.fetch(_TABLE_EXISTS[self.dialect]):
+        if not await self.has_table("llm_requests"):
             raise StoreError(
                 f"{self.url} has no llm_requests table: create it with `majordomo-log migrate`"
             )

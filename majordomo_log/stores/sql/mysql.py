@@ -13,7 +13,7 @@ import asyncio
 import datetime as dt
 import json
 import ssl as ssl_module
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -27,6 +27,7 @@ from ..._loop_turns import LoopTurns
 from ...schema import COLUMNS, CostUpdate, OutcomeUpdate, Row
 from ..fork import ForkGuard
 from ..urls import check_url
+from .budget_table import encode_definitions
 from .common import PooledStoreBase, check_identifier, classify, format_placeholders, scrubber
 from .costs import UPDATED_COLUMNS
 from .migrate import MIGRATIONS_TABLE, migrations_for, split_statements
@@ -249,6 +250,32 @@ class MySQLAdapter(PooledStoreBase):
             raise
         except Exception as exc:
             raise _error(f"MySQL {self.url}: update failed", exc, self._scrub) from exc
+
+    async def save_budgets(self, definitions: Sequence[Mapping[str, Any]]) -> None:
+        """``base.BudgetRegistry``: one upsert per budget, in one transaction. Each names its
+        new definition twice rather than through VALUES(), which MySQL 8.0.20+ deprecates
+        and MariaDB has no alias syntax for. A wrapper has a few budgets: escaped here, not
+        in a worker thread as a batch of rows is."""
+        encoded = encode_definitions(definitions)
+        self._check_open()
+        self._check_writable()
+        statements = [
+            (
+                "INSERT INTO llm_budgets (name, definition, updated_at) VALUES"
+                f" ({_literal(name)}, {_literal(text)}, UTC_TIMESTAMP(6))"
+                f" ON DUPLICATE KEY UPDATE definition = {_literal(text)},"
+                " updated_at = UTC_TIMESTAMP(6)"
+            ).encode()
+            for name, text in encoded
+        ]
+        if not statements:
+            return
+        try:
+            await self._in_transaction(statements, ())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise _error(f"MySQL {self.url}: budgets not saved", exc, self._scrub) from exc
 
     async def _in_transaction(
         self, statements: Sequence[bytes], outcomes: Sequence[OutcomeUpdate]

@@ -15,7 +15,7 @@ import asyncio
 import datetime as dt
 import ssl as ssl_module
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -25,6 +25,7 @@ from ..._exceptions import MigrationError, StoreError
 from ...schema import COLUMNS, CostUpdate, OutcomeUpdate, Row
 from ..fork import ForkGuard
 from ..urls import check_url, redact_url, url_secrets
+from .budget_table import encode_definitions
 from .common import PooledStoreBase, check_identifier, classify, numbered_placeholders, scrubber
 from .costs import UPDATED_COLUMNS
 from .migrate import MIGRATIONS_TABLE, migrations_for, split_statements
@@ -43,6 +44,11 @@ _UPDATE_COSTS = (
     + " FROM unnest("
     + ", ".join(f"${i}::{kind}[]" for i, kind in enumerate(_COST_TYPES, 1))
     + f") AS u(request_id, {', '.join(UPDATED_COLUMNS)}) WHERE t.request_id = u.request_id"
+)
+_UPSERT_BUDGET = (
+    "INSERT INTO llm_budgets (name, definition, updated_at) VALUES ($1, $2::jsonb, now())"
+    " ON CONFLICT (name) DO UPDATE SET definition = excluded.definition,"
+    " updated_at = excluded.updated_at"
 )
 _MIGRATE_LOCK = 0x6D646C6F67  # pg_advisory_xact_lock key: "mdlog"
 # Worth retrying unchanged (SQLSTATE): serialization failure, deadlock, statement
@@ -230,6 +236,23 @@ class PostgresAdapter(PooledStoreBase):
         except Exception as exc:
             raise _error(f"PostgreSQL {self.url}: update failed", exc, self._scrub) from exc
         return int(str(status).rsplit(" ", 1)[-1])
+
+    async def save_budgets(self, definitions: Sequence[Mapping[str, Any]]) -> None:
+        """``base.BudgetRegistry``: every definition upserted in one transaction."""
+        encoded = encode_definitions(definitions)
+        self._check_open()
+        if not encoded:
+            return
+        try:
+            async with self._pool.acquire() as conn:
+                try:
+                    async with conn.transaction():
+                        await conn.executemany(_UPSERT_BUDGET, encoded)
+                except Exception as exc:
+                    _discard_if_broken(conn, exc)
+                    raise
+        except Exception as exc:
+            raise _error(f"PostgreSQL {self.url}: budgets not saved", exc, self._scrub) from exc
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         self._check_open()

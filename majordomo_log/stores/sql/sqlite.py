@@ -12,7 +12,7 @@ import asyncio
 import datetime as dt
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import aiosqlite
 from ..._exceptions import MigrationError, StoreError, StoreUnavailable
 from ...schema import CostUpdate, OutcomeUpdate, Row
 from ..fork import ForkGuard, keep_forever
+from .budget_table import encode_definitions
 from .common import SqlStoreBase
 from .costs import UPDATED_COLUMNS
 from .migrate import MIGRATIONS_TABLE, migrations_for, split_statements
@@ -31,6 +32,11 @@ from .sqlite_rows import CHUNK_ROWS, EncodedBatch, encode_batch, sqlite_timestam
 _UPDATE_OUTCOME = "UPDATE llm_requests SET outcome = ?, outcome_at = ? WHERE request_id = ?"
 _UPDATE_COSTS = (
     f"UPDATE llm_requests SET {', '.join(f'{c} = ?' for c in UPDATED_COLUMNS)} WHERE request_id = ?"
+)
+_UPSERT_BUDGET = (
+    "INSERT INTO llm_budgets (name, definition, updated_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (name) DO UPDATE SET definition = excluded.definition,"
+    " updated_at = excluded.updated_at"
 )
 
 
@@ -261,6 +267,25 @@ class SqliteAdapter(SqlStoreBase):
                     raise StoreError(f"SQLite update failed: {exc}") from exc
                 raise
         return matched
+
+    async def save_budgets(self, definitions: Sequence[Mapping[str, Any]]) -> None:
+        """``base.BudgetRegistry``: every definition upserted in one transaction."""
+        encoded = encode_definitions(definitions)
+        if not encoded:
+            return
+        now = sqlite_timestamp(dt.datetime.now(dt.timezone.utc))
+        async with self._writing():
+            try:
+                await self._conn.execute("BEGIN")
+                await self._conn.executemany(_UPSERT_BUDGET, [(n, d, now) for n, d in encoded])
+                await self._conn.execute("COMMIT")
+            except BaseException as exc:
+                await self._rollback()
+                if isinstance(exc, sqlite3.OperationalError) and _busy(exc):
+                    raise StoreUnavailable(f"SQLite budgets not saved: {exc}") from exc
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"SQLite budgets not saved: {exc}") from exc
+                raise
 
     async def _write_batch(self, rows: Sequence[Row], outcomes: Sequence[OutcomeUpdate]) -> None:
         # Each row converted once, in a worker thread; sqlite3 binds the result as it is.

@@ -1,0 +1,105 @@
+"""What the ``majordomo-log`` commands share: the database and storage options, the
+argument types (times, counts) and how a read command opens the log.
+
+Errors a user can fix print one line and exit 2: a bad argument through argparse, the
+rest as ``UsageError`` (or a library error) raised from a command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import re
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ..stores.base import MetadataStore
+from ..stores.open import open_db
+from ..stores.urls import sqlite_path
+
+DB_ENV_VAR = "MAJORDOMO_LOG_DB"
+STORAGE_ENV_VAR = "MAJORDOMO_LOG_STORAGE"
+DEFAULT_DB = "sqlite:///llm_logs.db"
+DEFAULT_STORAGE = "file://request_logs"
+
+
+class UsageError(Exception):
+    """A mistake in how the command was called: one line, exit 2."""
+
+
+def db_url(value: str) -> str:
+    """Accept a URL or a bare SQLite file path."""
+    return value if "://" in value else f"sqlite:///{value}"
+
+
+def storage_url(value: str) -> str:
+    return value if "://" in value else f"file://{value}"
+
+
+def whole_number(maximum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from 1 to ``maximum``."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = 0
+        if not 1 <= number <= maximum:
+            raise argparse.ArgumentTypeError(
+                f"{value!r:.40} is not a whole number from 1 to {maximum:,}"
+            )
+        return number
+
+    return parse
+
+
+# A LIMIT every dialect binds (SQLite's integers are 64-bit); far beyond any real tail.
+MAX_ROWS = 2**63 - 1
+# The demo holds its plan and every record in memory.
+MAX_DEMO_CALLS = 100_000
+
+
+def parse_when(value: str) -> dt.datetime:
+    """``7d``, ``24h``, ``30m`` ago, or an ISO date/datetime (UTC if no zone), in UTC."""
+    problem = f"{value!r:.40} is not a time: use 7d, 24h, 30m or 2026-11-01[T12:00]"
+    match = re.fullmatch(r"(\d+)([dhm])", value.strip())
+    try:
+        if match:
+            amount, unit = int(match[1]), match[2]
+            delta = {"d": dt.timedelta(days=amount), "h": dt.timedelta(hours=amount)}.get(
+                unit, dt.timedelta(minutes=amount)
+            )
+            return dt.datetime.now(dt.timezone.utc) - delta
+        when = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        if when.tzinfo is None:
+            return when.replace(tzinfo=dt.timezone.utc)
+        return when.astimezone(dt.timezone.utc)
+    except ValueError:
+        raise argparse.ArgumentTypeError(problem) from None
+    except OverflowError:  # 99999999d ago, or a zone that moves 0001-01-01 before year 1
+        raise argparse.ArgumentTypeError(
+            f"{value!r:.40} is out of range: a time between the years 1 and 9999"
+        ) from None
+
+
+@contextlib.asynccontextmanager
+async def existing_db(url: str) -> AsyncIterator[MetadataStore]:
+    """The store a read command queries, closed afterwards."""
+    db = await open_existing_db(url)
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+async def open_existing_db(url: str) -> MetadataStore:
+    """Read-only: a read command creates no file, no schema and no table."""
+    if urlsplit(url).scheme == "sqlite":
+        path = sqlite_path(url)
+        if not Path(path).exists():
+            raise UsageError(
+                f"no database at {path}: pass --db, set {DB_ENV_VAR}, or run `majordomo-log demo`"
+            )
+    return await open_db(url, read_only=True)
