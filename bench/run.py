@@ -4,10 +4,10 @@
     .venv-bench/bin/python bench/run.py [--quick] [--only overhead,memory] [--publish]
 
 Scenarios (modules of this folder, each ``async def run(rounds) -> list[dict]``), in order:
-overhead, sync_overhead, stages, throughput, raw_ceiling, stall, process_writer, memory,
-vs_majordomo_llm. A module that is missing, or whose requirement is missing
-(majordomo-llm), is reported as skipped with the reason; one that fails is reported with
-its error and the others still run.
+overhead, sync_overhead, budget_overhead, stages, throughput, raw_ceiling, stall,
+process_writer, memory, vs_majordomo_llm. A module that is missing, or whose requirement is
+missing (majordomo-llm), is reported as skipped with the reason; one that fails is reported
+with its error and the others still run.
 
 A full run (no ``--quick``, no ``--only``) writes bench/results/latest.json (results and
 machine facts, including a calibration: ``sum(range(1000))`` µs) and rewrites the
@@ -38,6 +38,7 @@ from _common import machine, skipped  # noqa: E402
 SCENARIOS = (
     "overhead",
     "sync_overhead",
+    "budget_overhead",
     "stages",
     "throughput",
     "raw_ceiling",

@@ -792,8 +792,11 @@ def child(probe: str, count: int) -> None:
     os._exit(0)
 
 
-def _child_command(probe: str, count: int) -> list[str]:
-    return [sys.executable, str(Path(__file__).resolve()), "--child", probe, str(count)]
+SCRIPT = Path(__file__).resolve()
+
+
+def _child_command(probe: str, count: int, script: Path = SCRIPT) -> list[str]:
+    return [sys.executable, str(script), "--child", probe, str(count)]
 
 
 def _child_env() -> dict[str, str]:
@@ -805,15 +808,18 @@ def _child_env() -> dict[str, str]:
     }
 
 
-def thread_totals(probe: str, count: int) -> tuple[dict[int, int], int | None]:
-    """Instructions per thread (1: the caller) of one driver run, and the wake-ups seen."""
+def thread_totals(
+    probe: str, count: int, script: Path = SCRIPT
+) -> tuple[dict[int, int], int | None]:
+    """Instructions per thread (1: the caller) of one driver run of ``script`` (whose
+    ``--child PROBE COUNT`` is the driver), and the wake-ups seen."""
     with tempfile.TemporaryDirectory() as workdir:
         out = Path(workdir) / "callgrind.out"
         subprocess.run(
             [
                 *("valgrind", "--tool=callgrind", "--separate-threads=yes"),
                 f"--callgrind-out-file={out}",
-                *_child_command(probe, count),
+                *_child_command(probe, count, script),
             ],
             cwd=workdir,
             env=_child_env(),
