@@ -26,6 +26,7 @@ from .._log import warn_once
 from ..record.values import MAX_CHARS, hash_value, storable_mapping, value_text
 from ..schema import MAX_TAG_CHARS, PROMOTED_TAGS
 from .alerting import budget_alert, format_amount
+from .charge import ZERO, completed_cost
 from .estimate import largest_cost, largest_tokens
 from .fleet import FleetCounter, counter_key, from_units, to_units
 from .ledger import Ledger, Tally, ledger_for
@@ -165,9 +166,9 @@ class BudgetGuard:
     def charge(self, record: CallRecord) -> None:
         """Count a completed call (ok, error or incomplete) in every budget it falls in."""
         try:
-            usage, cost, cost_status = record.priced()
+            usage, cost, cost_status = completed_cost(record)
             if self.watcher is not None:
-                self.watcher.observe(record, None if cost is None else cost.total, cost_status)
+                self.watcher.observe(record, cost, cost_status)
             for ledger in self.ledgers:
                 budget = ledger.budget
                 amount = _amount_of(budget.unit, usage, cost)
@@ -306,10 +307,10 @@ class BudgetGuard:
         return digest
 
 
-def _amount_of(unit: str, usage: Any, cost: Any) -> Decimal | int:
+def _amount_of(unit: str, usage: Any, cost: Decimal | None) -> Decimal | int:
     """What a completed call counts in a budget of ``unit`` (0: nothing)."""
     if unit == "usd":
-        return Decimal(0) if cost is None else cost.total
+        return ZERO if cost is None else cost
     if unit == "tokens":
         return 0 if usage is None or "unreadable_usage" in usage.flags else usage.total
     return 1

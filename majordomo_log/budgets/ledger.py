@@ -78,7 +78,6 @@ class Tally:
         self.anchor_units = 0
         self.reconciled = False
 
-
     def saw_fleet(self, units: int, now: float) -> None:
         """A figure from the fleet counter (its integer units) at ``time.monotonic()``:
         freshness, and the fleet's rate over the last ``RATE_WINDOW`` or more."""

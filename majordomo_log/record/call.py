@@ -208,6 +208,11 @@ class CallRecord:
         """Milliseconds from the call's start to a perf_counter() reading, to the µs."""
         return None if perf_time is None else round((perf_time - self.t_start) * 1000.0, 3)
 
+    @property
+    def is_priced(self) -> bool:
+        """Whether ``priced()`` has run (its result is kept)."""
+        return self._priced is not None
+
     def priced(self) -> tuple[Usage | None, Cost | None, str]:
         """(usage, cost, cost_status), computed once; safe to call from any thread
         (call_info() on the caller's thread may race the writer's thread)."""

@@ -167,6 +167,47 @@ class PriceTable:
                 return self._cost_on(entry, usage, _EPOCH_ORDINAL + int(timestamp // 86400.0))
         return self.cost(entry, usage, dt.datetime.fromtimestamp(timestamp, dt.timezone.utc))
 
+    def total_units(self, entry: ModelPrice, usage: Usage, timestamp: float) -> int | None:
+        """The total of ``cost_at`` in units of 1e-10 USD, as an int, without building the
+        Cost: what a budget adds on the caller's path (``budgets/guard.py``). Exactly
+        ``cost_at(...).total`` where it answers; None where only that path can price
+        (a subclass, a rate with more than 4 decimal places or out of bounds, flagged
+        counts, a call started within a millisecond of UTC midnight)."""
+        if type(self).cost is not PriceTable.cost or usage.flags:
+            return None
+        if not (type(timestamp) is float and 0.0 <= timestamp < _YEAR_2100):
+            return None
+        seconds = timestamp % 86400.0
+        if not 0.001 < seconds < 86399.999:
+            return None
+        day = _EPOCH_ORDINAL + int(timestamp // 86400.0)
+        compiled = self._compiled.get((id(entry), day))
+        if compiled is None or compiled.entry is not entry:
+            compiled = self._compile(entry, day)
+        rates = compiled.rates
+        if rates is None:
+            return None
+        inp, read, w5, w1 = (
+            usage.input,
+            usage.cache_read,
+            usage.cache_write_5m,
+            usage.cache_write_1h,
+        )
+        total_input = inp + read + w5 + w1
+        for threshold, tier_rates in compiled.tiers:
+            if total_input > threshold:
+                rates = tier_rates
+        if rates.divisor != 1:  # rounded per bucket by amounts(): leave it to cost_at
+            return None
+        return (
+            inp * rates.input
+            + read * rates.cache_read
+            + w5 * rates.write_5m
+            + w1 * rates.write_1h
+            + usage.output * rates.output
+            + usage.reasoning * rates.reasoning
+        )
+
     def _cost_on(self, entry: ModelPrice, usage: Usage, day: int) -> Cost:
         compiled = self._compiled.get((id(entry), day))
         if compiled is None or compiled.entry is not entry:  # an id reused by a new entry
