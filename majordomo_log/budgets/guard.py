@@ -62,7 +62,10 @@ class BudgetGuard:
             raise ConfigError(f"budgets need distinct names; given twice: {duplicates}")
         self.budgets = budgets
         self.ledgers = tuple(ledger_for(store_url, b) for b in budgets if b.per != "call")
-        self.hard = tuple(ledger for ledger in self.ledgers if ledger.budget.hard)
+        # the hard ones, with their place in ``ledgers`` (and in values_of()'s tuple)
+        self.hard = tuple(
+            (i, ledger) for i, ledger in enumerate(self.ledgers) if ledger.budget.hard
+        )
         self.caps = tuple(b for b in budgets if b.per == "call")
         self.hard_caps = tuple(b for b in self.caps if b.hard)
         self.alert = alert
@@ -82,10 +85,12 @@ class BudgetGuard:
     def check(self, record: CallRecord, request: Mapping[str, Any]) -> BudgetExceeded | None:
         """The refusal of a hard budget this call would break, or None to let it go."""
         try:
-            for ledger in self.hard:
-                refusal = self._check_period(ledger, record)
-                if refusal is not None:
-                    return refusal
+            if self.hard:
+                values = self.values_of(record)
+                for index, ledger in self.hard:
+                    refusal = self._check_period(ledger, record, values[index])
+                    if refusal is not None:
+                        return refusal
             for budget in self.hard_caps:
                 refusal = self._check_cap(budget, record, request)
                 if refusal is not None:
@@ -94,9 +99,10 @@ class BudgetGuard:
             self.internal_error(exc)
         return None
 
-    def _check_period(self, ledger: Ledger, record: CallRecord) -> BudgetExceeded | None:
+    def _check_period(
+        self, ledger: Ledger, record: CallRecord, value: ScopeValue | None
+    ) -> BudgetExceeded | None:
         budget = ledger.budget
-        value = self.scope_value(budget, record)
         if value is None:
             return None
         tally, new = ledger.tally(value, record.started_at)
@@ -169,27 +175,30 @@ class BudgetGuard:
             usage, cost, cost_status = completed_cost(record)
             if self.watcher is not None:
                 self.watcher.observe(record, cost, cost_status)
-            for ledger in self.ledgers:
+            values = self.values_of(record) if self.ledgers else ()
+            reconciler = self.reconciler
+            for ledger, value in zip(self.ledgers, values, strict=True):
+                if value is None:
+                    continue
                 budget = ledger.budget
                 amount = _amount_of(budget.unit, usage, cost)
                 if not amount:
                     continue
-                value = self.scope_value(budget, record)
-                if value is None:
-                    continue
                 tally, new = ledger.tally(value, record.started_at)
                 with ledger.lock:
                     tally.spent += amount
-                if self.reconciler is not None:
+                if reconciler is not None:
                     if new:
-                        self.reconciler.request(ledger, value, tally)
+                        reconciler.request(ledger, value, tally)
                     else:
-                        self.reconciler.touch(ledger, value, tally)
+                        tally.used = True  # read again from the store at the next interval
                 if self.fleet is not None:
                     self._add_to_fleet(ledger, value, tally, amount)
                 self.crossed(ledger, value, tally)
             for budget in self.caps:
                 self._charge_cap(budget, record, usage, cost)
+            if reconciler is not None and time.monotonic() >= reconciler.due:
+                reconciler.kick()
         except Exception as exc:
             self.internal_error(exc)
 
@@ -254,6 +263,15 @@ class BudgetGuard:
             self.crossed(ledger, value, raised)
 
     # -- scope values -------------------------------------------------------------------
+
+    def values_of(self, record: CallRecord) -> tuple[ScopeValue | None, ...]:
+        """The call's scope value for each of ``ledgers``, worked out once per call (the
+        check and the charge both need them)."""
+        values: tuple[ScopeValue | None, ...] | None = record.budget_values
+        if values is None:
+            values = tuple(self.scope_value(ledger.budget, record) for ledger in self.ledgers)
+            record.budget_values = values
+        return values
 
     def scope_value(self, budget: Budget, record: CallRecord) -> ScopeValue | None:
         """The call's values of the budget's scope tags, as stored on its row (a tag in

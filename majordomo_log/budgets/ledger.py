@@ -61,6 +61,7 @@ class Tally:
         "start",
         "start_ts",
         "stored",
+        "used",
     )
 
     def __init__(self, start: dt.datetime, end: dt.datetime | None, zero: Decimal | int) -> None:
@@ -77,6 +78,7 @@ class Tally:
         self.anchor_at = 0.0  # the earlier figure the rate is measured from, and when
         self.anchor_units = 0
         self.reconciled = False
+        self.used = False  # charged since the last reconcile: read again at the next one
 
     def saw_fleet(self, units: int, now: float) -> None:
         """A figure from the fleet counter (its integer units) at ``time.monotonic()``:

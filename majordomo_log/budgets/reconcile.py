@@ -76,9 +76,8 @@ class Reconciler:
         self.interval = interval
         self._lock = threading.Lock()
         self._now: dict[Ledger, dict[ScopeValue, Tally]] = {}  # new tallies: read at once
-        self._later: dict[Ledger, dict[ScopeValue, Tally]] = {}  # used ones: read on interval
         self._running = False
-        self._due = time.monotonic() + interval
+        self.due = time.monotonic() + interval  # when the used tallies are read again
         self.failures = 0
 
     def request(self, ledger: Ledger, value: ScopeValue, tally: Tally) -> None:
@@ -90,21 +89,13 @@ class Reconciler:
         if start:
             self.spawn(self._drain)
 
-    def touch(self, ledger: Ledger, value: ScopeValue, tally: Tally) -> None:
-        """This tally was used: read it again at the next interval. Cheap: a dict store,
-        and a clock read."""
-        later = self._later.get(ledger)
-        if later is None:
-            with self._lock:
-                later = self._later.setdefault(ledger, {})
-        if len(later) < MAX_TALLIES:
-            later[value] = tally
-        if time.monotonic() >= self._due and not self._running:
-            with self._lock:
-                start = not self._running
-                self._running = True
-            if start:
-                self.spawn(self._drain)
+    def kick(self) -> None:
+        """The interval is up: read the tallies used since, in the background."""
+        with self._lock:
+            start = not self._running
+            self._running = True
+        if start:
+            self.spawn(self._drain)
 
     async def preload(self) -> None:
         """Every scope value's figure for each budget's current period."""
@@ -135,9 +126,9 @@ class Reconciler:
             while True:
                 with self._lock:
                     batch, self._now = self._now, {}
-                    if not batch and time.monotonic() >= self._due:
-                        batch, self._later = self._later, {}
-                        self._due = time.monotonic() + self.interval
+                    if not batch and time.monotonic() >= self.due:
+                        batch = self._used()
+                        self.due = time.monotonic() + self.interval
                     if not batch:
                         self._running = False
                         return
@@ -146,6 +137,17 @@ class Reconciler:
             with self._lock:
                 self._running = False
             raise
+
+    def _used(self) -> dict[Ledger, dict[ScopeValue, Tally]]:
+        """The tallies charged since the last interval, their flags cleared (called under
+        the lock, on the store's loop: a scan of the ledgers, off the callers' path)."""
+        used: dict[Ledger, dict[ScopeValue, Tally]] = {}
+        for ledger in self.ledgers:
+            for value, tally in list(ledger.tallies.items()):
+                if tally.used:
+                    tally.used = False
+                    used.setdefault(ledger, {})[value] = tally
+        return used
 
     async def _read(self, batch: dict[Ledger, dict[ScopeValue, Tally]]) -> None:
         for ledger, tallies in batch.items():

@@ -87,6 +87,7 @@ class CallRecord:
         "billing",
         "body_dropped",
         "body_flags",
+        "budget_values",
         "context_tags",
         "ctx",
         "envelope",
@@ -167,6 +168,7 @@ class CallRecord:
         # (log_batch_results) or seen in a stream's chunks (record/billing.py).
         self.tier_hint: str | None = None
         self.billing: Billing | None = None  # read when priced: tier, web searches, audio
+        self.budget_values: Any = None  # each budget's scope value (budgets/guard.py), once
 
     @property
     def request_id(self) -> str:
