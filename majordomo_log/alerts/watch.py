@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .events import AlertEvent
 
 POLL_SECONDS = 0.5
+USD_UNITS = Decimal(10**10)
 MAX_BACKLOG = 100_000
 
 _watches: weakref.WeakSet[AnomalyWatch] = weakref.WeakSet()
@@ -41,9 +42,7 @@ class AnomalyWatch:
     def __init__(self, rules: Anomalies, alert: Callable[[AlertEvent], None]) -> None:
         self.detector = AnomalyDetector(rules)
         self.alert = alert
-        self.backlog: collections.deque[tuple[CallRecord, Decimal | None, str]] = (
-            collections.deque()
-        )
+        self.backlog: collections.deque[tuple[CallRecord, int | None, str]] = collections.deque()
         self.unwatched = 0  # calls not watched: the backlog was full
         self._pid = 0
         self._thread: threading.Thread | None = None
@@ -51,8 +50,9 @@ class AnomalyWatch:
         self._lock = threading.Lock()
         _watches.add(self)
 
-    def observe(self, record: CallRecord, cost: Decimal | None, cost_status: str) -> None:
-        """On the caller's path: keep the call for the thread."""
+    def observe(self, record: CallRecord, cost: int | None, cost_status: str) -> None:
+        """On the caller's path: keep the call for the thread (``cost`` in units of
+        1e-10 USD, made a Decimal there)."""
         if len(self.backlog) >= MAX_BACKLOG:
             self.unwatched += 1
             return
@@ -89,7 +89,7 @@ class AnomalyWatch:
                     model=record.model,
                     provider=record.provider,
                     status=record.status,
-                    cost=cost,
+                    cost=None if cost is None else Decimal(cost) / USD_UNITS,
                     cost_status=cost_status,
                     request_id=record.request_id,
                     tags=merged_tags(record),

@@ -13,30 +13,28 @@ does not take) goes through ``priced()`` itself, whose result the writer then re
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ..record.billing import read_billing
 from ..record.call import PRICED_BY_REQUESTED_MODEL
+from .fleet import to_units
 
 if TYPE_CHECKING:
     from ..record.call import CallRecord
     from ..record.usage import Usage
 
-ZERO = Decimal(0)
-_USD = Decimal(10**10)  # units of 1e-10 USD in a dollar
 
-
-def completed_cost(record: CallRecord) -> tuple[Usage | None, Decimal | None, str]:
-    """(usage, total cost in USD or None, cost_status) of a completed call."""
+def completed_cost(record: CallRecord) -> tuple[Usage | None, int | None, str]:
+    """(usage, total cost in units of 1e-10 USD or None, cost_status) of a completed
+    call."""
     quick = _quick(record)
     if quick is not None:
         return quick
     usage, cost, status = record.priced()
-    return usage, None if cost is None else cost.total, status
+    return usage, None if cost is None else to_units(cost.total, "usd"), status
 
 
-def _quick(record: CallRecord) -> tuple[Usage, Decimal, str] | None:
+def _quick(record: CallRecord) -> tuple[Usage, int, str] | None:
     if record.status != "ok" or record.stream_chunks is not None or record.tier_hint is not None:
         return None
     if record.is_priced:  # priced already (call_info() on the caller's thread): reuse it
@@ -61,4 +59,4 @@ def _quick(record: CallRecord) -> tuple[Usage, Decimal, str] | None:
     units = prices.total_units(entry, usage, record.started_at)
     if units is None:
         return None
-    return usage, Decimal(units) / _USD if units else ZERO, "computed"
+    return usage, units, "computed"

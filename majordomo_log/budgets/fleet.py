@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
 USD_SCALE = 10**10
+_USD_UNITS = Decimal(USD_SCALE)
 KEY_PREFIX = "majordomo-log:"
 
 
@@ -30,7 +31,9 @@ def to_units(amount: Decimal | int, unit: str) -> int:
 
 
 def from_units(units: int, unit: str) -> Decimal | int:
-    return Decimal(units).scaleb(-10) if unit == "usd" else units
+    """A counter's integer as an amount: dollars as a Decimal in its shortest exact form
+    (an exact division keeps no trailing zeros: 0.00135, not 0.0013500000)."""
+    return Decimal(units) / _USD_UNITS if unit == "usd" else units
 
 
 def _digest(text: str) -> str:

@@ -26,9 +26,9 @@ from .._log import warn_once
 from ..record.values import MAX_CHARS, hash_value, storable_mapping, value_text
 from ..schema import MAX_TAG_CHARS, PROMOTED_TAGS
 from .alerting import budget_alert, format_amount
-from .charge import ZERO, completed_cost
+from .charge import completed_cost
 from .estimate import largest_cost, largest_tokens
-from .fleet import FleetCounter, counter_key, from_units, to_units
+from .fleet import FleetCounter, counter_key, from_units
 from .ledger import Ledger, Tally, ledger_for
 
 if TYPE_CHECKING:
@@ -108,12 +108,13 @@ class BudgetGuard:
         tally, new = ledger.tally(value, record.started_at)
         if new:
             self._reconcile(ledger, value, tally)
-        limit = budget.limit
+        limit = ledger.limit
         if tally.spent < limit and self.fleet is not None and ledger.near_limit(tally):
             self._read_fleet(ledger, value, tally)
         if tally.spent < limit:
             return None
-        return self._refusal(budget, value, tally.spent, tally.end, record)
+        spent = from_units(tally.spent, budget.unit)
+        return self._refusal(budget, value, spent, tally.end, record)
 
     def _check_cap(
         self, budget: Budget, record: CallRecord, request: Mapping[str, Any]
@@ -206,10 +207,11 @@ class BudgetGuard:
         amount = _amount_of(budget.unit, usage, cost)
         if not amount or self.alert is None:
             return
+        spent = from_units(amount, budget.unit)
         value = self.scope_value(budget, record)
-        if value is None or amount < budget.limit * Decimal(repr(budget.thresholds[-1])):
+        if value is None or spent < budget.limit * Decimal(repr(budget.thresholds[-1])):
             return
-        self.alert(budget_alert(budget, value, None, None, amount, budget.thresholds[-1], record))
+        self.alert(budget_alert(budget, value, None, None, spent, budget.thresholds[-1], record))
 
     def crossed(self, ledger: Ledger, value: ScopeValue, tally: Tally) -> None:
         """Alert each threshold the tally has reached since the last alert (once each)."""
@@ -224,7 +226,7 @@ class BudgetGuard:
             while tally.crossed < len(thresholds) and tally.spent >= marks[tally.crossed]:
                 tally.crossed += 1
             reached = thresholds[first : tally.crossed]
-            spent = tally.spent
+            spent = from_units(tally.spent, budget.unit)
         for threshold in reached:
             self.alert(budget_alert(budget, value, tally.start, tally.end, spent, threshold))
 
@@ -234,31 +236,25 @@ class BudgetGuard:
         if self.reconciler is not None:
             self.reconciler.request(ledger, value, tally)
 
-    def _add_to_fleet(
-        self, ledger: Ledger, value: ScopeValue, tally: Tally, amount: Decimal | int
-    ) -> None:
+    def _add_to_fleet(self, ledger: Ledger, value: ScopeValue, tally: Tally, amount: int) -> None:
         assert self.fleet is not None
-        unit = ledger.budget.unit
         key = counter_key(ledger.budget.name, value, tally.start)
 
         def on_total(total: int) -> None:
-            raised = ledger.raise_to(value, tally.start, from_units(total, unit))
+            raised = ledger.raise_to(value, tally.start, total)
             if raised is not None:
                 raised.saw_fleet(total, time.monotonic())
                 self.crossed(ledger, value, raised)
 
-        self.fleet.add(
-            key, to_units(amount, unit), to_units(tally.stored, unit), tally.end, on_total
-        )
+        self.fleet.add(key, amount, tally.stored, tally.end, on_total)
 
     def _read_fleet(self, ledger: Ledger, value: ScopeValue, tally: Tally) -> None:
         assert self.fleet is not None
-        unit = ledger.budget.unit
         total = self.fleet.read(counter_key(ledger.budget.name, value, tally.start), READ_TIMEOUT)
         if total is None:
             return
         tally.saw_fleet(total, time.monotonic())
-        raised = ledger.raise_to(value, tally.start, from_units(total, unit))
+        raised = ledger.raise_to(value, tally.start, total)
         if raised is not None:
             self.crossed(ledger, value, raised)
 
@@ -325,10 +321,11 @@ class BudgetGuard:
         return digest
 
 
-def _amount_of(unit: str, usage: Any, cost: Decimal | None) -> Decimal | int:
-    """What a completed call counts in a budget of ``unit`` (0: nothing)."""
+def _amount_of(unit: str, usage: Any, cost: int | None) -> int:
+    """What a completed call counts in a budget of ``unit``, in counter units (0:
+    nothing): ``cost`` is the call's in units of 1e-10 USD."""
     if unit == "usd":
-        return ZERO if cost is None else cost
+        return 0 if cost is None else cost
     if unit == "tokens":
         return 0 if usage is None or "unreadable_usage" in usage.flags else usage.total
     return 1

@@ -64,14 +64,16 @@ class Tally:
         "used",
     )
 
-    def __init__(self, start: dt.datetime, end: dt.datetime | None, zero: Decimal | int) -> None:
+    def __init__(self, start: dt.datetime, end: dt.datetime | None) -> None:
         self.start = start
         self.end = end
         # compared with time.time() on every call: a float, not a datetime
         self.start_ts = start.timestamp()
         self.end_ts = float("inf") if end is None else end.timestamp()
-        self.spent: Decimal | int = zero
-        self.stored: Decimal | int = zero  # the store's figure at the last reconcile
+        # In counter units (budgets/fleet.py: dollars as integers of 1e-10, tokens and
+        # requests as they are): int arithmetic on the call's path, exact.
+        self.spent = 0
+        self.stored = 0  # the store's figure at the last reconcile
         self.crossed = 0  # how many of the budget's thresholds have alerted
         self.fleet_at = 0.0  # time.monotonic() of the last figure read from the fleet counter
         self.fleet_rate = 0.0  # the fleet's spend per second, in counter units
@@ -97,13 +99,12 @@ class Ledger:
 
     def __init__(self, budget: Budget) -> None:
         self.budget = budget
-        self.zero: Decimal | int = Decimal(0) if budget.unit == "usd" else 0
-        self.near = budget.limit * NEAR_LIMIT
-        self.limit_units = to_units(budget.limit, budget.unit)
-        self.units_per = to_units(1, budget.unit)  # counter units in one dollar/token/call
-        # each threshold as an amount, computed once: compared after every charge
-        self.marks: tuple[Decimal, ...] = tuple(
-            budget.limit * Decimal(repr(t)) for t in budget.thresholds
+        unit = budget.unit
+        # the limit, the near-limit mark and each threshold in counter units, computed once
+        self.limit = to_units(budget.limit, unit)
+        self.near = to_units(budget.limit * NEAR_LIMIT, unit)
+        self.marks: tuple[int, ...] = tuple(
+            to_units(budget.limit * Decimal(repr(t)), unit) for t in budget.thresholds
         )
         self.tallies: dict[ScopeValue, Tally] = {}
         self.chars = 0  # characters of the scope values kept
@@ -118,8 +119,7 @@ class Ledger:
             return True
         if tally.fleet_rate == 0.0 and now - tally.anchor_at < RATE_WINDOW:
             return True  # the fleet's rate is not known yet: it may be spending fast
-        ahead = float(tally.spent) * self.units_per + tally.fleet_rate * HORIZON_SECONDS
-        return ahead >= self.limit_units
+        return tally.spent + tally.fleet_rate * HORIZON_SECONDS >= self.limit
 
     def tally(self, value: ScopeValue, at: float) -> tuple[Tally, bool]:
         """The tally of ``value`` for the period holding ``at``, and whether it is new (a
@@ -135,13 +135,13 @@ class Ledger:
             if tally is not None and tally.start > start:
                 # a call that started in the previous period, finishing after the turn:
                 # counted in a tally of its own, not kept (the store has its row)
-                return Tally(start, end, self.zero), False
+                return Tally(start, end), False
             if value in self.tallies:  # of a period that has ended
                 self._drop(value)
             size = sum(map(len, value))
             if len(self.tallies) >= MAX_TALLIES or self.chars + size > MAX_VALUE_CHARS:
                 self._forget(at)
-            tally = self.tallies[value] = Tally(start, end, self.zero)
+            tally = self.tallies[value] = Tally(start, end)
             self.chars += size
             return tally, True
 
@@ -159,9 +159,7 @@ class Ledger:
         ):
             self._drop(next(iter(self.tallies)))
 
-    def raise_to(
-        self, value: ScopeValue, start: dt.datetime, figure: Decimal | int
-    ) -> Tally | None:
+    def raise_to(self, value: ScopeValue, start: dt.datetime, figure: int) -> Tally | None:
         """Raise a tally to a figure counted elsewhere (the store, the fleet counter)."""
         with self.lock:
             tally = self.tallies.get(value)

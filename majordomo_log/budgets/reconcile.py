@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._log import warn_once
 from ..stores.sql.spend import spend_by_scope
+from .fleet import to_units
 from .ledger import MAX_TALLIES, Ledger, Tally
 
 if TYPE_CHECKING:
@@ -112,8 +113,8 @@ class Reconciler:
                 tally, _ = ledger.tally(value, now)
                 if tally.start != start:
                     continue
-                tally.stored = figure
-                ledger.raise_to(value, start, figure)
+                tally.stored = to_units(figure, budget.unit)
+                ledger.raise_to(value, start, tally.stored)
                 tally.reconciled = True
                 # crossed before this process started: alerted then, not again on every deploy
                 while (
@@ -171,7 +172,7 @@ class Reconciler:
                         self._failed(exc)
                         continue
                     for value, tally in chunk:
-                        figure = figures.get(value, ledger.zero)
+                        figure = to_units(figures.get(value, 0), budget.unit)
                         tally.stored = figure
                         tally.reconciled = True
                         raised = ledger.raise_to(value, start, figure)

@@ -4,7 +4,6 @@ it must be exactly what the full pricing gives, to the unit, or step aside."""
 from __future__ import annotations
 
 import time
-from decimal import Decimal
 from typing import Any
 
 import anthropic.types
@@ -13,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from majordomo_log.budgets.charge import completed_cost
+from majordomo_log.budgets.fleet import to_units
 from majordomo_log.record.call import CallContext, CallRecord
 from majordomo_log.record.pricing import price_table
 
@@ -61,9 +61,10 @@ def message(model: str, inp: int, read: int, w5: int, w1: int, out: int) -> Any:
     )  # fmt: skip
 
 
-def full_total(provider: str, operation: str, model: str, response: Any) -> Decimal | None:
+def full_total(provider: str, operation: str, model: str, response: Any) -> int | None:
+    """The full path's total, in the charge's units of 1e-10 USD."""
     _, cost, _ = record(provider, operation, model, response).priced()
-    return None if cost is None else cost.total
+    return None if cost is None else to_units(cost.total, "usd")
 
 
 counts = st.integers(min_value=0, max_value=400_000)
