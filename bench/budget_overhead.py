@@ -465,6 +465,8 @@ class _Pieces:
     guard of its own (the same budgets, on its own store)."""
 
     def __init__(self, workdir: Path) -> None:
+        from majordomo_log.budgets.charge import completed_cost
+        from majordomo_log.budgets.fleet import to_units
         from majordomo_log.budgets.guard import _amount_of
         from majordomo_log.record.billing import read_billing
         from majordomo_log.record.prices_compiled import amounts
@@ -476,8 +478,11 @@ class _Pieces:
         guard = guarded._guard
         records: list[Any] = []
         plain._writer.submit = records.append  # kept, not queued
-        _calls(plain.chat.completions.create)(USERS + WARM_CALLS + LOW + HIGH)
-        fresh = iter(records[USERS + WARM_CALLS :])  # read_response: one record per op
+        _calls(plain.chat.completions.create)(USERS + WARM_CALLS + 2 * (LOW + HIGH))
+        first_fresh = USERS + WARM_CALLS
+        # read_response and completed_cost: one unread record per op, each its own
+        fresh = iter(records[first_fresh : first_fresh + LOW + HIGH])
+        fresh_cost = iter(records[first_fresh + LOW + HIGH :])
         for record in records[USERS : USERS + WARM_CALLS]:
             record.read_response()
         done = records[:USERS]
@@ -497,11 +502,11 @@ class _Pieces:
         user = by_unit["usd"]
         values = [guard.scope_value(user.budget, r) for r in done]
         tallies = [user.tally(v, started)[0] for v in values]
-        reconciler = guard.reconciler
+        units = to_units(cost.total, "usd")
 
         def add(i: int) -> None:
             with user.lock:
-                tallies[i].spent += cost.total
+                tallies[i].spent += units
 
         self.ops: dict[str, Callable[[int], Any]] = {
             "empty": lambda i: None,
@@ -516,11 +521,11 @@ class _Pieces:
             ),
             "ledger.tally": lambda i: user.tally(values[i], started),
             "lock + add": add,
-            "reconciler.touch": lambda i: reconciler.touch(user, values[i], tallies[i]),
+            "completed_cost": lambda i: completed_cost(next(fresh_cost)),
             "crossed": lambda i: guard.crossed(user, values[i], tallies[i]),
-            "_amount_of (usd)": lambda i: _amount_of("usd", usage, cost),
-            "_amount_of (tokens)": lambda i: _amount_of("tokens", usage, cost),
-            "_amount_of (requests)": lambda i: _amount_of("requests", usage, cost),
+            "_amount_of (usd)": lambda i: _amount_of("usd", usage, units),
+            "_amount_of (tokens)": lambda i: _amount_of("tokens", usage, units),
+            "_amount_of (requests)": lambda i: _amount_of("requests", usage, units),
             "priced: read_response": lambda i: next(fresh).read_response(),
             "priced: count_tool_calls": lambda i: count_tool_calls(response),
             "priced: normalized_usage": lambda i: done[i].normalized_usage(),
@@ -551,7 +556,7 @@ PIECES = tuple(
         "scope_value (unscoped)",
         "ledger.tally",
         "lock + add",
-        "reconciler.touch",
+        "completed_cost",
         "crossed",
         "_amount_of (usd)",
         "_amount_of (tokens)",
