@@ -193,6 +193,8 @@ class BudgetGuard:
                         reconciler.request(ledger, value, tally)
                     else:
                         tally.used = True  # read again from the store at the next interval
+                    if tally.spent >= ledger.near and budget.hard:
+                        reconciler.hurry()
                 if self.fleet is not None:
                     self._add_to_fleet(ledger, value, tally, amount)
                 self.crossed(ledger, value, tally)
