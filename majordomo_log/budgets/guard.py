@@ -32,6 +32,7 @@ from .fleet import FleetCounter, counter_key, from_units
 from .ledger import Ledger, Tally, ledger_for
 
 if TYPE_CHECKING:
+    from ..alerts.dispatch import AlertDispatcher
     from ..alerts.events import AlertEvent
     from ..alerts.watch import AnomalyWatch
     from ..record.call import CallRecord
@@ -75,6 +76,18 @@ class BudgetGuard:
         self._hashed: dict[tuple[str, Any], str] = {}
         self.blocked = 0
         self.watcher: AnomalyWatch | None = None
+        self.dispatcher: AlertDispatcher | None = None  # set by budgets/setup.py
+
+    def close(self, timeout: float = 2.0) -> None:
+        """The wrapper is closing: run the anomaly rules over what is left, send the
+        alerts still pending (up to ``timeout`` seconds), stop both threads. Never raises."""
+        try:
+            if self.watcher is not None:
+                self.watcher.close()
+            if self.dispatcher is not None:
+                self.dispatcher.close(timeout)
+        except Exception as exc:
+            self.internal_error(exc)
 
     def watch(self, watch: AnomalyWatch) -> None:
         """Hand every completed call to the anomaly rules too (``alerts/watch.py``)."""

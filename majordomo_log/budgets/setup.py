@@ -65,6 +65,7 @@ def spend_guard(
         fleet=fleet,
         internal_error=internal_error,
     )
+    guard.dispatcher = dispatcher
     if anomalies is not None:
         from ..alerts.watch import anomaly_watch
 

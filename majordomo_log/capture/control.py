@@ -31,6 +31,7 @@ from ..record.call import OUTCOMES
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+    from ..budgets.guard import BudgetGuard
     from ..record.call import CallRecord
 
 
@@ -43,6 +44,7 @@ class Control:
     _close_stores: bool
     _closed: bool
     _derived: bool  # a with_options() copy: its parent owns the writer
+    _guard: BudgetGuard | None  # budgets and alerts (budgets/guard.py)
 
     async def flush(self, timeout: float | None = None) -> WriterStats:
         """Wait until every record queued before this call is written (or, while a store
@@ -95,6 +97,8 @@ class Control:
         if self._derived:  # a with_options() copy: its parent owns the writer
             return "flush"
         self._closed = True
+        if self._guard is not None:  # its alert and anomaly threads: alerts sent, then stopped
+            self._guard.close()
         return "flush" if self._writer.detach() > 0 else "last"
 
     def __enter__(self) -> Self:

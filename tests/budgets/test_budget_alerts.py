@@ -140,3 +140,28 @@ def test_scope_values_holding_the_separator_keep_their_own_alerts_and_counters()
     assert counter_key(budget.name, ("a", "b"), start) == counter_key(
         budget.name, ("a", "b"), start
     )
+
+
+def test_closing_a_wrapper_stops_its_alert_threads(tmp_path: Path, provider: FakeProvider) -> None:
+    """A wrapper built per request (URL stores allow it) must not leave a thread each."""
+    import threading
+
+    def ours() -> list[threading.Thread]:
+        names = ("majordomo-log-anomalies", "majordomo-log-alerts")
+        return [t for t in threading.enumerate() if t.name in names and t.is_alive()]
+
+    before = len(ours())
+    with AlertReceiver() as receiver:
+        for _ in range(5):
+            with ml.LoggingLLM(
+                fake_sync_openai_client(provider),
+                tmp_path / "l.db",
+                alerts=[ml.WebhookAlert(receiver.url)],
+                anomalies=ml.Anomalies(),
+            ) as llm:
+                calls(llm, 1, model="gpt-nobody-priced")  # an alert: both threads run
+        deadline = time.monotonic() + 5
+        while len(ours()) > before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(receiver.requests) >= 1  # sent before close returned
+    assert len(ours()) <= before
