@@ -3,12 +3,15 @@ called, ``charge`` once the call has completed.
 
 ``check`` reads only memory: each hard budget's tally for the call's scope value and
 period (``budgets/ledger.py``), compared with its limit. The one exception is a fleet
-budget near its limit: with ``budget_store="redis://..."``, a tally at 80% of its limit
-or more, or not refreshed from the fleet counter for a second, is read from Redis before
-the call (one round trip), so that processes sharing a budget stop within the calls in
-flight. ``charge`` prices the call at once (``CallRecord.priced()``: the writer then
-reuses that price), adds it to every tally it counts in, sends the alerts of thresholds
-it crossed, and hands the addition to the fleet counter in the background.
+budget near its limit (``Ledger.near_limit``: 80% of it, a fleet figure over a second
+old, or a fleet rate that could reach it within two seconds): with
+``budget_store="redis://..."`` its counter is read before the call (one round trip), so
+that processes sharing a budget stop within the calls in flight. ``charge`` prices the
+call at once (``budgets/charge.py``: integer arithmetic for the common call,
+``CallRecord.priced()`` for the rest), adds it to every tally it counts in (in counter
+units: ints), sends the alerts of thresholds it crossed, and hands the addition to the
+fleet counter in the background. The scope values are worked out once per call
+(``values_of``) and kept on the record between the two.
 
 Neither raises into the caller for its own failures: a bug here is counted and logged
 through ``internal_error`` and the call goes on as if there were no budgets.
