@@ -196,9 +196,7 @@ async def _measure(db_url: str) -> tuple[int, Decimal, int]:
         ok = await db.fetch(
             "SELECT COUNT(*) AS n, SUM(total_cost) AS spend FROM llm_requests WHERE status = 'ok'"
         )
-        blocked = await db.fetch(
-            "SELECT COUNT(*) AS n FROM llm_requests WHERE status = 'blocked'"
-        )
+        blocked = await db.fetch("SELECT COUNT(*) AS n FROM llm_requests WHERE status = 'blocked'")
     finally:
         await db.close()
     return int(ok[0]["n"]), Decimal(str(ok[0]["spend"] or 0)), int(blocked[0]["n"])
