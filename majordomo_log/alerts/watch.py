@@ -21,6 +21,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from .._exceptions import ConfigError
 from .._log import warn_once
 from ..record.rows import merged_tags
 from .anomaly import Anomalies, AnomalyDetector, CallSummary
@@ -124,7 +125,5 @@ atexit.register(_drain_at_exit)
 
 def anomaly_watch(rules: Any, alert: Callable[[AlertEvent], None]) -> AnomalyWatch:
     if not isinstance(rules, Anomalies):
-        from .._exceptions import ConfigError
-
         raise ConfigError(f"anomalies= takes an ml.Anomalies, got {type(rules).__name__}")
     return AnomalyWatch(rules, alert)

@@ -165,14 +165,14 @@ class BudgetGuard:
         scope = ", ".join(f"{t}={v}" for t, v in zip(budget.scope, value, strict=True))
         where = f" for {scope}" if scope else ""
         if budget.per == "call":
-            what = f"the call could cost up to {_amount(spend, budget.unit)}"
+            what = f"the call could cost up to {format_amount(spend, budget.unit)}"
             until = ""
         else:
-            what = f"spent {_amount(spend, budget.unit)}"
+            what = f"spent {format_amount(spend, budget.unit)}"
             until = "" if end is None else f"; the period ends {end.strftime('%Y-%m-%dT%H:%M:%SZ')}"
         message = (
             f"budget {budget.name!r} refused the call{where}: {what} of "
-            f"{_amount(budget.limit, budget.unit)}{until}"
+            f"{format_amount(budget.limit, budget.unit)}{until}"
         )
         return BudgetExceeded(
             message,
@@ -347,7 +347,3 @@ def _amount_of(unit: str, usage: Any, cost: int | None) -> int:
     if unit == "tokens":
         return 0 if usage is None or "unreadable_usage" in usage.flags else usage.total
     return 1
-
-
-def _amount(value: Decimal | int, unit: str) -> str:
-    return format_amount(value, unit)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._exceptions import ConfigError
 from .._log import warn_once
+from ..stores.base import BudgetRegistry
 from .budget import Budget
 from .guard import BudgetGuard
 from .reconcile import PRELOAD_TIMEOUT, Reconciler, spawner_on_loop
@@ -97,9 +98,9 @@ def _record_definitions(
     db: MetadataStore, budgets: tuple[Budget, ...], spawn: Callable[[Any], None]
 ) -> None:
     """Write the budgets to ``llm_budgets`` for ``majordomo-log budgets status``."""
-    save = getattr(db, "save_budgets", None)
-    if save is None:
+    if not isinstance(db, BudgetRegistry):  # a store of the user's own, without the table
         return
+    save = db.save_budgets
     definitions = [budget.definition() for budget in budgets]
 
     async def record() -> None:

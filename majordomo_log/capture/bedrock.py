@@ -89,9 +89,7 @@ def wrap_method(hooks: Hooks, target: Any, attr: str, method: Method) -> Callabl
             hooks.internal_error(exc)
             return getattr(target, attr)(*args, **kwargs)
         if hooks.refuse_over_budget is not None:
-            refused = hooks.refuse_over_budget(
-                record, kwargs, args, _readable(kwargs), getattr(target, attr)
-            )
+            refused = hooks.refuse_over_budget(record, kwargs, args, None, target, attr, request)
             if refused is not None:
                 return refused
         try:

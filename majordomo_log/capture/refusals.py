@@ -39,17 +39,22 @@ class Refusals:
         kwargs: dict[str, Any],
         args: tuple[Any, ...],
         shown: Any,
-        method: Callable[..., Any] | None = None,
+        target: Any = None,
+        attr: str = "",
+        request: bytes | None = None,
     ) -> Coroutine[Any, Any, Any] | None:
         """None when the budgets allow this call. Otherwise the attempt is logged as a
-        ``blocked`` row and ``BudgetExceeded`` is raised, before the provider is called:
-        here for a blocking method, or (``method`` async) when the returned coroutine is
-        awaited, where the caller awaits every other outcome of the call."""
+        ``blocked`` row (its body ``request``, or a snapshot of ``args`` and ``shown``)
+        and ``BudgetExceeded`` is raised, before the provider is called: here for a
+        blocking method, or (``target.<attr>`` async) when the returned coroutine is
+        awaited, where the caller awaits every other outcome of the call. The method is
+        looked up only for a refusal: an allowed call pays for the check alone."""
         assert self._guard is not None
         refusal = self._guard.check(record, kwargs)
         if refusal is None:
             return None
-        self._log_blocked(record, snapshot(args, shown), refusal)
+        self._log_blocked(record, snapshot(args, shown) if request is None else request, refusal)
+        method = None if target is None else getattr(target, attr, None)
         surface = self._surface
         if method is not None and (
             surface == "async"
@@ -63,7 +68,8 @@ class Refusals:
         operation: str,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        method: Callable[..., Any] | None,
+        target: Any = None,
+        attr: str = "",
     ) -> Coroutine[Any, Any, Any] | None:
         """``_refuse_over_budget`` for a call whose response the caller reads as raw bytes
         (``with_streaming_response``, ``with_raw_response`` with ``stream=True``): not
@@ -73,13 +79,13 @@ class Refusals:
         except Exception as exc:
             self._internal_error(exc)
             return None
-        return self._refuse_over_budget(record, kwargs, args, kwargs, method)
+        return self._refuse_over_budget(record, kwargs, args, kwargs, target, attr)
 
     def _wrap_unlogged(self, target: Any, attr: str, operation: str) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
             # with_streaming_response returns a context manager, sync or async, never a
             # coroutine: the refusal is raised here, where the caller opens it
-            self._refuse_unlogged(operation, args, kwargs, None)
+            self._refuse_unlogged(operation, args, kwargs)
             return getattr(target, attr)(*args, **kwargs)
 
         call.__name__ = attr

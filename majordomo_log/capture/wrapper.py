@@ -192,7 +192,7 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Refusals, Generic[ClientT]):
             stream = always_streams or kwargs.get("stream") is True
             if raw and stream:  # a raw HTTP stream: chunks are the caller's to parse
                 if self._guard is not None and known:  # but budgets still hold
-                    refused = self._refuse_unlogged(name, args, kwargs, getattr(target, attr))
+                    refused = self._refuse_unlogged(name, args, kwargs, target, attr)
                     if refused is not None:
                         return refused
                 return getattr(target, attr)(*args, **kwargs)
@@ -210,9 +210,7 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Refusals, Generic[ClientT]):
                 self._internal_error(exc)
                 return getattr(target, attr)(*args, **kwargs)
             if self._guard is not None:
-                refused = self._refuse_over_budget(
-                    record, kwargs, args, shown, getattr(target, attr)
-                )
+                refused = self._refuse_over_budget(record, kwargs, args, shown, target, attr)
                 if refused is not None:
                     return refused
             # A sync SDK client sends its requests (and retries) inside this call.
