@@ -97,8 +97,9 @@ class BatchWriter:
         return self._closing
 
     # Cheap reads for delivery/hosted.py, on callers' paths: records and bytes queued
-    # (as the budgets count them), and the wrappers attached.
-    queue_records = property(lambda self: len(self._queue))
+    # (as the budgets count them), and the wrappers attached. The batch being written
+    # counts: it returns to the queue when the stores are down.
+    queue_records = property(lambda self: len(self._queue) + len(self._inflight))
     queue_bytes = property(lambda self: self._queue_bytes)
     users = property(lambda self: self._users)
 
@@ -115,7 +116,7 @@ class BatchWriter:
         budget = self.queue_options
         if (
             self._queue_bytes + size > budget.max_bytes
-            or len(self._queue) >= budget.max_records
+            or len(self._queue) + len(self._inflight) >= budget.max_records
             or self._closing
         ):
             return self._over_budget(item, size)
@@ -131,7 +132,7 @@ class BatchWriter:
 
     def is_full(self) -> bool:
         return (
-            len(self._queue) >= self.queue_options.max_records
+            len(self._queue) + len(self._inflight) >= self.queue_options.max_records
             or self._queue_bytes >= self.queue_options.max_bytes
         )
 
@@ -151,7 +152,7 @@ class BatchWriter:
             self.queue_options.on_full == "drop_bodies_first"
             and isinstance(item, CallRecord)
             and not self._closing
-            and len(self._queue) < self.queue_options.max_records
+            and len(self._queue) + len(self._inflight) < self.queue_options.max_records
             and drop_body(item)
         ):
             self._bodies_dropped += 1
@@ -226,7 +227,7 @@ class BatchWriter:
             spilled=delivery.spilled,
             replayed=delivery.replayed,
             bodies_dropped=self._bodies_dropped,
-            queue_records=len(self._queue),
+            queue_records=len(self._queue) + len(self._inflight),
             spool_files=len(self.spool.pending()) if self.spool is not None else 0,
             store_down=delivery.down_for > 0,
         )

@@ -364,6 +364,41 @@ async def test_spill_keeps_a_burst_within_the_record_budget(tmp_path: Path) -> N
     assert sorted(_ids(tmp_path / "log.db")) == sorted(made)
 
 
+async def test_the_batch_being_written_counts_against_the_record_budget(tmp_path: Path) -> None:
+    """A batch taken for writing returns to the queue when the store is down, so calls
+    made while it is in flight must not fill the queue as if it had gone: the budget
+    holds whatever the timing (CI once saw 120 records under a budget of 100)."""
+    store = SwitchableStore(await ml.SqliteAdapter.create(tmp_path / "log.db"))
+    started, release = asyncio.Event(), asyncio.Event()
+    real_write = store.write_batch
+
+    async def stalled_then_down(rows: Any, outcomes: Any) -> None:
+        started.set()
+        await release.wait()
+        store.down = True
+        await real_write(rows, outcomes)
+
+    store.write_batch = stalled_then_down  # type: ignore[method-assign]
+    llm = ml.LoggingLLM(
+        Client(), store, None, max_queue_records=40, batch_size=20, spool=False, max_retries=0
+    )
+    for _ in range(20):
+        await llm.ask(model="gpt-4o")
+    await asyncio.wait_for(started.wait(), 10)  # those 20 are in flight now
+    for _ in range(40):
+        await llm.ask(model="gpt-4o")
+    assert llm.stats().queue_records == 40  # 20 in flight + 20 queued: the rest dropped
+    release.set()
+    stats = await llm.flush(timeout=0.5)
+    assert stats.queue_records == stats.pending == 40 and stats.written == 0, stats
+    assert stats.dropped_by_reason == {"queue_full": 20}, stats
+    store.write_batch = real_write  # type: ignore[method-assign]
+    store.down = False
+    stats = await llm.flush(timeout=60)
+    assert (stats.written, stats.pending, stats.queue_records) == (40, 0, 0), stats
+    await llm.close()
+
+
 async def test_drop_bodies_first_keeps_every_row(tmp_path: Path) -> None:
     storage = await ml.FileStorageAdapter.create(tmp_path / "bodies")
     llm = ml.LoggingLLM(
