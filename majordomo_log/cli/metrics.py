@@ -51,6 +51,12 @@ async def cmd_serve_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _port(value: str) -> int:
+    if not value.isdigit() or int(value) > 65535:
+        raise argparse.ArgumentTypeError(f"{value!r:.20} is not a port: 0 to 65535")
+    return int(value)
+
+
 def add_parser(sub: argparse._SubParsersAction, database: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "serve-metrics",
@@ -63,7 +69,7 @@ def add_parser(sub: argparse._SubParsersAction, database: argparse.ArgumentParse
         "database every --interval seconds.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-    p.add_argument("--port", type=whole_number(65535), default=9464, help="port (9464; 0: any)")
+    p.add_argument("--port", type=_port, default=9464, help="port (9464; 0: any free one)")
     p.add_argument(
         "--tag",
         action="append",
