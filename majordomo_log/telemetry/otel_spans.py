@@ -19,7 +19,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ..record.call import CallRecord
-from ..schema import Row
+from ..schema import MAX_TAG_CHARS, Row
 from .genai import (
     REQUEST_ID_ATTRIBUTE,
     STATUS_ATTRIBUTE,
@@ -49,6 +49,8 @@ class CallSpans:
     def start(self, record: CallRecord) -> None:
         """Open the call's span under the current one and note its ids on the record."""
         model = record.model
+        if model is not None and len(model) > MAX_TAG_CHARS:  # cut as the row cuts it
+            model = model[: MAX_TAG_CHARS - 1] + "…"
         attributes = {
             "gen_ai.operation.name": operation_name(record.operation),
             "gen_ai.provider.name": provider_name(record.provider),
