@@ -156,7 +156,7 @@ class BatchLog:
     makes and hands over records as a call does, through the wrapper's own methods,
     declared here."""
 
-    _new_record: Callable[[str, Any, bool], CallRecord]
+    _new_record: Callable[..., CallRecord]
     _submit: Callable[[CallRecord], None]
 
     def log_batch_results(self, results: Any, *, service_tier: str | None = "batch") -> list[str]:
@@ -171,7 +171,8 @@ class BatchLog:
         only hands records to the writer."""
         request_ids = []
         for result in batch_results(results):
-            record = self._new_record(result.operation, result.model, False)
+            # traced=False: a call logged after the fact gets no span
+            record = self._new_record(result.operation, result.model, False, False)
             if result.created is not None:
                 record.started_at = result.created
             record.t_end = record.t_start  # the provider's queue time is no call's latency

@@ -28,7 +28,7 @@ class Refusals:
     # The wrapper's state and methods this mixin uses (capture/wrapper.py sets them).
     _guard: BudgetGuard | None
     _surface: str  # capture/methods.client_surface of the client: "sync", "async", "both"
-    _new_record: Callable[[str, Any, bool], CallRecord]
+    _new_record: Callable[..., CallRecord]
     _submit: Callable[[CallRecord], None]
     _api_key_hash: Callable[[], str | None]
     _internal_error: Callable[[Exception], None]

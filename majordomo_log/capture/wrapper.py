@@ -59,13 +59,14 @@ from .methods import (
 from .refusals import Refusals
 from .resolve import resolve
 from .retries import IN_FLIGHT, count_retries
+from .spans import Spans
 from .streams import LoggedStream, LoggedStreamManager, LoggedSyncStream
 from .tags import current_tags
 
 ClientT = TypeVar("ClientT")
 
 
-class ClientWrapper(ClientKeys, Control, BatchLog, Refusals, Generic[ClientT]):
+class ClientWrapper(ClientKeys, Control, BatchLog, Refusals, Spans, Generic[ClientT]):
     """A client whose calls are logged through ``writer`` (see ``LoggingLLM``). Its key
     state is ``ClientKeys``' (``capture/client_keys.py``), its flush(), close() and
     record_outcome() ``Control``'s (``capture/control.py``), log_batch_results()
@@ -135,7 +136,10 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Refusals, Generic[ClientT]):
 
     # -- the hot path ----------------------------------------------------------------
 
-    def _new_record(self, operation: str, model: Any, stream: bool) -> CallRecord:
+    def _new_record(
+        self, operation: str, model: Any, stream: bool, traced: bool = True
+    ) -> CallRecord:
+        """The call's record; with OpenTelemetry and ``traced``, its span opened too."""
         record = CallRecord(
             None,  # the id is formatted off the caller's path (record/ids.py)
             time.time(),
@@ -148,11 +152,8 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Refusals, Generic[ClientT]):
             self._api_key_hash(),
             self._ctx,
         )
-        if self._spans is not None:
-            try:
-                self._spans.start(record)
-            except Exception as exc:  # telemetry never costs the call
-                self._internal_error(exc)
+        if traced and self._spans is not None:
+            self._start_span(record)
         return record
 
     def _submit(self, record: CallRecord) -> None:
@@ -194,6 +195,10 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Refusals, Generic[ClientT]):
         model_name, keys_per_call = family.model_name, family.keys_per_call
         raw = RAW_RESPONSE in path
         methods_with_usage = self._methods_with_usage
+        # An async client's span opens when its coroutine runs (_await): one never awaited
+        # then opens none (a client of both kinds opens it before, not knowing which it
+        # is). A method not known to be an LLM call gets no span.
+        spans_before = self._surface != "async"
 
         def call(*args: Any, **kwargs: Any) -> Any:
             stream = always_streams or kwargs.get("stream") is True
@@ -207,7 +212,10 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Refusals, Generic[ClientT]):
             shown: Any = kwargs  # what the stored request shows
             try:
                 model = kwargs.get("model")
-                record = self._new_record(name, model_name(model) if model_name else model, stream)
+                traced = spans_before and (known or name in methods_with_usage)
+                record = self._new_record(
+                    name, model_name(model) if model_name else model, stream, traced
+                )
                 if keys_per_call:  # LiteLLM: the key may come with the call, never stored
                     call_key = kwargs.get("api_key")
                     if call_key is not None:
@@ -299,6 +307,8 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Refusals, Generic[ClientT]):
         hide: bool,
     ) -> Any:
         token = IN_FLIGHT.set(record) if self._counts_retries else None  # capture/retries.py
+        if logs_errors and record.span is None and self._spans is not None:
+            self._start_span(record)  # an async client's LLM call: opened as it runs
         current = None if record.span is None else self._enter_span(record)
         try:
             result = await awaitable
@@ -380,23 +390,6 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Refusals, Generic[ClientT]):
             remember(response, record)
         self._submit(record)
         return result
-
-    def _enter_span(self, record: CallRecord) -> object | None:
-        """Make the call's span current while the provider is called (its HTTP spans
-        nest under it); None if that fails, which costs the nesting only."""
-        assert self._spans is not None
-        try:
-            return self._spans.enter(record.span)
-        except Exception as exc:
-            self._internal_error(exc)
-            return None
-
-    def _leave_span(self, token: object) -> None:
-        assert self._spans is not None
-        try:
-            self._spans.leave(token)
-        except Exception as exc:
-            self._internal_error(exc)
 
     def _internal_error(self, exc: Exception) -> None:
         self._writer.count_internal_error()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import math
 import sys
+from collections.abc import Callable
 
 from .._log import logger
 from ..stores.urls import redact_url
@@ -57,6 +59,19 @@ def _port(value: str) -> int:
     return int(value)
 
 
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = math.nan
+        if not low <= seconds <= high:  # NaN fails too
+            raise argparse.ArgumentTypeError(f"{value!r:.20} is not seconds from {low} to {high:g}")
+        return seconds
+
+    return parse
+
+
 def add_parser(sub: argparse._SubParsersAction, database: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "serve-metrics",
@@ -78,10 +93,12 @@ def add_parser(sub: argparse._SubParsersAction, database: argparse.ArgumentParse
         "user_id only when named: every value is a series)",
     )
     p.add_argument("--since", type=parse_when, help="count calls from this time: 7d, 24h or ISO")
-    p.add_argument("--interval", type=float, default=5.0, help="seconds between reads (5)")
+    p.add_argument(
+        "--interval", type=_seconds(0.01, 3600), default=5.0, help="seconds between reads (5)"
+    )
     p.add_argument(
         "--lateness",
-        type=float,
+        type=_seconds(0, 7 * 86400),
         default=300.0,
         help="seconds a row may be written after a later call's (300)",
     )

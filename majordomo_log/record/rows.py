@@ -92,6 +92,21 @@ def _promoted_columns(tags: dict[str, Any], trace_ids: tuple[str, str] | None) -
     return columns
 
 
+def _trace_ids(record: CallRecord) -> tuple[str, str] | None:
+    """The span's ids for the row: hashed like the tags when ``hash_tags`` names them
+    (one column, one form)."""
+    ids = record.trace_ids
+    ctx = record.ctx
+    if ids is None or not ctx.hash_tags:
+        return ids
+    trace_id, span_id = ids
+    if "trace_id" in ctx.hash_tags:
+        trace_id = hash_value(trace_id, ctx.tag_secret)
+    if "span_id" in ctx.hash_tags:
+        span_id = hash_value(span_id, ctx.tag_secret)
+    return trace_id, span_id
+
+
 def merged_tags(record: CallRecord) -> dict[str, Any]:
     """The wrapper's tags under the call's ``ml.tags()``, as storable values (see
     ``record/values.py``), with the ``hash_tags`` replaced by their HMAC."""
@@ -146,7 +161,7 @@ def build_row(record: CallRecord, body_ref: str | None) -> Row:
         usage_flags=",".join(flags) if flags else None,
         api_key_hash=_clip(record.api_key_hash, MAX_TAG_CHARS),
         api_key_alias=_clip(record.ctx.api_key_alias, MAX_TAG_CHARS),
-        **_promoted_columns(tags, record.trace_ids),
+        **_promoted_columns(tags, _trace_ids(record)),
         tags=tags_json.decode(),
         outcome=None if record.outcome is None else record.outcome[0],
         outcome_at=None if record.outcome is None else record.outcome[1],

@@ -17,7 +17,8 @@ status, plus the tags named in ``tags``:
 
 Cardinality stays bounded: tags are labels only when named (never ``user_id`` unless
 asked), and each label keeps at most ``max_label_values`` distinct values, later ones
-counted under ``"__other__"`` (model names and tag values are the application's input).
+counted under ``"__other__"`` (model names and tag values are the application's input),
+each cut to ``MAX_LABEL_CHARS``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
 from .._exceptions import ConfigError
+from ..record.values import value_text
 from ..schema import PROMOTED_TAGS, Row
 
 BASE_LABELS = ("provider", "model", "operation", "status")
@@ -38,6 +40,7 @@ TOKEN_KINDS = ("input", "cache_read", "cache_write", "output", "reasoning")
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
 TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 OTHER = "__other__"
+MAX_LABEL_CHARS = 128  # Prometheus servers refuse longer values (label_value_length_limit)
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 _COLUMN_TAGS = frozenset((*PROMOTED_TAGS, "api_key_alias"))
 
@@ -133,8 +136,11 @@ class PrometheusMetrics:
         return tuple(values)
 
     def _bounded(self, label: str, value: Any) -> str:
-        """``value`` as label text, or ``OTHER`` once the label has its fill of values."""
-        text = "" if value is None else value if isinstance(value, str) else str(value)
+        """``value`` as label text (cut to ``MAX_LABEL_CHARS``), or ``OTHER`` once the
+        label has its fill of values."""
+        text = value if type(value) is str else (value_text(value) or "")
+        if len(text) > MAX_LABEL_CHARS:
+            text = text[: MAX_LABEL_CHARS - 1] + "…"
         seen = self._seen.setdefault(label, set())
         if text in seen:
             return text

@@ -17,16 +17,23 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..schema import COLUMNS, Row
+from ..schema import COLUMNS, PROMOTED_TAGS, TOKEN_COLUMNS, Row
 from ..stores.base import MetadataStore
 from .protocols import CallObserver
 
 PAGE = 5_000
-_SELECT = f"SELECT {', '.join(COLUMNS)} FROM llm_requests"
+# What the metrics read: columns every schema since migration 0001 has (a log written by
+# an older release is read as it is: serve-metrics never migrates), the rest left NULL.
+READ_COLUMNS = (
+    "request_id", "started_at", "latency_ms", "time_to_first_token_ms", "provider", "model",
+    "served_model", "operation", "stream", "status", "error_type", *TOKEN_COLUMNS,
+    "total_cost", "cost_status", "api_key_alias", *(t for t in PROMOTED_TAGS if t != "span_id"),
+    "tags",
+)  # fmt: skip
+_SELECT = f"SELECT {', '.join(READ_COLUMNS)} FROM llm_requests"
 
 
 class RowFeed:
@@ -67,6 +74,7 @@ class RowFeed:
                 if started > self.newest:
                     self.newest = started
             counted += fresh
+            self._forget_before(self.newest - self.lateness)  # a long first read stays small
             if len(rows) < PAGE:
                 break  # the last page
             last = _when(rows[-1]["started_at"])
@@ -101,7 +109,7 @@ def _row(values: dict[str, Any], started: dt.datetime) -> Row:
 async def feed_forever(
     feed: RowFeed,
     interval: float,
-    stop: threading.Event | asyncio.Event,
+    stop: asyncio.Event,
     on_error: Callable[[Exception], None],
 ) -> None:
     """Poll every ``interval`` seconds until ``stop`` is set; a failed read (the database
@@ -111,7 +119,7 @@ async def feed_forever(
             await feed.poll()
         except Exception as exc:
             on_error(exc)
-        for _ in range(max(1, int(interval * 10))):
-            if stop.is_set():
-                return
-            await asyncio.sleep(0.1)
+        try:
+            await asyncio.wait_for(stop.wait(), interval)
+        except asyncio.TimeoutError:
+            pass

@@ -3,6 +3,8 @@ in-memory exporter and reader and compared with the rows the same calls wrote.""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import subprocess
 import sys
 import textwrap
@@ -15,7 +17,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -26,6 +28,20 @@ from majordomo_log.testing import FakeProvider, fake_openai_client
 MESSAGES: Any = [{"role": "user", "content": "hi"}]
 
 
+class Opened(SpanProcessor):
+    """Every span started and not yet ended: a span never ended is never exported, and
+    the spans under it point at a parent no backend has."""
+
+    def __init__(self) -> None:
+        self.open: dict[int, str] = {}
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        self.open[span.context.span_id] = span.name
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.open.pop(span.context.span_id, None)
+
+
 class Otel:
     """An SDK tracer and meter provider of the test's own, read in memory."""
 
@@ -33,6 +49,8 @@ class Otel:
         self.exporter = InMemorySpanExporter()
         self.tracer_provider = TracerProvider()
         self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.opened = Opened()
+        self.tracer_provider.add_span_processor(self.opened)
         self.reader = InMemoryMetricReader()
         self.meter_provider = MeterProvider(metric_readers=[self.reader])
         self.options = ml.OpenTelemetryOptions(self.tracer_provider, self.meter_provider)
@@ -195,16 +213,59 @@ class Custom:
         return ["not an LLM call"]
 
 
+async def test_a_learned_method_is_traced_from_its_second_call(stores: Any, otel: Otel) -> None:
+    """A method of no known SDK is an LLM call once its result is seen to carry usage:
+    its first call cannot be told from ``files.list()`` beforehand, so it has no span
+    (``methods=[...]`` names it up front)."""
+    llm = ml.LoggingLLM(Custom(), stores.db, stores.storage, opentelemetry=otel.options)
+    await llm.ask(model="gpt-4o")
+    await llm.ask(model="gpt-4o")
+    await llm.close()
+    assert len(stores.rows()) == 2 and len(otel.spans()) == 1
+    assert otel.opened.open == {}
+
+
 async def test_the_span_is_current_while_the_provider_is_called(stores: Any, otel: Otel) -> None:
     client = Custom()
-    llm = ml.LoggingLLM(client, stores.db, stores.storage, opentelemetry=otel.options)
+    llm = ml.LoggingLLM(
+        client, stores.db, stores.storage, opentelemetry=otel.options, methods=["ask"]
+    )
     await llm.ask(model="gpt-4o")
     await llm.list_files()  # not an LLM call: no span, no row
     await llm.close()
+    assert otel.opened.open == {}  # none left open either
     [span] = otel.spans()
     assert client.seen[0].span_id == span.context.span_id
     assert len(stores.rows()) == 1
     assert trace.get_current_span().get_span_context().is_valid is False  # left afterwards
+
+
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited")
+async def test_no_span_is_left_open_by_any_path(
+    provider: FakeProvider, stores: Any, otel: Otel
+) -> None:
+    """Methods that are not LLM calls, coroutines never awaited or cancelled before they
+    run, streams read to the end or dropped half-way: every span opened is ended."""
+    llm = ml.LoggingLLM(
+        fake_openai_client(provider), stores.db, stores.storage, opentelemetry=otel.options
+    )
+    with pytest.raises(openai.NotFoundError):  # the fake serves no /v1/models
+        await llm.models.list()  # an SDK method that is no LLM call
+    never = llm.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    never.close()  # never awaited
+    task = asyncio.ensure_future(llm.chat.completions.create(model="gpt-4o", messages=MESSAGES))
+    task.cancel()  # cancelled before its first step
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    stream = await llm.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)
+    async for _ in stream:
+        break  # dropped half-way
+    del stream
+    gc.collect()
+    await llm.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    await llm.close()
+    assert otel.opened.open == {}
+    assert len(otel.spans()) == len(stores.rows()) == 2  # the dropped stream and the call
 
 
 async def test_the_process_writer_ends_spans_in_this_process(
@@ -282,6 +343,26 @@ async def test_off_means_no_span_and_no_ids(
     assert otel.spans() == []
 
 
+async def test_hash_tags_hash_the_spans_ids_too(
+    provider: FakeProvider, stores: Any, otel: Otel
+) -> None:
+    llm = ml.LoggingLLM(
+        fake_openai_client(provider),
+        stores.db,
+        stores.storage,
+        opentelemetry=otel.options,
+        hash_tags=["trace_id"],
+        key_hash_secret="s3cret-for-tags",
+    )
+    await llm.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    await llm.close()
+    row = stores.one_row()
+    [span] = otel.spans()
+    clear = _hex(span.context.trace_id, 32)
+    assert row["trace_id"] == ml.hash_tag(clear, "s3cret-for-tags") != clear
+    assert row["span_id"] == _hex(span.context.span_id, 16)  # not named: in clear
+
+
 def test_bad_options_are_config_errors(stores: Any) -> None:
     for bad, message in (("yes", "opentelemetry must be"),):
         with pytest.raises(ml.ConfigError, match=message):
@@ -322,7 +403,7 @@ _GLOBAL = """
             provider = TracerProvider()
             provider.add_span_processor(SimpleSpanProcessor(exporter))
             trace.set_tracer_provider(provider)
-        async with ml.LoggingLLM(Custom(), "log.db") as llm:
+        async with ml.LoggingLLM(Custom(), "log.db", methods=["ask"]) as llm:
             await llm.ask(model="gpt-4o")
         [(trace_id, span_id)] = sqlite3.connect("log.db").execute(
             "SELECT trace_id, span_id FROM llm_requests").fetchall()

@@ -86,6 +86,21 @@ def test_each_label_keeps_a_bounded_number_of_values() -> None:
     assert value(registry, "majordomo_llm_calls_total", model="__other__") == 7
 
 
+def test_label_values_are_cut_and_json_for_non_text() -> None:
+    registry = CollectorRegistry()
+    metrics = ml.PrometheusMetrics(registry, tags=["tenant", "tier"])
+    metrics.observe(_row(tags='{"tenant": "%s", "tier": {"a": 1}}' % ("t" * 65_536)))
+    labels = [
+        s.labels
+        for m in registry.collect()
+        for s in m.samples
+        if s.name == "majordomo_llm_calls_total"
+    ]
+    [one] = labels
+    assert len(one["tenant"]) == 128 and one["tenant"].endswith("…")
+    assert one["tier"] == '{"a":1}'
+
+
 def test_a_blocked_attempt_counts_as_a_call_only() -> None:
     registry = CollectorRegistry()
     metrics = ml.PrometheusMetrics(registry)

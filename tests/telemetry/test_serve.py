@@ -120,6 +120,38 @@ async def test_the_feed_reads_past_a_page_of_rows_it_has_seen(tmp_path: Path) ->
             serve.PAGE = old_page
 
 
+async def test_a_log_of_an_older_schema_is_read_as_it_is(tmp_path: Path) -> None:
+    """serve-metrics never migrates: a log without the newest columns (span_id, from
+    migration 0006) is read all the same."""
+    import sqlite3
+
+    async with isolated_db("sqlite", tmp_path) as db:
+        await db.write_batch([row(T0), row(T0 + dt.timedelta(seconds=1))], [])
+        path = getattr(db, "path")
+    with sqlite3.connect(path) as conn:
+        conn.execute("ALTER TABLE llm_requests DROP COLUMN span_id")
+    old = await ml.open_db(f"sqlite:///{path}", read_only=True)
+    try:
+        registry = CollectorRegistry()
+        assert await RowFeed(db=old, observer=ml.PrometheusMetrics(registry), since=T0).poll() == 2
+    finally:
+        await old.close()
+
+
+@pytest.mark.parametrize(
+    "argument", [["--interval", "inf"], ["--interval", "nan"], ["--interval", "-1"],
+                 ["--lateness", "-5"], ["--port", "70000"]],
+)  # fmt: skip
+def test_bad_numbers_are_one_line(argument: list[str], tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("majordomo-log")
+    out = subprocess.run(
+        [str(script), "serve-metrics", "--db", str(tmp_path / "x.db"), *argument],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert argument[0] in out.stderr.splitlines()[-1]
+
+
 def test_serve_metrics_through_the_console_script(tmp_path: Path) -> None:
     import asyncio
 
