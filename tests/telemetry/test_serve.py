@@ -127,7 +127,7 @@ async def test_a_log_of_an_older_schema_is_read_as_it_is(tmp_path: Path) -> None
 
     async with isolated_db("sqlite", tmp_path) as db:
         await db.write_batch([row(T0), row(T0 + dt.timedelta(seconds=1))], [])
-        path = getattr(db, "path")
+        path = db.path
     with sqlite3.connect(path) as conn:
         conn.execute("ALTER TABLE llm_requests DROP COLUMN span_id")
     old = await ml.open_db(f"sqlite:///{path}", read_only=True)
