@@ -1,6 +1,8 @@
 """The ``majordomo-log`` command: thin wiring over the library (``cli/reports.py``,
 ``cli/outliers.py``, ``budgets/status.py``), ``cli/render.py`` and the stores; what the
-commands share is in ``cli/args.py``, the spool commands in ``cli/spool.py``.
+commands share is in ``cli/args.py``, the spool commands in ``cli/spool.py``, the
+progress bars of the long ones (``reprice``, ``demo``, ``spool replay``) in
+``cli/progress.py``.
 
 Errors a user can fix (a bad URL, a missing database, a bad argument) print one line
 and exit 2. The read commands (report, tail, show, prices, budgets status, spool
@@ -46,8 +48,9 @@ from .args import (
     whole_number,
 )
 from .outliers import DEFAULT_LIMIT, SORTS, outliers, render_outliers
+from .progress import progress_bar
 from .render import FORMATS, render
-from .reprice import ProgressBar, summary
+from .reprice import summary
 from .spool import cmd_spool_inspect, cmd_spool_replay, cmd_spool_status
 from .trend import spend_report_with_trend
 
@@ -203,26 +206,24 @@ async def cmd_reprice(args: argparse.Namespace) -> int:
     if urlsplit(args.db).scheme == "sqlite" and not Path(sqlite_path(args.db)).exists():
         raise UsageError(f"no database at {sqlite_path(args.db)}: pass --db or set {DB_ENV_VAR}")
     db = await open_db(args.db, migrate=False)
-    bar = ProgressBar(sys.stderr)
-    result = None
     try:
         try:  # a log to reprice, not an empty database that would be given a table
             await db.fetch("SELECT 1 AS present FROM llm_requests WHERE 1 = 0")
         except StoreError:
             raise UsageError(f"no llm_requests table in {redact_url(args.db)}") from None
         await db.migrate()  # the columns a reprice writes exist from migration 0002 on
-        result = await reprice(
-            db,
-            since=args.since,
-            until=args.until,
-            model=args.model,
-            dry_run=args.dry_run,
-            prices=table,
-            progress=bar.update,
-        )
+        with progress_bar("repricing", "rows", show=args.progress) as progress:
+            result = await reprice(
+                db,
+                since=args.since,
+                until=args.until,
+                model=args.model,
+                dry_run=args.dry_run,
+                prices=table,
+                progress=progress,
+            )
     finally:
         await db.close()
-        bar.finish(done=result is not None)
     print(summary(result, redact_url(args.db)))
     return 1 if result.skipped.get("store_refused") else 0
 
@@ -232,7 +233,8 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     # read commands never need.
     from .demo import run_demo
 
-    return await run_demo(Path(args.out), calls=args.calls)
+    with progress_bar("demo", "calls", show=args.progress) as progress:
+        return await run_demo(Path(args.out), calls=args.calls, progress=progress)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -252,6 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fmt = argparse.ArgumentParser(add_help=False)
     fmt.add_argument("--format", choices=FORMATS, default="table")
+    bar = argparse.ArgumentParser(add_help=False)
+    bar.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="a progress bar on stderr (default: when stderr is a terminal)",
+    )
 
     parser = argparse.ArgumentParser(prog="majordomo-log", description="Query the LLM call log.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -305,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_prices)
     p = sub.add_parser(
         "reprice",
-        parents=[database],
+        parents=[database, bar],
         help="price logged calls again with the current price table",
         description="Price logged calls again from their stored tokens, model and time, "
         "and write back the costs that change (a new price, a corrected one). Rows without "
@@ -335,11 +343,13 @@ def build_parser() -> argparse.ArgumentParser:
     q = spool_cmds.add_parser("inspect", parents=[where, fmt], help="the spooled records")
     q.add_argument("--rejected", action="store_true", help="rows a store refused, with errors")
     q.set_defaults(run=cmd_spool_inspect)
-    q = spool_cmds.add_parser("replay", parents=[stores], help="write the spool to the stores")
+    q = spool_cmds.add_parser("replay", parents=[stores, bar], help="write the spool to the stores")
     q.add_argument("--spool-dir", help="the spool (default: the one for --db and --storage)")
     q.add_argument("--any-store", action="store_true", help="also files spooled for other URLs")
     q.set_defaults(run=cmd_spool_replay)
-    p = sub.add_parser("demo", help="log a few hundred calls through the real SDKs, offline")
+    p = sub.add_parser(
+        "demo", parents=[bar], help="log a few hundred calls through the real SDKs, offline"
+    )
     p.add_argument("--calls", type=whole_number(MAX_DEMO_CALLS), default=300)
     p.add_argument("--out", default="demo-output", help="folder for the demo DB and bodies")
     p.set_defaults(run=cmd_demo)
