@@ -15,9 +15,11 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .._exceptions import ConfigError
 from ..stores.base import MetadataStore
 from ..stores.open import open_db
 from ..stores.urls import sqlite_path
+from .reports import group_columns
 
 DB_ENV_VAR = "MAJORDOMO_LOG_DB"
 STORAGE_ENV_VAR = "MAJORDOMO_LOG_STORAGE"
@@ -53,6 +55,15 @@ def whole_number(maximum: int) -> Callable[[str], int]:
         return number
 
     return parse
+
+
+def grouping(value: str) -> list[str]:
+    """An argparse type for ``report --by``: one column or several, comma-separated,
+    each one of ``reports.GROUPINGS`` (they go into the SQL text)."""
+    try:
+        return list(group_columns(value))
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # A LIMIT every dialect binds (SQLite's integers are 64-bit); far beyond any real tail.

@@ -43,6 +43,7 @@ from .args import (
     UsageError,
     db_url,
     existing_db,
+    grouping,
     parse_when,
     storage_url,
     whole_number,
@@ -77,7 +78,7 @@ async def cmd_report(args: argparse.Namespace) -> int:
             raise UsageError(f"{option} goes with --outliers")
     async with existing_db(args.db) as db:
         rows, periods = await spend_report_with_trend(
-            db, args.by or "model", since=args.since, until=args.until
+            db, args.by or ["model"], since=args.since, until=args.until
         )
         calls, cost = await reports.total_spend(db, since=args.since, until=args.until)
     print(render(rows, args.format))
@@ -268,14 +269,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "report",
         parents=[stores, fmt],
-        help="spend and tokens by a dimension, with the trend; or --outliers",
-        description="Calls, blocked attempts, errors, tokens and spend by a dimension, each "
-        "with its trend against the period of the same length before --since (without "
+        help="spend and tokens by one column or several, with the trend; or --outliers",
+        description="Calls, blocked attempts, errors, tokens and spend by one column or "
+        "several (--by model --by feature, or --by model,feature), each group with its "
+        "trend against the period of the same length before --since (without "
         "--since: the last 7 days against the 7 before). --outliers: the highest-cost "
         "workflows and users, spend jumps, retry and tool-call rates, and acceptance by "
         "prompt version (default window: the last 7 days).",
     )
-    p.add_argument("--by", choices=reports.GROUPINGS, help="default: model")
+    p.add_argument(
+        "--by",
+        type=grouping,
+        action="extend",
+        metavar="COLUMN[,COLUMN...]",
+        help=f"group by these columns (repeatable; default: model): {', '.join(reports.GROUPINGS)}",
+    )
     p.add_argument("--since", type=parse_when, help="7d, 24h, 30m or an ISO date/time")
     p.add_argument("--until", type=parse_when)
     p.add_argument("--outliers", action="store_true", help="the views a spend review starts from")

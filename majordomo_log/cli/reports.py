@@ -1,7 +1,10 @@
 """Read side: the queries behind ``majordomo-log report|tail|show|prices``.
 
-Plain SQL over ``llm_requests``, written once with ``?`` placeholders; the only
-per-dialect piece is how a timestamp becomes a day. The CLI formats what these
+Plain SQL over ``llm_requests``, written once with ``?`` placeholders; the per-dialect
+pieces are how a timestamp becomes a day and, on MySQL, comparing and grouping text as
+bytes (its collations pad: 'u-1 ' would be 'u-1', where the other dialects keep them
+apart). Column names come from an allow-list (``GROUPINGS``), never from the user's
+text; values are always parameters. The CLI formats what these
 return, so the same functions serve code that wants the numbers.
 """
 
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -28,6 +32,10 @@ GROUPINGS = (
     "api_key_alias",
     "environment",
     "service_tier",
+    "session_id",
+    "trace_id",
+    "prompt_version",
+    "status",
     "day",
 )
 _DAY_SQL = {
@@ -98,22 +106,58 @@ def normalize_row(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+Grouping = str | Sequence[str]  # "model", "model,feature" or ("model", "feature")
+
+
+def group_columns(by: Grouping) -> tuple[str, ...]:
+    """The columns of a grouping, each checked against ``GROUPINGS`` (they go into the
+    SQL text), in order, each once. ``ConfigError`` names the first unknown one."""
+    names = by.split(",") if isinstance(by, str) else [n for part in by for n in part.split(",")]
+    out: list[str] = []
+    for name in (n.strip() for n in names):
+        if name not in GROUPINGS:
+            raise ConfigError(f"cannot group by {name!r:.60}: choose from {', '.join(GROUPINGS)}")
+        if name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+def group_key(row: dict[str, Any], columns: Sequence[str]) -> tuple[Any, ...]:
+    """A report row's group: its values of the grouping columns, in order."""
+    return tuple(row[c] for c in columns)
+
+
+def _text_sql(dialect: str, column: str) -> str:
+    """A text column as compared and grouped here: as bytes on MySQL (see the module's
+    docstring), as it is elsewhere."""
+    return f"CAST({column} AS BINARY)" if dialect == "mysql" else column
+
+
+def _as_text(value: Any) -> Any:
+    """A value read through ``_text_sql``: MySQL's bytes back to text."""
+    return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else value
+
+
 async def spend_report(
     db: MetadataStore,
-    by: str = "model",
+    by: Grouping = "model",
     *,
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """Calls, tokens and spend grouped by one dimension, most expensive first. ``calls``
-    are the calls sent; ``blocked`` counts the attempts a hard budget refused (logged as
-    rows, without tokens or cost), ``unpriced`` the calls sent whose cost is unknown."""
-    if by not in GROUPINGS:
-        raise ConfigError(f"cannot group by {by!r}: choose one of {', '.join(GROUPINGS)}")
-    key = _DAY_SQL[db.dialect] if by == "day" else by
+    """Calls, tokens and spend grouped by one column or several (``"model"``,
+    ``"model,feature"`` or ``["model", "feature"]``; see ``GROUPINGS``), most expensive
+    first. Each row starts with its grouping columns. ``calls`` are the calls sent;
+    ``blocked`` counts the attempts a hard budget refused (logged as rows, without tokens
+    or cost), ``unpriced`` the calls sent whose cost is unknown."""
+    columns = group_columns(by)
+    if not columns:
+        raise ConfigError("group by at least one column")
+    keys = [_DAY_SQL[db.dialect] if c == "day" else _text_sql(db.dialect, c) for c in columns]
+    selected = ", ".join(f"{key} AS {name}" for key, name in zip(keys, columns, strict=True))
     where, params = window_where(since, until)
     rows = await db.fetch(
-        f"SELECT {key} AS {by}, {CALLS} AS calls,"
+        f"SELECT {selected}, {CALLS} AS calls,"
         " SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS errors,"
         f" {BLOCKED} AS blocked,"
         " SUM(input_tokens) AS input_tokens,"
@@ -124,15 +168,23 @@ async def spend_report(
         " SUM(total_cost) AS total_cost,"
         " SUM(CASE WHEN total_cost IS NULL AND status NOT IN ('error', 'blocked')"
         " THEN 1 ELSE 0 END) AS unpriced"
-        f" FROM llm_requests{where} GROUP BY {key}",
+        f" FROM llm_requests{where} GROUP BY {', '.join(keys)}",
         params,
     )
     for row in rows:
+        for name in columns:
+            row[name] = _as_text(row[name])
         row["total_cost"] = as_decimal(row["total_cost"])
         counts = [k for k in row if k.endswith("_tokens")]
         for name in ("calls", "errors", "blocked", "unpriced", *counts):
             row[name] = int(row[name] or 0)
-    rows.sort(key=lambda r: (-(r["total_cost"] or 0), str(r[by])))
+    # Most spent first, then by the groups' values (no value last), the same everywhere.
+    rows.sort(
+        key=lambda r: (
+            -(r["total_cost"] or 0),
+            [(v is None, str(v)) for v in group_key(r, columns)],
+        )
+    )
     return rows
 
 
