@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from .._exceptions import MajordomoLogError, StoreError
 from ..budgets.status import NO_BUDGETS, budget_status, status_rows
 from ..delivery.spool import SPOOL_DIR_ENV
+from ..record.call import STATUSES
 from ..record.pricing import PRICES_ENV_VAR, PriceTable
 from ..record.reprice import reprice
 from ..stores.base import MetadataStore
@@ -128,8 +129,16 @@ async def cmd_budgets_status(args: argparse.Namespace) -> int:
 
 
 async def cmd_tail(args: argparse.Namespace) -> int:
+    where = reports.CallFilter(
+        models=args.model or (),
+        features=args.feature or (),
+        users=args.user or (),
+        statuses=args.status or (),
+        since=args.since,
+        until=args.until,
+    )
     async with existing_db(args.db) as db:
-        rows = await reports.latest_calls(db, args.n)
+        rows = await reports.latest_calls(db, args.n, where=where)
     print(render(rows, args.format, reports.TAIL_COLUMNS))
     return 0
 
@@ -284,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="COLUMN[,COLUMN...]",
         help=f"group by these columns (repeatable; default: model): {', '.join(reports.GROUPINGS)}",
     )
-    p.add_argument("--since", type=parse_when, help="7d, 24h, 30m or an ISO date/time")
+    p.add_argument("--since", type=parse_when, help="1w, 7d, 24h, 30m or an ISO date/time")
     p.add_argument("--until", type=parse_when)
     p.add_argument("--outliers", action="store_true", help="the views a spend review starts from")
     p.add_argument(
@@ -309,8 +318,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument("--limit", type=whole_number(MAX_ROWS), default=50, help="lines shown (50)")
     q.set_defaults(run=cmd_budgets_status)
-    p = sub.add_parser("tail", parents=[stores, fmt], help="the latest calls")
-    p.add_argument("-n", type=whole_number(MAX_ROWS), default=20)
+    p = sub.add_parser(
+        "tail",
+        parents=[stores, fmt],
+        help="the latest calls",
+        description="The latest calls, newest first. A filter given several times keeps "
+        "calls matching any of its values; different filters must all match. Values match "
+        "exactly.",
+    )
+    p.add_argument(
+        "-n", type=whole_number(MAX_ROWS, minimum=0), default=20, help="calls shown (0: all)"
+    )
+    p.add_argument("--model", action="append", help="the model asked for or served")
+    p.add_argument("--feature", action="append")
+    p.add_argument("--user", action="append", help="user_id")
+    p.add_argument("--status", action="append", choices=sorted(STATUSES))
+    p.add_argument("--since", type=parse_when, help="1w, 7d, 24h, 30m or an ISO date/time")
+    p.add_argument("--until", type=parse_when)
     p.set_defaults(run=cmd_tail)
     p = sub.add_parser("show", parents=[stores], help="one call: its row and its body")
     p.add_argument("request_id")
@@ -327,8 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
         "and write back the costs that change (a new price, a corrected one). Rows without "
         "usable usage are never touched. Running it twice changes nothing the second time.",
     )
-    p.add_argument("--since", type=parse_when, help="from this time: 7d, 24h, 30m or ISO")
-    p.add_argument("--until", type=parse_when, help="before this time: 7d, 24h, 30m or ISO")
+    p.add_argument("--since", type=parse_when, help="from this time: 1w, 7d, 24h, 30m or ISO")
+    p.add_argument("--until", type=parse_when, help="before this time: 1w, 7d, 24h, 30m or ISO")
     p.add_argument(
         "--model", help="only calls whose model or served model is this name or glob (ft:gpt-4o:*)"
     )

@@ -3,8 +3,8 @@
 Plain SQL over ``llm_requests``, written once with ``?`` placeholders; the per-dialect
 pieces are how a timestamp becomes a day and, on MySQL, comparing and grouping text as
 bytes (its collations pad: 'u-1 ' would be 'u-1', where the other dialects keep them
-apart). Column names come from an allow-list (``GROUPINGS``), never from the user's
-text; values are always parameters. The CLI formats what these
+apart). Column names come from allow-lists (``GROUPINGS``, ``CallFilter``'s fields),
+never from the user's text; values are always parameters. The CLI formats what these
 return, so the same functions serve code that wants the numbers.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -199,12 +200,63 @@ async def total_spend(
     return int(rows[0]["calls"] or 0), as_decimal(rows[0]["cost"]) or Decimal(0)
 
 
-async def latest_calls(db: MetadataStore, limit: int = 20) -> list[dict[str, Any]]:
-    rows = await db.fetch(
-        f"SELECT {', '.join(TAIL_COLUMNS)} FROM llm_requests"
-        " ORDER BY started_at DESC, request_id DESC LIMIT ?",
-        (int(limit),),
+@dataclass(frozen=True)
+class CallFilter:
+    """Which calls ``latest_calls`` returns: within each field, any of the values given;
+    across fields, all of them. ``models`` matches the model asked for or the one served;
+    values match exactly (case and spaces included, in every dialect)."""
+
+    models: Sequence[str] = ()
+    features: Sequence[str] = ()
+    users: Sequence[str] = ()
+    statuses: Sequence[str] = ()
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+    def where(self, dialect: str) -> tuple[str, list[Any]]:
+        """The WHERE clause (``started_at`` first: its index) and its parameters."""
+        clause, params = window_where(self.since, self.until)
+        clauses = [clause.removeprefix(" WHERE ")] if clause else []
+        for columns, values in (
+            (("model", "served_model"), self.models),
+            (("feature",), self.features),
+            (("user_id",), self.users),
+            (("status",), self.statuses),
+        ):
+            if values:
+                matches = [_one_of(dialect, column, values) for column in columns]
+                clauses.append(matches[0] if len(matches) == 1 else f"({' OR '.join(matches)})")
+                params += [v for _ in columns for v in _one_of_params(dialect, values)]
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def _one_of(dialect: str, column: str, values: Sequence[str]) -> str:
+    marks = ", ".join("?" * len(values))
+    if dialect != "mysql":
+        return f"{column} IN ({marks})"
+    # The plain comparison can use the column's index; the bytes make it exact.
+    exact = ", ".join(["CAST(? AS BINARY)"] * len(values))
+    return f"({column} IN ({marks}) AND CAST({column} AS BINARY) IN ({exact}))"
+
+
+def _one_of_params(dialect: str, values: Sequence[str]) -> list[str]:
+    return [*values, *values] if dialect == "mysql" else list(values)
+
+
+async def latest_calls(
+    db: MetadataStore, limit: int | None = 20, *, where: CallFilter | None = None
+) -> list[dict[str, Any]]:
+    """The latest calls (``limit`` None or 0: all of them) that ``where`` lets through,
+    newest first."""
+    clause, params = (where or CallFilter()).where(db.dialect)
+    sql = (
+        f"SELECT {', '.join(TAIL_COLUMNS)} FROM llm_requests{clause}"
+        " ORDER BY started_at DESC, request_id DESC"
     )
+    if limit:
+        sql += " LIMIT ?"
+        params.append(int(limit))
+    rows = await db.fetch(sql, params)
     return [normalize_row(row) for row in rows]
 
 
