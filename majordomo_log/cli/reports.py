@@ -223,6 +223,7 @@ class CallFilter:
             (("user_id",), self.users),
             (("status",), self.statuses),
         ):
+            values = (values,) if isinstance(values, str) else tuple(values)  # not its letters
             if values:
                 matches = [_one_of(dialect, column, values) for column in columns]
                 clauses.append(matches[0] if len(matches) == 1 else f"({' OR '.join(matches)})")

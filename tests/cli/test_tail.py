@@ -18,6 +18,7 @@ from log_rows import UTC, blocked, log_at, row
 from servers import DIALECTS
 
 import majordomo_log as ml
+from majordomo_log.cli.reports import CallFilter, latest_calls
 from majordomo_log.schema import Row
 
 pytestmark = needs_script
@@ -214,3 +215,18 @@ def test_an_empty_result_and_bad_filters(tmp_path: Path) -> None:
     for done, named in ((bad_status, "--status"), (bad_since, "--since")):
         errors = [line for line in done.stderr.splitlines() if "error:" in line]
         assert done.returncode == 2 and len(errors) == 1 and named in errors[0]
+
+
+def test_a_filter_value_given_as_a_string_is_one_value(tmp_path: Path) -> None:
+    async def both(url: str) -> tuple[list[str], list[str]]:
+        db = await ml.open_db(url, read_only=True)
+        try:
+            one = await latest_calls(db, 0, where=CallFilter(users="u-1"))
+            listed = await latest_calls(db, 0, where=CallFilter(users=["u-1"]))
+        finally:
+            await db.close()
+        return [r["request_id"] for r in one], [r["request_id"] for r in listed]
+
+    with log_at("sqlite", tmp_path, log_rows()) as url:
+        one, listed = asyncio.run(both(url))
+    assert one == listed == ids(log_rows(), lambda r: r.user_id == "u-1")
