@@ -132,3 +132,26 @@ def test_views_table_matches_the_migrations(tmp_path: Path) -> None:
     for view, columns in actual.items():
         assert [c for c in documented[view] if c in columns] == columns, view
         assert set(documented[view]) - set(columns) <= {"priced call"}, view
+
+
+def test_the_cli_examples_run_as_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI section's examples, each run on a demo log, and the list of groupings it
+    gives is the one ``report --by`` takes."""
+    import shlex
+
+    from majordomo_log.cli import main, reports
+
+    section = README.split("## CLI\n", 1)[1].split("\n## ", 1)[0]
+    examples = re.findall(r"For example:\n\n```sh\n(.*?)```", section, re.S)[0]
+    commands = [shlex.split(line, comments=True) for line in examples.strip().splitlines()]
+    assert len(commands) >= 4 and all(c[0] == "majordomo-log" for c in commands)
+    assert main(["demo", "--calls", "40", "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    for command in commands:
+        assert main([*command[1:], "--db", str(tmp_path / "llm_logs.db")]) == 0, command
+        out, err = capsys.readouterr()
+        assert out and err == "", command
+    listed = section.split("`report --by` groups by", 1)[1].split("(default", 1)[0]
+    assert re.findall(r"`(\w+)`", listed) == list(reports.GROUPINGS)

@@ -15,9 +15,11 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .._exceptions import ConfigError
 from ..stores.base import MetadataStore
 from ..stores.open import open_db
 from ..stores.urls import sqlite_path
+from .reports import group_columns
 
 DB_ENV_VAR = "MAJORDOMO_LOG_DB"
 STORAGE_ENV_VAR = "MAJORDOMO_LOG_STORAGE"
@@ -38,21 +40,30 @@ def storage_url(value: str) -> str:
     return value if "://" in value else f"file://{value}"
 
 
-def whole_number(maximum: int) -> Callable[[str], int]:
-    """An argparse type: a whole number from 1 to ``maximum``."""
+def whole_number(maximum: int, minimum: int = 1) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``minimum`` to ``maximum``."""
 
     def parse(value: str) -> int:
         try:
             number = int(value)
         except ValueError:
-            number = 0
-        if not 1 <= number <= maximum:
+            number = minimum - 1
+        if not minimum <= number <= maximum:
             raise argparse.ArgumentTypeError(
-                f"{value!r:.40} is not a whole number from 1 to {maximum:,}"
+                f"{value!r:.40} is not a whole number from {minimum} to {maximum:,}"
             )
         return number
 
     return parse
+
+
+def grouping(value: str) -> list[str]:
+    """An argparse type for ``report --by``: one column or several, comma-separated,
+    each one of ``reports.GROUPINGS`` (they go into the SQL text)."""
+    try:
+        return list(group_columns(value))
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # A LIMIT every dialect binds (SQLite's integers are 64-bit); far beyond any real tail.
@@ -61,16 +72,17 @@ MAX_ROWS = 2**63 - 1
 MAX_DEMO_CALLS = 100_000
 
 
+_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes"}
+
+
 def parse_when(value: str) -> dt.datetime:
-    """``7d``, ``24h``, ``30m`` ago, or an ISO date/datetime (UTC if no zone), in UTC."""
-    problem = f"{value!r:.40} is not a time: use 7d, 24h, 30m or 2026-11-01[T12:00]"
-    match = re.fullmatch(r"(\d+)([dhm])", value.strip())
+    """``1w``, ``7d``, ``24h``, ``30m`` ago, or an ISO date/datetime (UTC if no zone),
+    in UTC."""
+    problem = f"{value!r:.40} is not a time: use 1w, 7d, 24h, 30m or 2026-11-01[T12:00]"
+    match = re.fullmatch(r"(\d+)([wdhm])", value.strip())
     try:
         if match:
-            amount, unit = int(match[1]), match[2]
-            delta = {"d": dt.timedelta(days=amount), "h": dt.timedelta(hours=amount)}.get(
-                unit, dt.timedelta(minutes=amount)
-            )
+            delta = dt.timedelta(**{_UNITS[match[2]]: int(match[1])})
             return dt.datetime.now(dt.timezone.utc) - delta
         when = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         if when.tzinfo is None:

@@ -35,7 +35,11 @@ def _command_name() -> str:
     return "majordomo-log"
 
 
-async def run_demo(out: Path, *, calls: int = 300) -> int:
+async def run_demo(
+    out: Path, *, calls: int = 300, progress: Callable[[int, int | None], None] | None = None
+) -> int:
+    """Log ``calls`` calls to ``out``, then print the report; ``progress(done, calls)``
+    follows each call as it returns."""
     try:
         from ..testing import FakeProvider, fake_anthropic_client, fake_openai_client
     except ImportError as exc:
@@ -131,8 +135,14 @@ async def run_demo(out: Path, *, calls: int = 300) -> int:
                 await fn()
             except Exception as exc:  # the SDK's own error, re-raised unchanged by the wrapper
                 failures.append(type(exc).__name__)
+        done[0] += 1
+        if progress is not None:
+            progress(done[0], calls)
 
     failures: list[str] = []
+    done = [0]  # calls returned so far (a list: ``one`` adds to it)
+    if progress is not None:
+        progress(0, calls)
     await asyncio.gather(*(one(f, fn, rng.choice(USERS)) for f, fn, _ in plan))
     stats = await openai_prod.flush()
     for llm in (openai_fast, openai_research, openai_search, claude, openai_prod):

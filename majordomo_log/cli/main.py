@@ -1,6 +1,8 @@
 """The ``majordomo-log`` command: thin wiring over the library (``cli/reports.py``,
 ``cli/outliers.py``, ``budgets/status.py``), ``cli/render.py`` and the stores; what the
-commands share is in ``cli/args.py``, the spool commands in ``cli/spool.py``.
+commands share is in ``cli/args.py``, the spool commands in ``cli/spool.py``, the
+progress bars of the long ones (``reprice``, ``demo``, ``spool replay``) in
+``cli/progress.py``.
 
 Errors a user can fix (a bad URL, a missing database, a bad argument) print one line
 and exit 2. The read commands (report, tail, show, prices, budgets status, spool
@@ -25,6 +27,7 @@ from urllib.parse import urlsplit
 from .._exceptions import MajordomoLogError, StoreError
 from ..budgets.status import NO_BUDGETS, budget_status, status_rows
 from ..delivery.spool import SPOOL_DIR_ENV
+from ..record.call import STATUSES
 from ..record.pricing import PRICES_ENV_VAR, PriceTable
 from ..record.reprice import reprice
 from ..stores.base import MetadataStore
@@ -41,13 +44,15 @@ from .args import (
     UsageError,
     db_url,
     existing_db,
+    grouping,
     parse_when,
     storage_url,
     whole_number,
 )
 from .outliers import DEFAULT_LIMIT, SORTS, outliers, render_outliers
+from .progress import progress_bar
 from .render import FORMATS, render
-from .reprice import ProgressBar, summary
+from .reprice import summary
 from .spool import cmd_spool_inspect, cmd_spool_replay, cmd_spool_status
 from .trend import spend_report_with_trend
 
@@ -74,7 +79,7 @@ async def cmd_report(args: argparse.Namespace) -> int:
             raise UsageError(f"{option} goes with --outliers")
     async with existing_db(args.db) as db:
         rows, periods = await spend_report_with_trend(
-            db, args.by or "model", since=args.since, until=args.until
+            db, args.by or ["model"], since=args.since, until=args.until
         )
         calls, cost = await reports.total_spend(db, since=args.since, until=args.until)
     print(render(rows, args.format))
@@ -124,8 +129,16 @@ async def cmd_budgets_status(args: argparse.Namespace) -> int:
 
 
 async def cmd_tail(args: argparse.Namespace) -> int:
+    where = reports.CallFilter(
+        models=args.model or (),
+        features=args.feature or (),
+        users=args.user or (),
+        statuses=args.status or (),
+        since=args.since,
+        until=args.until,
+    )
     async with existing_db(args.db) as db:
-        rows = await reports.latest_calls(db, args.n)
+        rows = await reports.latest_calls(db, args.n, where=where)
     print(render(rows, args.format, reports.TAIL_COLUMNS))
     return 0
 
@@ -203,26 +216,24 @@ async def cmd_reprice(args: argparse.Namespace) -> int:
     if urlsplit(args.db).scheme == "sqlite" and not Path(sqlite_path(args.db)).exists():
         raise UsageError(f"no database at {sqlite_path(args.db)}: pass --db or set {DB_ENV_VAR}")
     db = await open_db(args.db, migrate=False)
-    bar = ProgressBar(sys.stderr)
-    result = None
     try:
         try:  # a log to reprice, not an empty database that would be given a table
             await db.fetch("SELECT 1 AS present FROM llm_requests WHERE 1 = 0")
         except StoreError:
             raise UsageError(f"no llm_requests table in {redact_url(args.db)}") from None
         await db.migrate()  # the columns a reprice writes exist from migration 0002 on
-        result = await reprice(
-            db,
-            since=args.since,
-            until=args.until,
-            model=args.model,
-            dry_run=args.dry_run,
-            prices=table,
-            progress=bar.update,
-        )
+        with progress_bar("repricing", "rows", show=args.progress) as progress:
+            result = await reprice(
+                db,
+                since=args.since,
+                until=args.until,
+                model=args.model,
+                dry_run=args.dry_run,
+                prices=table,
+                progress=progress,
+            )
     finally:
         await db.close()
-        bar.finish(done=result is not None)
     print(summary(result, redact_url(args.db)))
     return 1 if result.skipped.get("store_refused") else 0
 
@@ -232,7 +243,8 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     # read commands never need.
     from .demo import run_demo
 
-    return await run_demo(Path(args.out), calls=args.calls)
+    with progress_bar("demo", "calls", show=args.progress) as progress:
+        return await run_demo(Path(args.out), calls=args.calls, progress=progress)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -252,6 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fmt = argparse.ArgumentParser(add_help=False)
     fmt.add_argument("--format", choices=FORMATS, default="table")
+    bar = argparse.ArgumentParser(add_help=False)
+    bar.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="a progress bar on stderr (default: when stderr is a terminal)",
+    )
 
     parser = argparse.ArgumentParser(prog="majordomo-log", description="Query the LLM call log.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -260,15 +278,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "report",
         parents=[stores, fmt],
-        help="spend and tokens by a dimension, with the trend; or --outliers",
-        description="Calls, blocked attempts, errors, tokens and spend by a dimension, each "
-        "with its trend against the period of the same length before --since (without "
+        help="spend and tokens by one column or several, with the trend; or --outliers",
+        description="Calls, blocked attempts, errors, tokens and spend by one column or "
+        "several (--by model --by feature, or --by model,feature), each group with its "
+        "trend against the period of the same length before --since (without "
         "--since: the last 7 days against the 7 before). --outliers: the highest-cost "
         "workflows and users, spend jumps, retry and tool-call rates, and acceptance by "
         "prompt version (default window: the last 7 days).",
     )
-    p.add_argument("--by", choices=reports.GROUPINGS, help="default: model")
-    p.add_argument("--since", type=parse_when, help="7d, 24h, 30m or an ISO date/time")
+    p.add_argument(
+        "--by",
+        type=grouping,
+        action="extend",
+        metavar="COLUMN[,COLUMN...]",
+        help=f"group by these columns (repeatable; default: model): {', '.join(reports.GROUPINGS)}",
+    )
+    p.add_argument("--since", type=parse_when, help="1w, 7d, 24h, 30m or an ISO date/time")
     p.add_argument("--until", type=parse_when)
     p.add_argument("--outliers", action="store_true", help="the views a spend review starts from")
     p.add_argument(
@@ -293,8 +318,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument("--limit", type=whole_number(MAX_ROWS), default=50, help="lines shown (50)")
     q.set_defaults(run=cmd_budgets_status)
-    p = sub.add_parser("tail", parents=[stores, fmt], help="the latest calls")
-    p.add_argument("-n", type=whole_number(MAX_ROWS), default=20)
+    p = sub.add_parser(
+        "tail",
+        parents=[stores, fmt],
+        help="the latest calls",
+        description="The latest calls, newest first. A filter given several times keeps "
+        "calls matching any of its values; different filters must all match. Values match "
+        "exactly.",
+    )
+    p.add_argument(
+        "-n", type=whole_number(MAX_ROWS, minimum=0), default=20, help="calls shown (0: all)"
+    )
+    p.add_argument("--model", action="append", help="the model asked for or served")
+    p.add_argument("--feature", action="append")
+    p.add_argument("--user", action="append", help="user_id")
+    p.add_argument("--status", action="append", choices=sorted(STATUSES))
+    p.add_argument("--since", type=parse_when, help="1w, 7d, 24h, 30m or an ISO date/time")
+    p.add_argument("--until", type=parse_when)
     p.set_defaults(run=cmd_tail)
     p = sub.add_parser("show", parents=[stores], help="one call: its row and its body")
     p.add_argument("request_id")
@@ -305,14 +345,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_prices)
     p = sub.add_parser(
         "reprice",
-        parents=[database],
+        parents=[database, bar],
         help="price logged calls again with the current price table",
         description="Price logged calls again from their stored tokens, model and time, "
         "and write back the costs that change (a new price, a corrected one). Rows without "
         "usable usage are never touched. Running it twice changes nothing the second time.",
     )
-    p.add_argument("--since", type=parse_when, help="from this time: 7d, 24h, 30m or ISO")
-    p.add_argument("--until", type=parse_when, help="before this time: 7d, 24h, 30m or ISO")
+    p.add_argument("--since", type=parse_when, help="from this time: 1w, 7d, 24h, 30m or ISO")
+    p.add_argument("--until", type=parse_when, help="before this time: 1w, 7d, 24h, 30m or ISO")
     p.add_argument(
         "--model", help="only calls whose model or served model is this name or glob (ft:gpt-4o:*)"
     )
@@ -335,11 +375,13 @@ def build_parser() -> argparse.ArgumentParser:
     q = spool_cmds.add_parser("inspect", parents=[where, fmt], help="the spooled records")
     q.add_argument("--rejected", action="store_true", help="rows a store refused, with errors")
     q.set_defaults(run=cmd_spool_inspect)
-    q = spool_cmds.add_parser("replay", parents=[stores], help="write the spool to the stores")
+    q = spool_cmds.add_parser("replay", parents=[stores, bar], help="write the spool to the stores")
     q.add_argument("--spool-dir", help="the spool (default: the one for --db and --storage)")
     q.add_argument("--any-store", action="store_true", help="also files spooled for other URLs")
     q.set_defaults(run=cmd_spool_replay)
-    p = sub.add_parser("demo", help="log a few hundred calls through the real SDKs, offline")
+    p = sub.add_parser(
+        "demo", parents=[bar], help="log a few hundred calls through the real SDKs, offline"
+    )
     p.add_argument("--calls", type=whole_number(MAX_DEMO_CALLS), default=300)
     p.add_argument("--out", default="demo-output", help="folder for the demo DB and bodies")
     p.set_defaults(run=cmd_demo)

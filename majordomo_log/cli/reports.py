@@ -1,7 +1,10 @@
 """Read side: the queries behind ``majordomo-log report|tail|show|prices``.
 
-Plain SQL over ``llm_requests``, written once with ``?`` placeholders; the only
-per-dialect piece is how a timestamp becomes a day. The CLI formats what these
+Plain SQL over ``llm_requests``, written once with ``?`` placeholders; the per-dialect
+pieces are how a timestamp becomes a day and, on MySQL, comparing and grouping text as
+bytes (its collations pad: 'u-1 ' would be 'u-1', where the other dialects keep them
+apart). Column names come from allow-lists (``GROUPINGS``, ``CallFilter``'s fields),
+never from the user's text; values are always parameters. The CLI formats what these
 return, so the same functions serve code that wants the numbers.
 """
 
@@ -9,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -28,6 +33,10 @@ GROUPINGS = (
     "api_key_alias",
     "environment",
     "service_tier",
+    "session_id",
+    "trace_id",
+    "prompt_version",
+    "status",
     "day",
 )
 _DAY_SQL = {
@@ -98,22 +107,58 @@ def normalize_row(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+Grouping = str | Sequence[str]  # "model", "model,feature" or ("model", "feature")
+
+
+def group_columns(by: Grouping) -> tuple[str, ...]:
+    """The columns of a grouping, each checked against ``GROUPINGS`` (they go into the
+    SQL text), in order, each once. ``ConfigError`` names the first unknown one."""
+    names = by.split(",") if isinstance(by, str) else [n for part in by for n in part.split(",")]
+    out: list[str] = []
+    for name in (n.strip() for n in names):
+        if name not in GROUPINGS:
+            raise ConfigError(f"cannot group by {name!r:.60}: choose from {', '.join(GROUPINGS)}")
+        if name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+def group_key(row: dict[str, Any], columns: Sequence[str]) -> tuple[Any, ...]:
+    """A report row's group: its values of the grouping columns, in order."""
+    return tuple(row[c] for c in columns)
+
+
+def _text_sql(dialect: str, column: str) -> str:
+    """A text column as compared and grouped here: as bytes on MySQL (see the module's
+    docstring), as it is elsewhere."""
+    return f"CAST({column} AS BINARY)" if dialect == "mysql" else column
+
+
+def _as_text(value: Any) -> Any:
+    """A value read through ``_text_sql``: MySQL's bytes back to text."""
+    return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else value
+
+
 async def spend_report(
     db: MetadataStore,
-    by: str = "model",
+    by: Grouping = "model",
     *,
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """Calls, tokens and spend grouped by one dimension, most expensive first. ``calls``
-    are the calls sent; ``blocked`` counts the attempts a hard budget refused (logged as
-    rows, without tokens or cost), ``unpriced`` the calls sent whose cost is unknown."""
-    if by not in GROUPINGS:
-        raise ConfigError(f"cannot group by {by!r}: choose one of {', '.join(GROUPINGS)}")
-    key = _DAY_SQL[db.dialect] if by == "day" else by
+    """Calls, tokens and spend grouped by one column or several (``"model"``,
+    ``"model,feature"`` or ``["model", "feature"]``; see ``GROUPINGS``), most expensive
+    first. Each row starts with its grouping columns. ``calls`` are the calls sent;
+    ``blocked`` counts the attempts a hard budget refused (logged as rows, without tokens
+    or cost), ``unpriced`` the calls sent whose cost is unknown."""
+    columns = group_columns(by)
+    if not columns:
+        raise ConfigError("group by at least one column")
+    keys = [_DAY_SQL[db.dialect] if c == "day" else _text_sql(db.dialect, c) for c in columns]
+    selected = ", ".join(f"{key} AS {name}" for key, name in zip(keys, columns, strict=True))
     where, params = window_where(since, until)
     rows = await db.fetch(
-        f"SELECT {key} AS {by}, {CALLS} AS calls,"
+        f"SELECT {selected}, {CALLS} AS calls,"
         " SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS errors,"
         f" {BLOCKED} AS blocked,"
         " SUM(input_tokens) AS input_tokens,"
@@ -124,15 +169,23 @@ async def spend_report(
         " SUM(total_cost) AS total_cost,"
         " SUM(CASE WHEN total_cost IS NULL AND status NOT IN ('error', 'blocked')"
         " THEN 1 ELSE 0 END) AS unpriced"
-        f" FROM llm_requests{where} GROUP BY {key}",
+        f" FROM llm_requests{where} GROUP BY {', '.join(keys)}",
         params,
     )
     for row in rows:
+        for name in columns:
+            row[name] = _as_text(row[name])
         row["total_cost"] = as_decimal(row["total_cost"])
         counts = [k for k in row if k.endswith("_tokens")]
         for name in ("calls", "errors", "blocked", "unpriced", *counts):
             row[name] = int(row[name] or 0)
-    rows.sort(key=lambda r: (-(r["total_cost"] or 0), str(r[by])))
+    # Most spent first, then by the groups' values (no value last), the same everywhere.
+    rows.sort(
+        key=lambda r: (
+            -(r["total_cost"] or 0),
+            [(v is None, str(v)) for v in group_key(r, columns)],
+        )
+    )
     return rows
 
 
@@ -147,12 +200,64 @@ async def total_spend(
     return int(rows[0]["calls"] or 0), as_decimal(rows[0]["cost"]) or Decimal(0)
 
 
-async def latest_calls(db: MetadataStore, limit: int = 20) -> list[dict[str, Any]]:
-    rows = await db.fetch(
-        f"SELECT {', '.join(TAIL_COLUMNS)} FROM llm_requests"
-        " ORDER BY started_at DESC, request_id DESC LIMIT ?",
-        (int(limit),),
+@dataclass(frozen=True)
+class CallFilter:
+    """Which calls ``latest_calls`` returns: within each field, any of the values given;
+    across fields, all of them. ``models`` matches the model asked for or the one served;
+    values match exactly (case and spaces included, in every dialect)."""
+
+    models: Sequence[str] = ()
+    features: Sequence[str] = ()
+    users: Sequence[str] = ()
+    statuses: Sequence[str] = ()
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+    def where(self, dialect: str) -> tuple[str, list[Any]]:
+        """The WHERE clause (``started_at`` first: its index) and its parameters."""
+        clause, params = window_where(self.since, self.until)
+        clauses = [clause.removeprefix(" WHERE ")] if clause else []
+        for columns, values in (
+            (("model", "served_model"), self.models),
+            (("feature",), self.features),
+            (("user_id",), self.users),
+            (("status",), self.statuses),
+        ):
+            values = (values,) if isinstance(values, str) else tuple(values)  # not its letters
+            if values:
+                matches = [_one_of(dialect, column, values) for column in columns]
+                clauses.append(matches[0] if len(matches) == 1 else f"({' OR '.join(matches)})")
+                params += [v for _ in columns for v in _one_of_params(dialect, values)]
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def _one_of(dialect: str, column: str, values: Sequence[str]) -> str:
+    marks = ", ".join("?" * len(values))
+    if dialect != "mysql":
+        return f"{column} IN ({marks})"
+    # The plain comparison can use the column's index; the bytes make it exact.
+    exact = ", ".join(["CAST(? AS BINARY)"] * len(values))
+    return f"({column} IN ({marks}) AND CAST({column} AS BINARY) IN ({exact}))"
+
+
+def _one_of_params(dialect: str, values: Sequence[str]) -> list[str]:
+    return [*values, *values] if dialect == "mysql" else list(values)
+
+
+async def latest_calls(
+    db: MetadataStore, limit: int | None = 20, *, where: CallFilter | None = None
+) -> list[dict[str, Any]]:
+    """The latest calls (``limit`` None or 0: all of them) that ``where`` lets through,
+    newest first."""
+    clause, params = (where or CallFilter()).where(db.dialect)
+    sql = (
+        f"SELECT {', '.join(TAIL_COLUMNS)} FROM llm_requests{clause}"
+        " ORDER BY started_at DESC, request_id DESC"
     )
+    if limit:
+        sql += " LIMIT ?"
+        params.append(int(limit))
+    rows = await db.fetch(sql, params)
     return [normalize_row(row) for row in rows]
 
 

@@ -13,6 +13,7 @@ from ..delivery.spool import Spool, default_spool_dir, spool_root
 from ..schema import COLUMNS
 from ..stores.open import open_db, open_storage
 from ..stores.urls import redact_url
+from .progress import progress_bar
 from .render import render
 
 
@@ -86,7 +87,10 @@ async def cmd_spool_replay(args: argparse.Namespace) -> int:
         storage = await open_storage(args.storage)
         try:
             folder = args.spool_dir or default_spool_dir(db.url, storage.url)
-            result = await replay_spool(Spool(folder), db, storage, any_store=args.any_store)
+            with progress_bar("replaying", "records", show=args.progress) as progress:
+                result = await replay_spool(
+                    Spool(folder), db, storage, any_store=args.any_store, progress=progress
+                )
         finally:
             await storage.close()
     finally:

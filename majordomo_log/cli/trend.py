@@ -7,7 +7,11 @@ against the same group's in the period of the same length just before.
 * Without ``--since``, the figures cover the whole log (up to ``--until``), which has no
   period before it: the trend is then the last ``DEFAULT_SPAN`` (7 days, ending at
   ``--until`` or now) against the 7 days before. The footer says which.
-* ``--by day``: each day against the day before it (when that day is in the report).
+* ``--by day`` (alone or with other columns): each day against the day before it, for
+  the same values of the other columns (when that day is in the report).
+
+Several columns (``--by model --by feature``): each group is the combination of their
+values, compared with the same combination in the previous period.
 
 A trend reads ``+12%``, ``-3%``, ``0%``, ``new`` (nothing in the previous period), or is
 blank (nothing in either).
@@ -21,7 +25,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from ..stores.base import MetadataStore
-from .reports import spend_report
+from .reports import Grouping, group_columns, group_key, spend_report
 
 DEFAULT_SPAN = dt.timedelta(days=7)
 TREND_COLUMNS = {"calls": "calls_trend", "total_cost": "cost_trend"}  # figure: its trend
@@ -73,30 +77,31 @@ def change(now: Decimal | int | None, before: Decimal | int | None) -> str | Non
 
 async def spend_report_with_trend(
     db: MetadataStore,
-    by: str = "model",
+    by: Grouping = "model",
     *,
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
     now: dt.datetime | None = None,
 ) -> tuple[list[dict[str, Any]], Comparison | None]:
     """``reports.spend_report``'s rows, each with ``calls_trend`` beside ``calls`` and
-    ``cost_trend`` beside ``total_cost``, and the periods they compare (None for
-    ``by="day"``, whose rows compare with each other, or when there are none)."""
-    rows = await spend_report(db, by, since=since, until=until)
-    if by == "day":
-        return _day_over_day(rows), None
+    ``cost_trend`` beside ``total_cost``, and the periods they compare (None when ``day``
+    is a grouping column, whose rows compare with each other, or when there are none)."""
+    columns = group_columns(by)
+    rows = await spend_report(db, columns, since=since, until=until)
+    if "day" in columns:
+        return _day_over_day(rows, columns), None
     periods = comparison(since, until, now or dt.datetime.now(dt.timezone.utc))
     if periods is None:
         return [_with_trend(row, None) for row in rows], None
     current = rows
     if not periods.whole_report:
-        current = await spend_report(db, by, since=periods.start, until=periods.end)
-    previous = await spend_report(db, by, since=periods.previous_start, until=periods.start)
-    now_by_key = {row[by]: row for row in current}
-    before_by_key = {row[by]: row for row in previous}
+        current = await spend_report(db, columns, since=periods.start, until=periods.end)
+    previous = await spend_report(db, columns, since=periods.previous_start, until=periods.start)
+    now_by_key = {group_key(row, columns): row for row in current}
+    before_by_key = {group_key(row, columns): row for row in previous}
     out = []
     for row in rows:
-        key = row[by]
+        key = group_key(row, columns)
         out.append(_with_trend(row, (now_by_key.get(key, {}), before_by_key.get(key, {}))))
     return out, periods
 
@@ -114,13 +119,16 @@ def _with_trend(
     return out
 
 
-def _day_over_day(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    by_day = {str(row["day"]): row for row in rows}
+def _day_over_day(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Each row against the row of the day before with the other columns' values alike."""
+    at = columns.index("day")
+    by_key = {group_key(row, columns): row for row in rows}
     out = []
     for row in rows:
+        key = list(group_key(row, columns))
         try:
-            day = dt.date.fromisoformat(str(row["day"]))
-            before = by_day.get((day - dt.timedelta(days=1)).isoformat())
+            key[at] = (dt.date.fromisoformat(str(key[at])) - dt.timedelta(days=1)).isoformat()
+            before = by_key.get(tuple(key))
         except (ValueError, OverflowError):
             before = None
         out.append(_with_trend(row, None if before is None else (row, before)))

@@ -21,6 +21,8 @@ from ..stores.base import BodyStore, MetadataStore
 from .isolate import WriteBatch, keep_rejected, write_isolating
 from .spool import Spool, SpoolBatch
 
+Progress = Callable[[int, "int | None"], None]  # (records done, records waiting)
+
 
 @dataclass(frozen=True, slots=True)
 class ReplayResult:
@@ -95,51 +97,66 @@ async def replay_files(
     in_thread: bool = False,
     on_error: Callable[[Path, Exception], bool] | None = None,
     on_file: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> ReplayPass:
     """One pass over the waiting files, oldest first, each removed once written.
 
     ``in_thread``: list and read files in worker threads (a running writer's loop must
     not wait on the disk). ``on_error(path, exc)`` decides what a failed file does: True
     ends the pass, False leaves the file and goes on; without it the error propagates.
-    ``on_file(written, refused)`` follows each replayed file."""
+    ``on_file(written, refused)`` follows each replayed file. ``progress(done, total)``
+    follows each file the pass is through with, whatever became of it, counting records
+    (the files are counted first, so only when it is given)."""
     tally = ReplayPass()
     paths = await asyncio.to_thread(spool.pending) if in_thread else spool.pending()
+    counts = {path: spool.records_in(path) for path in paths} if progress is not None else {}
+    total, done = sum(counts.values()), 0
+    if progress is not None:
+        progress(0, total)
     for path in paths:
         if max_files is not None and tally.files >= max_files:
             tally.more = True
             break
-        with spool.claim(path) as mine:
-            if not mine:
-                tally.held += 1
-                continue
-            try:
-                batch = await asyncio.to_thread(spool.read, path) if in_thread else spool.read(path)
-            except FileNotFoundError:
-                tally.vanished += 1
-                continue
-            except SpoolCorrupt as exc:
-                logger.error("%s; moved to %s", exc, spool.quarantine(path))
-                tally.corrupt += 1
-                continue
-            if not any_store and not batch_matches(batch, db, storage):
-                tally.foreign += 1
-                continue
-            try:
-                written, refused = await replay_batch(batch, db, storage, spool, write)
-            except Exception as exc:
-                if on_error is None:
-                    raise
-                if on_error(path, exc):
-                    tally.stopped = True
-                    break
-                tally.failed += 1
-                continue
-            spool.remove(path)
-        tally.files += 1
-        tally.records += written
-        tally.rejected += refused
-        if on_file is not None:
-            on_file(written, refused)
+        # try/finally: every way out of a file (continue, break) moves the bar past it.
+        try:
+            with spool.claim(path) as mine:
+                if not mine:
+                    tally.held += 1
+                    continue
+                try:
+                    batch = (
+                        await asyncio.to_thread(spool.read, path) if in_thread else spool.read(path)
+                    )
+                except FileNotFoundError:
+                    tally.vanished += 1
+                    continue
+                except SpoolCorrupt as exc:
+                    logger.error("%s; moved to %s", exc, spool.quarantine(path))
+                    tally.corrupt += 1
+                    continue
+                if not any_store and not batch_matches(batch, db, storage):
+                    tally.foreign += 1
+                    continue
+                try:
+                    written, refused = await replay_batch(batch, db, storage, spool, write)
+                except Exception as exc:
+                    if on_error is None:
+                        raise
+                    if on_error(path, exc):
+                        tally.stopped = True
+                        break
+                    tally.failed += 1
+                    continue
+                spool.remove(path)
+            tally.files += 1
+            tally.records += written
+            tally.rejected += refused
+            if on_file is not None:
+                on_file(written, refused)
+        finally:
+            if progress is not None:
+                done += counts[path]
+                progress(done, total)
     return tally
 
 
@@ -150,11 +167,15 @@ async def replay_spool(
     *,
     any_store: bool = False,
     max_files: int | None = None,
+    progress: Progress | None = None,
 ) -> ReplayResult:
     """Replay waiting batch files oldest first into ``db`` and ``storage``, removing each
     once written. A re-written row is a no-op (its request_id exists), so replaying a file
     twice is harmless. Files spooled for other stores are skipped unless ``any_store``.
-    Raises ``StoreUnavailable`` (the file stays) when a store is down."""
-    tally = await replay_files(spool, db, storage, any_store=any_store, max_files=max_files)
+    Raises ``StoreUnavailable`` (the file stays) when a store is down.
+    ``progress(records done, records waiting)`` follows each file."""
+    tally = await replay_files(
+        spool, db, storage, any_store=any_store, max_files=max_files, progress=progress
+    )
     skipped = tally.held + tally.vanished + tally.foreign
     return ReplayResult(tally.files, tally.records, tally.rejected, skipped, tally.corrupt)

@@ -202,6 +202,10 @@ class Spool:
     def rejected(self) -> list[Path]:
         return _batch_files(self.directory / "rejected")
 
+    def records_in(self, path: Path) -> int:
+        """The rows a batch file holds, counted without parsing them (0 once it is gone)."""
+        return _count_records(path)
+
     def read(self, path: Path) -> SpoolBatch:
         try:
             raw = path.read_bytes()

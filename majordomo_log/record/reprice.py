@@ -102,8 +102,9 @@ async def reprice(
 
     ``model`` keeps rows whose ``model`` or ``served_model`` is that name, or matches it
     as a glob (``"ft:gpt-4o:*"``, case-sensitive). ``db`` is a store or a database URL
-    (opened, migrated and closed here). ``progress(read, total)`` is called after each
-    page. A naive datetime is UTC."""
+    (opened, migrated and closed here). ``progress(read, total)`` is called once the
+    window's rows are counted (``read`` 0), then after each page. A naive datetime is
+    UTC."""
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
     table = price_table(prices)
@@ -129,7 +130,10 @@ async def reprice(
         )
     glob = model if model is not None and _GLOB & set(model) else None
     window = CostWindow(since, until, None if glob is not None else model)
-    total = await db.count_cost_rows(window) if progress is not None else None
+    total = None
+    if progress is not None:
+        total = await db.count_cost_rows(window)
+        progress(0, total)  # a bar shows the whole before the first page is priced
     tally = _Tally(dry_run)
     after: RowKey | None = None
     read = 0

@@ -329,7 +329,9 @@ def test_read_commands_create_no_postgres_schema(capsys: pytest.CaptureFixture[s
 BAD_ARGUMENTS = [
     ["tail", "-n", "99999999999999999999"],
     ["tail", "-n", "-1"],
-    ["tail", "-n", "0"],
+    ["tail", "-n", "-0.5"],
+    ["tail", "--status", "failed"],
+    ["tail", "--since", "1y"],
     ["tail", "-n", "ten"],
     ["tail", "-n", "9" * 5000],
     ["report", "--since", "99999999999d"],

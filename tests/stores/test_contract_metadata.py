@@ -325,12 +325,28 @@ async def test_reports_match_sqlite_on_the_same_data(dialect: str, tmp_path: Pat
                     store, since=BASE + dt.timedelta(days=1), until=BASE + dt.timedelta(days=2)
                 ),
                 "tail": await _reports.latest_calls(store, 7),
+                "report:several": await _reports.spend_report(store, "day,model,status"),
+                "trend:several": await spend_report_with_trend(
+                    store,
+                    ["model", "user_id"],
+                    since=BASE + dt.timedelta(days=1),
+                    until=BASE + dt.timedelta(days=2),
+                ),
+                "tail:filtered": await _reports.latest_calls(
+                    store,
+                    0,
+                    where=_reports.CallFilter(
+                        statuses=("ok", "error"), since=BASE + dt.timedelta(days=1)
+                    ),
+                ),
                 "show": await _reports.get_call(store, rows[7][0]),
                 "unpriced": await _reports.unpriced_models(store, PRICES),
                 **{f"view:{view}": await _view(store, view) for view in VIEWS},
             }
     sqlite, other = outputs["sqlite"], outputs[dialect]
     assert all(sqlite[f"view:{view}"] for view in VIEWS)  # every view has rows to compare
+    assert sqlite["tail:filtered"] and len(sqlite["report:several"]) > len(sqlite["report:model"])
+    assert any(r["cost_trend"] for r in sqlite["trend:several"][0])
     assert any(r["blocked"] for r in sqlite["view:llm_daily_spend"])  # and blocked rows
     savings = sum(r["cache_savings"] or 0 for r in sqlite["view:llm_cache_savings"])
     assert savings > 0  # cache reads (2000 tokens per call) outweigh the writes here
