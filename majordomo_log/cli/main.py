@@ -4,9 +4,9 @@ commands share is in ``cli/args.py``, the spool commands in ``cli/spool.py``.
 
 Errors a user can fix (a bad URL, a missing database, a bad argument) print one line
 and exit 2. The read commands (report, tail, show, prices, budgets status, spool
-status|inspect) never write: databases are opened read-only and never migrated, body
-folders never created. ``reprice`` writes only to a log that exists (its table is
-there), after migrating it.
+status|inspect, and ui: the dashboard, ``cli/ui.py``) never write: databases are opened
+read-only and never migrated, body folders never created. ``reprice`` writes only to a
+log that exists (its table is there), after migrating it.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import inspect
 import json
 import os
 import sys
@@ -50,6 +51,7 @@ from .render import FORMATS, render
 from .reprice import ProgressBar, summary
 from .spool import cmd_spool_inspect, cmd_spool_replay, cmd_spool_status
 from .trend import spend_report_with_trend
+from .ui import add_command as add_ui_command
 
 # -- commands --------------------------------------------------------------------------
 
@@ -343,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calls", type=whole_number(MAX_DEMO_CALLS), default=300)
     p.add_argument("--out", default="demo-output", help="folder for the demo DB and bodies")
     p.set_defaults(run=cmd_demo)
+    add_ui_command(sub, stores)
     return parser
 
 
@@ -350,7 +353,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        code: int = asyncio.run(args.run(args))
+        result = args.run(args)  # a coroutine, or a command that blocks on its own (ui)
+        code: int = asyncio.run(result) if inspect.iscoroutine(result) else result
         return code
     except (UsageError, MajordomoLogError, ImportError, OSError, ValueError) as exc:
         print(f"majordomo-log: error: {exc}", file=sys.stderr)
