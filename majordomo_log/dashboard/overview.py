@@ -130,7 +130,7 @@ def spend_section(overview: Overview) -> Html:
     if other is not None:
         rows.append(line(other, esc(f"other ({rest} more)")))
     spend_table = table(
-        [(label, False), ("calls", True), ("spend", True), ("share", True), ("cost unknown", True)],
+        [(label, False), ("calls", True), ("spend", True), ("share", True), ("unpriced", True)],
         rows,
         caption=f"Spend by {label}, {params.window.describe()}",
         id_="spend-table",
