@@ -132,3 +132,20 @@ def test_views_table_matches_the_migrations(tmp_path: Path) -> None:
     for view, columns in actual.items():
         assert [c for c in documented[view] if c in columns] == columns, view
         assert set(documented[view]) - set(columns) <= {"priced call"}, view
+
+
+def test_dashboard_section_has_its_commands_and_screenshot() -> None:
+    from majordomo_log.cli.main import build_parser
+
+    section = README.split("## Dashboard\n", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert block is not None
+    commands = [line.split("#")[0].split() for line in block.group(1).splitlines()]
+    assert commands and all(c[:2] == ["majordomo-log", "ui"] for c in commands)
+    for words in commands:  # every option shown is one the command takes
+        args = build_parser().parse_args(words[1:])
+        assert args.command == "ui"
+    image = re.search(r"!\[[^\]]+\]\((docs/images/[^)]+\.png)\)", section)
+    assert image is not None
+    png = (Path(__file__).parents[1] / image.group(1)).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000

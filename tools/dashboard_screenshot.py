@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -33,20 +34,23 @@ def main() -> int:
     args = parser.parse_args()
     # A fixed "now" (a Saturday noon, UTC): the same picture every run.
     now = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc)
+    out = Path(args.out).resolve()
     with tempfile.TemporaryDirectory() as tmp:
-        db_url = f"sqlite:///{tmp}/llm_logs.db"
+        os.chdir(tmp)  # the page shows the log's URL: the default one, as a user has it
+        db_url = "sqlite:///llm_logs.db"
         records, _, _ = make_calls(now)
-        asyncio.run(write_log(db_url, Path(tmp) / "request_logs", records))
+        asyncio.run(write_log(db_url, Path("request_logs"), records))
         with (
-            Dashboard(db_url, f"file://{tmp}/request_logs", port=0) as dashboard,
+            Dashboard(db_url, "file://request_logs", port=0) as dashboard,
             chromium() as browser,
         ):
             page = browser.new_page(viewport={"width": args.width, "height": args.height})
             page.goto(f"{dashboard.url}?window=14d&step=day&until={now:%Y-%m-%dT%H:%M}")
             page.wait_for_selector("#spend-chart[data-drawn]")
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=args.out)
-    print(f"wrote {args.out}")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(out))
+        os.chdir(ROOT)
+    print(f"wrote {out}")
     return 0
 
 

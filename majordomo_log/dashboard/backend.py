@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from .._exceptions import ConfigError, MajordomoLogError
+from ..cli.args import db_url as db_url_from
+from ..cli.args import storage_url as storage_url_from
 from ..stores.base import BodyStore, MetadataStore
 from ..stores.open import open_db, open_storage
 from ..stores.urls import redact_url, sqlite_path
@@ -42,8 +44,10 @@ class Backend:
     opening raised), ``run()`` runs a coroutine on the loop, ``close()`` closes both."""
 
     def __init__(self, db_url: str, storage_url: str | None) -> None:
-        self.db_url = db_url
-        self.storage_url = storage_url
+        # The same strings the CLI takes: a plain path is a SQLite file, a plain folder
+        # a file store.
+        self.db_url = db_url_from(db_url)
+        self.storage_url = None if storage_url is None else storage_url_from(storage_url)
         self.source = redact_url(db_url)  # for display: never a password
         self.db: MetadataStore | None = None
         self.storage: BodyStore | None = None
