@@ -31,9 +31,9 @@ from .html import (
     until_field,
 )
 from .params import GROUPS, STEPS, WINDOWS, OverviewParams
-from .queries import TOKEN_KINDS, Figures, Overview
+from .queries import LISTED, TOKEN_KINDS, Figures, Overview
 
-TABLE_MAX = 25  # groups listed; the rest are one "other" line
+TABLE_MAX = LISTED  # groups listed; the rest are one "other" line
 
 
 def controls(params: OverviewParams) -> Html:

@@ -18,7 +18,7 @@ value, and the error is never more than the bucket's spread (≤5% of the value)
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,22 +74,6 @@ def percentile(buckets: Sequence[Bucket], p: float) -> float | None:
     return buckets[-1].high  # not reached: the ranks add up to total
 
 
-def merge(histograms: Iterable[Sequence[Bucket]]) -> list[Bucket]:
-    """One histogram of several (the groups' buckets into the whole window's)."""
-    merged: dict[int, Bucket] = {}
-    for histogram in histograms:
-        for b in histogram:
-            seen = merged.get(b.code)
-            merged[b.code] = (
-                b
-                if seen is None
-                else Bucket(
-                    b.code, seen.count + b.count, min(seen.low, b.low), max(seen.high, b.high)
-                )
-            )
-    return [merged[code] for code in sorted(merged)]
-
-
 def summary(buckets: Sequence[Bucket]) -> dict[int, float | None]:
     return {p: percentile(buckets, p) for p in PERCENTILES}
 
@@ -97,26 +81,35 @@ def summary(buckets: Sequence[Bucket]) -> dict[int, float | None]:
 async def histograms(
     db: Any,
     column: str,
-    group: str,
+    group: str | None,
     where: str,
     params: Sequence[Any],
 ) -> dict[str | None, list[Bucket]]:
     """Each group's histogram of ``column`` over the rows ``where`` selects (a WHERE
-    clause with ``?`` placeholders; rows with ``column`` NULL or negative are left out).
-    ``column`` and ``group`` go in the SQL text: the caller's own names, never input."""
+    clause with ``?`` placeholders; rows with ``column`` NULL or negative are left out);
+    ``group=None``: one histogram, keyed None, of all of them. ``column`` and ``group``
+    go in the SQL text: the caller's own names, never input."""
     code = bucket_sql(db.dialect, column)
+    grouped = group is not None
     rows = await db.fetch(
-        f"SELECT {group} AS grp, {code} AS code, COUNT(*) AS n,"
+        f"SELECT {f'{group} AS grp, ' if grouped else ''}{code} AS code, COUNT(*) AS n,"
         f" MIN({column}) AS low, MAX({column}) AS high FROM llm_requests"
-        f" WHERE {where} AND {column} >= 0 GROUP BY 1, 2",
+        f" WHERE {where} AND {column} >= 0 GROUP BY {'1, 2' if grouped else '1'}",
         params,
     )
     out: dict[str | None, list[Bucket]] = {}
     for row in rows:
-        key = None if row["grp"] is None else str(row["grp"])
+        value = row.get("grp")
+        key = None if value is None else _text(value)
         out.setdefault(key, []).append(
             Bucket(int(row["code"]), int(row["n"]), float(row["low"]), float(row["high"]))
         )
     for buckets in out.values():
         buckets.sort(key=lambda b: b.code)
     return out
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)

@@ -27,6 +27,7 @@ from .params import GROUPS, CallsParams, OverviewParams, Window
 
 UTC = dt.timezone.utc
 SERIES_MAX = 8  # groups drawn on the chart; the rest add up to one "other" line
+LISTED = 25  # groups listed in the overview's tables (and given percentiles); the rest: one line
 OTHER = "other"
 TOKEN_KINDS = (
     ("input", "input_tokens"),
@@ -163,19 +164,31 @@ async def total_figures(db: MetadataStore, window: Window) -> Figures:
     return _figures(None, rows[0])
 
 
+def membership(by: str, keys: list[str | None]) -> tuple[str, list[Any]]:
+    """A condition true for the rows whose ``by`` is one of ``keys`` (None: no value)."""
+    values = [key for key in keys if key is not None]
+    parts = [f"{by} IN ({', '.join('?' * len(values))})"] if values else []
+    if None in keys:
+        parts.append(f"{by} IS NULL")
+    return ("(" + " OR ".join(parts) + ")" if parts else "1 = 0"), values
+
+
 async def spend_series(
     db: MetadataStore, by: str, window: Window, drawn: list[str | None]
 ) -> Series:
     """Spend per bucket of each group in ``drawn`` (a None in it: calls without a value),
-    the others added up as one ``other`` line when there are any."""
+    the others added up as one ``other`` line when there are any: at most one row per
+    bucket and drawn group, plus one per bucket for the rest, however many groups."""
     if by not in GROUPS:
         raise ValueError(f"not a dashboard grouping: {by!r}")
     bucket = _BUCKET_SQL[(db.dialect, window.step)]
     where, params = window_where(window)
+    drawn_sql, drawn_params = membership(by, drawn)
     rows = await db.fetch(
-        f"SELECT {bucket} AS bucket, {by} AS grp, SUM(total_cost) AS cost FROM llm_requests"
-        f" WHERE {where} AND total_cost IS NOT NULL GROUP BY 1, 2",
-        params,
+        f"SELECT {bucket} AS bucket, CASE WHEN {drawn_sql} THEN 0 ELSE 1 END AS rest,"
+        f" CASE WHEN {drawn_sql} THEN {by} END AS grp, SUM(total_cost) AS cost"
+        f" FROM llm_requests WHERE {where} AND total_cost IS NOT NULL GROUP BY 1, 2, 3",
+        [*drawn_params, *drawn_params, *params],
     )
     starts = window.buckets()
     index = {start: i for i, start in enumerate(starts)}
@@ -186,11 +199,11 @@ async def spend_series(
         i = index.get(start) if start is not None else None
         if i is None:
             continue  # not reached: the WHERE is the window
-        key = _key(row["grp"])
-        line = lines.get(key)
-        if line is None:
+        if int(row["rest"]):
             other = other if other is not None else [Decimal(0)] * len(starts)
             line = other
+        else:
+            line = lines[_key(row["grp"])]
         line[i] += as_decimal(row["cost"]) or Decimal(0)
     labelled = [(key if key is not None else "(none)", values) for key, values in lines.items()]
     if other is not None:
@@ -206,14 +219,21 @@ def _bucket_start(value: Any, step: str) -> dt.datetime | None:
 
 
 async def latency(
-    db: MetadataStore, by: str, window: Window, column: str
+    db: MetadataStore, by: str, window: Window, column: str, keys: list[str | None]
 ) -> tuple[dict[str | None, dict[int, float | None]], dict[int, float | None]]:
     """p50/p95/p99 of ``column`` (``latency_ms``, or ``time_to_first_token_ms`` for
-    streams) per group and over the whole window, calls sent only."""
+    streams) for each group in ``keys`` and over the whole window, calls sent only."""
     where, params = window_where(window)
-    hist = await percentiles.histograms(db, column, by, f"{where} AND status <> 'blocked'", params)
-    per_group = {key: percentiles.summary(buckets) for key, buckets in hist.items()}
-    return per_group, percentiles.summary(percentiles.merge(hist.values()))
+    where += " AND status <> 'blocked'"
+    whole = await percentiles.histograms(db, column, None, where, params)
+    per_group: dict[str | None, dict[int, float | None]] = {}
+    if keys:
+        member, values = membership(by, keys)
+        hist = await percentiles.histograms(
+            db, column, by, f"{where} AND {member}", [*params, *values]
+        )
+        per_group = {key: percentiles.summary(buckets) for key, buckets in hist.items()}
+    return per_group, percentiles.summary(whole.get(None, []))
 
 
 async def overview(db: MetadataStore, params: OverviewParams) -> Overview:
@@ -222,8 +242,9 @@ async def overview(db: MetadataStore, params: OverviewParams) -> Overview:
     total = await total_figures(db, window)
     drawn = [g.key for g in groups if g.cost][:SERIES_MAX]
     series = await spend_series(db, params.by, window, drawn)
-    lat, lat_all = await latency(db, params.by, window, "latency_ms")
-    ttft, ttft_all = await latency(db, params.by, window, "time_to_first_token_ms")
+    listed = [g.key for g in groups[:LISTED]]
+    lat, lat_all = await latency(db, params.by, window, "latency_ms", listed)
+    ttft, ttft_all = await latency(db, params.by, window, "time_to_first_token_ms", listed)
     return Overview(params, groups, total, series, lat, lat_all, ttft, ttft_all)
 
 

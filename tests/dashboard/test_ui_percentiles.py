@@ -13,7 +13,6 @@ from majordomo_log.dashboard.percentiles import (
     PERCENTILES,
     Bucket,
     bucket_sql,
-    merge,
     percentile,
     summary,
 )
@@ -68,15 +67,6 @@ def test_buckets_are_narrow_and_in_value_order() -> None:
             assert b.high <= b.low * 1.05 + 1e-12, b
     lows = [b.low for b in buckets]
     assert lows == sorted(lows)
-
-
-def test_merging_groups_gives_the_whole_windows_histogram() -> None:
-    rng = random.Random(3)
-    a = [rng.uniform(10, 2000) for _ in range(300)]
-    b = [rng.uniform(100, 9000) for _ in range(500)]
-    merged = merge([histogram(a), histogram(b)])
-    assert merged == histogram(a + b)
-    assert summary(merged) == summary(histogram(a + b))
 
 
 def test_work_is_one_row_per_bucket_whatever_the_rows() -> None:

@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 from conftest import NOW, Log, direct_sql
+from dashboard_log import make_calls
 
 import majordomo_log as ml
 from majordomo_log.dashboard import percentiles, queries
 from majordomo_log.dashboard.params import calls_params, overview_params
+from majordomo_log.record.rows import build_row
 
 QUANTUM = Decimal("1e-10")
 
@@ -206,3 +208,40 @@ async def test_bucket_codes_are_the_same_in_every_dialect(log: Log) -> None:
     assert len(rows) == len(log.seeded.rows)
     for latency, got in rows:
         assert int(got) == reference_code(float(latency)), latency
+
+
+class Recording:
+    """A store that keeps every query's SQL and rows (it only reads)."""
+
+    def __init__(self, store: ml.MetadataStore) -> None:
+        self.store, self.dialect, self.url = store, store.dialect, store.url
+        self.answers: list[tuple[str, list[dict[str, Any]]]] = []
+
+    async def fetch(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        rows = await self.store.fetch(sql, params)
+        self.answers.append((sql, rows))
+        return rows
+
+
+async def test_many_users_cost_one_row_each_and_no_more(tmp_path: Any) -> None:
+    """400 users: the group figures are a row per user, but the chart's query answers for
+    the eight drawn and the rest, and the percentiles for the listed groups only."""
+    records, _, _ = make_calls(NOW, calls=800)
+    rows = [
+        build_row(rec, None)._replace(user_id=f"user-{i % 400:03d}")
+        for i, rec in enumerate(records)
+    ]
+    db = await ml.open_db(f"sqlite:///{tmp_path / 'many.db'}")
+    try:
+        await db.write_batch(rows, [])
+        recording = Recording(db)
+        overview = await queries.overview(recording, params(by="user_id", window="30d"))  # type: ignore[arg-type]
+    finally:
+        await db.close()
+    assert len(overview.groups) == 400 and len(overview.latency) == queries.LISTED
+    for sql, answer in recording.answers:
+        keys = {row.get("grp") for row in answer}
+        if "AS rest" in sql:  # the chart's
+            assert len(keys - {None}) <= queries.SERIES_MAX
+        elif "MIN(latency_ms)" in sql or "MIN(time_to_first_token_ms)" in sql:
+            assert len(keys) <= queries.LISTED
