@@ -324,3 +324,34 @@ def test_a_postgres_schema_that_is_not_there_is_an_error_and_is_not_created() ->
             await conn.close()
 
     assert asyncio.run(exists()) is False
+
+
+def test_a_call_logged_through_the_wrapper_reads_as_a_conversation(tmp_path: Path) -> None:
+    """A body as the real OpenAI SDK and the writer made it, not a seeded one."""
+    from majordomo_log.testing import FakeProvider, fake_openai_client
+
+    prompt = '<script>alert("x")</script> {{ config }}'
+
+    async def log_one() -> str:
+        db = await ml.SqliteAdapter.create(tmp_path / "wrapped.db")
+        storage = await ml.FileStorageAdapter.create(tmp_path / "bodies")
+        provider = FakeProvider(openai_usage={"prompt_tokens": 20, "completion_tokens": 5})
+        llm = ml.LoggingLLM(fake_openai_client(provider), db, storage, api_key_alias="k")
+        with ml.tags(feature="chat"):
+            answer = await llm.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": prompt}]
+            )
+        await llm.close()
+        return ml.call_info(answer).request_id
+
+    request_id = asyncio.run(log_one())
+    with Dashboard(str(tmp_path / "wrapped.db"), str(tmp_path / "bodies"), port=0) as dashboard:
+        page = fetch(f"{dashboard.url}call/{request_id}")
+        overview = fetch(dashboard.url)
+    assert page.status == 200 and overview.status == 200
+    assert '<article class="message" data-role="user"><h4>user</h4><pre class="text">' in page.body
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; {{ config }}" in page.body
+    assert 'data-role="assistant"' in page.body and "Hello from the fake provider" in page.body
+    assert "<script" not in page.body
+    spend = tables(overview.body)["spend-table"]
+    assert [line[0][0] for line in spend[1:-1]] == ["gpt-4o"] and spend[1][1][1] == "1"
