@@ -91,9 +91,8 @@ def single(query: Mapping[str, Sequence[str]], allowed: Sequence[str]) -> dict[s
     """The query's parameters, each given at most once and named in ``allowed``."""
     unknown = sorted(set(query) - set(allowed))
     if unknown:
-        raise BadRequest(
-            f"unknown parameter {unknown[0]!r:.{_SHOWN}}: this page takes " + ", ".join(allowed)
-        )
+        takes = f"this page takes {', '.join(allowed)}" if allowed else "this page takes none"
+        raise BadRequest(f"unknown parameter {unknown[0]!r:.{_SHOWN}}: {takes}")
     out = {}
     for name, values in query.items():
         if len(values) != 1:
