@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 from browser import chromium, colored_pixels, require_browser
-from conftest import NOW, NOW_TEXT, Log, direct_sql
 from dashboard_log import HOSTILE_FEATURE, HOSTILE_PROMPTS, run, seeded_log
+from ui_log import NOW, NOW_TEXT, Log, direct_sql
 
 from majordomo_log.dashboard import Dashboard
 from majordomo_log.dashboard.html import money

@@ -7,13 +7,14 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from conftest import NOW, Log, direct_sql
 from dashboard_log import make_calls
+from servers import DIALECTS
+from ui_log import NOW, Log, direct_sql, logs
 
 import majordomo_log as ml
 from majordomo_log.dashboard import percentiles, queries
@@ -21,6 +22,12 @@ from majordomo_log.dashboard.params import calls_params, overview_params
 from majordomo_log.record.rows import build_row
 
 QUANTUM = Decimal("1e-10")
+
+
+@pytest.fixture(scope="module", params=DIALECTS)
+def log(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Log]:
+    """The seeded log, in each dialect."""
+    yield from logs(request.param, tmp_path_factory)
 
 
 def dec(value: Any) -> Decimal | None:

@@ -17,15 +17,26 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import NOW_TEXT, Log, direct_sql
 from dashboard_log import drop, run, seeded_log
-from servers import POSTGRES_URL, require
+from servers import DIALECTS, POSTGRES_URL, require
+from ui_log import NOW_TEXT, Log, direct_sql, logs
 
 import majordomo_log as ml
 from majordomo_log.dashboard import Dashboard
 from majordomo_log.dashboard.server import CSP
 
 PASSWORD = "s3cr3t-pw"  # tests/support/secret_scan.py looks for it everywhere
+
+
+@pytest.fixture(scope="module", params=DIALECTS)
+def log(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Log]:
+    """The seeded log, in each dialect."""
+    yield from logs(request.param, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def sqlite_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Log]:
+    yield from logs("sqlite", tmp_path_factory)
 
 
 class Response:

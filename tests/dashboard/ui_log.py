@@ -1,6 +1,10 @@
-"""The dashboard's tests share seeded logs (tests/support/dashboard_log.py), one per
-dialect and module, and read them back with SQL run directly on the database through
-its own driver (sqlite3, asyncpg, aiomysql), not through the store the dashboard uses."""
+"""What the dashboard's tests share: seeded logs (tests/support/dashboard_log.py), one per
+dialect and module (each test module's ``log`` fixture yields from :func:`logs`), read
+back with SQL run directly on the database through its own driver
+(sqlite3, asyncpg, aiomysql), not through the store the dashboard uses.
+
+Not a conftest.py: the suite's tests import the top-level tests/conftest.py by name
+(``from conftest import ...``), which a second conftest module would shadow."""
 
 from __future__ import annotations
 
@@ -14,7 +18,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from dashboard_log import SeededLog, seeded_log
-from servers import DIALECTS
 
 UTC = dt.timezone.utc
 # The seeded calls are before NOW, within two weeks; pages are asked with until=NOW_TEXT
@@ -37,17 +40,11 @@ class Log:
         return self.seeded.storage_url
 
 
-@pytest.fixture(scope="module", params=DIALECTS)
-def log(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Log]:
-    """The seeded log, in each dialect."""
-    with seeded_log(request.param, tmp_path_factory.mktemp("ui"), now=NOW) as seeded:
-        yield Log(request.param, seeded)
-
-
-@pytest.fixture(scope="module")
-def sqlite_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Log]:
-    with seeded_log("sqlite", tmp_path_factory.mktemp("ui-sqlite"), now=NOW) as seeded:
-        yield Log("sqlite", seeded)
+def logs(dialect: str, factory: pytest.TempPathFactory) -> Iterator[Log]:
+    """The seeded log in ``dialect``, for a module-scoped fixture to yield from:
+    ``yield from logs(request.param, tmp_path_factory)``."""
+    with seeded_log(dialect, factory.mktemp(f"ui-{dialect}"), now=NOW) as seeded:
+        yield Log(dialect, seeded)
 
 
 def _param(dialect: str, value: Any) -> Any:
