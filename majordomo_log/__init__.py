@@ -47,14 +47,16 @@ from .stores.base import BodyStore, MetadataStore
 from .stores.bodies.files import FileStorageAdapter
 from .stores.open import open_db, open_storage
 from .stores.sql.sqlite import SqliteAdapter
+from .telemetry.protocols import CallObserver
+from .telemetry.setup import OpenTelemetryOptions
 
 try:
     __version__ = _metadata.version("majordomo-log")
 except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
     __version__ = "0+unknown"
 
-# PostgresAdapter, MySQLAdapter and S3Adapter are importable too, but stay out of
-# __all__: their drivers are optional, and `import *` must not need them.
+# PostgresAdapter, MySQLAdapter, S3Adapter and PrometheusMetrics are importable too, but
+# stay out of __all__: their libraries are optional, and `import *` must not need them.
 __all__ = [
     "AlertEvent",
     "Anomalies",
@@ -64,6 +66,7 @@ __all__ = [
     "Budget",
     "BudgetExceeded",
     "CallInfo",
+    "CallObserver",
     "ConfigError",
     "Cost",
     "FileStorageAdapter",
@@ -72,6 +75,7 @@ __all__ = [
     "MajordomoLogError",
     "MetadataStore",
     "MigrationError",
+    "OpenTelemetryOptions",
     "PagerDutyAlert",
     "PriceTable",
     "ProcessOptions",
@@ -100,7 +104,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # PostgresAdapter, MySQLAdapter, S3Adapter: their drivers are optional extras.
+    # PostgresAdapter, MySQLAdapter, S3Adapter, PrometheusMetrics: optional extras.
     from .stores.optional import OPTIONAL_ADAPTERS, load
 
     if name in OPTIONAL_ADAPTERS:

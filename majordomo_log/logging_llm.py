@@ -36,6 +36,8 @@ from .record.redact import RedactHook
 from .record.values import storable_mapping
 from .stores.base import BodyStore, MetadataStore
 from .stores.by_url import StoreName, db_url, shared_db, shared_storage, storage_url
+from .telemetry.protocols import CallObserver
+from .telemetry.setup import OpenTelemetryOptions, telemetry
 
 ClientT = TypeVar("ClientT")
 _building = threading.Lock()
@@ -72,6 +74,13 @@ class LoggingLLM(ClientWrapper[ClientT]):
     application's process into a child process the library starts, supervises and
     stops (``process=ml.ProcessOptions(...)``); ``writer="thread"`` (the default) does
     that work in this process, in a background task and its worker threads.
+
+    Telemetry: each call gets an OpenTelemetry GenAI client span, and its figures go to
+    the GenAI metrics, when the application has configured OpenTelemetry before building
+    the wrapper (``opentelemetry=True``: always; ``False``: never;
+    ``ml.OpenTelemetryOptions(...)``: the application's own providers); ``metrics=[...]``
+    takes observers of each call's row, such as ``ml.PrometheusMetrics(...)``, fed by
+    the writer off the call's path (docs/telemetry.md).
     """
 
     def __new__(cls, client: Any, *args: Any, **kwargs: Any) -> Any:
@@ -118,6 +127,9 @@ class LoggingLLM(ClientWrapper[ClientT]):
         alerts: Iterable[AlertSink] | None = None,
         anomalies: Anomalies | None = None,
         budget_store: str | None = None,
+        # Telemetry (docs/telemetry.md)
+        opentelemetry: bool | OpenTelemetryOptions | None = None,
+        metrics: Iterable[CallObserver] | CallObserver = (),
     ) -> None:
         named = isinstance(db, (str, PathLike)), isinstance(storage, (str, PathLike))
         if not named[0] and not isinstance(db, MetadataStore):
@@ -155,6 +167,7 @@ class LoggingLLM(ClientWrapper[ClientT]):
         if process is not None and not isinstance(process, ProcessOptions):
             raise ConfigError(f"process must be a ProcessOptions, got {type(process).__name__}")
         secret = resolve_key_secret(key_hash_secret)
+        spans, observers = telemetry(opentelemetry, metrics)
         ctx = CallContext(
             prices=price_table(prices),
             api_key_alias=api_key_alias,
@@ -166,6 +179,8 @@ class LoggingLLM(ClientWrapper[ClientT]):
             max_body_bytes=body_options.max_bytes,
             hash_tags=_tag_names(hash_tags),
             tag_secret=secret,
+            spans=spans,
+            observers=observers,
         )
         # Threads building wrappers on the same URLs at once (a wrapper per request) must
         # find one store and one writer, not open one each.

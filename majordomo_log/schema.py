@@ -77,6 +77,8 @@ class Row(NamedTuple):
     service_tier: str | None = None  # the tier whose rates priced the call; None: standard
     web_search_calls: int | None = None  # server-side web searches reported; None: none
     server_tool_cost: Decimal | None = None  # USD for server-side tools, in total_cost
+    # Added by migration 0006_span_id (OpenTelemetry), default as above:
+    span_id: str | None = None  # 16 lowercase hex: the call's span (telemetry/otel.py)
 
 
 COLUMNS: tuple[str, ...] = Row._fields
@@ -89,6 +91,7 @@ PROMOTED_TAGS = (
     "trace_id",
     "environment",
     "prompt_version",
+    "span_id",
 )
 TOKEN_COLUMNS = (
     "input_tokens",

@@ -23,6 +23,7 @@ PUBLIC = {
     "Budget",
     "BudgetExceeded",
     "CallInfo",
+    "CallObserver",
     "ConfigError",
     "Cost",
     "FileStorageAdapter",
@@ -30,6 +31,7 @@ PUBLIC = {
     "MajordomoLogError",
     "MetadataStore",
     "MigrationError",
+    "OpenTelemetryOptions",
     "PriceTable",
     "ProcessOptions",
     "QueueOptions",
@@ -71,7 +73,8 @@ def test_version_is_the_installed_distributions() -> None:
 def test_import_pulls_in_no_optional_driver_or_sdk() -> None:
     code = (
         "import sys, majordomo_log\n"
-        "names = ('asyncpg', 'aiomysql', 'aioboto3', 'openai', 'anthropic')\n"
+        "names = ('asyncpg', 'aiomysql', 'aioboto3', 'openai', 'anthropic',\n"
+        "         'opentelemetry', 'prometheus_client')\n"
         "bad = [m for m in names if m in sys.modules]\n"
         "print(','.join(bad))"
     )
@@ -85,6 +88,7 @@ def test_import_pulls_in_no_optional_driver_or_sdk() -> None:
         ("PostgresAdapter", "asyncpg", "postgres"),
         ("MySQLAdapter", "aiomysql", "mysql"),
         ("S3Adapter", "aioboto3", "s3"),
+        ("PrometheusMetrics", "prometheus_client", "prometheus"),
     ],
 )
 def test_missing_driver_names_the_extra(

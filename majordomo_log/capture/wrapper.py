@@ -95,6 +95,7 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Refusals, Generic[ClientT]):
         self._family = family_of(client)
         self._secret = key_secret
         self._ctx = ctx
+        self._spans = ctx.spans  # OpenTelemetry (telemetry/otel_spans.py), or None
         self._start_keys()  # capture/client_keys.py
         self._writer = writer
         self._blocks_when_full = writer.on_full == "block"  # fixed for the writer's life
@@ -135,7 +136,7 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Refusals, Generic[ClientT]):
     # -- the hot path ----------------------------------------------------------------
 
     def _new_record(self, operation: str, model: Any, stream: bool) -> CallRecord:
-        return CallRecord(
+        record = CallRecord(
             None,  # the id is formatted off the caller's path (record/ids.py)
             time.time(),
             time.perf_counter(),
@@ -147,6 +148,12 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Refusals, Generic[ClientT]):
             self._api_key_hash(),
             self._ctx,
         )
+        if self._spans is not None:
+            try:
+                self._spans.start(record)
+            except Exception as exc:  # telemetry never costs the call
+                self._internal_error(exc)
+        return record
 
     def _submit(self, record: CallRecord) -> None:
         guard = self._guard
@@ -215,6 +222,7 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Refusals, Generic[ClientT]):
                     return refused
             # A sync SDK client sends its requests (and retries) inside this call.
             token = IN_FLIGHT.set(record) if self._counts_retries == "sync" else None
+            current = None if record.span is None else self._enter_span(record)
             try:
                 result = getattr(target, attr)(*args, **sent)
             except BaseException as exc:
@@ -224,6 +232,8 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Refusals, Generic[ClientT]):
             finally:
                 if token is not None:
                     IN_FLIGHT.reset(token)
+                if current is not None:
+                    self._leave_span(current)
             kind = AWAIT if type(result) is CoroutineType else result_kind(result)
             if kind == AWAIT:  # an SDK method's coroutine: the usual async case
                 # Frozen before the request goes out: callers mutate `messages` freely.
@@ -257,6 +267,7 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Refusals, Generic[ClientT]):
                 # paginator): find out before paying for a snapshot of their arguments.
                 streamed = record.stream and hasattr(result, "__next__")
                 if not streamed and not has_usage(result, self._ctx.extractor):
+                    record.span = None  # not an LLM call: no span, no row
                     return result
             request = snapshot(args, kwargs)
             writer = self._writer
@@ -288,6 +299,7 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Refusals, Generic[ClientT]):
         hide: bool,
     ) -> Any:
         token = IN_FLIGHT.set(record) if self._counts_retries else None  # capture/retries.py
+        current = None if record.span is None else self._enter_span(record)
         try:
             result = await awaitable
         except BaseException as exc:
@@ -297,6 +309,8 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Refusals, Generic[ClientT]):
         finally:
             if token is not None:
                 IN_FLIGHT.reset(token)
+            if current is not None:
+                self._leave_span(current)
         t_end = time.perf_counter()
         writer = self._writer
         if self._blocks_when_full and writer.is_full():
@@ -356,7 +370,8 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Refusals, Generic[ClientT]):
                 known_to_bill = record.operation in self._methods_with_usage
                 usage = Usage(flags=("unreadable_usage",)) if known_to_bill else None
             if usage is None:
-                return result  # not an LLM call: pass through unlogged
+                record.span = None  # not an LLM call: no span (never ended, never exported)
+                return result  # and passed through unlogged
             self._methods_with_usage.add(record.operation)
             record.usage = usage
             record.served_model = served_model(response)
@@ -365,6 +380,23 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Refusals, Generic[ClientT]):
             remember(response, record)
         self._submit(record)
         return result
+
+    def _enter_span(self, record: CallRecord) -> object | None:
+        """Make the call's span current while the provider is called (its HTTP spans
+        nest under it); None if that fails, which costs the nesting only."""
+        assert self._spans is not None
+        try:
+            return self._spans.enter(record.span)
+        except Exception as exc:
+            self._internal_error(exc)
+            return None
+
+    def _leave_span(self, token: object) -> None:
+        assert self._spans is not None
+        try:
+            self._spans.leave(token)
+        except Exception as exc:
+            self._internal_error(exc)
 
     def _internal_error(self, exc: Exception) -> None:
         self._writer.count_internal_error()

@@ -31,7 +31,7 @@ from ..record.reprice import reprice
 from ..stores.base import MetadataStore
 from ..stores.open import open_db, open_storage
 from ..stores.urls import redact_url, sqlite_path
-from . import reports
+from . import metrics, reports
 from .args import (
     DB_ENV_VAR,
     DEFAULT_DB,
@@ -345,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calls", type=whole_number(MAX_DEMO_CALLS), default=300)
     p.add_argument("--out", default="demo-output", help="folder for the demo DB and bodies")
     p.set_defaults(run=cmd_demo)
+    metrics.add_parser(sub, database)
     add_ui_command(sub, stores)
     return parser
 

@@ -19,6 +19,7 @@ from ..record.redact import scrub_text
 from ..record.rows import build_row, salvage_row
 from ..record.values import safe_text
 from ..schema import MAX_ERROR_CHARS, Body, Row
+from ..telemetry.observer import end_unobserved, notify
 from .isolate import Refused
 
 
@@ -62,6 +63,8 @@ def release(record: CallRecord) -> None:
     long as the response lives, and the record would hold the response."""
     read_request_id(record)
     record.read_response()
+    if record.span is not None:  # never written (dropped): its span still ends
+        end_unobserved(record)
     record.response = None
     record.request_json = None
     record.envelope = None
@@ -87,10 +90,13 @@ def row_or_refusal(record: CallRecord, ref: str | None, refused: list[Refused]) 
     """The record's row; None when it cannot be built, its salvaged row and the error
     then added to ``refused``."""
     try:
-        return build_row(record, ref)
+        row = build_row(record, ref)
     except Exception as exc:
         refused.append((salvage_row(record, ref), _build_error(record, exc)))
         return None
+    if record.span is not None or record.ctx.observers:
+        notify(record, row)  # metrics and the span's end: once, never raises
+    return row
 
 
 def _build_error(record: CallRecord, exc: Exception) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 from .._log import logger
 from ..record.call import CallRecord
 from ..stores.base import BodyStore, MetadataStore
+from ..telemetry.observer import observe_shipped
 from . import launch, wire
 from .delivery import Delivery, QueueItem
 from .options import ProcessOptions, QueueOptions, StartMethod
@@ -164,6 +165,7 @@ class Shipper:
     ) -> None:
         assert self._encoder is not None
         items = [item for item, _ in taken]
+        observe_shipped(items)  # this process's spans and metrics: the child has neither
         try:
             data = self._encoder.encode(items)
         except wire.NeedsRestart:

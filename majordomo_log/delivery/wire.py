@@ -50,7 +50,10 @@ from ..record.call import CallContext, CallRecord
 from .delivery import QueueItem
 from .prepare import read_request_id
 
-RECORD_FIELDS = tuple(s for s in CallRecord.__slots__ if s not in ("__weakref__", "ctx"))
+# A record's span (a live OpenTelemetry object) stays in the parent, which ends it.
+RECORD_FIELDS = tuple(
+    s for s in CallRecord.__slots__ if s not in ("__weakref__", "ctx", "span")
+)
 _read_record = operator.attrgetter(*RECORD_FIELDS)
 _RESPONSE = RECORD_FIELDS.index("response")
 _USAGE = RECORD_FIELDS.index("usage")
@@ -310,6 +313,7 @@ class Decoder:
             record = CallRecord.__new__(CallRecord)
             for name, value in zip(RECORD_FIELDS, values, strict=True):
                 setattr(record, name, value)
+            record.span = None
             record.ctx = self._contexts[cid]
             if size is not None:
                 record.request_json = view[end : end + size].tobytes()

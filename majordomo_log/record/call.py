@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from .._log import warn_once
+from ..telemetry.protocols import CallObserver, CallTracing
 from .assemble import Assembled, assemble_stream
 from .billing import Billing, billed_cost, read_billing
 from .ids import format_uuid7, random_bits
@@ -72,6 +73,9 @@ class CallContext:
     # tags stored as an HMAC of their value (hash_value) under tag_secret, never in clear
     hash_tags: frozenset[str] = frozenset()
     tag_secret: bytes = field(default=b"", repr=False)
+    # telemetry (telemetry/observer.py): who ends this wrapper's spans, who sees its rows
+    spans: CallTracing | None = None
+    observers: tuple[CallObserver, ...] = ()
 
 
 _UNREADABLE = Usage(flags=("unreadable_usage",))
@@ -94,6 +98,7 @@ class CallRecord:
         "error_message",
         "error_type",
         "model",
+        "observed",
         "operation",
         "outcome",
         "provider",
@@ -105,6 +110,7 @@ class CallRecord:
         "response_unread",
         "retry_count",
         "served_model",
+        "span",
         "started_at",
         "status",
         "stream",
@@ -114,6 +120,7 @@ class CallRecord:
         "t_start",
         "tier_hint",
         "tool_call_count",
+        "trace_ids",
         "usage",
     )
 
@@ -169,6 +176,12 @@ class CallRecord:
         self.tier_hint: str | None = None
         self.billing: Billing | None = None  # read when priced: tier, web searches, audio
         self.budget_values: Any = None  # each budget's scope value (budgets/guard.py), once
+        # OpenTelemetry (telemetry/otel.py): the call's span while it is open (never crosses
+        # to a writer process), its (trace_id, span_id) as hex for the row; and whether the
+        # observers (metrics, the span's end) have seen the finished call.
+        self.span: Any = None
+        self.trace_ids: tuple[str, str] | None = None
+        self.observed = False
 
     @property
     def request_id(self) -> str:

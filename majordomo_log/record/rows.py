@@ -82,9 +82,14 @@ def cost_values(cost: Cost | None) -> dict[str, Any]:
     return dict(zip(COST_COLUMNS, amounts, strict=True))
 
 
-def _promoted_columns(tags: dict[str, Any]) -> dict[str, Any]:
-    """The tags that also have a column of their own (``PROMOTED_TAGS``), as text."""
-    return {name: _clip(value_text(tags.get(name)), MAX_TAG_CHARS) for name in PROMOTED_TAGS}
+def _promoted_columns(tags: dict[str, Any], trace_ids: tuple[str, str] | None) -> dict[str, Any]:
+    """The tags that also have a column of their own (``PROMOTED_TAGS``), as text; the
+    call's OpenTelemetry span fills trace_id and span_id unless a tag names either (an
+    explicit tag wins, and a span id beside someone else's trace id would mislead)."""
+    columns = {name: _clip(value_text(tags.get(name)), MAX_TAG_CHARS) for name in PROMOTED_TAGS}
+    if trace_ids is not None and columns["trace_id"] is None and columns["span_id"] is None:
+        columns["trace_id"], columns["span_id"] = trace_ids
+    return columns
 
 
 def merged_tags(record: CallRecord) -> dict[str, Any]:
@@ -141,7 +146,7 @@ def build_row(record: CallRecord, body_ref: str | None) -> Row:
         usage_flags=",".join(flags) if flags else None,
         api_key_hash=_clip(record.api_key_hash, MAX_TAG_CHARS),
         api_key_alias=_clip(record.ctx.api_key_alias, MAX_TAG_CHARS),
-        **_promoted_columns(tags),
+        **_promoted_columns(tags, record.trace_ids),
         tags=tags_json.decode(),
         outcome=None if record.outcome is None else record.outcome[0],
         outcome_at=None if record.outcome is None else record.outcome[1],

@@ -1,4 +1,5 @@
-"""Adapters whose drivers are optional extras, imported only when used."""
+"""Public names whose libraries are optional extras, imported only when used: the
+adapters whose drivers are, and the Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ OPTIONAL_ADAPTERS: dict[str, tuple[str, str, str]] = {
     "PostgresAdapter": ("majordomo_log.stores.sql.postgres", "asyncpg", "postgres"),
     "MySQLAdapter": ("majordomo_log.stores.sql.mysql", "aiomysql", "mysql"),
     "S3Adapter": ("majordomo_log.stores.bodies.s3", "aioboto3", "s3"),
+    "PrometheusMetrics": ("majordomo_log.telemetry.prometheus", "prometheus_client", "prometheus"),
 }
 
 
