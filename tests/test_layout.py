@@ -23,6 +23,13 @@ LAYERS = ("cli", "capture", "delivery", "record", "stores")
 # What capture (the caller's hot path) must never pull in.
 CAPTURE_NEVER = ("majordomo_log.record.pricing", "majordomo_log.stores")
 MAX_LINES = 500
+# What the dashboard (read-only) must never pull in.
+DASHBOARD_NEVER = (
+    "majordomo_log.capture",
+    "majordomo_log.delivery",
+    "majordomo_log.logging_llm",
+    "majordomo_log.cli.demo",
+)
 
 
 def module_name(path: Path) -> str:
@@ -139,6 +146,19 @@ def test_capture_never_imports_pricing_or_stores() -> None:
         if m.startswith("majordomo_log.capture")
         for t, _, line in GRAPH[m]
         if t.startswith(CAPTURE_NEVER)
+    ]
+    assert reached == []
+
+
+def test_the_dashboard_only_reads() -> None:
+    """The dashboard reads the log through the stores and the CLI's queries: it never
+    imports the capture, the writer or the wrapper."""
+    reached = [
+        f"{m}:{line} imports {t}"
+        for m in MODULES
+        if m.startswith("majordomo_log.dashboard")
+        for t, _, line in GRAPH[m]
+        if t.startswith(DASHBOARD_NEVER)
     ]
     assert reached == []
 

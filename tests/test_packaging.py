@@ -1,5 +1,5 @@
 """The wheel carries what the package reads at run time: the price table (from the
-repository root), every dialect's migrations and py.typed."""
+repository root), every dialect's migrations, the dashboard's static files and py.typed."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).parents[1]
 
 
-def test_wheel_contains_prices_migrations_and_type_marker(tmp_path: Path) -> None:
+def test_wheel_contains_prices_migrations_assets_and_type_marker(tmp_path: Path) -> None:
     subprocess.run(
         [
             sys.executable,
@@ -37,5 +37,10 @@ def test_wheel_contains_prices_migrations_and_type_marker(tmp_path: Path) -> Non
         shipped = {n for n in names if n.startswith(f"{folder}/")}
         in_repo = {f"{folder}/{p.name}" for p in (ROOT / folder).glob("*.sql")}
         assert shipped == in_repo and in_repo
+    static = "majordomo_log/dashboard/static"
+    shipped = {n for n in names if n.startswith(f"{static}/")}
+    in_repo = {f"{static}/{p.name}" for p in (ROOT / static).iterdir() if p.is_file()}
+    assert shipped == in_repo and f"{static}/uPlot.iife.min.js" in shipped
+    assert f"{static}/uPlot.LICENSE" in shipped
     packaged = zipfile.ZipFile(wheel).read("majordomo_log/llm_config.yaml")
     assert packaged == (ROOT / "llm_config.yaml").read_bytes()

@@ -155,3 +155,20 @@ def test_the_cli_examples_run_as_written(
         assert out and err == "", command
     listed = section.split("`report --by` groups by", 1)[1].split("(default", 1)[0]
     assert re.findall(r"`(\w+)`", listed) == list(reports.GROUPINGS)
+
+
+def test_dashboard_section_has_its_commands_and_screenshot() -> None:
+    from majordomo_log.cli.main import build_parser
+
+    section = README.split("## Dashboard\n", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert block is not None
+    commands = [line.split("#")[0].split() for line in block.group(1).splitlines()]
+    assert commands and all(c[:2] == ["majordomo-log", "ui"] for c in commands)
+    for words in commands:  # every option shown is one the command takes
+        args = build_parser().parse_args(words[1:])
+        assert args.command == "ui"
+    image = re.search(r"!\[[^\]]+\]\((docs/images/[^)]+\.png)\)", section)
+    assert image is not None
+    png = (Path(__file__).parents[1] / image.group(1)).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000

@@ -6,9 +6,9 @@ progress bars of the long ones (``reprice``, ``demo``, ``spool replay``) in
 
 Errors a user can fix (a bad URL, a missing database, a bad argument) print one line
 and exit 2. The read commands (report, tail, show, prices, budgets status, spool
-status|inspect) never write: databases are opened read-only and never migrated, body
-folders never created. ``reprice`` writes only to a log that exists (its table is
-there), after migrating it.
+status|inspect, and ui: the dashboard, ``cli/ui.py``) never write: databases are opened
+read-only and never migrated, body folders never created. ``reprice`` writes only to a
+log that exists (its table is there), after migrating it.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import inspect
 import json
 import os
 import sys
@@ -55,6 +56,7 @@ from .render import FORMATS, render
 from .reprice import summary
 from .spool import cmd_spool_inspect, cmd_spool_replay, cmd_spool_status
 from .trend import spend_report_with_trend
+from .ui import add_command as add_ui_command
 
 # -- commands --------------------------------------------------------------------------
 
@@ -386,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo-output", help="folder for the demo DB and bodies")
     p.set_defaults(run=cmd_demo)
     metrics.add_parser(sub, database)
+    add_ui_command(sub, stores)
     return parser
 
 
@@ -393,7 +396,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        code: int = asyncio.run(args.run(args))
+        result = args.run(args)  # a coroutine, or a command that blocks on its own (ui)
+        code: int = asyncio.run(result) if inspect.iscoroutine(result) else result
         return code
     except (UsageError, MajordomoLogError, ImportError, OSError, ValueError) as exc:
         print(f"majordomo-log: error: {exc}", file=sys.stderr)
