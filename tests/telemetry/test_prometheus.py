@@ -9,6 +9,7 @@ from typing import Any
 import openai
 import pytest
 from prometheus_client import CollectorRegistry
+from sample_rows import sample_row
 
 import majordomo_log as ml
 from majordomo_log.testing import FakeProvider, fake_openai_client
@@ -75,7 +76,7 @@ def test_each_label_keeps_a_bounded_number_of_values() -> None:
     registry = CollectorRegistry()
     metrics = ml.PrometheusMetrics(registry, max_label_values=3)
     for i in range(10):
-        metrics.observe(_row(model=f"model-{i}"))
+        metrics.observe(sample_row(model=f"model-{i}"))
     series = {
         s.labels["model"]
         for m in registry.collect()
@@ -89,7 +90,7 @@ def test_each_label_keeps_a_bounded_number_of_values() -> None:
 def test_label_values_are_cut_and_json_for_non_text() -> None:
     registry = CollectorRegistry()
     metrics = ml.PrometheusMetrics(registry, tags=["tenant", "tier"])
-    metrics.observe(_row(tags='{"tenant": "%s", "tier": {"a": 1}}' % ("t" * 65_536)))
+    metrics.observe(sample_row(tags='{"tenant": "%s", "tier": {"a": 1}}' % ("t" * 65_536)))
     labels = [
         s.labels
         for m in registry.collect()
@@ -104,7 +105,7 @@ def test_label_values_are_cut_and_json_for_non_text() -> None:
 def test_a_blocked_attempt_counts_as_a_call_only() -> None:
     registry = CollectorRegistry()
     metrics = ml.PrometheusMetrics(registry)
-    metrics.observe(_row(status="blocked", total_cost=None, cost_status="blocked"))
+    metrics.observe(sample_row(status="blocked", total_cost=None, cost_status="blocked"))
     assert value(registry, "majordomo_llm_calls_total", status="blocked") == 1
     assert value(registry, "majordomo_llm_latency_seconds_count") == 0
     assert value(registry, "majordomo_llm_unpriced_calls_total") == 0
@@ -113,7 +114,7 @@ def test_a_blocked_attempt_counts_as_a_call_only() -> None:
 def test_an_unpriced_call_is_counted_apart_never_as_zero_dollars() -> None:
     registry = CollectorRegistry()
     metrics = ml.PrometheusMetrics(registry)
-    metrics.observe(_row(total_cost=None, cost_status="unknown_model"))
+    metrics.observe(sample_row(total_cost=None, cost_status="unknown_model"))
     assert value(registry, "majordomo_llm_unpriced_calls_total") == 1
     assert value(registry, "majordomo_llm_cost_usd_total") == 0
 
@@ -121,8 +122,8 @@ def test_an_unpriced_call_is_counted_apart_never_as_zero_dollars() -> None:
 def test_tags_outside_columns_come_from_the_json() -> None:
     registry = CollectorRegistry()
     metrics = ml.PrometheusMetrics(registry, tags=("team",))
-    metrics.observe(_row(tags='{"team": "growth"}'))
-    metrics.observe(_row(tags="not json"))  # a value it cannot read: an empty label
+    metrics.observe(sample_row(tags='{"team": "growth"}'))
+    metrics.observe(sample_row(tags="not json"))  # a value it cannot read: an empty label
     assert value(registry, "majordomo_llm_calls_total", team="growth") == 1
     assert value(registry, "majordomo_llm_calls_total", team="") == 1
 
@@ -158,25 +159,3 @@ async def test_an_observer_that_fails_costs_only_its_figures(
     stats = await llm.close()
     assert stats.written == 3 and len(stores.rows()) == 3
     assert value(registry, "majordomo_llm_calls_total") == 3
-
-
-def _row(**values: Any) -> Any:
-    from majordomo_log.schema import COLUMNS, Row
-
-    fields: dict[str, Any] = dict.fromkeys(COLUMNS)
-    fields.update(
-        request_id="r",
-        latency_ms=100.0,
-        provider="openai",
-        model="gpt-4o",
-        operation="chat.completions",
-        stream=False,
-        status="ok",
-        input_tokens=10,
-        output_tokens=5,
-        total_cost=Decimal("0.001"),
-        cost_status="computed",
-        tags="{}",
-    )
-    fields.update(values)
-    return Row(**fields)

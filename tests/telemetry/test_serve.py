@@ -10,44 +10,17 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
+from sample_rows import T0
+from sample_rows import sample_row as row
 from servers import DIALECTS, isolated_db
 
 import majordomo_log as ml
-from majordomo_log.schema import COLUMNS, Row
 from majordomo_log.telemetry.serve import RowFeed
-
-T0 = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc)
-
-
-def row(started: dt.datetime, **values: Any) -> Row:
-    fields: dict[str, Any] = dict.fromkeys(COLUMNS)
-    fields.update(
-        request_id=str(uuid.uuid4()),
-        started_at=started,
-        ended_at=started + dt.timedelta(milliseconds=250),
-        latency_ms=250.0,
-        provider="openai",
-        model="gpt-4o",
-        operation="chat.completions",
-        stream=False,
-        status="ok",
-        input_tokens=100,
-        output_tokens=20,
-        total_tokens=120,
-        total_cost=Decimal("0.00045"),
-        currency="USD",
-        cost_status="computed",
-        tags="{}",
-    )
-    fields.update(values)
-    return Row(**fields)
 
 
 def total(registry: CollectorRegistry, name: str, **labels: str) -> float:
