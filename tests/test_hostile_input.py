@@ -1375,6 +1375,7 @@ def test_hostile_tag_values_read_back_identically_from_every_store(
         @settings(SETTINGS, max_examples=READBACK_EXAMPLES)
         @given(readback_tags)
         @example({"feature": {"../../etc/passwd": "\x00"}})  # once found: a secret-named key
+        @example({"": nested_lists((None, {"": Level.HIGH}), 14)})  # an IntEnum 16 deep
         def check(tags: dict[str, Any]) -> None:
             found = {db.dialect: loop.run_until_complete(read_back(db, tags)) for db in stores}
             assert found["postgresql"] == found["sqlite"], "PostgreSQL reads back otherwise"

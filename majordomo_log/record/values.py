@@ -229,9 +229,12 @@ class _Coercion:
         if isinstance(value, str):  # subclasses, str enums: the plain string value
             return self.text(str.__str__(value))
         if isinstance(value, enum.Enum):
-            if depth >= self.max_depth:
+            inner = value.value
+            if inner is None or type(inner) in (bool, int, float, str):
+                return self.convert(inner, depth)  # a scalar, as a plain one: no nesting
+            if depth >= self.max_depth:  # an enum of containers (or of enums) nests
                 return "<too deep>"
-            return self.convert(value.value, depth + 1)
+            return self.convert(inner, depth + 1)
         if isinstance(value, int):  # IntEnum, other subclasses: the plain value
             return _int(int.__int__(value))
         if isinstance(value, float):
