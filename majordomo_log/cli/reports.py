@@ -21,6 +21,7 @@ from .._exceptions import ConfigError
 from ..record.pricing import PriceTable, plain_decimal
 from ..schema import MONEY_COLUMNS
 from ..stores.base import MetadataStore
+from ..stores.sql.text import as_text, one_of, one_of_params, text_sql
 
 GROUPINGS = (
     "model",
@@ -128,17 +129,6 @@ def group_key(row: dict[str, Any], columns: Sequence[str]) -> tuple[Any, ...]:
     return tuple(row[c] for c in columns)
 
 
-def _text_sql(dialect: str, column: str) -> str:
-    """A text column as compared and grouped here: as bytes on MySQL (see the module's
-    docstring), as it is elsewhere."""
-    return f"CAST({column} AS BINARY)" if dialect == "mysql" else column
-
-
-def _as_text(value: Any) -> Any:
-    """A value read through ``_text_sql``: MySQL's bytes back to text."""
-    return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else value
-
-
 async def spend_report(
     db: MetadataStore,
     by: Grouping = "model",
@@ -154,7 +144,7 @@ async def spend_report(
     columns = group_columns(by)
     if not columns:
         raise ConfigError("group by at least one column")
-    keys = [_DAY_SQL[db.dialect] if c == "day" else _text_sql(db.dialect, c) for c in columns]
+    keys = [_DAY_SQL[db.dialect] if c == "day" else text_sql(db.dialect, c) for c in columns]
     selected = ", ".join(f"{key} AS {name}" for key, name in zip(keys, columns, strict=True))
     where, params = window_where(since, until)
     rows = await db.fetch(
@@ -174,7 +164,7 @@ async def spend_report(
     )
     for row in rows:
         for name in columns:
-            row[name] = _as_text(row[name])
+            row[name] = as_text(row[name])
         row["total_cost"] = as_decimal(row["total_cost"])
         counts = [k for k in row if k.endswith("_tokens")]
         for name in ("calls", "errors", "blocked", "unpriced", *counts):
@@ -225,23 +215,10 @@ class CallFilter:
         ):
             values = (values,) if isinstance(values, str) else tuple(values)  # not its letters
             if values:
-                matches = [_one_of(dialect, column, values) for column in columns]
+                matches = [one_of(dialect, column, values) for column in columns]
                 clauses.append(matches[0] if len(matches) == 1 else f"({' OR '.join(matches)})")
-                params += [v for _ in columns for v in _one_of_params(dialect, values)]
+                params += [v for _ in columns for v in one_of_params(dialect, values)]
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
-
-
-def _one_of(dialect: str, column: str, values: Sequence[str]) -> str:
-    marks = ", ".join("?" * len(values))
-    if dialect != "mysql":
-        return f"{column} IN ({marks})"
-    # The plain comparison can use the column's index; the bytes make it exact.
-    exact = ", ".join(["CAST(? AS BINARY)"] * len(values))
-    return f"({column} IN ({marks}) AND CAST({column} AS BINARY) IN ({exact}))"
-
-
-def _one_of_params(dialect: str, values: Sequence[str]) -> list[str]:
-    return [*values, *values] if dialect == "mysql" else list(values)
 
 
 async def latest_calls(

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..stores.sql.text import text_sql
+
 PERCENTILES = (50, 95, 99)
 # Bucket codes: decade d (values in [10^d, 10^(d+1)) ms, d from -1 to 7) uses
 # (d + 2) * 1000 + floor(value / width), width 10^d / 20; below 0.1 ms is code 0, from
@@ -91,8 +93,9 @@ async def histograms(
     go in the SQL text: the caller's own names, never input."""
     code = bucket_sql(db.dialect, column)
     grouped = group is not None
+    grp = f"{text_sql(db.dialect, group)} AS grp, " if group is not None else ""  # exact
     rows = await db.fetch(
-        f"SELECT {f'{group} AS grp, ' if grouped else ''}{code} AS code, COUNT(*) AS n,"
+        f"SELECT {grp}{code} AS code, COUNT(*) AS n,"
         f" MIN({column}) AS low, MAX({column}) AS high FROM llm_requests"
         f" WHERE {where} AND {column} >= 0 GROUP BY {'1, 2' if grouped else '1'}",
         params,

@@ -22,6 +22,7 @@ from typing import Any
 from .._exceptions import MajordomoLogError
 from ..cli.reports import as_decimal, get_call, normalize_row
 from ..stores.base import BodyStore, MetadataStore
+from ..stores.sql.text import one_of, one_of_params, text_sql
 from . import percentiles
 from .params import GROUPS, CallsParams, OverviewParams, Window
 
@@ -150,8 +151,9 @@ async def group_figures(db: MetadataStore, by: str, window: Window) -> list[Figu
     if by not in GROUPS:
         raise ValueError(f"not a dashboard grouping: {by!r}")
     where, params = window_where(window)
+    grp = text_sql(db.dialect, by)  # exact on MySQL too: 'a ' and 'a' are two groups
     rows = await db.fetch(
-        f"SELECT {by} AS grp, {_FIGURES} FROM llm_requests WHERE {where} GROUP BY {by}", params
+        f"SELECT {grp} AS grp, {_FIGURES} FROM llm_requests WHERE {where} GROUP BY {grp}", params
     )
     out = [_figures(_key(row["grp"]), row) for row in rows]
     out.sort(key=lambda f: (-(f.cost or 0), -f.calls, f.key is None, f.key or ""))
@@ -164,13 +166,14 @@ async def total_figures(db: MetadataStore, window: Window) -> Figures:
     return _figures(None, rows[0])
 
 
-def membership(by: str, keys: list[str | None]) -> tuple[str, list[Any]]:
-    """A condition true for the rows whose ``by`` is one of ``keys`` (None: no value)."""
+def membership(dialect: str, by: str, keys: list[str | None]) -> tuple[str, list[Any]]:
+    """A condition true for the rows whose ``by`` is exactly one of ``keys`` (None: no
+    value; exact on MySQL too, whose collations pad)."""
     values = [key for key in keys if key is not None]
-    parts = [f"{by} IN ({', '.join('?' * len(values))})"] if values else []
+    parts = [one_of(dialect, by, values)] if values else []
     if None in keys:
         parts.append(f"{by} IS NULL")
-    return ("(" + " OR ".join(parts) + ")" if parts else "1 = 0"), values
+    return ("(" + " OR ".join(parts) + ")" if parts else "1 = 0"), one_of_params(dialect, values)
 
 
 async def spend_series(
@@ -183,10 +186,11 @@ async def spend_series(
         raise ValueError(f"not a dashboard grouping: {by!r}")
     bucket = _BUCKET_SQL[(db.dialect, window.step)]
     where, params = window_where(window)
-    drawn_sql, drawn_params = membership(by, drawn)
+    drawn_sql, drawn_params = membership(db.dialect, by, drawn)
     rows = await db.fetch(
         f"SELECT {bucket} AS bucket, CASE WHEN {drawn_sql} THEN 0 ELSE 1 END AS rest,"
-        f" CASE WHEN {drawn_sql} THEN {by} END AS grp, SUM(total_cost) AS cost"
+        f" CASE WHEN {drawn_sql} THEN {text_sql(db.dialect, by)} END AS grp,"
+        " SUM(total_cost) AS cost"
         f" FROM llm_requests WHERE {where} AND total_cost IS NOT NULL GROUP BY 1, 2, 3",
         [*drawn_params, *drawn_params, *params],
     )
@@ -199,11 +203,11 @@ async def spend_series(
         i = index.get(start) if start is not None else None
         if i is None:
             continue  # not reached: the WHERE is the window
-        if int(row["rest"]):
+        found = None if int(row["rest"]) else lines.get(_key(row["grp"]))
+        if found is None:  # a group not drawn, or one the database spelt otherwise
             other = other if other is not None else [Decimal(0)] * len(starts)
-            line = other
-        else:
-            line = lines[_key(row["grp"])]
+            found = other
+        line = found
         line[i] += as_decimal(row["cost"]) or Decimal(0)
     labelled = [(key if key is not None else "(none)", values) for key, values in lines.items()]
     if other is not None:
@@ -228,7 +232,7 @@ async def latency(
     whole = await percentiles.histograms(db, column, None, where, params)
     per_group: dict[str | None, dict[int, float | None]] = {}
     if keys:
-        member, values = membership(by, keys)
+        member, values = membership(db.dialect, by, keys)
         hist = await percentiles.histograms(
             db, column, by, f"{where} AND {member}", [*params, *values]
         )
@@ -255,8 +259,8 @@ async def expensive_calls(db: MetadataStore, params: CallsParams) -> list[dict[s
         column, value = params.filter
         if column not in GROUPS:
             raise ValueError(f"not a dashboard grouping: {column!r}")
-        where += f" AND {column} = ?"
-        args.append(value)
+        where += f" AND {one_of(db.dialect, column, [value])}"
+        args += one_of_params(db.dialect, [value])
     rows = await db.fetch(
         f"SELECT {', '.join(CALL_COLUMNS)} FROM llm_requests WHERE {where}"
         " AND total_cost IS NOT NULL ORDER BY total_cost DESC, request_id LIMIT ?",

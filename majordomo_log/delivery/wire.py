@@ -51,9 +51,7 @@ from .delivery import QueueItem
 from .prepare import read_request_id
 
 # A record's span (a live OpenTelemetry object) stays in the parent, which ends it.
-RECORD_FIELDS = tuple(
-    s for s in CallRecord.__slots__ if s not in ("__weakref__", "ctx", "span")
-)
+RECORD_FIELDS = tuple(s for s in CallRecord.__slots__ if s not in ("__weakref__", "ctx", "span"))
 _read_record = operator.attrgetter(*RECORD_FIELDS)
 _RESPONSE = RECORD_FIELDS.index("response")
 _USAGE = RECORD_FIELDS.index("usage")

@@ -75,9 +75,19 @@ class RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [
-                self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", str(self.directory),
-                "--logfile", str(self.directory / "redis.log"),
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+                "--logfile",
+                str(self.directory / "redis.log"),
                 *(["--requirepass", self.password] if self.password else []),
             ],
             stdout=subprocess.DEVNULL,
@@ -113,4 +123,3 @@ def private_redis(directory: Path, *, password: str | None = None) -> Iterator[R
         yield server
     finally:
         server.stop()
-
