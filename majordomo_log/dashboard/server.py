@@ -4,7 +4,10 @@ routes each path to its page, and turns every failure into an HTML page with a s
 Pages: ``/`` (overview), ``/budgets``, ``/calls`` (most expensive), ``/call/<request_id>``,
 and ``/static/<name>`` for the files of ``assets.py``. Queries run on the stores' own
 loop thread (``backend.py``); each request waits for its page at most
-``request_timeout`` seconds.
+``request_timeout`` seconds. At most ``max_pages`` pages are computed at once (one loop,
+one connection: more would only queue); a page asked beyond that is a 503 "busy" at once.
+A connection that sends nothing for ``idle_timeout`` seconds is closed, so half-sent
+requests do not hold a thread each.
 
 Read-only and local by design:
 
@@ -45,6 +48,8 @@ from .params import BadRequest, NotFound, calls_params, overview_params, single
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 REQUEST_TIMEOUT = 30.0
+IDLE_TIMEOUT = 30.0  # seconds a connection may stay silent (also mid-request)
+MAX_PAGES = 4  # pages computed at once
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'none'; font-src 'none'; object-src 'none'; base-uri 'none'; "
@@ -63,6 +68,10 @@ _LOCAL_NAMES = ("127.0.0.1", "localhost", "[::1]", "::1")
 log = logger.getChild("dashboard")
 
 
+class Busy(Exception):
+    """Already ``max_pages`` pages being computed (503, at once)."""
+
+
 class Response:
     def __init__(
         self, status: int, body: bytes, content_type: str, cache: str = "no-store"
@@ -77,9 +86,18 @@ class Response:
 class DashboardServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], backend: Backend, request_timeout: float) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        backend: Backend,
+        request_timeout: float,
+        idle_timeout: float = IDLE_TIMEOUT,
+        max_pages: int = MAX_PAGES,
+    ) -> None:
         self.backend = backend
         self.request_timeout = request_timeout
+        self.idle_timeout = idle_timeout
+        self.pages = threading.BoundedSemaphore(max_pages)
         super().__init__(address, Handler)
         host = address[0]
         # Hosts a request may name: the address served and, on a loopback one, localhost.
@@ -92,6 +110,11 @@ class Handler(BaseHTTPRequestHandler):
     server: DashboardServer
     server_version = "majordomo-log-ui"
     sys_version = ""
+    timeout = IDLE_TIMEOUT  # the socket's; setup() takes the server's
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.idle_timeout)
 
     # -- methods -----------------------------------------------------------------------
 
@@ -127,6 +150,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._error(HTTPStatus.BAD_REQUEST, str(exc))
         except NotFound as exc:
             return self._error(HTTPStatus.NOT_FOUND, str(exc))
+        except Busy as exc:
+            return self._error(HTTPStatus.SERVICE_UNAVAILABLE, str(exc))
         except QueryTimeout as exc:
             return self._error(HTTPStatus.GATEWAY_TIMEOUT, str(exc))
         except StoreUnavailable as exc:
@@ -163,6 +188,16 @@ class Handler(BaseHTTPRequestHandler):
             query = parse_qs(parts.query, keep_blank_values=True, max_num_fields=20)
         except ValueError:
             raise BadRequest("too many query parameters") from None
+        if path.startswith("/static/"):
+            return self._asset(path.removeprefix("/static/"))
+        if not self.server.pages.acquire(blocking=False):
+            raise Busy("the dashboard is busy with other pages: try again in a moment")
+        try:
+            return self._page_for(path, query)
+        finally:
+            self.server.pages.release()
+
+    def _page_for(self, path: str, query: dict[str, list[str]]) -> Response:
         now = dt.datetime.now(dt.timezone.utc)
         backend = self.server.backend
         if path == "/":
@@ -185,8 +220,6 @@ class Handler(BaseHTTPRequestHandler):
             single(query, ())
             request_id = unquote(match[1])
             return self._call_page(request_id)
-        if path.startswith("/static/"):
-            return self._asset(path.removeprefix("/static/"))
         raise NotFound(f"no page {path[:80]!r}: the pages are /, /budgets and /calls")
 
     def _call_page(self, request_id: str) -> Response:
@@ -271,8 +304,12 @@ class Dashboard:
         host: str = DEFAULT_HOST,
         port: int = DEFAULT_PORT,
         request_timeout: float = REQUEST_TIMEOUT,
+        idle_timeout: float = IDLE_TIMEOUT,
+        max_pages: int = MAX_PAGES,
     ) -> None:
         self.backend = Backend(db, storage)
+        self.idle_timeout = idle_timeout
+        self.max_pages = max_pages
         self.host = host
         self.port = port
         self.request_timeout = request_timeout
@@ -293,7 +330,11 @@ class Dashboard:
             self.backend.start()
             try:
                 self._server = DashboardServer(
-                    (self.host, self.port), self.backend, self.request_timeout
+                    (self.host, self.port),
+                    self.backend,
+                    self.request_timeout,
+                    self.idle_timeout,
+                    self.max_pages,
                 )
             except BaseException:
                 self.backend.close()
