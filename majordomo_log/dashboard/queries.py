@@ -15,11 +15,12 @@ PostgreSQL and MySQL and to the 10 places every cost column holds on SQLite.
 from __future__ import annotations
 
 import datetime as dt
+import weakref
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from .._exceptions import MajordomoLogError
+from .._exceptions import MajordomoLogError, StoreUnavailable
 from ..cli.reports import as_decimal, get_call, normalize_row
 from ..stores.base import BodyStore, MetadataStore
 from ..stores.sql.text import one_of, one_of_params, text_sql
@@ -56,8 +57,20 @@ _FIGURES = (
     " THEN 1 ELSE 0 END) AS unpriced,"
     + "".join(f" SUM({column}) AS {column}," for _, column in TOKEN_KINDS)
     + " SUM(total_tokens) AS total_tokens,"
-    " SUM(total_cost) AS cost, SUM(cache_savings) AS savings"
+    " SUM(total_cost) AS cost, {savings} AS savings"
 )
+# Columns later migrations added: a log an older release wrote lacks them, and the
+# dashboard never migrates, so it reads NULL (unknown) in their place.
+OPTIONAL_COLUMNS = (
+    "cache_savings",  # 0002
+    "tool_call_count",  # 0003
+    "retry_count",
+    "service_tier",  # 0004
+    "web_search_calls",
+    "server_tool_cost",
+    "span_id",  # 0006
+)
+_MISSING: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
 CALL_COLUMNS = (
     "request_id",
     "started_at",
@@ -115,6 +128,29 @@ class Overview:
     notes: list[str] = field(default_factory=list)
 
 
+async def missing_columns(db: MetadataStore) -> frozenset[str]:
+    """The ``OPTIONAL_COLUMNS`` the log's table lacks, asked once per store: a query
+    naming the column, which fails where it is not there (the same in every dialect)."""
+    known = _MISSING.get(db)
+    if known is not None:
+        return known
+    missing = set()
+    for column in OPTIONAL_COLUMNS:
+        try:
+            await db.fetch(f"SELECT {column} FROM llm_requests WHERE 1 = 0")
+        except StoreUnavailable:
+            raise
+        except MajordomoLogError:
+            missing.add(column)
+    _MISSING[db] = frozenset(missing)
+    return _MISSING[db]
+
+
+async def _figures_sql(db: MetadataStore) -> str:
+    absent = "cache_savings" in await missing_columns(db)
+    return _FIGURES.format(savings="NULL" if absent else "SUM(cache_savings)")
+
+
 def window_where(window: Window) -> tuple[str, list[Any]]:
     return "started_at >= ? AND started_at < ?", [window.since, window.until]
 
@@ -152,8 +188,9 @@ async def group_figures(db: MetadataStore, by: str, window: Window) -> list[Figu
         raise ValueError(f"not a dashboard grouping: {by!r}")
     where, params = window_where(window)
     grp = text_sql(db.dialect, by)  # exact on MySQL too: 'a ' and 'a' are two groups
+    figures = await _figures_sql(db)
     rows = await db.fetch(
-        f"SELECT {grp} AS grp, {_FIGURES} FROM llm_requests WHERE {where} GROUP BY {grp}", params
+        f"SELECT {grp} AS grp, {figures} FROM llm_requests WHERE {where} GROUP BY {grp}", params
     )
     out = [_figures(_key(row["grp"]), row) for row in rows]
     out.sort(key=lambda f: (-(f.cost or 0), -f.calls, f.key is None, f.key or ""))
@@ -162,7 +199,8 @@ async def group_figures(db: MetadataStore, by: str, window: Window) -> list[Figu
 
 async def total_figures(db: MetadataStore, window: Window) -> Figures:
     where, params = window_where(window)
-    rows = await db.fetch(f"SELECT {_FIGURES} FROM llm_requests WHERE {where}", params)
+    figures = await _figures_sql(db)
+    rows = await db.fetch(f"SELECT {figures} FROM llm_requests WHERE {where}", params)
     return _figures(None, rows[0])
 
 

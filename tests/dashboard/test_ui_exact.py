@@ -91,3 +91,11 @@ async def test_a_group_the_chart_cannot_find_is_other_not_an_error() -> None:
     series = await queries.spend_series(Spelt(), "feature", window, ["alpha "])  # type: ignore[arg-type]
     lines = dict(series.lines)
     assert sum(lines["other"]) == 1.5 and sum(lines["alpha "]) == 0
+
+
+async def test_a_current_log_lacks_no_column(padded: str) -> None:
+    db = await ml.open_db(padded, read_only=True)
+    try:
+        assert await queries.missing_columns(db) == frozenset()
+    finally:
+        await db.close()
