@@ -49,6 +49,14 @@ def add_command(sub: Any, stores: argparse.ArgumentParser) -> None:
         default=DEFAULT_HOST,
         help=f"address to listen on (default {DEFAULT_HOST}: this machine only)",
     )
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name requests may address the dashboard by, besides localhost and "
+        "this machine's names and addresses (repeatable)",
+    )
     p.set_defaults(run=cmd_ui)
 
 
@@ -67,7 +75,14 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        serve_dashboard(args.db, args.storage, host=args.host, port=args.port, ready=ready)
+        serve_dashboard(
+            args.db,
+            args.storage,
+            host=args.host,
+            port=args.port,
+            ready=ready,
+            allow_hosts=args.allow_host,
+        )
     except KeyboardInterrupt:
         print("majordomo-log ui: stopped", file=sys.stderr)
     finally:

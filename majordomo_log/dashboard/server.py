@@ -13,7 +13,10 @@ Read-only and local by design:
 
 * bound to 127.0.0.1 unless told otherwise; a request whose ``Host`` is not the address
   served (or ``localhost``) is refused, so a web page elsewhere cannot read the
-  dashboard through a DNS name rebound to 127.0.0.1;
+  dashboard through a DNS name rebound to 127.0.0.1. Bound to a wildcard address
+  (0.0.0.0, ::), a request may name localhost, a loopback address, one of this
+  machine's addresses (the one it arrived on included), its host name, or a name given
+  in ``allow_hosts`` (``--allow-host``), and no other;
 * GET only (HEAD, POST and the rest: 405); the log is opened read-only, nothing is ever
   written;
 * every response carries a Content-Security-Policy allowing scripts, styles and images
@@ -28,9 +31,11 @@ Read-only and local by design:
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import re
+import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -64,7 +69,28 @@ SECURITY_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
 }
 _CALL_PATH = re.compile(r"/call/([^/]{1,100})")
-_LOCAL_NAMES = ("127.0.0.1", "localhost", "[::1]", "::1")
+_LOCAL_NAMES = ("127.0.0.1", "localhost", "::1")
+_WILDCARDS = ("", "0.0.0.0", "::")
+
+
+def machine_names() -> set[str]:
+    """This machine's host name, fully qualified name and addresses (best effort)."""
+    names = {socket.gethostname().lower(), socket.getfqdn().lower()}
+    for name in list(names):
+        try:
+            names |= {str(info[4][0]).lower() for info in socket.getaddrinfo(name, None)}
+        except OSError:
+            pass
+    return {n for n in names if n}
+
+
+def _loopback(name: str) -> bool:
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 log = logger.getChild("dashboard")
 
 
@@ -93,6 +119,7 @@ class DashboardServer(ThreadingHTTPServer):
         request_timeout: float,
         idle_timeout: float = IDLE_TIMEOUT,
         max_pages: int = MAX_PAGES,
+        allow_hosts: Iterable[str] = (),
     ) -> None:
         self.backend = backend
         self.request_timeout = request_timeout
@@ -100,9 +127,12 @@ class DashboardServer(ThreadingHTTPServer):
         self.pages = threading.BoundedSemaphore(max_pages)
         super().__init__(address, Handler)
         host = address[0]
-        # Hosts a request may name: the address served and, on a loopback one, localhost.
-        self.allowed_hosts: frozenset[str] | None = (
-            None if host in ("", "0.0.0.0", "::") else frozenset({host.lower(), *_LOCAL_NAMES})
+        # Hosts a request may name: the address served, localhost, loopback addresses,
+        # those given; on a wildcard address this machine's own names and addresses too.
+        self.wildcard = host in _WILDCARDS
+        named = {h.strip().lower().strip("[]") for h in allow_hosts if h.strip()}
+        self.allowed_hosts = frozenset(
+            {host.lower(), *_LOCAL_NAMES, *named, *(machine_names() if self.wildcard else ())}
         )
 
 
@@ -169,17 +199,21 @@ class Handler(BaseHTTPRequestHandler):
 
     def _check_host(self) -> None:
         allowed = self.server.allowed_hosts
-        if allowed is None:
-            return
         host = (self.headers.get("Host") or "").strip().lower()
         if not host:  # an HTTP/1.0 client; a browser always names the host
             return
-        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-        if name not in allowed:
-            raise BadRequest(
-                "this dashboard answers requests addressed to "
-                f"{self.server.server_address[0]!s} or localhost only"
-            )
+        if host.startswith("["):  # [v6]:port
+            name = host[1:].split("]", 1)[0]
+        else:
+            name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        if name in allowed or _loopback(name):
+            return
+        if self.server.wildcard and name == str(self.connection.getsockname()[0]).lower():
+            return  # the address the request came in on: this machine's
+        raise BadRequest(
+            "this dashboard answers requests addressed to "
+            f"{self.server.server_address[0]!s}, localhost or a name given with --allow-host"
+        )
 
     def _route(self) -> Response:
         parts = urlsplit(self.path)
@@ -306,8 +340,10 @@ class Dashboard:
         request_timeout: float = REQUEST_TIMEOUT,
         idle_timeout: float = IDLE_TIMEOUT,
         max_pages: int = MAX_PAGES,
+        allow_hosts: Iterable[str] = (),
     ) -> None:
         self.backend = Backend(db, storage)
+        self.allow_hosts = tuple(allow_hosts)
         self.idle_timeout = idle_timeout
         self.max_pages = max_pages
         self.host = host
@@ -335,6 +371,7 @@ class Dashboard:
                     self.request_timeout,
                     self.idle_timeout,
                     self.max_pages,
+                    self.allow_hosts,
                 )
             except BaseException:
                 self.backend.close()
@@ -383,10 +420,12 @@ def serve_dashboard(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     ready: Callable[[str], object] | None = None,
+    allow_hosts: Iterable[str] = (),
 ) -> None:
     """Serve the dashboard over the log at ``db`` (and the bodies at ``storage``) until
-    interrupted, in the calling thread. ``ready(url)`` is called once it is listening."""
-    dashboard = Dashboard(db, storage, host=host, port=port)
+    interrupted, in the calling thread. ``ready(url)`` is called once it is listening;
+    ``allow_hosts``: more names a request's ``Host`` may give."""
+    dashboard = Dashboard(db, storage, host=host, port=port, allow_hosts=allow_hosts)
     try:
         url = dashboard.open()
         if ready is not None:

@@ -4,6 +4,7 @@ once, not a wait behind abandoned ones), and silent connections closed."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import socket
 import threading
 import time
@@ -71,3 +72,38 @@ def test_a_silent_connection_is_closed(db_url: str) -> None:
             while s.recv(4096):  # the server may answer 408 or just close
                 pass
             assert time.monotonic() - started < 5
+
+
+def named(url: str, host: str) -> int:
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+    try:
+        conn.putrequest("GET", "/budgets", skip_host=True)
+        conn.putheader("Host", host)
+        conn.endheaders()
+        answer = conn.getresponse()
+        answer.read()
+        return answer.status
+    finally:
+        conn.close()
+
+
+def test_a_wildcard_address_still_refuses_other_host_names(db_url: str) -> None:
+    """DNS rebinding: bound to 0.0.0.0, a name that is not this machine's is refused."""
+    with Dashboard(db_url, host="0.0.0.0", port=0, allow_hosts=["dash.internal"]) as dashboard:
+        url = f"http://127.0.0.1:{urlsplit(dashboard.url).port}/"
+        port = urlsplit(url).port
+        assert named(url, f"attacker.example:{port}") == 400
+        assert named(url, "attacker.example") == 400
+        for ok in ("localhost", "127.0.0.1", "127.0.0.2", "[::1]", "dash.internal"):
+            assert named(url, f"{ok}:{port}") == 200, ok
+        assert named(url, f"{socket.gethostname()}:{port}") == 200
+
+
+def test_the_command_takes_allow_host() -> None:
+    from majordomo_log.cli.main import build_parser
+
+    args = build_parser().parse_args(
+        ["ui", "--host", "0.0.0.0", "--allow-host", "a.example", "--allow-host", "b.example"]
+    )
+    assert args.allow_host == ["a.example", "b.example"]
