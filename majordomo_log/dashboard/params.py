@@ -151,7 +151,7 @@ def calls_params(query: Mapping[str, Sequence[str]], now: dt.datetime) -> CallsP
         raise BadRequest(
             f"limit={limit_text!r:.{_SHOWN}} is not a whole number from 1 to {MAX_LIMIT}"
         )
-    filters = [(g, params[g]) for g in GROUPS if params.get(g)]
+    filters = [(g, params[g]) for g in GROUPS if g in params]  # "" is a value too
     if len(filters) > 1:
         raise BadRequest("filter by one of " + ", ".join(GROUPS) + " at a time")
     if filters and len(filters[0][1]) > MAX_VALUE_CHARS:

@@ -74,6 +74,7 @@ def test_calls_parameters() -> None:
     assert p.window.until == dt.datetime(2026, 11, 20, 6, tzinfo=UTC)
     assert p.window.since == p.window.until - dt.timedelta(days=7)
     assert calls_params({}, NOW).limit == 50 and calls_params({}, NOW).filter is None
+    assert calls_params(q(feature=""), NOW).filter == ("feature", "")  # the empty value
     for bad in ("0", "501", "-1", "ten", "1e3"):
         with pytest.raises(BadRequest, match="limit="):
             calls_params(q(limit=bad), NOW)
