@@ -125,6 +125,8 @@ class DashboardServer(ThreadingHTTPServer):
         self.request_timeout = request_timeout
         self.idle_timeout = idle_timeout
         self.pages = threading.BoundedSemaphore(max_pages)
+        if ":" in address[0]:  # an IPv6 literal (::1, ::)
+            self.address_family = socket.AF_INET6
         super().__init__(address, Handler)
         host = address[0]
         # Hosts a request may name: the address served, localhost, loopback addresses,

@@ -107,3 +107,10 @@ def test_the_command_takes_allow_host() -> None:
         ["ui", "--host", "0.0.0.0", "--allow-host", "a.example", "--allow-host", "b.example"]
     )
     assert args.allow_host == ["a.example", "b.example"]
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6 here")
+def test_an_ipv6_address_is_served(db_url: str) -> None:
+    with Dashboard(db_url, host="::1", port=0) as dashboard:
+        assert dashboard.url.startswith("http://[::1]:")
+        assert status(dashboard.url + "budgets")[0] == 200
