@@ -55,6 +55,7 @@ from .progress import progress_bar
 from .render import FORMATS, render
 from .reprice import summary
 from .spool import cmd_spool_inspect, cmd_spool_replay, cmd_spool_status
+from .stream import print_pages
 from .trend import spend_report_with_trend
 from .ui import add_command as add_ui_command
 
@@ -140,8 +141,8 @@ async def cmd_tail(args: argparse.Namespace) -> int:
         until=args.until,
     )
     async with existing_db(args.db) as db:
-        rows = await reports.latest_calls(db, args.n, where=where)
-    print(render(rows, args.format, reports.TAIL_COLUMNS))
+        pages = reports.iter_latest_calls(db, args.n, where=where)
+        await print_pages(pages, args.format, reports.TAIL_COLUMNS, sys.stdout)
     return 0
 
 
@@ -324,9 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
         "tail",
         parents=[stores, fmt],
         help="the latest calls",
-        description="The latest calls, newest first. A filter given several times keeps "
-        "calls matching any of its values; different filters must all match. Values match "
-        "exactly.",
+        description="The latest calls, newest first, printed as they are read, 1,000 at a "
+        "time (the table sizes its columns for each 1,000 and repeats its header). A "
+        "filter given several times keeps calls matching any of its values; different "
+        "filters must all match. Values match exactly.",
     )
     p.add_argument(
         "-n", type=whole_number(MAX_ROWS, minimum=0), default=20, help="calls shown (0: all)"
