@@ -5,7 +5,8 @@ progress bars of the long ones (``reprice``, ``demo``, ``spool replay``) in
 ``cli/progress.py``.
 
 Errors a user can fix (a bad URL, a missing database, a bad argument) print one line
-and exit 2. The read commands (report, tail, show, prices, budgets status, spool
+and exit 2; a reader that closes the pipe early ends the command quietly with status 141
+(``cli/pipes.py``). The read commands (report, tail, show, prices, budgets status, spool
 status|inspect, and ui: the dashboard, ``cli/ui.py``) never write: databases are opened
 read-only and never migrated, body folders never created. ``reprice`` writes only to a
 log that exists (its table is there), after migrating it.
@@ -51,6 +52,7 @@ from .args import (
     whole_number,
 )
 from .outliers import DEFAULT_LIMIT, SORTS, outliers, render_outliers
+from .pipes import stdout_closed
 from .progress import progress_bar
 from .render import FORMATS, render
 from .reprice import summary
@@ -400,7 +402,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = args.run(args)  # a coroutine, or a command that blocks on its own (ui)
         code: int = asyncio.run(result) if inspect.iscoroutine(result) else result
+        sys.stdout.flush()  # a closed pipe fails here, not in the interpreter's last flush
         return code
+    except BrokenPipeError:  # an OSError: the reader stopped reading, which is no error
+        return stdout_closed()
     except (UsageError, MajordomoLogError, ImportError, OSError, ValueError) as exc:
         print(f"majordomo-log: error: {exc}", file=sys.stderr)
         return 2
