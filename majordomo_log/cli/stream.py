@@ -6,12 +6,11 @@ whole first)."""
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import AsyncIterable, Sequence
 from typing import Any, TextIO
 
-from .render import render
+from .render import render, write_csv
 
 EMPTY_TABLE = "(no calls)"
 
@@ -24,18 +23,15 @@ async def print_pages(
 ) -> int:
     """Print each page to ``out`` as it comes, flushed; the number of rows printed."""
     count = 0
-    writer = csv.writer(out, lineterminator="\n")
     if fmt == "csv":
-        writer.writerow(columns)
+        write_csv(out, [columns])
     elif fmt == "json":
         out.write("[")
     async for page in pages:
         if not page:
             continue
         if fmt == "csv":
-            writer.writerows(
-                [["" if r.get(c) is None else r.get(c) for c in columns] for r in page]
-            )
+            write_csv(out, [["" if r.get(c) is None else r.get(c) for c in columns] for r in page])
         elif fmt == "json":
             for r in page:
                 item = json.dumps({c: r.get(c) for c in columns}, default=str, indent=2)
