@@ -5,7 +5,8 @@ progress bars of the long ones (``reprice``, ``demo``, ``spool replay``) in
 ``cli/progress.py``.
 
 Errors a user can fix (a bad URL, a missing database, a bad argument) print one line
-and exit 2. The read commands (report, tail, show, prices, budgets status, spool
+and exit 2; a reader that closes the pipe early ends the command quietly with status 141
+(``cli/pipes.py``). The read commands (report, tail, show, prices, budgets status, spool
 status|inspect, and ui: the dashboard, ``cli/ui.py``) never write: databases are opened
 read-only and never migrated, body folders never created. ``reprice`` writes only to a
 log that exists (its table is there), after migrating it.
@@ -51,10 +52,12 @@ from .args import (
     whole_number,
 )
 from .outliers import DEFAULT_LIMIT, SORTS, outliers, render_outliers
+from .pipes import stdout_closed
 from .progress import progress_bar
 from .render import FORMATS, render
 from .reprice import summary
 from .spool import cmd_spool_inspect, cmd_spool_replay, cmd_spool_status
+from .stream import print_pages
 from .trend import spend_report_with_trend
 from .ui import add_command as add_ui_command
 
@@ -140,8 +143,8 @@ async def cmd_tail(args: argparse.Namespace) -> int:
         until=args.until,
     )
     async with existing_db(args.db) as db:
-        rows = await reports.latest_calls(db, args.n, where=where)
-    print(render(rows, args.format, reports.TAIL_COLUMNS))
+        pages = reports.iter_latest_calls(db, args.n, where=where)
+        await print_pages(pages, args.format, reports.TAIL_COLUMNS, sys.stdout)
     return 0
 
 
@@ -324,9 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
         "tail",
         parents=[stores, fmt],
         help="the latest calls",
-        description="The latest calls, newest first. A filter given several times keeps "
-        "calls matching any of its values; different filters must all match. Values match "
-        "exactly.",
+        description="The latest calls, newest first, printed as they are read, 1,000 at a "
+        "time (the table sizes its columns for each 1,000 and repeats its header). A "
+        "filter given several times keeps calls matching any of its values; different "
+        "filters must all match. Values match exactly.",
     )
     p.add_argument(
         "-n", type=whole_number(MAX_ROWS, minimum=0), default=20, help="calls shown (0: all)"
@@ -398,7 +402,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = args.run(args)  # a coroutine, or a command that blocks on its own (ui)
         code: int = asyncio.run(result) if inspect.iscoroutine(result) else result
+        sys.stdout.flush()  # a closed pipe fails here, not in the interpreter's last flush
         return code
+    except BrokenPipeError:  # an OSError: the reader stopped reading, which is no error
+        return stdout_closed()
     except (UsageError, MajordomoLogError, ImportError, OSError, ValueError) as exc:
         print(f"majordomo-log: error: {exc}", file=sys.stderr)
         return 2

@@ -1,15 +1,25 @@
-"""Rows as the CLI prints them: an aligned table, CSV or JSON."""
+"""Rows as the CLI prints them: an aligned table, CSV or JSON.
+
+The table is for a terminal, so its cells and headers show control characters (C0,
+DEL, C1) escaped, as ``\\x1b``, ``\\r``, ``\\n``, ``\\t``: a tag of ``'\\x1b[2J'`` in the
+log must not clear the screen of whoever reads it, nor ``'\\r'`` write over a line. CSV
+and JSON are data for programs and keep every value exactly."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, TextIO
 
 FORMATS = ("table", "csv", "json")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_ESCAPES = {
+    code: _NAMED.get(chr(code), f"\\x{code:02x}")
+    for code in (*range(0x20), *range(0x7F, 0xA0))  # C0, DEL, C1
+}
 
 
 def render(rows: Sequence[dict[str, Any]], fmt: str, columns: Sequence[str] | None = None) -> str:
@@ -18,14 +28,14 @@ def render(rows: Sequence[dict[str, Any]], fmt: str, columns: Sequence[str] | No
         return json.dumps([{c: r.get(c) for c in columns} for r in rows], default=str, indent=2)
     if fmt == "csv":
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows([["" if r.get(c) is None else r.get(c) for c in columns] for r in rows])
+        write_csv(out, [columns])
+        write_csv(out, [["" if r.get(c) is None else r.get(c) for c in columns] for r in rows])
         return out.getvalue().rstrip("\n")
     if not rows:
         return "(no calls)"
-    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    headers = [escape(c) for c in columns]
+    cells = [[escape(_cell(r.get(c))) for c in columns] for r in rows]
+    widths = [max(len(h), *(len(row[i]) for row in cells)) for i, h in enumerate(headers)]
     numeric = [all(_is_number(r.get(c)) for r in rows) for c in columns]
 
     def line(values: Sequence[str]) -> str:
@@ -34,7 +44,22 @@ def render(rows: Sequence[dict[str, Any]], fmt: str, columns: Sequence[str] | No
             for v, w, num in zip(values, widths, numeric, strict=True)
         ).rstrip()
 
-    return "\n".join([line(columns), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+
+
+def write_csv(out: TextIO, rows: Iterable[Sequence[Any]]) -> None:
+    """CSV lines ending in '\\n'. A row with a '\\r' in a value has every value quoted:
+    the csv module quotes only the line terminator's characters, and a bare '\\r' would
+    end the record for a reader."""
+    plain = csv.writer(out, lineterminator="\n")
+    quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    for row in rows:
+        (quoted if any("\r" in str(v) for v in row) else plain).writerow(row)
+
+
+def escape(text: str) -> str:
+    """``text`` with its control characters written as escapes (``\\x1b``, ``\\n``)."""
+    return text.translate(_ESCAPES)
 
 
 def _cell(value: Any) -> str:

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from .._exceptions import ConfigError
 from ..record.pricing import PriceTable, plain_decimal
-from ..schema import MONEY_COLUMNS
+from ..schema import MONEY_COLUMNS, RowKey
 from ..stores.base import MetadataStore
 from ..stores.sql.text import as_text, one_of, one_of_params, text_sql
 
@@ -221,21 +221,56 @@ class CallFilter:
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
+TAIL_PAGE = 1000  # rows per read of ``iter_latest_calls``
+
+
+async def iter_latest_calls(
+    db: MetadataStore,
+    limit: int | None = 20,
+    *,
+    where: CallFilter | None = None,
+    page_size: int | None = None,
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """The latest calls (``limit`` None or 0: all of them) that ``where`` lets through,
+    newest first, a page of at most ``page_size`` (``TAIL_PAGE``) rows at a time: each page is one
+    ``fetch`` starting after the last row of the one before (keyset pagination on
+    ``(started_at, request_id)``, no OFFSET), so memory holds one page whatever the
+    size of the log (``stores/sql/costs.py`` reads the same key the other way)."""
+    page_size = TAIL_PAGE if page_size is None else page_size
+    if page_size < 1:
+        raise ValueError("page_size must be at least 1")
+    clause, params = (where or CallFilter()).where(db.dialect)
+    left = int(limit) if limit else None
+    after: RowKey | None = None
+    while left is None or left > 0:
+        sql_where, sql_params = clause, list(params)
+        if after is not None:
+            started_at, request_id = after
+            key = "started_at <= ? AND (started_at < ? OR request_id < ?)"
+            sql_where = f"{clause} AND {key}" if clause else f" WHERE {key}"
+            sql_params += [started_at, started_at, request_id]
+        size = page_size if left is None else min(page_size, left)
+        rows = await db.fetch(
+            f"SELECT {', '.join(TAIL_COLUMNS)} FROM llm_requests{sql_where}"
+            " ORDER BY started_at DESC, request_id DESC LIMIT ?",
+            [*sql_params, size],
+        )
+        if not rows:
+            return
+        after = (rows[-1]["started_at"], rows[-1]["request_id"])  # as the store returned them
+        if left is not None:
+            left -= len(rows)
+        yield [normalize_row(row) for row in rows]
+        if len(rows) < size:
+            return
+
+
 async def latest_calls(
     db: MetadataStore, limit: int | None = 20, *, where: CallFilter | None = None
 ) -> list[dict[str, Any]]:
     """The latest calls (``limit`` None or 0: all of them) that ``where`` lets through,
-    newest first."""
-    clause, params = (where or CallFilter()).where(db.dialect)
-    sql = (
-        f"SELECT {', '.join(TAIL_COLUMNS)} FROM llm_requests{clause}"
-        " ORDER BY started_at DESC, request_id DESC"
-    )
-    if limit:
-        sql += " LIMIT ?"
-        params.append(int(limit))
-    rows = await db.fetch(sql, params)
-    return [normalize_row(row) for row in rows]
+    newest first, in one list (``iter_latest_calls`` reads them a page at a time)."""
+    return [row async for page in iter_latest_calls(db, limit, where=where) for row in page]
 
 
 async def get_call(db: MetadataStore, request_id: str) -> dict[str, Any] | None:
