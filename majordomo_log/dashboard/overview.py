@@ -60,7 +60,9 @@ def add(a: Figures, b: Figures, key: str | None = None) -> Figures:
         cost=None
         if a.cost is None and b.cost is None
         else (a.cost or Decimal(0)) + (b.cost or Decimal(0)),
-        savings=a.savings + b.savings,
+        savings=None
+        if a.savings is None and b.savings is None
+        else (a.savings or Decimal(0)) + (b.savings or Decimal(0)),
     )
 
 
@@ -139,7 +141,7 @@ def spend_section(overview: Overview) -> Html:
     data = {
         "x": [int(x.timestamp()) for x in overview.series.x],
         "series": [
-            {"label": name, "values": [float(v) for v in values]}
+            {"label": name, "values": [None if v is None else float(v) for v in values]}
             for name, values in overview.series.lines
         ],
         "step": step,
@@ -185,7 +187,7 @@ def series_table(overview: Overview) -> Html:
     rows = []
     for i, start in enumerate(series.x):
         values = [line[1][i] for line in series.lines]
-        if not any(values):
+        if not any(v is None or v for v in values):
             continue
         rows.append(
             [cell(start.strftime(stamp), th=True)]

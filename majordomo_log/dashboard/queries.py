@@ -100,7 +100,7 @@ class Figures:
     tokens: dict[str, int]  # by TOKEN_KINDS column
     total_tokens: int
     cost: Decimal | None  # None: no call of the group has a known cost (never $0)
-    savings: Decimal  # what cache reads saved against the input rate
+    savings: Decimal | None  # what cache reads saved against the input rate; None: unknown
 
     @property
     def cache_write_tokens(self) -> int:
@@ -112,7 +112,9 @@ class Series:
     """Spend per bucket: ``x`` the buckets' starts, one line per drawn group."""
 
     x: list[dt.datetime]
-    lines: list[tuple[str, list[Decimal]]]  # (label, spend per bucket), most spent first
+    # (label, spend per bucket), most spent first; None: the bucket's calls are all of
+    # unknown cost (never $0)
+    lines: list[tuple[str, list[Decimal | None]]]
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,7 @@ def _figures(key: str | None, row: dict[str, Any]) -> Figures:
         tokens={column: _int(row[column]) for _, column in TOKEN_KINDS},
         total_tokens=_int(row["total_tokens"]),
         cost=as_decimal(row["cost"]),
-        savings=as_decimal(row["savings"]) or Decimal(0),
+        savings=as_decimal(row["savings"]),
     )
 
 
@@ -229,13 +231,15 @@ async def spend_series(
         f"SELECT {bucket} AS bucket, CASE WHEN {drawn_sql} THEN 0 ELSE 1 END AS rest,"
         f" CASE WHEN {drawn_sql} THEN {text_sql(db.dialect, by)} END AS grp,"
         " SUM(total_cost) AS cost"
-        f" FROM llm_requests WHERE {where} AND total_cost IS NOT NULL GROUP BY 1, 2, 3",
+        f" FROM llm_requests WHERE {where} AND (total_cost IS NOT NULL"
+        " OR status NOT IN ('error', 'blocked')) GROUP BY 1, 2, 3",  # priced, or unpriced
         [*drawn_params, *drawn_params, *params],
     )
     starts = window.buckets()
     index = {start: i for i, start in enumerate(starts)}
-    lines: dict[str | None, list[Decimal]] = {key: [Decimal(0)] * len(starts) for key in drawn}
-    other: list[Decimal] | None = None
+    zero = Decimal(0)
+    lines: dict[str | None, list[Decimal | None]] = {key: [zero] * len(starts) for key in drawn}
+    other: list[Decimal | None] | None = None
     for row in rows:
         start = _bucket_start(row["bucket"], window.step)
         i = index.get(start) if start is not None else None
@@ -243,10 +247,14 @@ async def spend_series(
             continue  # not reached: the WHERE is the window
         found = None if int(row["rest"]) else lines.get(_key(row["grp"]))
         if found is None:  # a group not drawn, or one the database spelt otherwise
-            other = other if other is not None else [Decimal(0)] * len(starts)
+            other = other if other is not None else [zero] * len(starts)
             found = other
         line = found
-        line[i] += as_decimal(row["cost"]) or Decimal(0)
+        cost = as_decimal(row["cost"])  # NULL: none of these calls has a known cost
+        if cost is not None:
+            line[i] = (line[i] or zero) + cost
+        elif line[i] is zero:  # no priced call in this bucket so far
+            line[i] = None
     labelled = [(key if key is not None else "(none)", values) for key, values in lines.items()]
     if other is not None:
         labelled.append((OTHER, other))

@@ -9,11 +9,12 @@ import math
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 from dashboard_log import make_calls
-from servers import DIALECTS
+from servers import DIALECTS, isolated_db
 from ui_log import NOW, Log, direct_sql, logs
 
 import majordomo_log as ml
@@ -252,3 +253,41 @@ async def test_many_users_cost_one_row_each_and_no_more(tmp_path: Any) -> None:
             assert len(keys - {None}) <= queries.SERIES_MAX
         elif "MIN(latency_ms)" in sql or "MIN(time_to_first_token_ms)" in sql:
             assert len(keys) <= queries.LISTED
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_unknown_cost_is_never_shown_as_zero(dialect: str, tmp_path: Path) -> None:
+    """A bucket whose calls all have an unknown cost is None in the chart's series (n/a,
+    a gap), not $0; a group whose cache savings are unknown has None savings."""
+    from sample_rows import sample_row
+
+    from majordomo_log.dashboard.params import Window
+
+    day = dt.datetime(2026, 11, 20, tzinfo=dt.timezone.utc)
+    window = Window(day, day + dt.timedelta(days=3), "day")
+    unpriced = dict(total_cost=None, cost_status="unknown_model", model="ft:x", cache_savings=None)
+    async with isolated_db(dialect, tmp_path) as db:
+        await db.write_batch(
+            [
+                sample_row(day + dt.timedelta(hours=1), cache_savings=Decimal("0.001")),
+                sample_row(day + dt.timedelta(days=1, hours=1), **unpriced),
+                sample_row(day + dt.timedelta(days=2, hours=1), **unpriced),
+                sample_row(
+                    day + dt.timedelta(days=2, hours=2),
+                    status="error",
+                    total_cost=None,
+                    cost_status="error",
+                    input_tokens=None,
+                    output_tokens=None,
+                ),
+            ],
+            [],
+        )
+        series = await queries.spend_series(db, "model", window, ["gpt-4o", "ft:x"])
+        lines = dict(series.lines)
+        assert lines["ft:x"] == [Decimal(0), None, None]
+        assert lines["gpt-4o"][1:] == [Decimal(0), Decimal(0)]  # an error: no spend, not n/a
+        assert lines["gpt-4o"][0] == Decimal("0.00045")
+        figures = {f.key: f for f in await queries.group_figures(db, "model", window)}
+        assert figures["ft:x"].savings is None and figures["ft:x"].cost is None
+        assert figures["gpt-4o"].savings == Decimal("0.001")
