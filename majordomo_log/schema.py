@@ -78,7 +78,7 @@ class Row(NamedTuple):
     web_search_calls: int | None = None  # server-side web searches reported; None: none
     server_tool_cost: Decimal | None = None  # USD for server-side tools, in total_cost
     # Added by migration 0006_span_id (OpenTelemetry), default as above:
-    span_id: str | None = None  # 16 lowercase hex: the call's span (telemetry/otel.py)
+    span_id: str | None = None  # 16 lowercase hex: the call's span (telemetry/otel_spans.py)
 
 
 COLUMNS: tuple[str, ...] = Row._fields

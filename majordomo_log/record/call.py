@@ -176,7 +176,7 @@ class CallRecord:
         self.tier_hint: str | None = None
         self.billing: Billing | None = None  # read when priced: tier, web searches, audio
         self.budget_values: Any = None  # each budget's scope value (budgets/guard.py), once
-        # OpenTelemetry (telemetry/otel.py): the call's span while it is open (never crosses
+        # OpenTelemetry (telemetry/otel_spans.py): the call's span while it is open (never crosses
         # to a writer process), its (trace_id, span_id) as hex for the row; and whether the
         # observers (metrics, the span's end) have seen the finished call.
         self.span: Any = None

@@ -60,7 +60,7 @@ def end_unobserved(record: CallRecord) -> None:
     if spans is None:
         return
     try:
-        spans.end_unwritten(span, record.status, record.t_end)
+        spans.end_unwritten(span, record.status)
     except Exception as exc:
         warn_once("span_failed", type(exc).__name__, "ending a span failed: %r", exc)
 

@@ -93,7 +93,7 @@ class CallSpans:
         start_ns = int(row.started_at.timestamp() * 1e9)
         span.end(end_time=start_ns + int(row.latency_ms * 1e6))
 
-    def end_unwritten(self, span: Any, status: str, t_end: float | None) -> None:
+    def end_unwritten(self, span: Any, status: str) -> None:
         """A call that will have no row (dropped): its span ends now, flagged."""
         if span.is_recording():
             span.set_attribute(STATUS_ATTRIBUTE, status)
