@@ -44,3 +44,26 @@ def test_wheel_contains_prices_migrations_assets_and_type_marker(tmp_path: Path)
     assert f"{static}/uPlot.LICENSE" in shipped
     packaged = zipfile.ZipFile(wheel).read("majordomo_log/llm_config.yaml")
     assert packaged == (ROOT / "llm_config.yaml").read_bytes()
+    # The license text travels with the wheel; the metadata says what runs where.
+    [license_file] = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
+    assert zipfile.ZipFile(wheel).read(license_file) == (ROOT / "LICENSE").read_bytes()
+    [metadata_file] = [n for n in names if n.endswith(".dist-info/METADATA")]
+    metadata = zipfile.ZipFile(wheel).read(metadata_file).decode()
+    assert "License-Expression: MIT" in metadata
+    for version in ("3.10", "3.11", "3.12", "3.13"):
+        assert f"Classifier: Programming Language :: Python :: {version}" in metadata
+
+
+def test_version_and_python_dash_m() -> None:
+    """``majordomo-log --version`` and ``python -m majordomo_log``, for when the console
+    script is not on PATH."""
+    from importlib import metadata
+
+    out = subprocess.run(
+        [sys.executable, "-m", "majordomo_log", "--version"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert out.stdout.strip() == f"majordomo-log {metadata.version('majordomo-log')}"
+    script = Path(sys.executable).with_name("majordomo-log")
+    out = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip().endswith(metadata.version("majordomo-log"))
