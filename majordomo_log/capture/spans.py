@@ -9,6 +9,8 @@ None of this runs without OpenTelemetry: ``_spans`` is None then.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..record.call import CallRecord
 from ..telemetry.protocols import CallTracing
 
@@ -17,9 +19,7 @@ class Spans:
     """Opening a call's span, entering and leaving it; never raises into the call."""
 
     _spans: CallTracing | None
-
-    def _internal_error(self, exc: Exception) -> None:
-        raise NotImplementedError  # ClientWrapper's
+    _internal_error: Callable[[Exception], None]  # ClientWrapper's
 
     def _start_span(self, record: CallRecord) -> None:
         assert self._spans is not None

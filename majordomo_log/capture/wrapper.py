@@ -198,7 +198,7 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Refusals, Spans, Generic[Clie
         # An async client's span opens when its coroutine runs (_await): one never awaited
         # then opens none (a client of both kinds opens it before, not knowing which it
         # is). A method not known to be an LLM call gets no span.
-        spans_before = self._surface != "async"
+        spans_before = self._spans is not None and self._surface != "async"
 
         def call(*args: Any, **kwargs: Any) -> Any:
             stream = always_streams or kwargs.get("stream") is True
@@ -307,7 +307,7 @@ class ClientWrapper(ClientKeys, Control, BatchLog, Refusals, Spans, Generic[Clie
         hide: bool,
     ) -> Any:
         token = IN_FLIGHT.set(record) if self._counts_retries else None  # capture/retries.py
-        if logs_errors and record.span is None and self._spans is not None:
+        if self._spans is not None and logs_errors and record.span is None:
             self._start_span(record)  # an async client's LLM call: opened as it runs
         current = None if record.span is None else self._enter_span(record)
         try:

@@ -41,7 +41,7 @@ from typing import Any
 from .._exceptions import ConfigError, StoreError, StoreUnavailable
 from .._log import logger
 from ..schema import TOKEN_COLUMNS, CostUpdate, CostWindow, RowKey
-from ..stores.base import MetadataStore, Repriceable
+from ..stores.base import MetadataStore, Repriceable, fetched_utc
 from ..stores.open import open_db
 from .billing import Billing, billed_cost
 from .call import PRICED_BY_REQUESTED_MODEL
@@ -218,7 +218,7 @@ def reprice_row(prices: PriceTable, row: Mapping[str, Any]) -> CostUpdate | str 
         and (entry.origin == "built-in")
     ):
         return "custom_price"
-    started = _utc(row["started_at"])
+    started = fetched_utc(row["started_at"])
     billing = _billing(row)
     extras = entry.version_at(started).extras
     if extras is not None and extras.audio:
@@ -278,15 +278,6 @@ def _usage(row: Mapping[str, Any]) -> Usage | str:
     if row["total_tokens"] != sum(counts):  # the buckets always sum to the total
         return "invalid_usage"
     return Usage(*counts)
-
-
-def _utc(value: Any) -> dt.datetime:
-    """started_at as any store returns it (SQLite: ISO 8601 text with 'Z')."""
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    if not isinstance(value, dt.datetime):
-        raise TypeError(f"started_at is a {type(value).__name__}")
-    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value
 
 
 def _decimal(value: Any) -> Decimal | None:

@@ -23,6 +23,7 @@ Messages never contain a password or secret key: stores scrub what they know.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -174,3 +175,13 @@ class BudgetRegistry(Protocol):
         """Every recorded definition, as it was saved, ordered by name; an empty list when
         none are, including on a log whose schema predates ``llm_budgets``."""
         ...
+
+
+def fetched_utc(value: Any) -> dt.datetime:
+    """A timestamp column as ``MetadataStore.fetch`` returns it in any dialect (SQLite:
+    ISO 8601 text with 'Z'; MySQL: a naive UTC datetime) as an aware UTC datetime."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    if not isinstance(value, dt.datetime):
+        raise TypeError(f"a timestamp is a {type(value).__name__}")
+    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..schema import COLUMNS, PROMOTED_TAGS, TOKEN_COLUMNS, Row
-from ..stores.base import MetadataStore
+from ..stores.base import MetadataStore, fetched_utc
 from .protocols import CallObserver
 
 PAGE = 5_000
@@ -64,7 +64,7 @@ class RowFeed:
             )
             fresh = 0
             for values in rows:
-                started = _when(values["started_at"])
+                started = fetched_utc(values["started_at"])
                 request_id = str(values["request_id"])
                 if request_id in self._seen or started < self.since:
                     continue
@@ -77,7 +77,7 @@ class RowFeed:
             self._forget_before(self.newest - self.lateness)  # a long first read stays small
             if len(rows) < PAGE:
                 break  # the last page
-            last = _when(rows[-1]["started_at"])
+            last = fetched_utc(rows[-1]["started_at"])
             if last <= start:  # a whole page started in one instant: no way past it
                 break
             start = last
@@ -88,15 +88,6 @@ class RowFeed:
     def _forget_before(self, cutoff: dt.datetime) -> None:
         if len(self._seen) > PAGE:  # amortized: a scan only once the map has grown
             self._seen = {k: v for k, v in self._seen.items() if v >= cutoff}
-
-
-def _when(value: Any) -> dt.datetime:
-    """A started_at as the dialects return it (SQLite: ISO text) as an aware datetime."""
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value  # type: ignore[no-any-return]
 
 
 def _row(values: dict[str, Any], started: dt.datetime) -> Row:
