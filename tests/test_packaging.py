@@ -3,6 +3,7 @@ repository root), every dialect's migrations, the dashboard's static files and p
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import zipfile
@@ -52,6 +53,15 @@ def test_wheel_contains_prices_migrations_assets_and_type_marker(tmp_path: Path)
     assert "License-Expression: MIT" in metadata
     for version in ("3.10", "3.11", "3.12", "3.13"):
         assert f"Classifier: Programming Language :: Python :: {version}" in metadata
+    # The package index shows the README with no dead links: each relative one became
+    # its text (pyproject's fancy-pypi-readme hook), links to the web stay links.
+    description = metadata.split("\n\n", 1)[1]
+    assert "Description-Content-Type: text/markdown" in metadata
+    assert description.startswith("# majordomo-log") and "docs/usage.md" in description
+    links = re.findall(r"\]\(([^)]+)\)", description)
+    assert links and all(re.match(r"https?://", link) for link in links), links
+    readme_links = re.findall(r"\]\(([^)]+)\)", (ROOT / "README.md").read_text())
+    assert any(not link.startswith("http") for link in readme_links)  # the rule had work
 
 
 def test_version_and_python_dash_m() -> None:

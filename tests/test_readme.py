@@ -1,174 +1,137 @@
-"""The README stays true: its opening commands, its quickstart, its schema table."""
+"""The README's first screen stays true: its two commands, its quickstart run as printed
+in a fresh process (offline, and with a key against provider-shaped HTTP on loopback),
+the commands it gives to look at the log, and its links.
+
+.ci/readme_first_screen.py runs the same screen again on a fresh clone with an empty
+HOME, through `make demo`'s own environment."""
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
+import subprocess
+import sys
+from decimal import Decimal
 from pathlib import Path
 
-import openai
 import pytest
 
-from majordomo_log.schema import COLUMNS
-from majordomo_log.testing import FakeProvider, fake_openai_client, fake_sync_openai_client
+from majordomo_log.testing import FakeProvider
+from majordomo_log.testing.server import OpenAIServer
 
-README = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+ROOT = Path(__file__).parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+SCRIPT = Path(sys.executable).with_name("majordomo-log")
 
 
-def _section_code(heading: str) -> str:
-    section = README.split(f"## {heading}\n", 1)[1]
-    match = re.search(r"```python\n(.*?)```", section, re.S)
-    assert match, f"no python block under {heading}"
-    return match.group(1)
+def _blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README, re.S)
+
+
+def _run(code: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "MAJORDOMO_"))}
+    environ.update(env)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, env=environ,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
 
 
 def test_readme_opens_with_the_two_commands() -> None:
-    first_block = re.search(r"```sh\n(.*?)```", README, re.S)
-    assert first_block is not None
-    commands = [line.split("#")[0].strip() for line in first_block.group(1).splitlines()]
+    commands = [line.split("#")[0].strip() for line in _blocks("sh")[0].splitlines()]
     assert commands == ["make demo", "make test"]
-    makefile = (Path(__file__).parents[1] / "Makefile").read_text()
+    makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^demo:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
 
 
-def test_quickstart_runs_as_written(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    provider = FakeProvider(openai_usage={"prompt_tokens": 10, "completion_tokens": 5})
-    client = fake_openai_client(provider)  # built before the SDK class is swapped below
-    monkeypatch.setattr(openai, "AsyncOpenAI", lambda: client)
-    monkeypatch.chdir(tmp_path)
-    exec(compile(_section_code("Quickstart"), "README.md", "exec"), {"__name__": "readme"})
-    out = capsys.readouterr().out.splitlines()
-    assert out[-1] == "1 0 0"  # written, dropped, pending
-    with sqlite3.connect(tmp_path / "llm_logs.db") as conn:
-        row = conn.execute(
-            "SELECT feature, user_id, workflow, api_key_alias, outcome, total_tokens, cost_status"
-            " FROM llm_requests"
-        ).fetchone()
-    assert row == ("chat", "u-42", "support", "prod-key-1", "accepted", 15, "computed")
-    assert len(list((tmp_path / "request_logs").rglob("*.seg.gz"))) == 1  # one batch, one segment
+def test_the_first_screen_says_how_to_install() -> None:
+    first_screen = README.split("## Quickstart", 1)[0]
+    installs = re.findall(r'pip install "([^"]+)"', first_screen)
+    assert installs, "no install line before the quickstart"
+    tomllib = pytest.importorskip("tomllib")  # 3.11+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    for spec in installs:
+        for extra in re.search(r"\[(.*)\]", spec).group(1).split(","):  # type: ignore[union-attr]
+            assert extra in extras, spec
+    listed = re.findall(r"`(\w+)`", README.split("Extras:", 1)[1].split("\n\n", 1)[0])
+    named = [word for word in listed if word not in ("openai", "anthropic")]  # SDKs, not extras
+    assert sorted(named) == sorted(set(extras) - {"dev", "demo"})
 
 
-def test_sync_quickstart_runs_as_written(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    provider = FakeProvider(openai_usage={"prompt_tokens": 10, "completion_tokens": 5})
-    client = fake_sync_openai_client(provider)
-    monkeypatch.setattr(openai, "OpenAI", lambda: client)
-    monkeypatch.chdir(tmp_path)
-    exec(compile(_section_code("Quickstart, sync"), "README.md", "exec"), {"__name__": "readme"})
-    assert capsys.readouterr().out.splitlines()[-1] == "1"
+def test_offline_quickstart_runs_as_printed_and_leaves_only_the_log(tmp_path: Path) -> None:
+    offline = _blocks("python")[0]
+    assert len(offline.strip().splitlines()) <= 10
+    done = _run(offline, tmp_path)
+    assert done.returncode == 0, done.stderr
+    request_id, tokens, cost, status = done.stdout.split()
+    assert status == "computed" and int(tokens) > 0 and Decimal(cost) > 0
+    # The stores were closed at exit: no -wal or -shm beside the database.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["llm_logs.db", "request_logs"]
     with sqlite3.connect(tmp_path / "llm_logs.db") as conn:
         row = conn.execute(
-            "SELECT feature, user_id, outcome, total_tokens, cost_status FROM llm_requests"
+            "SELECT feature, total_tokens, cost_status FROM llm_requests WHERE request_id = ?",
+            (request_id,),
         ).fetchone()
-    assert row == ("chat", "u-42", "accepted", 15, "computed")
+    assert row == ("chat", int(tokens), "computed")
     assert len(list((tmp_path / "request_logs").rglob("*.seg.gz"))) == 1
 
 
-def test_schema_table_matches_the_migrations(tmp_path: Path) -> None:
-    block = README.split("<!-- schema:start -->", 1)[1].split("<!-- schema:end -->", 1)[0]
-    documented = [
-        tuple(cell.strip() for cell in line.strip("|").split("|")[:2])
-        for line in block.strip().splitlines()[2:]
-    ]
-    import asyncio
-
-    import majordomo_log as ml
-
-    async def create() -> None:
-        db = await ml.SqliteAdapter.create(tmp_path / "schema.db")
-        await db.close()
-
-    asyncio.run(create())
-    with sqlite3.connect(tmp_path / "schema.db") as conn:
-        actual = [(r[1], r[2]) for r in conn.execute("PRAGMA table_info(llm_requests)")]
-    assert documented == actual
-    assert [name for name, _ in actual] == list(COLUMNS)
-
-
-def test_budgets_example_runs_as_written(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # gpt-4o-mini at $0.15/M input, $0.60/M output: 1000 + 500 tokens cost $0.00045, so
-    # the third call of the day finds u-42 at $0.0009... and the fourth at $0.00135
-    provider = FakeProvider(openai_usage={"prompt_tokens": 1000, "completion_tokens": 500})
-    client = fake_sync_openai_client(provider)
-    monkeypatch.setattr(openai, "OpenAI", lambda: client)
-    monkeypatch.chdir(tmp_path)
-    code = _section_code("Budgets and alerts")
-    exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
-    printed = capsys.readouterr().out.splitlines()
-    assert printed[-1] == "$0.001 per day by user_id ('u-42',) 0.00135 0.001"
-    assert len(provider.requests) == 3  # the fourth was refused before the provider
+def test_real_key_quickstart_against_provider_shaped_http(tmp_path: Path) -> None:
+    with_key = _blocks("python")[1]
+    provider = FakeProvider(openai_usage={"prompt_tokens": 12, "completion_tokens": 3})
+    with OpenAIServer(provider) as server:
+        done = _run(
+            with_key, tmp_path, OPENAI_API_KEY="sk-test-readme", OPENAI_BASE_URL=server.url + "/v1"
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip()  # the model's answer
     with sqlite3.connect(tmp_path / "llm_logs.db") as conn:
-        statuses = [s for (s,) in conn.execute("SELECT status FROM llm_requests ORDER BY 1")]
-    assert statuses == ["blocked", "ok", "ok", "ok"]
+        assert conn.execute("SELECT total_tokens, status FROM llm_requests").fetchall() == [
+            (15, "ok")
+        ]
 
 
-def test_views_table_matches_the_migrations(tmp_path: Path) -> None:
-    """Each shipped view's documented columns: its group columns (when they are columns),
-    then the rest, in the order the view has them."""
-    import asyncio
-
-    import majordomo_log as ml
-
-    block = README.split("<!-- views:start -->", 1)[1].split("<!-- views:end -->", 1)[0]
-    documented = {}
-    for line in block.strip().splitlines()[2:]:
-        name, keys, columns = (cell.strip() for cell in line.strip().strip("|").split("|"))
-        documented[name.strip("`")] = [*keys.split(", "), *columns.split(", ")]
-
-    async def create() -> None:
-        db = await ml.SqliteAdapter.create(tmp_path / "views.db")
-        await db.close()
-
-    asyncio.run(create())
-    with sqlite3.connect(tmp_path / "views.db") as conn:
-        views = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'view'")]
-        actual = {v: [r[1] for r in conn.execute(f"PRAGMA table_info({v})")] for v in views}
-    assert sorted(documented) == sorted(actual)
-    for view, columns in actual.items():
-        assert [c for c in documented[view] if c in columns] == columns, view
-        assert set(documented[view]) - set(columns) <= {"priced call"}, view
+def test_real_key_quickstart_without_a_key_fails_before_any_file(tmp_path: Path) -> None:
+    done = _run(_blocks("python")[1], tmp_path)
+    assert done.returncode != 0 and "OpenAIError" in done.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
-def test_the_cli_examples_run_as_written(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """The CLI section's examples, each run on a demo log, and the list of groupings it
-    gives is the one ``report --by`` takes."""
-    import shlex
+def test_the_commands_to_look_at_the_log_run_on_the_quickstarts_log(tmp_path: Path) -> None:
+    for _ in range(3):
+        assert _run(_blocks("python")[0], tmp_path).returncode == 0
+    (request_id,) = sqlite3.connect(tmp_path / "llm_logs.db").execute(
+        "SELECT request_id FROM llm_requests LIMIT 1"
+    ).fetchone()
+    section = README.split("## What it logged\n", 1)[1].split("\n## ", 1)[0]
+    lines = [line.split("  #")[0].strip() for line in _blocks("sh")[-1].splitlines()]
+    assert section.count("```sh") == 1 and lines[0].startswith("majordomo-log report")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAJORDOMO_")}
+    for line in lines:
+        if line.startswith("majordomo-log ui"):
+            continue  # a server: tests/dashboard drives it
+        if line.startswith("sqlite3 "):
+            sql = re.search(r'"(.*)"', line).group(1)  # type: ignore[union-attr]
+            rows = sqlite3.connect(tmp_path / "llm_logs.db").execute(sql).fetchall()
+            assert rows and all(len(repr(spend)) < 14 for _, spend in rows), rows  # no noise
+            continue
+        words = line.replace("REQUEST_ID", request_id).split()
+        done = subprocess.run(
+            [str(SCRIPT), *words[1:]], cwd=tmp_path, env=env,
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0 and done.stdout and not done.stderr, (line, done.stderr)
+    assert '"$error"' not in done.stdout  # `show` found the body beside the database
 
-    from majordomo_log.cli import main, reports
 
-    section = README.split("## CLI\n", 1)[1].split("\n## ", 1)[0]
-    examples = re.findall(r"For example:\n\n```sh\n(.*?)```", section, re.S)[0]
-    commands = [shlex.split(line, comments=True) for line in examples.strip().splitlines()]
-    assert len(commands) >= 4 and all(c[0] == "majordomo-log" for c in commands)
-    assert main(["demo", "--calls", "40", "--out", str(tmp_path)]) == 0
-    capsys.readouterr()
-    for command in commands:
-        assert main([*command[1:], "--db", str(tmp_path / "llm_logs.db")]) == 0, command
-        out, err = capsys.readouterr()
-        assert out and err == "", command
-    listed = section.split("`report --by` groups by", 1)[1].split("(default", 1)[0]
-    assert re.findall(r"`(\w+)`", listed) == list(reports.GROUPINGS)
-
-
-def test_dashboard_section_has_its_commands_and_screenshot() -> None:
-    from majordomo_log.cli.main import build_parser
-
-    section = README.split("## Dashboard\n", 1)[1].split("\n## ", 1)[0]
-    block = re.search(r"```sh\n(.*?)```", section, re.S)
-    assert block is not None
-    commands = [line.split("#")[0].split() for line in block.group(1).splitlines()]
-    assert commands and all(c[:2] == ["majordomo-log", "ui"] for c in commands)
-    for words in commands:  # every option shown is one the command takes
-        args = build_parser().parse_args(words[1:])
-        assert args.command == "ui"
-    image = re.search(r"!\[[^\]]+\]\((docs/images/[^)]+\.png)\)", section)
-    assert image is not None
-    png = (Path(__file__).parents[1] / image.group(1)).read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+@pytest.mark.parametrize("document", ["README.md", *sorted(p.name for p in (ROOT / "docs").glob("*.md"))])
+def test_relative_links_name_files_that_exist(document: str) -> None:
+    path = ROOT / document if document == "README.md" else ROOT / "docs" / document
+    text = path.read_text(encoding="utf-8")
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:", target) or target.startswith("#"):
+            continue
+        assert (path.parent / target.split("#")[0]).exists(), f"{document}: {target}"
