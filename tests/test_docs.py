@@ -21,6 +21,11 @@ def _doc(name: str) -> str:
     return (DOCS / name).read_text(encoding="utf-8")
 
 
+def _run_section(doc: str, heading: str) -> None:
+    code = _section_code(doc, heading)
+    exec(compile(code, f"docs/{doc}", "exec"), {"__name__": "docs"})
+
+
 def _section_code(doc: str, heading: str) -> str:
     section = _doc(doc).split(f"## {heading}\n", 1)[1]
     match = re.search(r"```python\n(.*?)```", section, re.S)
@@ -35,7 +40,7 @@ def test_async_example_runs_as_written(
     client = fake_openai_client(provider)  # built before the SDK class is swapped below
     monkeypatch.setattr(openai, "AsyncOpenAI", lambda: client)
     monkeypatch.chdir(tmp_path)
-    exec(compile(_section_code("usage.md", "An async service"), "docs", "exec"), {"__name__": "readme"})
+    _run_section("usage.md", "An async service")
     out = capsys.readouterr().out.splitlines()
     assert out[-1] == "1 0 0"  # written, dropped, pending
     with sqlite3.connect(tmp_path / "llm_logs.db") as conn:
@@ -54,7 +59,7 @@ def test_sync_example_runs_as_written(
     client = fake_sync_openai_client(provider)
     monkeypatch.setattr(openai, "OpenAI", lambda: client)
     monkeypatch.chdir(tmp_path)
-    exec(compile(_section_code("usage.md", "A sync program"), "docs", "exec"), {"__name__": "readme"})
+    _run_section("usage.md", "A sync program")
     assert capsys.readouterr().out.splitlines()[-1] == "1"
     with sqlite3.connect(tmp_path / "llm_logs.db") as conn:
         row = conn.execute(
@@ -65,7 +70,8 @@ def test_sync_example_runs_as_written(
 
 
 def test_schema_table_matches_the_migrations(tmp_path: Path) -> None:
-    block = _doc("schema.md").split("<!-- schema:start -->", 1)[1].split("<!-- schema:end -->", 1)[0]
+    block = _doc("schema.md").split("<!-- schema:start -->", 1)[1]
+    block = block.split("<!-- schema:end -->", 1)[0]
     documented = [
         tuple(cell.strip() for cell in line.strip("|").split("|")[:2])
         for line in block.strip().splitlines()[2:]
@@ -94,8 +100,7 @@ def test_budgets_example_runs_as_written(
     client = fake_sync_openai_client(provider)
     monkeypatch.setattr(openai, "OpenAI", lambda: client)
     monkeypatch.chdir(tmp_path)
-    code = _section_code("budgets.md", "A first budget, end to end")
-    exec(compile(code, "docs", "exec"), {"__name__": "readme"})
+    _run_section("budgets.md", "A first budget, end to end")
     printed = capsys.readouterr().out.splitlines()
     assert printed[-1] == "$0.001 per day by user_id ('u-42',) 0.00135 0.001"
     assert len(provider.requests) == 3  # the fourth was refused before the provider

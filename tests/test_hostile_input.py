@@ -84,7 +84,7 @@ SECRETS = (SHAPED_KEY, OPAQUE_KEY, PASSWORD)
 for _secret in SECRETS:
     register_secret(_secret)
 
-# Secrets in the contexts the built-in rules promise to find wherever they are (README,
+# Secrets in the contexts the built-in rules promise to find wherever they are (docs/stores.md,
 # "Redaction and body size"): by the key's shape, after Bearer/Basic, as the value of a
 # secret-named key, as a URL's password.
 FOUND_BY_RULES = (
@@ -98,7 +98,7 @@ FOUND_BY_RULES = (
     f"'client_secret': '{PASSWORD}'",
     f"postgresql://app:{PASSWORD}@db.internal:5432/app",
 )
-# The client's own key, bare: scrubbed by value from bodies and error messages (README,
+# The client's own key, bare: scrubbed by value from bodies and error messages (docs/usage.md,
 # "Secrets"), where the wrapper knows it.
 FOUND_AS_THE_CLIENTS_KEY = (OPAQUE_KEY, f"Incorrect API key provided: {OPAQUE_KEY}.")
 
@@ -1173,7 +1173,7 @@ def test_redaction_of_hostile_text_passes_the_linear_time_ratio(unit: str) -> No
 
 def plain_text(text: str) -> str:
     """What every store holds for a text: NUL and lone surrogates become U+FFFD, a str
-    subclass is its characters (README, "Tags")."""
+    subclass is its characters (docs/schema.md, tags)."""
     text = str.__str__(text).replace("\x00", "\ufffd")
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
@@ -1183,11 +1183,11 @@ class Undocumented(Exception):
     reads it back the same is checked."""
 
 
-MAX_TAG_DEPTH = 16  # README, "Tags": nesting past 16 levels is "<too deep>"
+MAX_TAG_DEPTH = 16  # docs/schema.md, tags: nesting past 16 levels is "<too deep>"
 
 
 def json_readback(value: Any, depth: int = 0, within: frozenset[int] = frozenset()) -> Any:
-    """A tag value as the ``tags`` JSON column reads back (README, "Tags")."""
+    """A tag value as the ``tags`` JSON column reads back (docs/schema.md, tags)."""
     if isinstance(value, enum.Enum):
         value = value.value
     if isinstance(value, str):
@@ -1207,7 +1207,7 @@ def json_readback(value: Any, depth: int = 0, within: frozenset[int] = frozenset
         if not isinstance(value, dict):
             return [json_readback(v, depth + 1, inside) for v in value]
         if any(isinstance(k, str) and SECRET_NAMED.search(k) for k in value):
-            # e.g. {"../../etc/passwd": ...}: the secret rules redact it (README,
+            # e.g. {"../../etc/passwd": ...}: the secret rules redact it (docs/stores.md,
             # "Redaction"); which keys they name is tested with them, not spelled out here
             raise Undocumented("a secret-named key")
         if all(isinstance(k, str) for k in value):

@@ -127,7 +127,10 @@ def test_the_commands_to_look_at_the_log_run_on_the_quickstarts_log(tmp_path: Pa
     assert '"$error"' not in done.stdout  # `show` found the body beside the database
 
 
-@pytest.mark.parametrize("document", ["README.md", *sorted(p.name for p in (ROOT / "docs").glob("*.md"))])
+DOCUMENTS = ["README.md", *sorted(p.name for p in (ROOT / "docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("document", DOCUMENTS)
 def test_relative_links_name_files_that_exist(document: str) -> None:
     path = ROOT / document if document == "README.md" else ROOT / "docs" / document
     text = path.read_text(encoding="utf-8")

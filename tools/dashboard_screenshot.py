@@ -1,4 +1,4 @@
-"""Take the README's screenshot of the dashboard: docs/images/dashboard.png.
+"""Take the dashboard docs' screenshot of the dashboard: docs/images/dashboard.png.
 
 Seeds two weeks of calls into a fresh SQLite log (tests/support/dashboard_log.py, the
 dashboard tests' log), serves the dashboard over it and shoots its first page in

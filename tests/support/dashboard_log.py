@@ -1,5 +1,5 @@
 """A log to look at: two weeks of calls with known rows, for the dashboard's tests and for
-the README's screenshot (tools/dashboard_screenshot.py).
+the screenshot in docs/dashboard.md (tools/dashboard_screenshot.py).
 
 Rows are made the way the writer makes them (``record/rows.build_row`` over a
 ``CallRecord`` priced by the shipped price table, bodies by ``record/envelope``), with
