@@ -190,6 +190,7 @@ async def run_demo(
         f"\nTry:\n  {cli} report --db {db_path} --by user_id\n"
         f"  {cli} tail --db {db_path} -n 5\n"
         f"  {cli} prices --db {db_path}\n"
-        f'  sqlite3 {db_path} "SELECT feature, SUM(total_cost) FROM llm_requests GROUP BY feature"'
+        f'  sqlite3 {db_path} "SELECT feature, ROUND(SUM(total_cost), 10) FROM llm_requests'
+        ' GROUP BY feature"'
     )
     return 0
