@@ -1,14 +1,22 @@
 """The wheel carries what the package reads at run time: the price table (from the
-repository root), every dialect's migrations, the dashboard's static files and py.typed."""
+repository root), every dialect's migrations, the dashboard's static files and py.typed;
+its metadata names the dependencies the code imports."""
 
 from __future__ import annotations
 
+import ast
+import re
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).parents[1]
+# Distribution name -> the module it is imported as, where they differ.
+IMPORTED_AS = {"PyYAML": "yaml"}
 
 
 def test_wheel_contains_prices_migrations_assets_and_type_marker(tmp_path: Path) -> None:
@@ -52,6 +60,31 @@ def test_wheel_contains_prices_migrations_assets_and_type_marker(tmp_path: Path)
     assert "License-Expression: MIT" in metadata
     for version in ("3.10", "3.11", "3.12", "3.13"):
         assert f"Classifier: Programming Language :: Python :: {version}" in metadata
+    assert "Requires-Dist: aiofiles" not in metadata
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[\s<>=!~;\[(]", requirement, maxsplit=1)[0]
+
+
+def _pyproject() -> dict[str, Any]:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    return dict(tomllib.loads((ROOT / "pyproject.toml").read_text()))
+
+
+def test_every_core_dependency_is_imported() -> None:
+    """A dependency declared and never imported (aiofiles was) costs every install."""
+    imported = set()
+    for path in (ROOT / "majordomo_log").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                imported.add(node.module.split(".")[0])
+    declared = [_name(r) for r in _pyproject()["project"]["dependencies"]]
+    unused = [d for d in declared if IMPORTED_AS.get(d, d) not in imported]
+    assert declared and unused == []
+    assert "aiofiles" not in imported
 
 
 def test_version_and_python_dash_m() -> None:
