@@ -1,6 +1,6 @@
 """The wheel carries what the package reads at run time: the price table (from the
 repository root), every dialect's migrations, the dashboard's static files and py.typed;
-its metadata names the dependencies the code imports."""
+its metadata has the package's one version and the dependencies the code imports."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ import re
 import subprocess
 import sys
 import zipfile
+from email.parser import Parser
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+import majordomo_log
 
 ROOT = Path(__file__).parents[1]
 # Distribution name -> the module it is imported as, where they differ.
@@ -61,6 +64,10 @@ def test_wheel_contains_prices_migrations_assets_and_type_marker(tmp_path: Path)
     for version in ("3.10", "3.11", "3.12", "3.13"):
         assert f"Classifier: Programming Language :: Python :: {version}" in metadata
     assert "Requires-Dist: aiofiles" not in metadata
+    # One version, written in majordomo_log/_version.py: the wheel's is the package's.
+    fields = Parser().parsestr(metadata)
+    assert fields["Version"] == majordomo_log.__version__
+    assert wheel.name.startswith(f"majordomo_log-{majordomo_log.__version__}-")
 
 
 def _name(requirement: str) -> str:
@@ -89,14 +96,13 @@ def test_every_core_dependency_is_imported() -> None:
 
 def test_version_and_python_dash_m() -> None:
     """``majordomo-log --version`` and ``python -m majordomo_log``, for when the console
-    script is not on PATH."""
-    from importlib import metadata
-
+    script is not on PATH: both say ``majordomo_log.__version__``."""
+    version = majordomo_log.__version__
     out = subprocess.run(
         [sys.executable, "-m", "majordomo_log", "--version"],
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
-    assert out.stdout.strip() == f"majordomo-log {metadata.version('majordomo-log')}"
+    assert out.stdout.strip() == f"majordomo-log {version}"
     script = Path(sys.executable).with_name("majordomo-log")
     out = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0 and out.stdout.strip().endswith(metadata.version("majordomo-log"))
+    assert out.returncode == 0 and out.stdout.strip() == f"majordomo-log {version}"
