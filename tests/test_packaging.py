@@ -63,11 +63,17 @@ def test_wheel_contains_prices_migrations_assets_and_type_marker(tmp_path: Path)
     assert "License-Expression: MIT" in metadata
     for version in ("3.10", "3.11", "3.12", "3.13"):
         assert f"Classifier: Programming Language :: Python :: {version}" in metadata
-    assert "Requires-Dist: aiofiles" not in metadata
     # One version, written in majordomo_log/_version.py: the wheel's is the package's.
     fields = Parser().parsestr(metadata)
     assert fields["Version"] == majordomo_log.__version__
     assert wheel.name.startswith(f"majordomo_log-{majordomo_log.__version__}-")
+    requires = fields.get_all("Requires-Dist") or []
+    assert not [r for r in requires if r.lower().startswith(("aiofiles", "types-aiofiles"))]
+    # majordomo_log.testing's extra, and the demo's (which runs on it), name httpx2.
+    assert {"testing", "demo"} <= set(fields.get_all("Provides-Extra") or [])
+    for extra in ("testing", "demo"):
+        named = {_name(r) for r in requires if re.search(f"extra == [\"']{extra}[\"']", r)}
+        assert named == {"httpx2", "openai", "anthropic"}, extra
 
 
 def _name(requirement: str) -> str:
@@ -92,6 +98,33 @@ def test_every_core_dependency_is_imported() -> None:
     unused = [d for d in declared if IMPORTED_AS.get(d, d) not in imported]
     assert declared and unused == []
     assert "aiofiles" not in imported
+
+
+def test_extras() -> None:
+    """demo runs on majordomo_log.testing, so it needs what testing needs; all is every
+    optional driver and integration, not the fakes."""
+    extras = _pyproject()["project"]["optional-dependencies"]
+    assert extras["demo"] == extras["testing"]
+    runtime = [e for e in extras if e not in ("all", "demo", "testing", "dev")]
+    assert sorted(extras["all"]) == sorted(r for e in runtime for r in extras[e])
+
+
+def test_testing_without_httpx2_names_the_extra() -> None:
+    """A core install has no httpx2: importing majordomo_log.testing says what to install."""
+    code = (
+        "import sys\n"
+        "sys.modules['httpx2'] = None\n"
+        "try:\n"
+        "    import majordomo_log.testing\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+        "else:\n"
+        "    print('imported')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert 'pip install "majordomo-log[testing]"' in out.stdout, out.stdout + out.stderr
 
 
 def test_version_and_python_dash_m() -> None:
