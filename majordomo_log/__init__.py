@@ -14,7 +14,6 @@ to a SQL database, with full bodies in files or S3::
 
 from __future__ import annotations
 
-from importlib import metadata as _metadata
 from typing import Any
 
 from ._exceptions import (
@@ -28,6 +27,7 @@ from ._exceptions import (
     StoreError,
     StoreUnavailable,
 )
+from ._version import __version__ as __version__
 from .alerts.anomaly_options import Anomalies
 from .alerts.events import AlertEvent
 from .alerts.sinks import LogAlert, PagerDutyAlert, SlackAlert, WebhookAlert
@@ -49,11 +49,6 @@ from .stores.open import open_db, open_storage
 from .stores.sql.sqlite import SqliteAdapter
 from .telemetry.protocols import CallObserver
 from .telemetry.setup import OpenTelemetryOptions
-
-try:
-    __version__ = _metadata.version("majordomo-log")
-except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
-    __version__ = "0+unknown"
 
 # PostgresAdapter, MySQLAdapter, S3Adapter and PrometheusMetrics are importable too, but
 # stay out of __all__: their libraries are optional, and `import *` must not need them.

@@ -9,6 +9,7 @@ writer (``delivery/shared.py``), and hands both to the wrapper itself
 from __future__ import annotations
 
 import asyncio
+import enum
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from os import PathLike
@@ -36,12 +37,22 @@ from .record.redact import RedactHook
 from .record.values import storable_mapping
 from .stores.base import BodyStore, MetadataStore
 from .stores.by_url import StoreName, db_url, shared_db, shared_storage, storage_url
+from .stores.defaults import default_db, default_storage
 from .telemetry.protocols import CallObserver
 from .telemetry.setup import OpenTelemetryOptions, telemetry
 
 ClientT = TypeVar("ClientT")
 _building = threading.Lock()
 OptionsT = TypeVar("OptionsT", QueueOptions, RetryOptions, BodyOptions)
+
+
+class _Omitted(enum.Enum):
+    """``storage`` not passed at all, which is not ``storage=None`` (no bodies)."""
+
+    OMITTED = "omitted"
+
+
+OMITTED = _Omitted.OMITTED
 
 
 class LoggingLLM(ClientWrapper[ClientT]):
@@ -51,6 +62,14 @@ class LoggingLLM(ClientWrapper[ClientT]):
     and paths the library opens itself: ``"sqlite:///llm_logs.db"`` (or just a file
     name), ``"postgresql://..."``, ``"mysql://..."``; ``"request_logs"`` (a folder),
     ``"file:///..."``, ``"s3://bucket/prefix"``.
+
+    Both may be left out, by the rule the command line follows (``stores/defaults.py``):
+    ``LoggingLLM(client)`` logs to ``$MAJORDOMO_LOG_DB``, else ``llm_logs.db`` in the
+    working directory, and keeps bodies in ``$MAJORDOMO_LOG_STORAGE``, else the folder
+    ``request_logs`` beside the SQLite file. ``db=None`` is the same as leaving it out.
+    ``storage`` left out while ``db`` is given means no bodies, as it always has, whatever
+    the environment says (an environment variable never starts keeping bodies a program
+    did not ask for); ``storage=None`` means no bodies in every case.
 
     Sync clients (``openai.OpenAI``, ``anthropic.Anthropic``, boto3) get a wrapper whose
     ``flush()``, ``close()``, ``replay_spool()`` and ``record_outcome()`` are plain
@@ -91,8 +110,8 @@ class LoggingLLM(ClientWrapper[ClientT]):
     def __init__(
         self,
         client: ClientT,
-        db: MetadataStore | StoreName,
-        storage: BodyStore | StoreName | None = None,
+        db: MetadataStore | StoreName | None = None,
+        storage: BodyStore | StoreName | _Omitted | None = OMITTED,
         *,
         api_key_alias: str | None = None,
         tags: Mapping[str, Any] | None = None,
@@ -131,6 +150,10 @@ class LoggingLLM(ClientWrapper[ClientT]):
         opentelemetry: bool | OpenTelemetryOptions | None = None,
         metrics: Iterable[CallObserver] | CallObserver = (),
     ) -> None:
+        if storage is OMITTED:
+            storage = default_storage(default_db()) if db is None else None
+        if db is None:
+            db = default_db()
         named = isinstance(db, (str, PathLike)), isinstance(storage, (str, PathLike))
         if not named[0] and not isinstance(db, MetadataStore):
             raise TypeError(

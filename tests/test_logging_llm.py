@@ -3,6 +3,7 @@ each checked when the wrapper is made, and each reaching the part it configures.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from duck_client import Acme
 
 import majordomo_log as ml
+from majordomo_log.testing import FakeProvider, fake_openai_client, fake_sync_openai_client
 
 
 def test_options_objects_reach_the_writer_and_the_record(stores: Any, tmp_path: Path) -> None:
@@ -104,3 +106,65 @@ async def test_a_wrapper_that_fails_to_build_holds_no_writer_open(stores: Any) -
     llm = ml.LoggingLLM(Acme(), stores.db, stores.storage, spool=False)
     await llm.close()  # the last wrapper on these stores: the writer stops, stores close
     assert stores.db.closed and stores.storage.closed
+
+
+def _logged(db_file: Path) -> int:
+    with sqlite3.connect(db_file) as conn:
+        (count,) = conn.execute("SELECT COUNT(*) FROM llm_requests").fetchone()
+    return int(count)
+
+
+def _bodies(folder: Path) -> int:
+    return sum(1 for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MAJORDOMO_LOG_DB", raising=False)
+    monkeypatch.delenv("MAJORDOMO_LOG_STORAGE", raising=False)
+    return tmp_path
+
+
+async def test_no_stores_given_logs_to_llm_logs_db_and_request_logs(workdir: Path) -> None:
+    """``LoggingLLM(client)``: rows in ./llm_logs.db, bodies in ./request_logs beside it."""
+    async with ml.LoggingLLM(fake_openai_client(FakeProvider()), spool=False) as llm:
+        await llm.chat.completions.create(model="gpt-4o", messages=[])
+    assert _logged(workdir / "llm_logs.db") == 1
+    assert _bodies(workdir / "request_logs") == 1
+
+
+def test_no_stores_given_follows_the_environment_sync_client(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAJORDOMO_LOG_DB", "logs/app.db")
+    monkeypatch.setenv("MAJORDOMO_LOG_STORAGE", str(workdir / "bodies"))
+    with ml.LoggingLLM(fake_sync_openai_client(FakeProvider()), spool=False) as llm:
+        llm.chat.completions.create(model="gpt-4o", messages=[])
+    assert _logged(workdir / "logs" / "app.db") == 1
+    assert _bodies(workdir / "bodies") == 1
+    assert not (workdir / "llm_logs.db").exists() and not (workdir / "request_logs").exists()
+
+
+def test_db_alone_without_storage_env_puts_bodies_beside_it(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAJORDOMO_LOG_DB", "sqlite:///demo/log.db")
+    with ml.LoggingLLM(fake_sync_openai_client(FakeProvider()), spool=False) as llm:
+        llm.chat.completions.create(model="gpt-4o", messages=[])
+    assert _logged(workdir / "demo" / "log.db") == 1
+    assert _bodies(workdir / "demo" / "request_logs") == 1
+
+
+async def test_a_db_given_without_storage_still_keeps_no_bodies(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As before: db given, storage left out (or None) means no bodies, even with
+    $MAJORDOMO_LOG_STORAGE set; storage=None with no db keeps none either."""
+    monkeypatch.setenv("MAJORDOMO_LOG_STORAGE", str(workdir / "bodies"))
+    async with ml.LoggingLLM(fake_openai_client(FakeProvider()), "mine.db", spool=False) as llm:
+        await llm.chat.completions.create(model="gpt-4o", messages=[])
+    with ml.LoggingLLM(fake_sync_openai_client(FakeProvider()), None, None, spool=False) as sync:
+        sync.chat.completions.create(model="gpt-4o", messages=[])
+    assert _logged(workdir / "mine.db") == 1 and _logged(workdir / "llm_logs.db") == 1
+    assert _bodies(workdir / "bodies") == 0 and _bodies(workdir / "request_logs") == 0

@@ -27,6 +27,7 @@ from ..delivery.hosted import HostedWriter, shut_down
 from ..delivery.stats import WriterStats
 from ..delivery.writer import DEFAULT_CLOSE_TIMEOUT, BatchWriter
 from ..record.call import OUTCOMES
+from ..record.ids import request_id_text
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -62,17 +63,30 @@ class Control:
 
     async def record_outcome(self, request_id: str, outcome: str) -> None:
         """Set the outcome (accepted, edited, rejected, escalated) of a logged call. May be
-        called while the call's record still waits in the queue: it lands either way."""
+        called while the call's record still waits in the queue: it lands either way.
+
+        ``request_id`` is ``call_info(response).request_id`` (or a ``uuid.UUID``): anything
+        else is refused here (``TypeError``, ``ValueError``). An id of the right form that
+        matches no logged call (not this log's, or its record was dropped or refused) is
+        found when the writer applies it: a warning names it and ``stats()`` counts it in
+        ``outcomes_unmatched``; the call it follows is never affected."""
         self._record_outcome(request_id, outcome)
 
-    def _record_outcome(self, request_id: str, outcome: str) -> None:
+    def _record_outcome(self, request_id: object, outcome: str) -> None:
+        request_id = request_id_text(request_id)
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}, got {outcome!r}")
         when = dt.datetime.now(dt.timezone.utc)
         record = self._open_streams.get(request_id)
-        if record is not None and record.t_end is None:
-            record.outcome = (outcome, when)  # inserted with the row when the stream ends
-        self._writer.submit((str(request_id), outcome, when))
+        if record is not None:
+            record.outcome = (outcome, when)  # inserted with the row, if not built yet
+            if record.t_end is None:
+                # Still being read: its record, queued when it ends, carries the outcome.
+                # An update queued now would reach the store before the row, matching
+                # nothing. (Read after the outcome is set: a stream ending meanwhile
+                # queues its record after this, and its row is built later still.)
+                return
+        self._writer.submit((request_id, outcome, when))
 
     async def close(self, timeout: float | None = DEFAULT_CLOSE_TIMEOUT) -> WriterStats:
         """Flush and detach; the last wrapper on a pair of stores stops the writer and

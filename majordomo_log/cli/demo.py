@@ -41,6 +41,9 @@ async def run_demo(
     """Log ``calls`` calls to ``out``, then print the report; ``progress(done, calls)``
     follows each call as it returns."""
     try:
+        import anthropic  # noqa: F401  (imported by the fake clients only when built)
+        import openai  # noqa: F401
+
         from ..testing import FakeProvider, fake_anthropic_client, fake_openai_client
     except ImportError as exc:
         raise ImportError(

@@ -22,12 +22,12 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from .._exceptions import MajordomoLogError, StoreError
+from .._version import __version__
 from ..budgets.status import NO_BUDGETS, budget_status, status_rows
 from ..delivery.spool import SPOOL_DIR_ENV
 from ..record.call import STATUSES
@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     parser = argparse.ArgumentParser(prog="majordomo-log", description="Query the LLM call log.")
-    parser.add_argument("--version", action="version", version=f"majordomo-log {_version()}")
+    parser.add_argument("--version", action="version", version=f"majordomo-log {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("migrate", parents=[stores], help="create or upgrade the schema")
     p.set_defaults(run=cmd_migrate)
@@ -396,13 +396,6 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_parser(sub, database)
     add_ui_command(sub, stores)
     return parser
-
-
-def _version() -> str:
-    try:
-        return metadata.version("majordomo-log")
-    except metadata.PackageNotFoundError:  # a source tree never installed
-        return "0+unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -33,6 +33,7 @@ QueueItem = CallRecord | OutcomeUpdate  # what the writer queues: a call, or a l
 _PROBE_CAP = 30.0  # longest wait between tries of a store that is down
 _REPLAY_CHECK_SECONDS = 30.0  # how often a healthy writer looks for spooled files
 _ERROR_LOG_INTERVAL = 30.0
+_IDS_SHOWN = 10  # request ids a warning about unmatched outcomes names
 
 
 class Delivery:
@@ -54,6 +55,7 @@ class Delivery:
         self.written = self.failed = self.spilled = self.replayed = 0
         self.spill_files = 0  # batch files this writer added to the spool
         self.bodies_written = self.bodies_failed = self.outcomes_written = 0
+        self.outcomes_unmatched = 0  # outcome updates whose request id matched no row
         self.dropped: collections.Counter[str] = collections.Counter()
         self.down_for = 0.0  # current wait between tries; 0 while the stores are up
         self.down_until = 0.0  # monotonic time of the next try of a store that is down
@@ -110,10 +112,15 @@ class Delivery:
         ):
             outcomes = []
         refs: list[str | None] | None = None
+        missed: list[str] = []
+
+        async def write(rows: Sequence[Row], outcomes: Sequence[OutcomeUpdate]) -> None:
+            missed.extend(await self._write_with_retries(rows, outcomes))
+
         try:
             refs = await self._store_bodies(records, bodies)
             rows, unbuildable = await asyncio.to_thread(rows_of, records, refs)
-            refused = await write_isolating(self._write_with_retries, rows, outcomes)
+            refused = await write_isolating(write, rows, outcomes)
         except Exception as exc:
             if not is_transient(exc):
                 raise
@@ -126,7 +133,7 @@ class Delivery:
             )
         self.mark_up()
         refused = unbuildable + refused
-        self._count_written(len(records), len(outcomes), refused)
+        self._count_written(len(records), len(outcomes) - len(missed), refused)
         if refused and self.spool is not None:
             await asyncio.to_thread(keep_rejected, self.spool, refused, None, self.db, self.storage)
         elif refused:
@@ -141,18 +148,24 @@ class Delivery:
 
     async def _write_with_retries(
         self, rows: Sequence[Row], outcomes: Sequence[OutcomeUpdate]
-    ) -> None:
+    ) -> list[str]:
+        """Write, retrying an unavailable store; the ids of outcomes that matched no row
+        (counted and logged here, for the worker's batches and the spool's alike)."""
         # A store already known to be down gets one try per probe, not a retry series.
         attempts = 1 if self.down_for else 1 + self.max_retries
         for attempt in range(attempts):
             try:
                 async with self._write_lock():
-                    await self.db.write_batch(rows, outcomes)
-                return
+                    missed = list(await self.db.write_batch(rows, outcomes) or ())
+                break
             except Exception as exc:
                 if not is_transient(exc) or attempt == attempts - 1:
                     raise
                 await asyncio.sleep(self.backoff(attempt))
+        if missed:
+            self.outcomes_unmatched += len(missed)
+            warn_unmatched(self.db, missed)
+        return missed
 
     async def _store_bodies(
         self, records: Sequence[CallRecord], bodies: Sequence[Body | None]
@@ -351,6 +364,21 @@ class Delivery:
         if now - self._last_error_log.get(message, -_ERROR_LOG_INTERVAL) >= _ERROR_LOG_INTERVAL:
             self._last_error_log[message] = now
             logger.error(message, *args)
+
+
+def warn_unmatched(db: MetadataStore, request_ids: Sequence[str]) -> None:
+    """An outcome was recorded for an id the log does not hold: a caller's mistake (an id
+    from elsewhere, a typo) or a call whose record was dropped or refused."""
+    shown = list(dict.fromkeys(request_ids))
+    more = f" and {len(shown) - _IDS_SHOWN} more" if len(shown) > _IDS_SHOWN else ""
+    logger.warning(
+        "record_outcome(): %d outcome(s) matched no logged call in %s (request id %s%s): "
+        "not an id this log holds, or its record was dropped or refused",
+        len(request_ids),
+        db.url,
+        ", ".join(shown[:_IDS_SHOWN]),
+        more,
+    )
 
 
 def remaining(deadline: float | None) -> float | None:

@@ -19,7 +19,8 @@ from ..schema import OutcomeUpdate, Row
 from ..stores.base import BodyStore, MetadataStore
 from .spool import Spool, SpoolBatch, SpoolEntry
 
-WriteBatch = Callable[[Sequence[Row], Sequence[OutcomeUpdate]], Awaitable[None]]
+# A store's write_batch, or a writer's around it; what it returns is not used here.
+WriteBatch = Callable[[Sequence[Row], Sequence[OutcomeUpdate]], Awaitable[object]]
 Refused = tuple[Row | None, str]  # (row, or None for outcome updates; the store's error)
 
 

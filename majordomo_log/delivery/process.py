@@ -213,6 +213,7 @@ class ProcessWriter(Shipper):
             bodies_written=total("bodies_written"),
             bodies_failed=total("bodies_failed"),
             outcomes_written=total("outcomes_written"),
+            outcomes_unmatched=total("outcomes_unmatched"),
             queue_bytes=self._bytes_in - self._bytes_out,
             internal_errors=total("internal_errors") + self._internal_errors,
             dropped_by_reason=dict(reasons),

@@ -256,7 +256,8 @@ class Shipper:
         code = child.exitcode()
         stats = self._child_stats
         for name in ("written", "failed", "bodies_written", "bodies_failed", "outcomes_written",
-                     "internal_errors", "spilled", "replayed", "bodies_dropped"):  # fmt: skip
+                     "outcomes_unmatched", "internal_errors", "spilled", "replayed",
+                     "bodies_dropped"):  # fmt: skip
             self._past[name] += stats.get(name, 0)
         self._past_reasons.update(stats.get("dropped_by_reason", {}))
         self._child_stats = {}

@@ -25,3 +25,5 @@ class WriterStats:
     queue_records: int = 0
     spool_files: int = 0
     store_down: bool = False  # a store is unavailable: batches go to the spool
+    # record_outcome() updates whose request id matched no row (each logged as a warning)
+    outcomes_unmatched: int = 0

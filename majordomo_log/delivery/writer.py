@@ -221,6 +221,7 @@ class BatchWriter:
             bodies_written=delivery.bodies_written,
             bodies_failed=delivery.bodies_failed,
             outcomes_written=delivery.outcomes_written,
+            outcomes_unmatched=delivery.outcomes_unmatched,
             queue_bytes=self._queue_bytes,
             internal_errors=self._internal_errors,
             dropped_by_reason=dict(delivery.dropped),

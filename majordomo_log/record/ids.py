@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import time
+import uuid
 
 _random = random.Random(os.urandom(32))
 if hasattr(os, "register_at_fork"):
@@ -45,3 +47,26 @@ def uuid7(unix_ms: int | None = None) -> str:
     if unix_ms is None:
         unix_ms = time.time_ns() // 1_000_000
     return format_uuid7(unix_ms, random_bits(74))
+
+
+_CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def request_id_text(value: object) -> str:
+    """``value`` as a request id the log can hold, or why not: a ``str`` spelled as the
+    log spells ids (a UUID, lower case, dashed: what ``call_info(resp).request_id``
+    gives) or a ``uuid.UUID`` (as a PostgreSQL driver returns the column)."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if not isinstance(value, str):
+        raise TypeError(
+            f"request_id must be the str from call_info(response).request_id, "
+            f"got {type(value).__name__}"
+        )
+    if not _CANONICAL.fullmatch(value):
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise ValueError(
+            f"request_id {shown!r} is not a request id of this log: a UUID in lower case "
+            "with dashes, as call_info(response).request_id gives (not the provider's id)"
+        )
+    return value

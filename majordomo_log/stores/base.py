@@ -44,9 +44,15 @@ class MetadataStore(Protocol):
         """Apply pending migrations; return the names applied."""
         ...
 
-    async def write_batch(self, rows: Sequence[Row], outcomes: Sequence[OutcomeUpdate]) -> None:
+    async def write_batch(
+        self, rows: Sequence[Row], outcomes: Sequence[OutcomeUpdate]
+    ) -> Sequence[str] | None:
         """Insert rows, then apply outcome updates, in one transaction. A row whose
         request_id already exists is skipped, so re-writing a batch is harmless.
+
+        Returns the request id of each outcome update that matched no row (in the
+        order given; an empty list when all did). A store that cannot tell returns
+        None, and its outcomes are counted as written.
 
         Raises ``StoreUnavailable`` when the batch may succeed later unchanged:
         connection refused, reset or closed mid-batch, timeouts, deadlocks and

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any
 
 from .._exceptions import ConfigError
+from .._version import __version__
 from .protocols import CallObserver, CallTracing
 
 
@@ -65,7 +65,7 @@ def telemetry(
                 'OpenTelemetry needs opentelemetry-api: pip install "majordomo-log[otel]"'
             ) from None
         return None, observers
-    version = _version()
+    version = __version__
     spans = None
     if isinstance(opentelemetry, OpenTelemetryOptions):
         if opentelemetry.spans:
@@ -92,10 +92,3 @@ def _configured_metrics() -> bool:
     provider = get_meter_provider()
     # Until one is set, the API hands out a proxy whose class it does not export.
     return not isinstance(provider, NoOpMeterProvider) and "Proxy" not in type(provider).__name__
-
-
-def _version() -> str:
-    try:
-        return metadata.version("majordomo-log")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"

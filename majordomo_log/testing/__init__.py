@@ -16,9 +16,20 @@ Azure's ``/openai/...`` and ``/openai/deployments/{name}/...`` paths) and
 The pieces: ``testing/provider.py`` (the transport), ``testing/clients.py`` (the SDK
 clients wired to it), ``testing/wire.py`` (response shapes, SSE events, errors) and
 ``testing/keys.py`` (the API keys the fakes have seen).
+
+Not in a core install: ``pip install "majordomo-log[testing]"`` brings httpx2 and the
+SDKs the fake clients build (openai 3+, anthropic 1+, both on httpx2).
 """
 
 from __future__ import annotations
+
+try:
+    import httpx2  # noqa: F401  (the transport every fake here is)
+except ImportError as exc:
+    raise ImportError(
+        "majordomo_log.testing needs httpx2 and the openai / anthropic SDKs, which a core "
+        'install leaves out: pip install "majordomo-log[testing]"'
+    ) from exc
 
 from .clients import ANTHROPIC_BASE_URL as ANTHROPIC_BASE_URL
 from .clients import AZURE_API_VERSION as AZURE_API_VERSION

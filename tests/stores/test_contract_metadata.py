@@ -269,6 +269,59 @@ async def test_wrapped_calls_end_to_end(db: ml.MetadataStore, tmp_path: Path) ->
     assert {r["user_id"] for r in rows} == {"ü-1"}
 
 
+async def test_write_batch_returns_the_outcomes_that_matched_no_row(
+    db: ml.MetadataStore,
+) -> None:
+    """Outcomes apply after the batch's own rows; each update whose id is not in the
+    table comes back, in order. An update repeated with the same values (a replay: MySQL
+    counts it as changing nothing) still matched its row."""
+    first, second = build_row(record(1), None), build_row(record(2), None)
+    when = BASE + dt.timedelta(minutes=5)
+    missing = "01a20000-0000-7000-8000-999999999999"
+    assert list(await db.write_batch([first], []) or ()) == []
+    outcomes = [
+        (first.request_id, "accepted", when),  # a row written before
+        (missing, "rejected", when),
+        (second.request_id, "edited", when),  # a row of this very batch
+        ("01A20000-0000-7000-8000-000000000001", "edited", when),  # not as the log spells it
+        (missing, "escalated", when),
+    ]
+    got = await db.write_batch([second], outcomes)
+    assert list(got or ()) == [missing, "01A20000-0000-7000-8000-000000000001", missing]
+    again = await db.write_batch([], [(first.request_id, "accepted", when)])
+    assert list(again or ()) == []
+    rows = await db.fetch("SELECT request_id, outcome FROM llm_requests ORDER BY request_id")
+    assert [(str(r["request_id"]), r["outcome"]) for r in rows] == [
+        (first.request_id, "accepted"),
+        (second.request_id, "edited"),
+    ]
+
+
+async def test_an_outcome_for_no_logged_call_is_counted_and_named(
+    db: ml.MetadataStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """record_outcome() with an id of the right form that the log does not hold: the
+    call goes on, the warning names the id, stats() counts it; an outcome recorded while
+    its call's record still waits in the queue lands."""
+    llm = ml.LoggingLLM(fake_openai_client(FakeProvider()), db, None, close_stores=False)
+    resp = await llm.chat.completions.create(model="gpt-4o", messages=[])
+    await llm.record_outcome(ml.call_info(resp).request_id, "accepted")  # row still queued
+    unknown = "01a20000-0000-7000-8000-0000deadbeef"
+    with caplog.at_level("WARNING", logger="majordomo_log"):
+        await llm.record_outcome(unknown, "rejected")
+        stats = await llm.flush()
+    assert stats.outcomes_unmatched == 1 and stats.outcomes_written == 1
+    assert stats.written == 1 and stats.dropped == 0 and stats.pending == 0
+    assert unknown in caplog.text and "matched no logged call" in caplog.text
+    with pytest.raises(ValueError, match="not a request id of this log"):
+        await llm.record_outcome("chatcmpl-abc123", "accepted")  # the provider's id
+    with pytest.raises(TypeError, match="request_id must be"):
+        await llm.record_outcome(42, "accepted")  # type: ignore[arg-type]
+    await llm.close()
+    rows = await db.fetch("SELECT outcome FROM llm_requests")
+    assert [r["outcome"] for r in rows] == ["accepted"]
+
+
 VIEWS = (
     "llm_daily_spend",
     "llm_spend_by_attribution",

@@ -31,6 +31,7 @@ from .budget_table import encode_definitions
 from .common import PooledStoreBase, check_identifier, classify, format_placeholders, scrubber
 from .costs import UPDATED_COLUMNS
 from .migrate import MIGRATIONS_TABLE, migrations_for, split_statements
+from .outcomes import id_chunks, unmatched
 
 ROWS_PER_STATEMENT = 500
 BYTES_PER_STATEMENT = 4_000_000  # far below max_allowed_packet (16 MB by default)
@@ -224,18 +225,22 @@ class MySQLAdapter(PooledStoreBase):
             raise _error(f"MySQL {self.url}: migration failed", exc, self._scrub) from exc
         return applied
 
-    async def write_batch(self, rows: Sequence[Row], outcomes: Sequence[OutcomeUpdate]) -> None:
+    async def write_batch(
+        self, rows: Sequence[Row], outcomes: Sequence[OutcomeUpdate]
+    ) -> list[str]:
         self._check_open()
         self._check_writable()
+        present: list[str] = []
         try:
             # Escaped and encoded off the event loop: aiomysql's escaping of parameters
             # cost 23.6 ms of event-loop time per 1000 rows (REFERENCE.md §3).
             statements = await asyncio.to_thread(_insert_statements, rows) if rows else []
-            await self._in_transaction(statements, outcomes)
+            await self._in_transaction(statements, outcomes, present)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             raise _error(f"MySQL {self.url}: write failed", exc, self._scrub) from exc
+        return unmatched(outcomes, present)
 
     async def update_costs(self, updates: Sequence[CostUpdate]) -> int:
         """``base.Repriceable``: UPDATE ... JOIN a derived table of the new values, built
@@ -278,15 +283,20 @@ class MySQLAdapter(PooledStoreBase):
             raise _error(f"MySQL {self.url}: budgets not saved", exc, self._scrub) from exc
 
     async def _in_transaction(
-        self, statements: Sequence[bytes], outcomes: Sequence[OutcomeUpdate]
+        self,
+        statements: Sequence[bytes],
+        outcomes: Sequence[OutcomeUpdate],
+        present: list[str] | None = None,
     ) -> int:
         """Run the statements, then the outcome updates, in one transaction; the rows
-        they affected. aiomysql has no read timeout, and its connect timeout stops at the
-        TCP open: a frozen server would hold the writer in the handshake or the statement."""
+        they affected (``present`` gets the outcomes' ids that are in the table). aiomysql
+        has no read timeout, and its connect timeout stops at the TCP open: a frozen
+        server would hold the writer in the handshake or the statement."""
         conn = await asyncio.wait_for(self._pool.acquire(), self.command_timeout)
         try:
             return await asyncio.wait_for(
-                self._write(conn, statements, outcomes), self.command_timeout
+                self._write(conn, statements, outcomes, [] if present is None else present),
+                self.command_timeout,
             )
         except (asyncio.TimeoutError, asyncio.CancelledError):
             conn.close()  # mid-statement: the connection cannot be reused
@@ -298,7 +308,11 @@ class MySQLAdapter(PooledStoreBase):
             self._pool.release(conn)
 
     async def _write(
-        self, conn: Any, statements: Sequence[bytes], outcomes: Sequence[OutcomeUpdate]
+        self,
+        conn: Any,
+        statements: Sequence[bytes],
+        outcomes: Sequence[OutcomeUpdate],
+        present: list[str],
     ) -> int:
         affected = 0
         async with conn.cursor() as cur:
@@ -311,6 +325,14 @@ class MySQLAdapter(PooledStoreBase):
                     "UPDATE llm_requests SET outcome = %s, outcome_at = %s WHERE request_id = %s",
                     (outcome, _utc_naive(when), request_id),
                 )
+            # Which ids are there: MySQL counts an update to the values a row already had
+            # (a replayed outcome) as affecting nothing, so rowcount cannot tell.
+            for ids in id_chunks(outcomes):
+                marks = ", ".join(["%s"] * len(ids))
+                await cur.execute(
+                    f"SELECT request_id FROM llm_requests WHERE request_id IN ({marks})", ids
+                )
+                present.extend(found for (found,) in await cur.fetchall())
         await conn.commit()
         return affected
 

@@ -29,6 +29,7 @@ from .budget_table import encode_definitions
 from .common import PooledStoreBase, check_identifier, classify, numbered_placeholders, scrubber
 from .costs import UPDATED_COLUMNS
 from .migrate import MIGRATIONS_TABLE, migrations_for, split_statements
+from .outcomes import unmatched
 from .postgres_copy import CopyBatch, copy_batch
 
 _COLUMN_LIST = ", ".join(COLUMNS)
@@ -199,14 +200,16 @@ class PostgresAdapter(PooledStoreBase):
             raise _error(f"PostgreSQL {self.url}: migration failed", exc, self._scrub) from exc
         return applied
 
-    async def write_batch(self, rows: Sequence[Row], outcomes: Sequence[OutcomeUpdate]) -> None:
+    async def write_batch(
+        self, rows: Sequence[Row], outcomes: Sequence[OutcomeUpdate]
+    ) -> list[str]:
         self._check_open()
         try:
             # Each row converted once, off the event loop: asyncpg gets finished bytes.
             batch = await asyncio.to_thread(copy_batch, rows) if rows else None
             async with self._pool.acquire() as conn:
                 try:
-                    await _write(conn, batch, outcomes)
+                    return await _write(conn, batch, outcomes)
                 except Exception as exc:
                     _discard_if_broken(conn, exc)
                     raise
@@ -282,13 +285,16 @@ class PostgresAdapter(PooledStoreBase):
             self._pool.terminate()
 
 
-async def _write(conn: Any, batch: CopyBatch | None, outcomes: Sequence[OutcomeUpdate]) -> None:
+async def _write(
+    conn: Any, batch: CopyBatch | None, outcomes: Sequence[OutcomeUpdate]
+) -> list[str]:
+    """Insert the rows, then apply the outcomes; the ids of outcomes that matched no row."""
     try:
         # Fast path: COPY straight into the table, in one transaction.
         async with conn.transaction():
             if batch is not None:
                 await _copy(conn, "llm_requests", batch)
-            await _apply_outcomes(conn, outcomes)
+            return await _apply_outcomes(conn, outcomes)
     except asyncpg.exceptions.UniqueViolationError:
         # Some rows are already there (a retry after an ambiguous failure):
         # COPY into a staging table and keep only the new ones.
@@ -304,7 +310,7 @@ async def _write(conn: Any, batch: CopyBatch | None, outcomes: Sequence[OutcomeU
                 f"SELECT {_COLUMN_LIST} FROM {_STAGE} "
                 "ON CONFLICT (request_id) DO NOTHING"
             )
-            await _apply_outcomes(conn, outcomes)
+            return await _apply_outcomes(conn, outcomes)
 
 
 async def _copy(conn: Any, table: str, batch: CopyBatch) -> None:
@@ -350,13 +356,20 @@ def _param(value: Any) -> Any:
     return value
 
 
-async def _apply_outcomes(conn: Any, outcomes: Sequence[OutcomeUpdate]) -> None:
+async def _apply_outcomes(conn: Any, outcomes: Sequence[OutcomeUpdate]) -> list[str]:
     updates = [(o, when, _uuid(rid)) for rid, o, when in outcomes]
     updates = [u for u in updates if u[2] is not None]  # an id that is no UUID matches nothing
+    present: list[str] = []
     if updates:
         await conn.executemany(
             "UPDATE llm_requests SET outcome = $1, outcome_at = $2 WHERE request_id = $3", updates
         )
+        ids = list({u[2] for u in updates})
+        found = await conn.fetch(
+            "SELECT request_id::text FROM llm_requests WHERE request_id = ANY($1::uuid[])", ids
+        )
+        present = [record[0] for record in found]
+    return unmatched(outcomes, present)
 
 
 def _split_schema(dsn: str) -> tuple[str, str | None]:

@@ -27,6 +27,7 @@ from .budget_table import encode_definitions
 from .common import SqlStoreBase
 from .costs import UPDATED_COLUMNS
 from .migrate import MIGRATIONS_TABLE, migrations_for, split_statements
+from .outcomes import id_chunks, unmatched
 from .sqlite_rows import CHUNK_ROWS, EncodedBatch, encode_batch, sqlite_timestamp
 
 _UPDATE_OUTCOME = "UPDATE llm_requests SET outcome = ?, outcome_at = ? WHERE request_id = ?"
@@ -225,9 +226,11 @@ class SqliteAdapter(SqlStoreBase):
                 applied.append(migration.name)
         return applied
 
-    async def write_batch(self, rows: Sequence[Row], outcomes: Sequence[OutcomeUpdate]) -> None:
+    async def write_batch(
+        self, rows: Sequence[Row], outcomes: Sequence[OutcomeUpdate]
+    ) -> list[str]:
         async with self._writing():
-            await self._write_batch(rows, outcomes)
+            return await self._write_batch(rows, outcomes)
 
     def _writing(self) -> asyncio.Lock:
         """The lock a write holds (see ``__init__``), once the store is known to be open."""
@@ -287,9 +290,12 @@ class SqliteAdapter(SqlStoreBase):
                     raise StoreError(f"SQLite budgets not saved: {exc}") from exc
                 raise
 
-    async def _write_batch(self, rows: Sequence[Row], outcomes: Sequence[OutcomeUpdate]) -> None:
+    async def _write_batch(
+        self, rows: Sequence[Row], outcomes: Sequence[OutcomeUpdate]
+    ) -> list[str]:
         # Each row converted once, in a worker thread; sqlite3 binds the result as it is.
         batch = await asyncio.to_thread(encode_batch, rows) if rows else None
+        present: list[str] = []
         try:
             await self._conn.execute("BEGIN")
             if batch is not None:
@@ -299,6 +305,11 @@ class SqliteAdapter(SqlStoreBase):
                     _UPDATE_OUTCOME,
                     [(outcome, sqlite_timestamp(when), rid) for rid, outcome, when in outcomes],
                 )
+                for ids in id_chunks(outcomes):
+                    marks = ", ".join("?" * len(ids))
+                    sql = f"SELECT request_id FROM llm_requests WHERE request_id IN ({marks})"
+                    async with self._conn.execute(sql, ids) as cursor:
+                        present += [found for (found,) in await cursor.fetchall()]
             await self._conn.execute("COMMIT")
         except BaseException as exc:
             # Also on cancellation: aiosqlite runs statements in order in its thread, so
@@ -309,6 +320,7 @@ class SqliteAdapter(SqlStoreBase):
             if isinstance(exc, sqlite3.Error):
                 raise StoreError(f"SQLite write failed: {exc}") from exc
             raise
+        return unmatched(outcomes, present)
 
     async def _insert(self, batch: EncodedBatch) -> None:
         # In pieces: binding holds the GIL in aiosqlite's thread, and the event loop
