@@ -13,18 +13,30 @@ import datetime as dt
 import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from .._exceptions import ConfigError
 from ..stores.base import MetadataStore
+from ..stores.defaults import (
+    BODIES_FOLDER,
+    DB_ENV_VAR,
+    DEFAULT_DB,
+    STORAGE_ENV_VAR,
+    default_db,
+    default_storage,
+)
 from ..stores.open import open_db
 from ..stores.urls import sqlite_path
 from .reports import group_columns
 
-DB_ENV_VAR = "MAJORDOMO_LOG_DB"
-STORAGE_ENV_VAR = "MAJORDOMO_LOG_STORAGE"
-DEFAULT_DB = "sqlite:///llm_logs.db"
-DEFAULT_STORAGE = "file://request_logs"
+# Where ``majordomo-log demo`` writes unless given --out: its log is DEMO_OUT/llm_logs.db.
+DEMO_OUT = "demo-output"
+DEMO_DB = f"{DEMO_OUT}/{DEFAULT_DB}"
+DB_HELP = f"the log: a database URL or a SQLite file (default: ${DB_ENV_VAR}, else {DEFAULT_DB})"
+STORAGE_HELP = (
+    f"the bodies: a store URL or a folder (default: ${STORAGE_ENV_VAR}, else "
+    f"{BODIES_FOLDER} beside the SQLite file)"
+)
 
 
 class UsageError(Exception):
@@ -32,12 +44,24 @@ class UsageError(Exception):
 
 
 def db_url(value: str) -> str:
-    """Accept a URL or a bare SQLite file path."""
-    return value if "://" in value else f"sqlite:///{value}"
+    """Accept a URL or a bare SQLite file path (any file name: '?', '#' and '%' are
+    quoted, so the URL names that file)."""
+    return value if "://" in value else f"sqlite:///{quote(value, safe='/~')}"
 
 
 def storage_url(value: str) -> str:
-    return value if "://" in value else f"file://{value}"
+    """Accept a URL or a bare folder path."""
+    return value if "://" in value else f"file://{quote(value, safe='/~')}"
+
+
+def resolve_stores(args: argparse.Namespace) -> None:
+    """Fill in the --db and --storage not given, by the rule of ``stores/defaults.py``:
+    ``$MAJORDOMO_LOG_DB`` else ``llm_logs.db``; ``$MAJORDOMO_LOG_STORAGE`` else
+    ``request_logs`` beside the SQLite file."""
+    if "db" in args:
+        args.db = args.db or db_url(default_db())
+    if "storage" in args and args.storage is None:
+        args.storage = storage_url(default_storage(args.db if "db" in args else default_db()))
 
 
 def whole_number(maximum: int, minimum: int = 1) -> Callable[[str], int]:
@@ -108,10 +132,24 @@ async def existing_db(url: str) -> AsyncIterator[MetadataStore]:
 
 async def open_existing_db(url: str) -> MetadataStore:
     """Read-only: a read command creates no file, no schema and no table."""
-    if urlsplit(url).scheme == "sqlite":
-        path = sqlite_path(url)
-        if not Path(path).exists():
-            raise UsageError(
-                f"no database at {path}: pass --db, set {DB_ENV_VAR}, or run `majordomo-log demo`"
-            )
+    check_db_exists(url)
     return await open_db(url, read_only=True)
+
+
+def check_db_exists(url: str) -> None:
+    """A SQLite file that is not there is a ``UsageError`` saying what to pass: the
+    demo's log when there is one here, else how to name a log or make one."""
+    if urlsplit(url).scheme.lower() != "sqlite":
+        return
+    path = sqlite_path(url)
+    if Path(path).exists():
+        return
+    if Path(DEMO_DB).is_file() and not Path(path).resolve() == Path(DEMO_DB).resolve():
+        raise UsageError(
+            f"no database at {path}; the demo's log is here: pass --db {DEMO_DB} "
+            f"(or set {DB_ENV_VAR}={DEMO_DB})"
+        )
+    raise UsageError(
+        f"no database at {path}: pass --db or set {DB_ENV_VAR}, or run `majordomo-log demo` "
+        f"to write a sample log to {DEMO_DB} and pass --db {DEMO_DB}"
+    )

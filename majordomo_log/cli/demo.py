@@ -1,11 +1,16 @@
 """``majordomo-log demo``: a few hundred calls through the real OpenAI and Anthropic
 SDK clients, served in-process by ``majordomo_log.testing`` (no network, no key),
-logged to SQLite and local files, then the spend report."""
+logged to SQLite and local files, then the spend report and commands to try.
+
+Everything it writes is in its output folder: the log, the bodies, and the spool the
+writer spills to when its queue fills (``--calls 20000``), which is replayed before the
+demo ends and removed once empty; nothing goes under the home folder."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+import shlex
 import shutil
 import sqlite3
 import sys
@@ -14,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ..capture.tags import tags
+from ..delivery.spool import Spool
+from ..delivery.stats import WriterStats
 from ..logging_llm import LoggingLLM
 from ..stores.bodies.files import FileStorageAdapter
 from ..stores.sql.sqlite import SqliteAdapter
@@ -36,10 +43,15 @@ def _command_name() -> str:
 
 
 async def run_demo(
-    out: Path, *, calls: int = 300, progress: Callable[[int, int | None], None] | None = None
+    out: Path,
+    *,
+    calls: int = 300,
+    progress: Callable[[int, int | None], None] | None = None,
+    max_queue_records: int | None = None,
 ) -> int:
     """Log ``calls`` calls to ``out``, then print the report; ``progress(done, calls)``
-    follows each call as it returns."""
+    follows each call as it returns. ``max_queue_records``: the writer's queue (its
+    default unless given), past which records go by way of the spool in ``out``."""
     try:
         import anthropic  # noqa: F401  (imported by the fake clients only when built)
         import openai  # noqa: F401
@@ -50,10 +62,11 @@ async def run_demo(
             'the demo drives the openai and anthropic SDKs: pip install "majordomo-log[demo]"'
         ) from exc
 
-    db_path, bodies = out / "llm_logs.db", out / "request_logs"
+    db_path, bodies, spool_dir = out / "llm_logs.db", out / "request_logs", out / "spool"
     for stale in (db_path, Path(f"{db_path}-wal"), Path(f"{db_path}-shm")):
         stale.unlink(missing_ok=True)
-    shutil.rmtree(bodies, ignore_errors=True)
+    for folder in (bodies, spool_dir):  # an earlier demo's records are for its own log
+        shutil.rmtree(folder, ignore_errors=True)
     db = await SqliteAdapter.create(db_path)
     storage = await FileStorageAdapter.create(bodies)
 
@@ -78,7 +91,15 @@ async def run_demo(
     )
 
     def wrap(client: Any, alias: str) -> LoggingLLM[Any]:
-        return LoggingLLM(client, db, storage, api_key_alias=alias, tags={"environment": "demo"})
+        return LoggingLLM(
+            client,
+            db,
+            storage,
+            api_key_alias=alias,
+            tags={"environment": "demo"},
+            spool=spool_dir,  # not the user's cache folder: the demo keeps to its folder
+            max_queue_records=max_queue_records,
+        )
 
     openai_key = "sk-demo-openai-not-a-real-key"
     openai_prod = wrap(fake_openai_client(chat, api_key=openai_key), "openai-prod")
@@ -147,19 +168,28 @@ async def run_demo(
     if progress is not None:
         progress(0, calls)
     await asyncio.gather(*(one(f, fn, rng.choice(USERS)) for f, fn, _ in plan))
-    stats = await openai_prod.flush()
-    for llm in (openai_fast, openai_research, openai_search, claude, openai_prod):
-        await llm.close()  # the last one to close also closes the shared stores
+    for llm in (openai_fast, openai_research, openai_search, claude):
+        await llm.close(timeout=None)
+    # The last one to close stops the shared writer (replaying the spool) and closes the
+    # stores; its counts are the writer's.
+    stats = await openai_prod.close(timeout=None)
+    left = _spool_left(spool_dir)
 
     db = await SqliteAdapter.create(db_path)
     try:
         by_model = await reports.spend_report(db, "model")
         by_feature = await reports.spend_report(db, "feature")
-        logged, total = await reports.total_spend(db)
+        _, total = await reports.total_spend(db)
     finally:
         await db.close()
     with sqlite3.connect(db_path) as conn:
         (sql_total,) = conn.execute("SELECT SUM(total_cost) FROM llm_requests").fetchone()
+        written = rows_in(conn)
+        shown = conn.execute(  # a call to `show`: the most expensive one with a body
+            "SELECT request_id FROM llm_requests WHERE body_ref IS NOT NULL"
+            " ORDER BY total_cost DESC, request_id LIMIT 1"
+        ).fetchone()
+    conn.close()
     columns = (
         "model",
         "calls",
@@ -171,10 +201,7 @@ async def run_demo(
         "total_cost",
         "unpriced",
     )
-    print(
-        f"Logged {logged} calls ({stats.written} written, {stats.dropped} dropped, "
-        f"{len(failures)} raised by the SDK: {', '.join(sorted(set(failures))) or 'none'}).\n"
-    )
+    print(written_line(written, stats, left, spool_dir, failures) + "\n")
     print("Spend by model")
     print(render(by_model, "table", columns))
     print("\nSpend by feature")
@@ -188,12 +215,56 @@ async def run_demo(
         f"Bodies:   {bodies.resolve()}/YYYY/MM/DD/segments/<first request_id>.seg.gz"
         " (zcat prints them)"
     )
-    cli = _command_name()
-    print(
-        f"\nTry:\n  {cli} report --db {db_path} --by user_id\n"
-        f"  {cli} tail --db {db_path} -n 5\n"
-        f"  {cli} prices --db {db_path}\n"
-        f'  sqlite3 {db_path} "SELECT feature, ROUND(SUM(total_cost), 10) FROM llm_requests'
-        ' GROUP BY feature"'
-    )
+    print("\nTry:\n" + "\n".join(f"  {line}" for line in try_lines(db_path, shown)))
     return 0
+
+
+def try_lines(db_path: Path, request_id: tuple[str] | None) -> list[str]:
+    """The commands the demo suggests, each runnable as printed from where it ran."""
+    cli, db = shlex.quote(_command_name()), shlex.quote(str(db_path))
+    lines = [f"{cli} report --db {db} --by user_id", f"{cli} tail --db {db} -n 5"]
+    if request_id is not None:
+        lines.append(f"{cli} show {request_id[0]} --db {db}")
+    lines += [
+        f"{cli} prices --db {db}",
+        f'sqlite3 {db} "SELECT feature, ROUND(SUM(total_cost), 10) FROM llm_requests'
+        ' GROUP BY feature"',
+    ]
+    return lines
+
+
+def rows_in(conn: sqlite3.Connection) -> int:
+    (count,) = conn.execute("SELECT COUNT(*) FROM llm_requests").fetchone()
+    return int(count)
+
+
+def _spool_left(spool_dir: Path) -> int:
+    """Records still in the demo's spool; the spool is removed when it holds none."""
+    if not spool_dir.is_dir():
+        return 0
+    status = Spool(spool_dir).status()
+    left = status.records + status.rejected_records
+    if not left and not any(p.is_file() for p in spool_dir.rglob("*")):
+        shutil.rmtree(spool_dir, ignore_errors=True)
+    return left
+
+
+def written_line(
+    written: int, stats: WriterStats, left: int, spool_dir: Path, failures: list[str]
+) -> str:
+    """What reached the database, and how: the count is the database's own."""
+    how = []
+    if stats.replayed:
+        how.append(f"{stats.replayed:,} of them by way of the spool after the queue filled")
+    if stats.dropped:
+        how.append(f"{stats.dropped:,} dropped")
+    if left:
+        how.append(f"{left:,} still in the spool at {spool_dir}")
+    raised = len(failures)
+    kinds = ", ".join(sorted(set(failures)))
+    return (
+        f"{written:,} calls written to the database"
+        + (f" ({'; '.join(how)})" if how else "")
+        + (f"; {raised} raised by the SDK ({kinds}) and logged as errors" if raised else "")
+        + "."
+    )

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 
 from .._log import logger
-from ..stores.urls import redact_url
+from ..stores.urls import shown_url
 from .args import existing_db, parse_when, whole_number
 
 
@@ -36,7 +36,7 @@ async def cmd_serve_metrics(args: argparse.Namespace) -> int:
         try:
             port = server.server_port
             print(
-                f"serving metrics of {redact_url(args.db)} on http://{args.host}:{port}/metrics "
+                f"serving metrics of {shown_url(args.db)} on http://{args.host}:{port}/metrics "
                 f"({feed.counted} calls so far; Ctrl-C to stop)",
                 flush=True,
             )

@@ -12,7 +12,7 @@ from ..delivery.replay import replay_spool
 from ..delivery.spool import Spool, default_spool_dir, spool_root
 from ..schema import COLUMNS
 from ..stores.open import open_db, open_storage
-from ..stores.urls import redact_url
+from ..stores.urls import shown_url
 from .progress import progress_bar
 from .render import render
 
@@ -28,22 +28,21 @@ def spool_dirs(args: argparse.Namespace) -> list[Path]:
 
 
 async def cmd_spool_status(args: argparse.Namespace) -> int:
-    rows = []
+    """One line per spool holding records; a spool folder with nothing in it (a wrapper
+    makes its folder when it starts) is counted, not listed: it is for no store yet."""
+    rows, empty = [], 0
     for folder in spool_dirs(args):
         spool = Spool(folder)
         status = spool.status()
-        first = next(iter(spool.pending() or spool.rejected()), None)
-        try:
-            batch = spool.read(first) if first is not None else None
-        except (SpoolCorrupt, OSError):
-            batch = None
+        if not status.files and not status.rejected_files:
+            empty += 1
+            continue
+        db, storage = _stores_of(spool)
         rows.append(
             {
                 "spool": str(folder),
-                # Written by the stores, without secrets; redacted again in case an
-                # older version or another store wrote them.
-                "db": redact_url(batch.db) if batch and batch.db else None,
-                "storage": redact_url(batch.storage) if batch and batch.storage else None,
+                "db": db,
+                "storage": storage,
                 "files": status.files,
                 "records": status.records,
                 "bytes": status.bytes,
@@ -51,8 +50,35 @@ async def cmd_spool_status(args: argparse.Namespace) -> int:
                 "rejected": status.rejected_records,
             }
         )
-    print(render(rows, args.format) if rows else f"no spooled records under {spool_root()}")
+    where = f"in {args.spool_dir}" if args.spool_dir else f"under {spool_root()}"
+    if not rows:
+        print(f"no spooled records {where}" + (f" ({_empty(empty)})" if empty else ""))
+        return 0
+    print(render(rows, args.format))
+    if empty and args.format == "table":
+        print(f"\n{_empty(empty)}, not shown")
     return 0
+
+
+def _empty(count: int) -> str:
+    return f"{count} empty spool folder{'s' if count != 1 else ''} (nothing waiting)"
+
+
+def _stores_of(spool: Spool) -> tuple[str, str]:
+    """The stores a spool's records are for, as its first file's header names them."""
+    first = next(iter(spool.pending() or spool.rejected()), None)
+    if first is None:
+        return "(unknown: no file)", "(unknown: no file)"
+    try:
+        batch = spool.read(first)
+    except (SpoolCorrupt, OSError):
+        return "(unknown: unreadable file)", "(unknown: unreadable file)"
+    # Written by the stores, without secrets; redacted again (shown_url) in case an
+    # older version or another store wrote them.
+    return (
+        shown_url(batch.db) if batch.db else "(not recorded)",
+        shown_url(batch.storage) if batch.storage else "(none: rows only)",
+    )
 
 
 async def cmd_spool_inspect(args: argparse.Namespace) -> int:

@@ -15,7 +15,8 @@ import sys
 from types import FrameType
 from typing import Any
 
-from ..stores.urls import redact_url
+from ..stores.urls import shown_url
+from .args import check_db_exists
 
 
 def port_number(value: str) -> int:
@@ -26,7 +27,8 @@ def port_number(value: str) -> int:
 
 
 def add_command(sub: Any, stores: argparse.ArgumentParser) -> None:
-    """The ``ui`` subcommand, on the parser's subparsers; ``stores`` gives --db, --storage."""
+    """The ``ui`` subcommand, on the parser's subparsers; ``stores`` gives --db, --storage
+    (the dashboard shows each call's body)."""
     from ..dashboard import DEFAULT_HOST, DEFAULT_PORT
 
     p = sub.add_parser(
@@ -67,9 +69,11 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 def cmd_ui(args: argparse.Namespace) -> int:
     from ..dashboard import serve_dashboard
 
+    check_db_exists(args.db)  # before serving: the same hint as the other read commands
+
     def ready(url: str) -> None:
         print(
-            f"majordomo-log ui: {redact_url(args.db)} at {url} (read-only; Ctrl-C to stop)",
+            f"majordomo-log ui: {shown_url(args.db)} at {url} (read-only; Ctrl-C to stop)",
             flush=True,
         )
 

@@ -28,7 +28,7 @@ from ..cli.args import db_url as db_url_from
 from ..cli.args import storage_url as storage_url_from
 from ..stores.base import BodyStore, MetadataStore
 from ..stores.open import open_db, open_storage
-from ..stores.urls import redact_url, sqlite_path
+from ..stores.urls import shown_url, sqlite_path
 
 T = TypeVar("T")
 OPEN_TIMEOUT = 60.0  # seconds to open the stores
@@ -48,7 +48,7 @@ class Backend:
         # a file store.
         self.db_url = db_url_from(db_url)
         self.storage_url = None if storage_url is None else storage_url_from(storage_url)
-        self.source = redact_url(db_url)  # for display: never a password
+        self.source = shown_url(self.db_url)  # for display: a path, or a URL without its password
         self.db: MetadataStore | None = None
         self.storage: BodyStore | None = None
         self.storage_problem: str | None = "no body store was given (--storage)"

@@ -162,3 +162,27 @@ def parse_compresslevel(value: str) -> int:
     if not 0 <= level <= 9:
         raise ConfigError(f"compresslevel must be a whole number from 0 to 9, got {value!r:.20}")
     return level
+
+
+def shown_url(url: str) -> str:
+    """How a store is shown to a person: a SQLite database as its file's path and a
+    file store as its folder's (pasted back as ``--db`` or ``--storage``, or into
+    ``LoggingLLM``, either names the same file or folder from the same directory, which
+    ``sqlite://tmp/x.db`` would not: that is ``tmp/x.db``), anything else as the URL
+    with its secrets redacted."""
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme == "sqlite":
+            path = sqlite_path(url)
+        elif scheme == "file" and not parts.query:  # a query's options would be lost
+            path = file_url(url)[0]
+        else:
+            return redact_url(url)
+    except (ConfigError, ValueError):
+        return redact_url(url)
+    # A path that would be read back as a URL, or whose spaces at an end are easy to
+    # lose, stays a URL.
+    if "://" in path or not path.strip() or path != path.strip():
+        return redact_url(url)
+    return path
