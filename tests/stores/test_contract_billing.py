@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from old_logs import sqlite_log_before
 from servers import DIALECTS, isolated_db
 
 import majordomo_log as ml
@@ -18,7 +19,7 @@ from majordomo_log.record.call import CallContext, CallRecord
 from majordomo_log.record.pricing import PriceTable
 from majordomo_log.record.rows import build_row
 from majordomo_log.schema import COLUMNS, Row
-from majordomo_log.stores.sql.migrate import migrations_for, split_statements
+from majordomo_log.stores.sql.migrate import migrations_for
 
 PRICES = PriceTable.load()
 WHEN = dt.datetime(2026, 11, 2, 8, 30, tzinfo=dt.timezone.utc)
@@ -151,18 +152,8 @@ async def test_a_sqlite_file_at_0003_upgrades_keeping_its_rows(tmp_path: Path) -
     import sqlite3
 
     path = tmp_path / "old.db"
+    sqlite_log_before(path, MIGRATION)
     with sqlite3.connect(path) as conn:
-        conn.execute(
-            "CREATE TABLE majordomo_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
-        )
-        for migration in migrations_for("sqlite"):
-            if migration.name >= MIGRATION:
-                break
-            for statement in split_statements(migration.sql):
-                conn.execute(statement)
-            conn.execute(
-                "INSERT INTO majordomo_migrations VALUES (?, '2026-01-01')", (migration.name,)
-            )
         conn.execute(
             "INSERT INTO llm_requests (request_id, started_at, ended_at, latency_ms, provider,"
             " operation, status, cost_status, total_cost) VALUES ('old',"

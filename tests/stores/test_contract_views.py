@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from old_logs import sqlite_log_before
 from servers import DIALECTS, isolated_db
 from test_contract_metadata import blocked_row, record
 
@@ -21,7 +22,7 @@ import majordomo_log as ml
 from majordomo_log.cli import reports as _reports
 from majordomo_log.record.rows import build_row
 from majordomo_log.schema import Row
-from majordomo_log.stores.sql.migrate import migrations_for, split_statements
+from majordomo_log.stores.sql.migrate import migrations_for
 
 MIGRATION = "0007_round_view_costs"
 # Each view showing a cost, and its cost columns; the other views show none.
@@ -190,22 +191,6 @@ def _canonical(value: Any) -> Any:
     return value
 
 
-def _previous_release(path: Path) -> None:
-    """A SQLite log as the release before 0007 made it: every earlier migration."""
-    with sqlite3.connect(path) as conn:
-        conn.execute(
-            "CREATE TABLE majordomo_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
-        )
-        for migration in migrations_for("sqlite"):
-            if migration.name >= MIGRATION:
-                break
-            for statement in split_statements(migration.sql):
-                conn.execute(statement)
-            conn.execute(
-                "INSERT INTO majordomo_migrations VALUES (?, '2026-01-01')", (migration.name,)
-            )
-
-
 async def _views(store: ml.MetadataStore) -> dict[str, tuple[list[str], list[dict[str, Any]]]]:
     out = {}
     for view in (*COST_COLUMNS_OF, *OTHER_VIEWS):
@@ -218,7 +203,7 @@ async def _views(store: ml.MetadataStore) -> dict[str, tuple[list[str], list[dic
 
 async def test_a_log_of_the_previous_release_gets_the_rounded_views(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    _previous_release(path)
+    sqlite_log_before(path, MIGRATION)
     rows = noisy_rows()
     old = await ml.SqliteAdapter.create(path, migrate=False)
     try:
