@@ -100,6 +100,10 @@ class Delivery:
             return await asyncio.to_thread(
                 self._spill_prepared, records, bodies, None, outcomes, None
             )
+        if outcomes and self.spool is not None and not self.spool_backlog:
+            # Another process may have spooled rows this one never saw (a writer="process"
+            # parent whose queue filled): one listing, for batches that carry outcomes.
+            self.spool_backlog = bool(await asyncio.to_thread(self.spool.pending))
         # While the spool holds rows, an outcome's row may be among them, and an UPDATE now
         # would find nothing: spooled after them, outcomes are replayed after them.
         if (
@@ -156,7 +160,7 @@ class Delivery:
         for attempt in range(attempts):
             try:
                 async with self._write_lock():
-                    missed = list(await self.db.write_batch(rows, outcomes) or ())
+                    missed = unmatched_ids(await self.db.write_batch(rows, outcomes))
                 break
             except Exception as exc:
                 if not is_transient(exc) or attempt == attempts - 1:
@@ -388,3 +392,12 @@ def remaining(deadline: float | None) -> float | None:
 
 def _url(store: BodyStore | None) -> str | None:
     return None if store is None else store.url
+
+
+def unmatched_ids(result: object) -> list[str]:
+    """What ``write_batch`` returned, as the ids of outcomes that matched no row: a list
+    or tuple of ids; anything else (None, a row count a store of someone else's returns)
+    says nothing."""
+    if isinstance(result, (list, tuple)):
+        return [item for item in result if isinstance(item, str)]
+    return []

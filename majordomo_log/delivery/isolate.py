@@ -47,8 +47,10 @@ async def write_isolating(
         error = f"{type(exc).__name__}: {exc}"
     if len(rows) > 1:
         middle = len(rows) // 2
-        refused = await write_isolating(write, rows[:middle], outcomes)
-        return refused + await write_isolating(write, rows[middle:], ())
+        # The outcomes go with the last half: an outcome's row may be in either, and an
+        # UPDATE run before its row is inserted matches nothing.
+        refused = await write_isolating(write, rows[:middle], ())
+        return refused + await write_isolating(write, rows[middle:], outcomes)
     refused_rows: list[Refused] = [(row, error) for row in rows]
     if rows and outcomes:  # the row was the problem, perhaps not the outcome updates
         return refused_rows + await write_isolating(write, (), outcomes)
