@@ -64,6 +64,16 @@ def resolve_stores(args: argparse.Namespace) -> None:
         args.storage = storage_url(default_storage(args.db if "db" in args else default_db()))
 
 
+def check_window(args: argparse.Namespace) -> None:
+    """``--until`` before ``--since`` is a mistake to say, not an empty report."""
+    since, until = getattr(args, "since", None), getattr(args, "until", None)
+    if since is not None and until is not None and until <= since:
+        raise UsageError(
+            f"--until ({until:%Y-%m-%d %H:%M} UTC) is not after --since "
+            f"({since:%Y-%m-%d %H:%M} UTC): no call falls between them"
+        )
+
+
 def whole_number(maximum: int, minimum: int = 1) -> Callable[[str], int]:
     """An argparse type: a whole number from ``minimum`` to ``maximum``."""
 
@@ -150,6 +160,6 @@ def check_db_exists(url: str) -> None:
             f"(or set {DB_ENV_VAR}={DEMO_DB})"
         )
     raise UsageError(
-        f"no database at {path}: pass --db or set {DB_ENV_VAR}, or run `majordomo-log demo` "
-        f"to write a sample log to {DEMO_DB} and pass --db {DEMO_DB}"
+        f"no database at {path} (a read command never creates one): name a log with --db "
+        f"or {DB_ENV_VAR}, or run `majordomo-log demo` to write a sample log to {DEMO_DB}"
     )

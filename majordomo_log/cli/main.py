@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from .._exceptions import MajordomoLogError
-from .args import UsageError, resolve_stores
+from .args import UsageError, check_window, resolve_stores
 from .parser import build_parser
 from .pipes import stdout_closed
 
@@ -30,6 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         resolve_stores(args)
+        check_window(args)
         result = args.run(args)  # a coroutine, or a command that blocks on its own (ui)
         code: int = asyncio.run(result) if inspect.iscoroutine(result) else result
         sys.stdout.flush()  # a closed pipe fails here, not in the interpreter's last flush

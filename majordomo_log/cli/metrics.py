@@ -92,7 +92,11 @@ def add_parser(sub: argparse._SubParsersAction, database: argparse.ArgumentParse
         help="a tag to label by, e.g. feature (repeatable or comma-separated; "
         "user_id only when named: every value is a series)",
     )
-    p.add_argument("--since", type=parse_when, help="count calls from this time: 7d, 24h or ISO")
+    p.add_argument(
+        "--since",
+        type=parse_when,
+        help="count calls from this time: 1w, 7d, 24h, 30m ago or an ISO date[time]",
+    )
     p.add_argument(
         "--interval", type=_seconds(0.01, 3600), default=5.0, help="seconds between reads (5)"
     )

@@ -133,3 +133,17 @@ def test_help_shows_each_description_through_the_console_script() -> None:
     assert done.returncode == 0 and "The latest calls, newest first" in done.stdout
     assert "calls before this time" in done.stdout  # --until explained
     assert "--storage" not in done.stdout
+
+
+@pytest.mark.parametrize("command", [["report"], ["tail"], ["reprice", "--dry-run"]])
+def test_until_before_since_is_an_error_not_an_empty_result(
+    command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from majordomo_log.cli import main
+
+    db = str(tmp_path / "missing.db")  # the window is checked before the log is opened
+    assert main([*command, "--db", db, "--since", "7d", "--until", "14d"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--until" in err and "is not after --since" in err
+    assert main([*command, "--db", db, "--since", "14d", "--until", "7d"]) == 2
+    assert "no database at" in capsys.readouterr().err  # a real window passes the check

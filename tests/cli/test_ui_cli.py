@@ -79,9 +79,9 @@ def test_a_missing_log_is_one_line_and_exit_2(tmp_path: Path) -> None:
     )
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.strip().splitlines() == [
-        f"majordomo-log: error: no database at {missing}: pass --db or set MAJORDOMO_LOG_DB,"
-        " or run `majordomo-log demo` to write a sample log to demo-output/llm_logs.db and"
-        " pass --db demo-output/llm_logs.db"
+        f"majordomo-log: error: no database at {missing} (a read command never creates"
+        " one): name a log with --db or MAJORDOMO_LOG_DB, or run `majordomo-log demo` to"
+        " write a sample log to demo-output/llm_logs.db"
     ]
     assert not missing.exists()
 
