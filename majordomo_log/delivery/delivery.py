@@ -137,18 +137,17 @@ class Delivery:
             )
         self.mark_up()
         refused = unbuildable + refused
-        self._count_written(len(records), len(outcomes) - len(missed), refused)
+        self._count_written(len(records), refused)
         if refused and self.spool is not None:
             await asyncio.to_thread(keep_rejected, self.spool, refused, None, self.db, self.storage)
         elif refused:
             log_refused(self.db, refused)
         return True
 
-    def _count_written(self, rows: int, outcomes: int, refused: Sequence[Refused]) -> None:
+    def _count_written(self, rows: int, refused: Sequence[Refused]) -> None:
         bad_rows = sum(row is not None for row, _ in refused)
         self.written += rows - bad_rows
         self.failed += bad_rows
-        self.outcomes_written += outcomes - (len(refused) - bad_rows)
 
     async def _write_with_retries(
         self, rows: Sequence[Row], outcomes: Sequence[OutcomeUpdate]
@@ -166,6 +165,9 @@ class Delivery:
                 if not is_transient(exc) or attempt == attempts - 1:
                     raise
                 await asyncio.sleep(self.backoff(attempt))
+        # Counted per write that succeeded, so outcomes replayed from the spool count too,
+        # and a piece the store refused (write_isolating) does not.
+        self.outcomes_written += len(outcomes) - len(missed)
         if missed:
             self.outcomes_unmatched += len(missed)
             warn_unmatched(self.db, missed)

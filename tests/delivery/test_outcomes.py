@@ -72,6 +72,7 @@ async def test_an_outcome_whose_row_follows_a_refused_row_lands(
         last.request_id: "accepted",
     }
     assert delivery.outcomes_unmatched == 0 and "matched no logged call" not in caplog.text
+    assert delivery.outcomes_written == 1  # replayed outcomes are counted as written
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX only")

@@ -270,10 +270,11 @@ async def test_an_outcome_for_a_spooled_row_lands_after_the_row(tmp_path: Path) 
     # The store is back, the row still in the spool: the outcome must not be lost.
     await llm.record_outcome(spooled, "accepted")
     direct = ml.call_info(await llm.ask(model="gpt-4o")).request_id
-    await llm.close()
+    stats = await llm.close()
     with sqlite3.connect(tmp_path / "log.db") as conn:
         outcomes = dict(conn.execute("SELECT request_id, outcome FROM llm_requests").fetchall())
     assert outcomes == {spooled: "accepted", direct: None}
+    assert (stats.outcomes_written, stats.outcomes_unmatched) == (1, 0)
 
 
 async def test_a_spool_that_cannot_write_keeps_the_batch_in_memory(tmp_path: Path) -> None:
@@ -488,7 +489,8 @@ async def test_cli_spool_status_inspect_and_replay(
 
     code, out = await asyncio.to_thread(run, "spool", "status", "--format", "json")
     (status,) = json.loads(out)
-    assert code == 0 and (status["records"], status["db"]) == (7, db.url)
+    # shown as the file's path, which pasted back as --db names the same file
+    assert code == 0 and (status["records"], status["db"]) == (7, str(tmp_path / "log.db"))
     code, out = await asyncio.to_thread(run, "spool", "inspect", "--format", "json")
     assert sorted(r["request_id"] for r in json.loads(out)) == sorted(made)
     code, out = await asyncio.to_thread(
