@@ -41,6 +41,7 @@ def _command_name() -> str:
             return str(argv0)
     return "majordomo-log"
 
+
 # Calls the demo has in flight at once.
 IN_FLIGHT = 64
 
