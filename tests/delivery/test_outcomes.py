@@ -16,35 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from duck_client import Acme
+from sample_rows import sample_row
 from servers import DIALECTS, isolated_db
 
 import majordomo_log as ml
 from majordomo_log.delivery.delivery import Delivery
 from majordomo_log.delivery.spool import Spool, SpoolEntry
-from majordomo_log.schema import COLUMNS, Row
+from majordomo_log.schema import Row
 
 BASE = dt.datetime(2026, 5, 6, 7, 8, 9, tzinfo=dt.timezone.utc)
-
-
-class Reply:
-    def __init__(self, model: str) -> None:
-        self.model, self.input_tokens, self.output_tokens = model, 10, 5
-
-
-class Client:
-    async def ask(self, model: str) -> Reply:
-        return Reply(model)
-
-
-def _row(i: int, **values: Any) -> Row:
-    base: dict[str, Any] = dict.fromkeys(COLUMNS)
-    base.update(
-        request_id=f"01a30000-0000-7000-8000-{i:012d}", started_at=BASE, ended_at=BASE,
-        latency_ms=250.0, provider="openai", operation="chat.completions", stream=False,
-        status="ok", currency="USD", cost_status="computed", tags="{}",
-    )  # fmt: skip
-    base.update(values)
-    return Row(**base)
 
 
 @pytest.fixture(params=DIALECTS)
@@ -56,8 +37,8 @@ async def db(request: Any, tmp_path: Path) -> AsyncIterator[ml.MetadataStore]:
 async def test_an_outcome_whose_row_follows_a_refused_row_lands(
     db: ml.MetadataStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    spool = Spool(tmp_path / "spool")
-    first, refused, last = _row(1), _row(2, provider=None), _row(3)  # provider is NOT NULL
+    spool = Spool(tmp_path / "spool")  # the middle row is refused: provider is NOT NULL
+    first, refused, last = sample_row(BASE), sample_row(BASE, provider=None), sample_row(BASE)
     spool.append(
         [SpoolEntry(first), SpoolEntry(refused), SpoolEntry(last)],
         [(last.request_id, "accepted", BASE)],
@@ -79,12 +60,12 @@ async def test_an_outcome_whose_row_follows_a_refused_row_lands(
 async def test_process_writer_outcomes_for_rows_the_parent_spooled(tmp_path: Path) -> None:
     db = await ml.SqliteAdapter.create(tmp_path / "log.db")
     llm = ml.LoggingLLM(
-        Client(), db, None, close_stores=False, writer="process", spool=tmp_path / "spool",
+        Acme(), db, None, close_stores=False, writer="process", spool=tmp_path / "spool",
         max_queue_records=2, batch_size=1,
     )  # fmt: skip
-    await llm.ask("gpt-4o")
+    await llm.complete("hi")
     await llm.flush()
-    ids = [ml.call_info(await llm.ask("gpt-4o")).request_id for _ in range(6)]
+    ids = [ml.call_info(await llm.complete("hi")).request_id for _ in range(6)]
     for _ in range(300):  # the parent spills its overflow on its own thread
         if llm.stats().queue_records == 0:
             break
@@ -131,8 +112,8 @@ async def test_a_store_returning_other_than_ids_is_not_refused(
     tmp_path: Path, returns: Any
 ) -> None:
     store = CountingStore(await ml.SqliteAdapter.create(tmp_path / "log.db"), returns)
-    llm = ml.LoggingLLM(Client(), store, None, spool=tmp_path / "spool")
-    request_id = ml.call_info(await llm.ask("gpt-4o")).request_id
+    llm = ml.LoggingLLM(Acme(), store, None, spool=tmp_path / "spool")
+    request_id = ml.call_info(await llm.complete("hi")).request_id
     await llm.record_outcome(request_id, "accepted")
     stats = await llm.close()
     assert (stats.written, stats.failed, stats.outcomes_written) == (1, 0, 1)
